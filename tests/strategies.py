@@ -40,14 +40,26 @@ messages = st.one_of(
 
 GARBAGE_BYTES = st.binary(min_size=1, max_size=12)
 
+# Raw frames that are near-valid: data fields drawn from characters rich in the special ones.
+SPECIAL = "()*!/\r\n\x03\x04\x02\x01\x06\x15?\\"
+raw_field = st.text(alphabet=st.sampled_from(list(SPECIAL) + list("A1.  zZ9~")), max_size=40)
+raw_frames = st.one_of(
+    raw_field.map(lambda t: ("\x02" + t + "\x03").encode() + b"\x00"),
+    st.tuples(st.sampled_from("RWBPEX1a"), st.sampled_from("0129x"), raw_field).map(
+        lambda p: ("\x01" + p[0] + p[1] + "\x02" + p[2] + "\x03").encode() + b"\x00"),
+    raw_field.map(lambda t: ("/?" + t + "!\r\n").encode()),
+    raw_field.map(lambda t: ("/ABC5" + t + "\r\n").encode()),
+    raw_field.map(lambda t: ("\x06" + t[:5] + "\r\n").encode()),
+)
+
 
 @st.composite
 def streams(draw, max_messages=8):
     """(wire bytes, messages): valid messages with garbage and single-byte corruptions between."""
-    msgs = draw(st.lists(messages, max_size=max_messages))
+    msgs = draw(st.lists(messages | raw_frames, max_size=max_messages))
     parts = []
     for m in msgs:
-        raw = bytearray(m.to_bytes())
+        raw = bytearray(m if isinstance(m, bytes) else m.to_bytes())
         if draw(st.integers(0, 4)) == 0 and raw:  # corrupt one byte
             i = draw(st.integers(0, len(raw) - 1))
             raw[i] = draw(st.integers(0, 127))

@@ -194,7 +194,7 @@ def _feed_split(framer, data, cuts, ts=None):
 
 @settings(max_examples=400, deadline=None)
 @given(streams(), st.sampled_from(["none", "even"]), st.lists(st.integers(0, 10_000), max_size=6),
-       st.integers(0, 3), st.booleans())
+       st.integers(0, 2**32), st.booleans())
 def test_cython_framer_matches_model_on_any_split(stream_msgs, parity, cuts, seed, with_ts):
     data, _ = stream_msgs
     rng = random.Random(seed)
@@ -208,7 +208,10 @@ def test_cython_framer_matches_model_on_any_split(stream_msgs, parity, cuts, see
     ts = None
     if with_ts:
         ts = np.cumsum([rng.choice([1_000_000, 1_000_000, 2_000_000_000]) for _ in data]).astype(np.int64)
-    kw = dict(frame_max=rng.choice([64, 4096]))
+    # small random limits make every limit check meet its boundary often
+    kw = dict(frame_max=rng.choice([16, 64, 4096]), device_address_max=rng.randint(0, 8),
+              identification_max=rng.randint(0, 8), address_max=rng.randint(0, 8),
+              value_max=rng.randint(0, 8), unit_max=rng.randint(0, 8))
     whole = _keys(_feed_split(fx.Framer(parity, **kw), data, [], ts))
     split = _keys(_feed_split(fx.Framer(parity, **kw), data, cuts, ts))
     ref = _keys(_feed_split(model.FramerModel(parity, **kw), data, cuts, ts))
