@@ -1,0 +1,564 @@
+"""The rig profile: every open parameter of the protocol, each with the source it comes from.
+
+The shipped default (profiles/iec62055-52.toml) holds IEC 62056-21 values and our assumptions for
+what IEC 62055-52 fixes but does not publish. A user profile overrides some of them. Both files go
+through one schema (SCHEMA below: key -> type, range, unit); nothing is checked by hand per key.
+Times are milliseconds in TOML and integer nanoseconds here (house rule).
+
+    p = load_profile("mine.toml")
+    p.timing.ta_ns, p.source("timing.ta")   # 1500000000, "IEC 62056-21 §6.4"
+"""
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_PATH", "SCHEMA", "Profile", "ProfileError", "Register", "load_profile"]
+
+DEFAULT_PATH = Path(__file__).with_name("profiles") / "iec62055-52.toml"
+NS_PER_MS = 1_000_000
+# The default may cite IEC 62056-21 or say "assumed"; nothing else (62055-52 is not public to us).
+_DEFAULT_SOURCE = re.compile(r"IEC 62056-21 §\S.*|assumed")
+
+
+class ProfileError(ValueError):
+    """A profile file is unreadable, malformed, or holds a value the schema refuses."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema: checks for one value. `get(dotted)` reads another merged value, so a limit such as the
+# identification length can follow limits.identification_max.
+
+@dataclass(frozen=True)
+class Int:
+    lo: int
+    hi: int | str  # a str is the dotted key of another value
+    unit: str = ""
+
+    def expect(self, get):
+        hi = get(self.hi) if isinstance(self.hi, str) else self.hi
+        return f"an integer {self.lo}..{hi}" + (f" ({self.unit})" if self.unit else "")
+
+    def ok(self, v, get):
+        hi = get(self.hi) if isinstance(self.hi, str) else self.hi
+        return type(v) is int and self.lo <= v <= hi
+
+
+@dataclass(frozen=True)
+class Bool:
+    def expect(self, get):
+        return "true or false"
+
+    def ok(self, v, get):
+        return type(v) is bool
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple
+    unit: str = ""
+
+    def expect(self, get):
+        return "one of " + ", ".join(map(repr, self.options)) + (f" ({self.unit})" if self.unit else "")
+
+    def ok(self, v, get):
+        return any(type(v) is type(o) and v == o for o in self.options)  # True is not 1
+
+
+@dataclass(frozen=True)
+class Text:
+    max: int | str  # a str is the dotted key of a limit
+    chars: str  # regex of one allowed character
+    what: str
+    min: int = 0
+
+    def expect(self, get):
+        hi = get(self.max) if isinstance(self.max, str) else self.max
+        return f"a string of {self.min}..{hi} characters ({self.what})"
+
+    def ok(self, v, get):
+        hi = get(self.max) if isinstance(self.max, str) else self.max
+        return type(v) is str and self.min <= len(v) <= hi and re.fullmatch(f"(?:{self.chars})*", v) is not None
+
+
+@dataclass(frozen=True)
+class Map:
+    """A whole table as one value, e.g. baud characters -> baud rates."""
+    key: Text
+    value: Any
+
+    def expect(self, get):
+        return f"a table of keys ({self.key.what}) to {self.value.expect(get)}"
+
+    def ok(self, v, get):
+        return (type(v) is dict and len(v) > 0
+                and all(self.key.ok(k, get) and self.value.ok(x, get) for k, x in v.items()))
+
+
+@dataclass(frozen=True)
+class Opt:
+    """A value that may be left out; it then takes `default`."""
+    check: Any
+    default: Any
+
+    def expect(self, get):
+        return self.check.expect(get)
+
+    def ok(self, v, get):
+        return v == self.default or self.check.ok(v, get)
+
+
+@dataclass(frozen=True)
+class Open:
+    """A table whose keys the user may add (registers, code tables), each holding `item`."""
+    key: Text
+    item: Any
+
+
+_BAUD = Choice((300, 600, 1200, 2400, 4800, 9600, 19200), "baud")
+_PRINTABLE = r"[ -~]"
+_DATA = r"[ \"-'+-.0-~]"  # printable, but not ( ) * / ! (they delimit data sets)
+_NAME = Text(32, r"[A-Za-z0-9_]", "letters, digits, _", min=1)
+ENCODINGS = ("decimal", "ascii", "digits20", "code", "binary7")
+
+
+def _ms(lo: int = 0, hi: int = 60_000) -> Int:
+    return Int(lo, hi, "milliseconds")
+
+
+SCHEMA: dict[str, Any] = {
+    "packing": Choice(("7bit-msb-first", "7bit-lsb-first")),
+    "interface": {"option": Choice(("optical", "current_loop", "voltage"))},
+    "character": {
+        "format": Choice(("7E1", "8N1")),
+        "initial_baud": _BAUD,
+        "max_baud": _BAUD,
+        "baud_chars_mode_c": Map(Text(1, "[0-9]", "one digit", min=1), _BAUD),
+        "baud_chars_mode_b": Map(Text(1, "[A-Z]", "one capital letter", min=1), _BAUD),
+    },
+    "timing": {
+        "tr_min_ms": _ms(), "tr_min_fast_ms": _ms(), "tr_max_ms": _ms(1, 60_000),
+        "ta_ms": _ms(1, 60_000), "tt_min_ms": _ms(), "tt_max_ms": _ms(1, 60_000),
+        "command_timeout_ms": _ms(1, 60_000),
+        "inactivity_min_ms": _ms(1, 3_600_000), "inactivity_max_ms": _ms(1, 3_600_000),
+        "speed_switch_guard_ms": _ms(),
+        "execution_limit_ms": _ms(1, 600_000), "not_ready_poll_ms": _ms(1, 60_000),
+    },
+    "protocol": {
+        "nak_repeats": Int(0, 255, "repeats"),
+        "bcc_on_data": Bool(),
+        "undefined_command": Choice(("nak", "error")),
+    },
+    "limits": {
+        **{k: Int(1, 65_535, "characters") for k in (
+            "device_address_max", "identification_max", "address_max", "value_max",
+            "value_max_programming", "unit_max", "error_text_max")},
+        "frame_max": Int(64, 1 << 20, "bytes"),
+    },
+    "identification": {
+        "manufacturer": Text(3, "[A-Za-z]", "letters", min=3),
+        "baud_char": Text(1, "[0-9A-Z]", "a baud character", min=1),
+        "text": Text("limits.identification_max", r"[ \"-.0-~]", "printable, no / or !", min=1),
+        "device_address": Text("limits.device_address_max", "[0-9A-Za-z ]", "0-9 A-Z a-z space"),
+    },
+    "error_texts": {k: Text("limits.error_text_max", _DATA, "printable, no ( ) * / !", min=1) for k in (
+        "unknown_register", "access_denied", "bad_length", "bad_value", "not_ready", "lockout",
+        "undefined_command")},
+    "registers": Open(_NAME, {
+        "register_id": Text("limits.address_max", _DATA.replace(" ", ""), "printable, no space ( ) * / !", min=1),
+        "access": Choice(("r", "w", "rw")),
+        "length": Int(1, "limits.value_max_programming", "characters"),
+        "encoding": Choice(ENCODINGS),
+        "codes": Opt(Text(32, "[A-Za-z0-9_]", 'a code table name, or "" for none'), None),
+        "description": Opt(Text(200, r"[^\x00-\x1f]", "one line"), ""),
+    }),
+    "codes": Open(_NAME, Open(Text(3, "[0-9]", "a code number 0..999", min=1),
+                              Text(64, _PRINTABLE, "printable", min=1))),
+    "token_lockout": {
+        "threshold": Int(1, 255, "rejected tokens"),
+        "initial_period_ms": _ms(1, 86_400_000),
+        "factor": Int(1, 16),
+        "max_period_ms": _ms(1, 86_400_000),
+        "cleared_by_accept": Bool(),
+        "cleared_by_power_cycle": Bool(),
+    },
+}
+
+# a <= b, checked after merging (the key from the user's file is the one blamed).
+_ORDER = (
+    ("timing.tr_min_fast_ms", "timing.tr_min_ms"),
+    ("timing.tr_min_ms", "timing.tr_max_ms"),
+    ("timing.tt_min_ms", "timing.tt_max_ms"),
+    ("timing.inactivity_min_ms", "timing.inactivity_max_ms"),
+    ("token_lockout.initial_period_ms", "token_lockout.max_period_ms"),
+    ("character.initial_baud", "character.max_baud"),
+    ("limits.value_max", "limits.value_max_programming"),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# The profile objects (all frozen; treat the dicts inside as read-only).
+
+@dataclass(frozen=True)
+class Interface:
+    option: str
+
+
+@dataclass(frozen=True)
+class Character:
+    format: str
+    initial_baud: int
+    max_baud: int
+    baud_chars_mode_c: dict[str, int]
+    baud_chars_mode_b: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Timing:
+    tr_min_ns: int
+    tr_min_fast_ns: int
+    tr_max_ns: int
+    ta_ns: int
+    tt_min_ns: int
+    tt_max_ns: int
+    command_timeout_ns: int
+    inactivity_min_ns: int
+    inactivity_max_ns: int
+    speed_switch_guard_ns: int
+    execution_limit_ns: int
+    not_ready_poll_ns: int
+
+    def tr_min_for(self, manufacturer: str) -> int:
+        """Minimum tr for a server identifying as `manufacturer` (lower-case third letter: fast)."""
+        return self.tr_min_fast_ns if len(manufacturer) >= 3 and manufacturer[2].islower() else self.tr_min_ns
+
+
+@dataclass(frozen=True)
+class Protocol:
+    nak_repeats: int
+    bcc_on_data: bool
+    undefined_command: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    device_address_max: int
+    identification_max: int
+    address_max: int
+    value_max: int
+    value_max_programming: int
+    unit_max: int
+    error_text_max: int
+    frame_max: int
+
+
+@dataclass(frozen=True)
+class Identification:
+    manufacturer: str
+    baud_char: str
+    text: str
+    device_address: str
+
+
+@dataclass(frozen=True)
+class TokenLockout:
+    threshold: int
+    initial_period_ns: int
+    factor: int
+    max_period_ns: int
+    cleared_by_accept: bool
+    cleared_by_power_cycle: bool
+
+    def period_ns(self, rejects: int) -> int:
+        """Lockout after `rejects` consecutive rejected tokens: 0 below the threshold, then growing."""
+        if rejects < self.threshold:
+            return 0
+        return min(self.initial_period_ns * self.factor ** (rejects - self.threshold), self.max_period_ns)
+
+
+@dataclass(frozen=True)
+class Register:
+    name: str
+    register_id: str  # the ASCII data-set address
+    access: str  # "r" | "w" | "rw"
+    length: int  # maximum value characters
+    encoding: str  # one of ENCODINGS
+    codes: str | None  # code table of a "code" register
+    description: str
+    source: str
+
+
+_SECTIONS = {"interface": Interface, "character": Character, "timing": Timing, "protocol": Protocol,
+             "limits": Limits, "identification": Identification, "token_lockout": TokenLockout}
+
+
+@dataclass(frozen=True)
+class Profile:
+    path: Path  # the user profile, or the default when none was given
+    sources: dict[str, str]  # dotted TOML key -> "IEC 62056-21 §..." | "assumed" | "user profile ..."
+    packing: str
+    interface: Interface
+    character: Character
+    timing: Timing
+    protocol: Protocol
+    limits: Limits
+    identification: Identification
+    error_texts: dict[str, str]
+    registers: dict[str, Register]
+    codes: dict[str, dict[int, str]]
+    token_lockout: TokenLockout
+
+    def source(self, key: str) -> str:
+        """Source of a value: "timing.ta", "timing.ta_ms" and "timing.ta_ns" all work; a table
+        ("registers.tokenStatus") gives its distinct sources joined by "; "."""
+        want = _unit_free(key)
+        for k, s in self.sources.items():
+            if _unit_free(k) == want:
+                return s
+        inside = [s for k, s in self.sources.items() if _unit_free(k).startswith(want + ".")]
+        if inside:
+            return "; ".join(dict.fromkeys(inside))
+        parent = key.rpartition(".")[0]  # an entry of a table-valued leaf (baud characters)
+        if parent and parent in self.sources:
+            return self.sources[parent]
+        raise KeyError(f"no profile value {key!r}")
+
+    def baud_from_char(self, ch: str) -> int:
+        for table in (self.character.baud_chars_mode_c, self.character.baud_chars_mode_b):
+            if ch in table:
+                return table[ch]
+        raise ValueError(f"unknown baud character {ch!r}")
+
+    def baud_char(self, baud: int, mode: str = "C") -> str:
+        table = {"C": self.character.baud_chars_mode_c, "B": self.character.baud_chars_mode_b}[mode]
+        for ch, b in table.items():
+            if b == baud:
+                return ch
+        raise ValueError(f"no mode {mode} baud character for {baud} Bd")
+
+    def register_by_id(self, register_id: str) -> Register | None:
+        return next((r for r in self.registers.values() if r.register_id == register_id), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        return d
+
+
+def _unit_free(key: str) -> str:
+    return re.sub(r"_(ms|ns)$", "", key)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: read each file into flat records (dotted path -> value, source, file), merge, check.
+
+@dataclass(frozen=True)
+class _Rec:
+    value: Any
+    source: str
+    file: str
+
+
+def load_profile(path: str | os.PathLike[str] | None = None) -> Profile:
+    """The shipped default, with the user profile at `path` (if any) merged over it."""
+    flat: dict[tuple[str, ...], _Rec] = {}
+    _read(DEFAULT_PATH, flat, user=False)
+    if path is not None:
+        _read(Path(path), flat, user=True)
+    _complete(flat)
+    _check(flat)
+    return _build(flat, Path(path) if path is not None else DEFAULT_PATH)
+
+
+def _fail(file: str, path: tuple[str, ...], expected: str, got: Any = ...) -> ProfileError:
+    got_s = "" if got is ... else f", got {got!r}"
+    return ProfileError(f"{file}: {'.'.join(path)}: expected {expected}{got_s}")
+
+
+def _read(path: Path, flat: dict, *, user: bool) -> None:
+    file = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ProfileError(f"{file}: cannot read profile: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ProfileError(f"{file}: not UTF-8 text: {e}") from None
+    except tomllib.TOMLDecodeError as e:  # its message ends "(at line N, column M)"
+        raise ProfileError(f"{file}: not valid TOML: {e}") from None
+    _walk(SCHEMA, data, (), file, user, None, flat)
+
+
+def _walk(node, table, path, file, user, inherited, flat) -> None:
+    if type(table) is not dict:
+        raise _fail(file, path, "a table", table)
+    cite = table.get("source", inherited)  # a table's `source` covers the plain values in it
+    if "source" in table and type(cite) is not str:
+        raise _fail(file, path + ("source",), "a string naming where the values come from", cite)
+    for key, raw in table.items():
+        if key == "source":
+            continue
+        where = path + (key,)
+        if isinstance(node, Open):
+            if not node.key.ok(key, None):
+                raise _fail(file, where, f"a key that is {node.key.expect(None)}", key)
+            child = node.item
+        elif key in node:
+            child = node[key]
+        else:
+            raise ProfileError(f"{file}: {'.'.join(where)}: unknown key; expected one of: {', '.join(node)}")
+        if isinstance(child, (dict, Open)):
+            _walk(child, raw, where, file, user, cite, flat)
+            continue
+        value, own = raw, cite
+        if type(raw) is dict and "value" in raw:  # { value = ..., source = "..." }
+            if set(raw) - {"value", "source"} or type(raw.get("source", "")) is not str:
+                raise _fail(file, where, '{ value = ..., source = "..." }', raw)
+            value, own = raw["value"], raw.get("source", cite)
+        flat[where] = _Rec(value, _source(file, where, user, own), file)
+
+
+def _source(file: str, where: tuple[str, ...], user: bool, cite: str | None) -> str:
+    if user:
+        return f"user profile {file}" + (f": {cite}" if cite else "")
+    if cite is None or not _DEFAULT_SOURCE.fullmatch(cite):
+        raise _fail(file, where, "a source 'IEC 62056-21 §<clause>' or 'assumed'", cite)
+    return cite
+
+
+def _leaves(node, path: tuple[str, ...], flat: dict):
+    """Every (path, check) the merged profile must hold, open tables expanded from what is there."""
+    if isinstance(node, Open):
+        n = len(path)
+        for key in dict.fromkeys(p[n] for p in flat if len(p) > n and p[:n] == path):
+            yield from _leaves(node.item, path + (key,), flat)
+    elif isinstance(node, dict):
+        for key, child in node.items():
+            yield from _leaves(child, path + (key,), flat)
+    else:
+        yield path, node
+
+
+def _row(flat: dict, path: tuple[str, ...]) -> _Rec | None:
+    """A record next to `path` (same table): whose file and source a missing entry inherits."""
+    return next((r for p, r in flat.items() if p[:-1] == path[:-1]), None)
+
+
+def _complete(flat: dict) -> None:
+    for path, check in list(_leaves(SCHEMA, (), flat)):
+        if path in flat:
+            continue
+        near = _row(flat, path)
+        if isinstance(check, Opt) and near is not None:
+            flat[path] = _Rec(check.default, near.source, near.file)
+        else:
+            file = near.file if near else str(DEFAULT_PATH)
+            raise _fail(file, path, check.expect(lambda k: _value(flat, k)) + "; it is missing")
+
+
+def _value(flat: dict, dotted: str) -> Any:
+    return flat[tuple(dotted.split("."))].value
+
+
+def _ref(check) -> str | None:
+    """The dotted key a check's bound reads, if any."""
+    check = getattr(check, "check", check)  # through Opt
+    bound = getattr(check, "max", getattr(check, "hi", None))
+    return bound if isinstance(bound, str) else None
+
+
+def _later(flat: dict, *dotted: str) -> str:
+    """Of several related keys, the one to blame: the first one set by the user, else the first."""
+    default = str(DEFAULT_PATH)
+    return next((k for k in dotted if flat[tuple(k.split("."))].file != default), dotted[0])
+
+
+def _check(flat: dict) -> None:
+    get = lambda k: _value(flat, k)  # noqa: E731
+
+    def fail(dotted: str, expected: str):
+        rec = flat[tuple(dotted.split("."))]
+        return _fail(rec.file, tuple(dotted.split(".")), expected, rec.value)
+
+    # Each value alone; limits first, since other checks read them.
+    for path, check in sorted(_leaves(SCHEMA, (), flat), key=lambda pc: pc[0][0] != "limits"):
+        if not check.ok(flat[path].value, get):
+            expected, ref = check.expect(get), _ref(check)
+            if ref and flat[tuple(ref.split("."))].file != flat[path].file:  # the user moved a limit
+                expected += f" ({ref} set in {flat[tuple(ref.split('.'))].file})"
+            raise fail(".".join(path), expected)
+
+    for a, b in _ORDER:
+        if get(a) > get(b):
+            raise (fail(a, f"at most {b} = {get(b)}") if _later(flat, a, b) == a
+                   else fail(b, f"at least {a} = {get(a)}"))
+
+    # The identification announces the maximum speed.
+    ch, top = get("identification.baud_char"), get("character.max_baud")
+    chars = {**get("character.baud_chars_mode_b"), **get("character.baud_chars_mode_c")}
+    if chars.get(ch) != top:
+        blame = _later(flat, "identification.baud_char", "character.max_baud",
+                       "character.baud_chars_mode_c", "character.baud_chars_mode_b")
+        named = [c for c, b in chars.items() if b == top]
+        if blame == "identification.baud_char":
+            raise fail(blame, f"the baud character of character.max_baud = {top} (one of {named})")
+        raise fail(blame, f"a value consistent with identification.baud_char = {ch!r} "
+                          f"and character.max_baud = {top}")
+
+    tables = sorted({p[1] for p in flat if p[0] == "codes"})
+    seen: dict[str, str] = {}
+    for name in dict.fromkeys(p[1] for p in flat if p[0] == "registers"):
+        key = f"registers.{name}"
+        enc, codes = get(key + ".encoding"), get(key + ".codes") or None
+        if enc == "code" and codes not in tables:
+            raise fail(_later(flat, key + ".codes", key + ".encoding"),
+                       f"a code table for encoding 'code' (one of {tables})")
+        if enc != "code" and codes is not None:
+            raise fail(_later(flat, key + ".codes", key + ".encoding"),
+                       f'"" (no code table) for encoding {enc!r}')
+        if enc == "digits20" and get(key + ".length") != 20:
+            raise fail(key + ".length", "20 for encoding 'digits20'")
+        rid = get(key + ".register_id")
+        if rid in seen:
+            raise fail(_later(flat, key + ".register_id", seen[rid]),
+                       f"a register_id not used by another register ({seen[rid]} has it)")
+        seen[rid] = key + ".register_id"
+
+
+def _build(flat: dict, path: Path) -> Profile:
+    def section(name: str):
+        kw = {}
+        for key in SCHEMA[name]:
+            v = flat[(name, key)].value
+            if key.endswith("_ms"):
+                key, v = key[:-3] + "_ns", v * NS_PER_MS
+            kw[key] = dict(v) if isinstance(v, dict) else v
+        return kw
+
+    sources = {".".join(p): r.source for p, r in flat.items()}
+    registers = {}
+    for name in dict.fromkeys(p[1] for p in flat if p[0] == "registers"):
+        src = "; ".join(dict.fromkeys(s for k, s in sources.items() if k.startswith(f"registers.{name}.")))
+        row = _fields_of(flat, ("registers", name))
+        registers[name] = Register(name=name, **{**row, "codes": row["codes"] or None}, source=src)
+    codes: dict[str, dict[int, str]] = {}
+    for p, r in flat.items():
+        if p[0] == "codes":
+            codes.setdefault(p[1], {})[int(p[2])] = r.value
+    return Profile(
+        path=path,
+        sources=sources,
+        packing=flat[("packing",)].value,
+        error_texts=section("error_texts"),
+        registers=registers,
+        codes={t: dict(sorted(c.items())) for t, c in codes.items()},
+        **{name: cls(**section(name)) for name, cls in _SECTIONS.items()},
+    )
+
+
+def _fields_of(flat: dict, prefix: tuple[str, ...]) -> dict[str, Any]:
+    n = len(prefix)
+    return {p[n]: r.value for p, r in flat.items() if p[:n] == prefix and len(p) == n + 1}
