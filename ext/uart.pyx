@@ -1,0 +1,873 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""UART waveform decoder: a scope capture becomes characters, edge times and line measurements.
+
+Pipeline, per sample then per edge (all in C, GIL released, no Python object per sample):
+
+1. comparator with hysteresis (raw thresholds ``lo`` < ``mid`` < ``hi``): the state flips high when a
+   sample exceeds ``hi``, low when one falls below ``lo``.  The edge time is the last crossing of
+   ``mid`` before the flip, linearly interpolated between the two samples around it (sub-sample).
+   The 10 %/90 % crossings around each edge give rise and fall times.
+2. glitch filter: two edges closer than ``glitch_ui`` bit times are a glitch; both are dropped and
+   the glitch is recorded.
+3. start-stop machine driven by the edges: a mark->space edge while idle starts a character; each
+   bit is read at its centre, re-synchronised on every edge inside the character; a character whose
+   bits are all space including the stop bit is a break, closed by the next space->mark edge.
+
+Levels (histogram), thresholds and the bit period (baud auto-detect or refinement of a nominal
+baud) come from a prefix of ``analysis_samples`` samples, buffered by the decoder, so the result is
+the same however the capture is cut into chunks.  Positions are float64 sample indices inside the
+engine; times leave it as integer nanoseconds.
+"""
+import numpy as np
+cimport cython
+cimport numpy as cnp
+from libc.math cimport floor, fabs, sqrt, ceil, nextafterf, nextafter, INFINITY, HUGE_VAL
+from libc.stdlib cimport malloc, realloc, free, calloc
+from libc.string cimport memcpy, memset
+from libc.stdint cimport int64_t, uint16_t, uint8_t, int8_t, int16_t
+
+cnp.import_array()
+
+ctypedef fused sample_t:
+    float
+    double
+    int16_t
+    int8_t
+
+# --- output records ----------------------------------------------------------------------------
+cdef struct CharRec:
+    int64_t t_start_ns
+    int64_t t_end_ns
+    double bit_ns
+    uint16_t value
+    uint8_t parity_ok
+    uint8_t framing_ok
+    uint8_t is_break
+    uint8_t n_edges
+    uint8_t pad0
+    uint8_t pad1
+
+CHAR_DTYPE = np.dtype([("t_start_ns", "<i8"), ("t_end_ns", "<i8"), ("bit_ns", "<f8"),
+                       ("value", "<u2"), ("parity_ok", "u1"), ("framing_ok", "u1"),
+                       ("is_break", "u1"), ("n_edges", "u1"), ("pad0", "u1"), ("pad1", "u1")])
+EDGE_DTYPE = np.dtype([("pos", "<f8"), ("mark", "<i8")])
+GLITCH_DTYPE = np.dtype([("pos", "<f8"), ("width", "<f8")])
+
+cdef struct EdgeRec:
+    double pos
+    int64_t mark
+
+cdef struct GlitchRec:
+    double pos
+    double width
+
+DEF MAXBITS = 16
+DEF HSTRIDE = 16
+
+cdef struct St:
+    # configuration
+    double fs
+    double ns_per_sample
+    int64_t t0_ns
+    int data_bits
+    int parity          # 0 none 1 odd 2 even 3 mark 4 space
+    int stop_bits
+    int frame_bits
+    int mark_high       # raw high level is mark
+    double lo, mid, hi, p10, p90
+    double g_low, g_high
+    double T            # bit period in samples
+    double glitch_max   # samples
+    int analysis_only   # comparator edges only, into edges[]
+    int keep_edges
+    # comparator state
+    int64_t pos         # absolute index of the next sample
+    double prev
+    int have_prev
+    int state           # raw comparator: 0 low, 1 high
+    double last_up_mid, last_dn_mid, last_up10, last_dn90
+    int pend_rise, pend_fall
+    double rise_t10, fall_t90
+    # rise/fall statistics (samples)
+    int64_t n_rise, n_fall
+    double sum_rise, max_rise, sum_fall, max_fall
+    # glitch filter
+    int has_pend
+    double pend_t
+    int pend_logic
+    # start-stop machine
+    int level           # 1 mark, 0 space (after the glitch filter)
+    int in_char, in_break
+    double t_start, next_center
+    int bit_idx
+    unsigned int value
+    int par_bit, stop_bad
+    double ce_t[MAXBITS + 4]
+    int ce_k[MAXBITS + 4]
+    int n_ce
+    double break_start
+    # statistics
+    double jit_sum2, jit_peak, jit_min, jit_max
+    int64_t jit_n
+    double sxy, sxx
+    double bw_min, bw_max
+    int64_t n_false_start, n_parity_err, n_framing_err, n_breaks
+    double break_min
+    # histogram (strided)
+    int64_t *hist
+    int nbins
+    double hmin, hscale
+    double vmin, vmax
+    # outputs
+    CharRec *chars
+    Py_ssize_t n_chars, cap_chars
+    EdgeRec *edges
+    Py_ssize_t n_edges, cap_edges
+    GlitchRec *glitches
+    Py_ssize_t n_glitches, cap_glitches
+    int64_t glitch_count
+    int oom
+
+
+cdef inline int64_t _ns(St* s, double pos) noexcept nogil:
+    return <int64_t>floor(pos * s.ns_per_sample + 0.5) + s.t0_ns
+
+
+cdef inline void _push_char(St* s, CharRec* r) noexcept nogil:
+    cdef CharRec* p
+    if s.n_chars == s.cap_chars:
+        p = <CharRec*>realloc(s.chars, (s.cap_chars * 2 + 64) * sizeof(CharRec))
+        if p == NULL:
+            s.oom = 1
+            return
+        s.chars = p
+        s.cap_chars = s.cap_chars * 2 + 64
+    s.chars[s.n_chars] = r[0]
+    s.n_chars += 1
+
+
+cdef inline void _push_edge(St* s, double pos, int mark) noexcept nogil:
+    cdef EdgeRec* p
+    if s.n_edges == s.cap_edges:
+        p = <EdgeRec*>realloc(s.edges, (s.cap_edges * 2 + 256) * sizeof(EdgeRec))
+        if p == NULL:
+            s.oom = 1
+            return
+        s.edges = p
+        s.cap_edges = s.cap_edges * 2 + 256
+    s.edges[s.n_edges].pos = pos
+    s.edges[s.n_edges].mark = mark
+    s.n_edges += 1
+
+
+cdef inline void _push_glitch(St* s, double pos, double width) noexcept nogil:
+    cdef GlitchRec* p
+    s.glitch_count += 1
+    if s.n_glitches == s.cap_glitches:
+        p = <GlitchRec*>realloc(s.glitches, (s.cap_glitches * 2 + 16) * sizeof(GlitchRec))
+        if p == NULL:
+            s.oom = 1
+            return
+        s.glitches = p
+        s.cap_glitches = s.cap_glitches * 2 + 16
+    s.glitches[s.n_glitches].pos = pos
+    s.glitches[s.n_glitches].width = width
+    s.n_glitches += 1
+
+
+cdef int _parity_of(unsigned int v, int nbits, int kind) noexcept nogil:
+    cdef int ones = 0, i
+    for i in range(nbits):
+        ones += (v >> i) & 1
+    if kind == 1:
+        return (ones & 1) ^ 1
+    if kind == 2:
+        return ones & 1
+    if kind == 3:
+        return 1
+    return 0
+
+
+cdef void _char_stats(St* s) noexcept nogil:
+    """Jitter, per-bit widths and the bit-period fit from the edges of one character."""
+    cdef int n = s.n_ce, j
+    cdef double a = 0.0, kbar = 0.0, tbar = 0.0, d, w, sxy = 0.0, sxx = 0.0, T = s.T
+    if n < 2:
+        return
+    for j in range(n):
+        a += s.ce_t[j] - s.ce_k[j] * T
+        kbar += s.ce_k[j]
+        tbar += s.ce_t[j]
+    a /= n
+    kbar /= n
+    tbar /= n
+    for j in range(n):
+        d = s.ce_t[j] - s.ce_k[j] * T - a
+        s.jit_sum2 += d * d
+        s.jit_n += 1
+        if fabs(d) > s.jit_peak:
+            s.jit_peak = fabs(d)
+        if d < s.jit_min:
+            s.jit_min = d
+        if d > s.jit_max:
+            s.jit_max = d
+        sxy += (s.ce_k[j] - kbar) * (s.ce_t[j] - tbar)
+        sxx += (s.ce_k[j] - kbar) * (s.ce_k[j] - kbar)
+        if j > 0:
+            w = (s.ce_t[j] - s.ce_t[j - 1]) / (s.ce_k[j] - s.ce_k[j - 1])
+            if w < s.bw_min:
+                s.bw_min = w
+            if w > s.bw_max:
+                s.bw_max = w
+    s.sxy += sxy
+    s.sxx += sxx
+
+
+cdef void _emit_char(St* s, double t_end, int is_break) noexcept nogil:
+    cdef CharRec r
+    cdef int n = s.n_ce, j
+    cdef double kbar = 0.0, tbar = 0.0, sxy = 0.0, sxx = 0.0
+    r.t_start_ns = _ns(s, s.t_start)
+    r.t_end_ns = _ns(s, t_end)
+    r.value = s.value
+    if s.parity != 0:
+        r.parity_ok = (s.par_bit == _parity_of(s.value, s.data_bits, s.parity))
+    else:
+        r.parity_ok = 1
+    r.framing_ok = 0 if s.stop_bad else 1
+    r.is_break = is_break
+    r.n_edges = n if n < 255 else 255
+    r.pad0 = 0
+    r.pad1 = 0
+    r.bit_ns = HUGE_VAL - HUGE_VAL  # NaN
+    if n >= 2:
+        for j in range(n):
+            kbar += s.ce_k[j]
+            tbar += s.ce_t[j]
+        kbar /= n
+        tbar /= n
+        for j in range(n):
+            sxy += (s.ce_k[j] - kbar) * (s.ce_t[j] - tbar)
+            sxx += (s.ce_k[j] - kbar) * (s.ce_k[j] - kbar)
+        if sxx > 0:
+            r.bit_ns = sxy / sxx * s.ns_per_sample
+    if not r.parity_ok:
+        s.n_parity_err += 1
+    if not r.framing_ok:
+        s.n_framing_err += 1
+    if is_break:
+        s.n_breaks += 1
+        if t_end - s.t_start < s.break_min:
+            s.break_min = t_end - s.t_start
+    else:
+        _char_stats(s)
+    _push_char(s, &r)
+
+
+cdef void _advance(St* s, double t) noexcept nogil:
+    """Read every bit centre before ``t`` at the current line level."""
+    cdef int b, idx
+    while s.in_char and s.next_center < t:
+        b = s.level
+        idx = s.bit_idx
+        if idx == 0:
+            if b == 1:           # back at mark before the start bit's centre: false start
+                s.in_char = 0
+                s.n_false_start += 1
+                return
+        elif idx <= s.data_bits:
+            s.value |= (<unsigned int>b) << (idx - 1)
+        elif s.parity != 0 and idx == s.data_bits + 1:
+            s.par_bit = b
+        elif b == 0:
+            s.stop_bad = 1
+        s.bit_idx += 1
+        s.next_center += s.T
+        if s.bit_idx == s.frame_bits:
+            s.in_char = 0
+            if s.stop_bad and s.value == 0 and (s.parity == 0 or s.par_bit == 0) and s.level == 0 \
+                    and s.n_ce == 1:
+                s.in_break = 1
+                s.break_start = s.t_start
+            else:
+                _emit_char(s, s.next_center - 0.5 * s.T, 0)
+
+
+cdef void _uart_edge(St* s, double t, int logic) noexcept nogil:
+    _advance(s, t)
+    if s.in_char:
+        if s.n_ce < MAXBITS + 4:
+            s.ce_t[s.n_ce] = t
+            s.ce_k[s.n_ce] = s.bit_idx
+            s.n_ce += 1
+        s.next_center = t + 0.5 * s.T
+        s.level = logic
+        return
+    if s.in_break:
+        s.level = logic
+        if logic == 1:
+            s.in_break = 0
+            _emit_char(s, t, 1)
+        return
+    s.level = logic
+    if logic == 0:
+        s.in_char = 1
+        s.t_start = t
+        s.bit_idx = 0
+        s.next_center = t + 0.5 * s.T
+        s.value = 0
+        s.par_bit = 0
+        s.stop_bad = 0
+        s.ce_t[0] = t
+        s.ce_k[0] = 0
+        s.n_ce = 1
+
+
+cdef inline void _cmp_edge(St* s, double t, int high) noexcept nogil:
+    """An edge from the comparator: raw level ``high`` after it."""
+    cdef int logic = high if s.mark_high else 1 - high
+    if s.analysis_only:
+        _push_edge(s, t, logic)
+        return
+    if s.has_pend:
+        if t - s.pend_t < s.glitch_max:
+            _push_glitch(s, s.pend_t, t - s.pend_t)
+            s.has_pend = 0
+            return
+        if s.keep_edges:
+            _push_edge(s, s.pend_t, s.pend_logic)
+        _uart_edge(s, s.pend_t, s.pend_logic)
+    s.has_pend = 1
+    s.pend_t = t
+    s.pend_logic = logic
+
+
+cdef inline void _slow(St* s, double pv, double v, double base) noexcept nogil:
+    """One sample outside the quiet band: ``base`` is the position of the previous sample."""
+    cdef double t
+    if v < s.vmin:
+        s.vmin = v
+    if v > s.vmax:
+        s.vmax = v
+    if s.state == 0:
+        if pv < s.p10 and v >= s.p10:
+            s.last_up10 = base + (s.p10 - pv) / (v - pv)
+        if pv < s.mid and v >= s.mid:
+            s.last_up_mid = base + (s.mid - pv) / (v - pv)
+        if s.pend_fall and pv > s.p10 and v <= s.p10:
+            t = base + (s.p10 - pv) / (v - pv) - s.fall_t90
+            s.pend_fall = 0
+            s.n_fall += 1
+            s.sum_fall += t
+            if t > s.max_fall:
+                s.max_fall = t
+        if v > s.hi:
+            s.state = 1
+            s.pend_fall = 0
+            s.pend_rise = 1
+            s.rise_t10 = s.last_up10
+            if pv < s.p90 and v >= s.p90:
+                t = base + (s.p90 - pv) / (v - pv) - s.rise_t10
+                s.pend_rise = 0
+                s.n_rise += 1
+                s.sum_rise += t
+                if t > s.max_rise:
+                    s.max_rise = t
+            _cmp_edge(s, s.last_up_mid, 1)
+    else:
+        if pv > s.p90 and v <= s.p90:
+            s.last_dn90 = base + (s.p90 - pv) / (v - pv)
+        if pv > s.mid and v <= s.mid:
+            s.last_dn_mid = base + (s.mid - pv) / (v - pv)
+        if s.pend_rise and pv < s.p90 and v >= s.p90:
+            t = base + (s.p90 - pv) / (v - pv) - s.rise_t10
+            s.pend_rise = 0
+            s.n_rise += 1
+            s.sum_rise += t
+            if t > s.max_rise:
+                s.max_rise = t
+        if v < s.lo:
+            s.state = 0
+            s.pend_rise = 0
+            s.pend_fall = 1
+            s.fall_t90 = s.last_dn90
+            if pv > s.p10 and v <= s.p10:
+                t = base + (s.p10 - pv) / (v - pv) - s.fall_t90
+                s.pend_fall = 0
+                s.n_fall += 1
+                s.sum_fall += t
+                if t > s.max_fall:
+                    s.max_fall = t
+            _cmp_edge(s, s.last_dn_mid, 0)
+
+
+cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i = 0, j, b
+    cdef double pv, v
+    cdef int64_t base = s.pos
+    cdef sample_t gl, gh
+    cdef double glf, ghf
+    if n <= 0:
+        return
+    if not s.have_prev:
+        v = <double>x[0]
+        s.prev = v
+        s.have_prev = 1
+        s.state = 1 if v > s.mid else 0
+        s.last_up_mid = s.last_dn_mid = s.last_up10 = s.last_dn90 = <double>base
+        s.vmin = s.vmax = v
+    # strided histogram on absolute index multiple of HSTRIDE
+    if s.hist != NULL:
+        j = (HSTRIDE - (base % HSTRIDE)) % HSTRIDE
+        while j < n:
+            v = <double>x[j]
+            if v < s.vmin:
+                s.vmin = v
+            if v > s.vmax:
+                s.vmax = v
+            b = <Py_ssize_t>((v - s.hmin) * s.hscale)
+            if v < s.hmin or b < 0:
+                b = 0
+            elif b >= s.nbins:
+                b = s.nbins - 1
+            s.hist[b] += 1
+            j += HSTRIDE
+    # conservative guards in the sample type: x < gl implies (double)x < g_low
+    if sample_t is float:
+        gl = <float>s.g_low
+        if <double>gl >= s.g_low:
+            gl = nextafterf(gl, -INFINITY)
+        gh = <float>s.g_high
+        if <double>gh <= s.g_high:
+            gh = nextafterf(gh, INFINITY)
+    elif sample_t is double:
+        gl = s.g_low
+        gh = s.g_high
+    else:
+        glf = ceil(s.g_low)
+        ghf = floor(s.g_high)
+        if glf < -40000.0:
+            glf = -40000.0
+        if ghf > 40000.0:
+            ghf = 40000.0
+        if glf > 40000.0:
+            glf = 40000.0
+        if ghf < -40000.0:
+            ghf = -40000.0
+        if sample_t is int8_t:
+            if glf < -128.0:
+                glf = -128.0
+            if glf > 127.0:
+                glf = 127.0
+            if ghf > 127.0:
+                ghf = 127.0
+            if ghf < -128.0:
+                ghf = -128.0
+        gl = <sample_t>glf     # x < ceil(g) <=> x < g for integers
+        gh = <sample_t>ghf     # x > floor(g) <=> x > g
+    pv = s.prev
+    while i < n:
+        if s.state == 0:
+            if pv < s.g_low:
+                while i < n and x[i] < gl:
+                    i += 1
+                if i >= n:
+                    break
+                if i > 0:
+                    pv = <double>x[i - 1]
+        else:
+            if pv > s.g_high:
+                while i < n and x[i] > gh:
+                    i += 1
+                if i >= n:
+                    break
+                if i > 0:
+                    pv = <double>x[i - 1]
+        v = <double>x[i]
+        _slow(s, pv, v, <double>(base + i - 1))
+        pv = v
+        i += 1
+    s.prev = <double>x[n - 1]
+    s.pos = base + n
+
+
+cdef class UartDecoder:
+    """Streaming UART waveform decoder: ``feed(chunk)`` any number of times, then ``finish()``.
+
+    ``feed`` returns the characters completed so far (numpy structured array, CHAR_DTYPE) and
+    ``finish`` the rest; concatenated they equal a one-piece decode of the same capture.
+    """
+    cdef St s
+    cdef object _buf
+    cdef Py_ssize_t _buf_n
+    cdef object _dtype
+    cdef readonly object thresholds_given
+    cdef readonly double nominal_baud
+    cdef readonly bint auto_baud
+    cdef readonly Py_ssize_t analysis_samples
+    cdef readonly double hysteresis
+    cdef readonly double glitch_ui
+    cdef readonly object fallback_thresholds
+    cdef readonly object levels_raw          # (low, high) raw levels used for thresholds
+    cdef readonly str level_source
+    cdef readonly bint analysed
+    cdef readonly bint finished
+    cdef readonly double scale, offset
+    cdef readonly str fmt_text
+
+    def __cinit__(self):
+        memset(&self.s, 0, sizeof(St))
+
+    def __init__(self, double sample_rate, baud=None, *, int data_bits=7, str parity="E",
+                 int stop_bits=1, bint mark_is_high=True, thresholds=None, double hysteresis=1.0 / 6,
+                 double glitch_ui=0.35, Py_ssize_t analysis_samples=1 << 20, double scale=1.0,
+                 double offset=0.0, fallback_thresholds=None, int64_t t0_ns=0, bint keep_edges=False):
+        """sample_rate in Hz; baud: nominal speed, or None / "auto" to detect it.
+        thresholds: (low, high) in physical units (value = raw * scale + offset), else set from the
+        levels at mid-swing ± ``hysteresis`` × swing.  fallback_thresholds: used when the prefix shows
+        no two levels (e.g. the interface option's receiver thresholds).  mark_is_high: polarity in
+        physical units.  glitch_ui: pulses shorter than this many bits are glitches."""
+        if sample_rate <= 0:
+            raise ValueError("sample_rate must be positive")
+        if scale == 0:
+            raise ValueError("scale must not be zero")
+        if not 5 <= data_bits <= 9 or stop_bits not in (1, 2):
+            raise ValueError("data_bits must be 5..9 and stop_bits 1 or 2")
+        codes = {"N": 0, "O": 1, "E": 2, "M": 3, "S": 4, "NONE": 0, "ODD": 1, "EVEN": 2,
+                 "MARK": 3, "SPACE": 4}
+        if parity.upper() not in codes:
+            raise ValueError(f"parity {parity!r}: expected N, O, E, M or S")
+        self.s.fs = sample_rate
+        self.s.ns_per_sample = 1e9 / sample_rate
+        self.s.t0_ns = t0_ns
+        self.s.data_bits = data_bits
+        self.s.parity = codes[parity.upper()]
+        self.s.stop_bits = stop_bits
+        self.s.frame_bits = 1 + data_bits + (1 if self.s.parity else 0) + stop_bits
+        self.s.mark_high = 1 if (bool(mark_is_high) == (scale > 0)) else 0
+        self.s.keep_edges = keep_edges
+        self.scale = scale
+        self.offset = offset
+        self.fmt_text = f"{data_bits}{'NOEMS'[self.s.parity]}{stop_bits}"
+        if baud is None or (isinstance(baud, str) and baud.lower() == "auto") or baud == 0:
+            self.auto_baud = True
+            self.nominal_baud = 0.0
+        else:
+            self.auto_baud = False
+            self.nominal_baud = float(baud)
+            if self.nominal_baud <= 0 or self.nominal_baud * 2 > sample_rate:
+                raise ValueError(f"baud {baud} impossible at sample rate {sample_rate} Hz")
+        self.thresholds_given = None if thresholds is None else tuple(float(t) for t in thresholds)
+        self.fallback_thresholds = None if fallback_thresholds is None else tuple(
+            float(t) for t in fallback_thresholds)
+        self.hysteresis = hysteresis
+        self.glitch_ui = glitch_ui
+        self.analysis_samples = max(16, analysis_samples)
+        self._buf = None
+        self._buf_n = 0
+        self.analysed = False
+        self.finished = False
+        self.s.jit_min = HUGE_VAL
+        self.s.jit_max = -HUGE_VAL
+        self.s.bw_min = HUGE_VAL
+        self.s.bw_max = -HUGE_VAL
+        self.s.break_min = HUGE_VAL
+
+    def __dealloc__(self):
+        free(self.s.chars)
+        free(self.s.edges)
+        free(self.s.glitches)
+        free(self.s.hist)
+
+    # -- thresholds in raw units --------------------------------------------------------------
+    cdef _raw(self, double phys):
+        return (phys - self.offset) / self.scale
+
+    cdef _set_thresholds(self, double lo, double hi, double lvl_lo, double lvl_hi):
+        cdef double sw = lvl_hi - lvl_lo
+        self.s.lo = lo
+        self.s.hi = hi
+        self.s.mid = 0.5 * (lo + hi)
+        self.s.p10 = lvl_lo + 0.1 * sw
+        self.s.p90 = lvl_lo + 0.9 * sw
+        self.s.g_low = min(self.s.p10, self.s.lo, self.s.mid)
+        self.s.g_high = max(self.s.p90, self.s.hi, self.s.mid)
+
+    def _analyse(self):
+        """Levels, thresholds and bit period from the buffered prefix."""
+        buf = self._buf[:self._buf_n]
+        lv = levels_from_samples(buf)
+        if self.thresholds_given is not None:
+            a, b = self._raw(self.thresholds_given[0]), self._raw(self.thresholds_given[1])
+            lo, hi = min(a, b), max(a, b)
+            if lv is None:
+                lv = (lo - (hi - lo), hi + (hi - lo))
+            self.level_source = "given thresholds"
+        elif lv is not None:
+            sw = lv[1] - lv[0]
+            mid = 0.5 * (lv[0] + lv[1])
+            lo, hi = mid - self.hysteresis * sw, mid + self.hysteresis * sw
+            self.level_source = "histogram"
+        elif self.fallback_thresholds is not None:
+            a, b = self._raw(self.fallback_thresholds[0]), self._raw(self.fallback_thresholds[1])
+            lo, hi = min(a, b), max(a, b)
+            lv = (lo - (hi - lo), hi + (hi - lo))
+            self.level_source = "interface option receiver thresholds"
+        else:
+            mn = float(buf.min()) if len(buf) else 0.0
+            mx = float(buf.max()) if len(buf) else 1.0
+            if mx <= mn:
+                mx = mn + 1.0
+            lv = (mn, mx)
+            sw = mx - mn
+            lo, hi = mn + (0.5 - self.hysteresis) * sw, mn + (0.5 + self.hysteresis) * sw
+            self.level_source = "min/max (no two levels found)"
+        self.levels_raw = (float(lv[0]), float(lv[1]))
+        self._set_thresholds(lo, hi, lv[0], lv[1])
+        # comparator edges of the prefix -> bit period
+        self.s.analysis_only = 1
+        self._feed_raw(buf)
+        pos = np.array([self.s.edges[k].pos for k in range(self.s.n_edges)], dtype=np.float64)
+        self.s.T = estimate_bit_period(pos, self.s.fs, self.nominal_baud, self.glitch_ui)
+        # reset the streaming state and decode the prefix for real
+        self.s.analysis_only = 0
+        self.s.n_edges = 0
+        self.s.pos = 0
+        self.s.have_prev = 0
+        self.s.pend_rise = self.s.pend_fall = 0
+        self.s.level = 1
+        self.s.glitch_max = self.glitch_ui * self.s.T
+        self.s.n_rise = self.s.n_fall = 0
+        self.s.sum_rise = self.s.sum_fall = self.s.max_rise = self.s.max_fall = 0.0
+        # histogram over the whole capture, every HSTRIDE-th sample
+        if self._dtype == np.int8:
+            self.s.nbins, self.s.hmin, self.s.hscale = 256, -128.0, 1.0
+        elif self._dtype == np.int16:
+            self.s.nbins, self.s.hmin, self.s.hscale = 65536, -32768.0, 1.0
+        else:
+            sw = lv[1] - lv[0]
+            self.s.nbins = 4096
+            self.s.hmin = lv[0] - 0.5 * sw
+            self.s.hscale = 4096 / (2.0 * sw)
+        self.s.hist = <int64_t*>calloc(self.s.nbins, sizeof(int64_t))
+        if self.s.hist == NULL:
+            raise MemoryError()
+        self.analysed = True
+        self._feed_raw(buf)
+        self._buf = None
+
+    def _feed_raw(self, arr):
+        cdef const float[::1] f32
+        cdef const double[::1] f64
+        cdef const int16_t[::1] i16
+        cdef const int8_t[::1] i8
+        cdef Py_ssize_t n = len(arr)
+        if n == 0:
+            return
+        if arr.dtype == np.float32:
+            f32 = arr
+            with nogil:
+                _run(&self.s, &f32[0], n)
+        elif arr.dtype == np.float64:
+            f64 = arr
+            with nogil:
+                _run(&self.s, &f64[0], n)
+        elif arr.dtype == np.int16:
+            i16 = arr
+            with nogil:
+                _run(&self.s, &i16[0], n)
+        else:
+            i8 = arr
+            with nogil:
+                _run(&self.s, &i8[0], n)
+        if self.s.oom:
+            raise MemoryError("decoder output buffers")
+
+    def feed(self, chunk):
+        """Decode one chunk (float32, float64, int16 or int8; other dtypes are converted to
+        float64).  Returns the characters completed so far."""
+        if self.finished:
+            raise RuntimeError("decoder already finished")
+        arr = np.asarray(chunk)
+        if arr.ndim != 1:
+            arr = arr.reshape(-1)
+        if arr.dtype not in (np.float32, np.float64, np.int16, np.int8):
+            arr = arr.astype(np.float64)
+        if self._dtype is None:
+            self._dtype = arr.dtype
+        elif arr.dtype != self._dtype:
+            arr = arr.astype(self._dtype)
+        arr = np.ascontiguousarray(arr)
+        if not self.analysed:
+            if self._buf is None:
+                self._buf = np.empty(self.analysis_samples, dtype=self._dtype)
+            k = min(len(arr), self.analysis_samples - self._buf_n)
+            self._buf[self._buf_n:self._buf_n + k] = arr[:k]
+            self._buf_n += k
+            arr = arr[k:]
+            if self._buf_n < self.analysis_samples:
+                return self._drain()
+            self._analyse()
+        self._feed_raw(arr)
+        return self._drain()
+
+    def finish(self):
+        """End of capture: flush the pending edge and the last character; returns the rest."""
+        if self.finished:
+            return self._drain()
+        if not self.analysed:
+            if self._buf is None or self._buf_n == 0:
+                self.finished = True
+                return np.zeros(0, CHAR_DTYPE)
+            self._analyse()
+        if self.s.has_pend:
+            if self.s.keep_edges:
+                _push_edge(&self.s, self.s.pend_t, self.s.pend_logic)
+            _uart_edge(&self.s, self.s.pend_t, self.s.pend_logic)
+            self.s.has_pend = 0
+        end = <double>self.s.pos
+        _advance(&self.s, end)
+        if self.s.in_break:
+            self.s.in_break = 0
+            _emit_char(&self.s, end, 1)
+        self.finished = True
+        return self._drain()
+
+    def _drain(self):
+        out = np.empty(self.s.n_chars, CHAR_DTYPE)
+        cdef cnp.ndarray a = out
+        if self.s.n_chars:
+            memcpy(cnp.PyArray_DATA(a), self.s.chars, self.s.n_chars * sizeof(CharRec))
+        self.s.n_chars = 0
+        return out
+
+    def take_edges(self):
+        """Edges kept since the last call (keep_edges=True): positions in samples, mark 1/0."""
+        out = np.empty(self.s.n_edges, EDGE_DTYPE)
+        cdef cnp.ndarray a = out
+        if self.s.n_edges:
+            memcpy(cnp.PyArray_DATA(a), self.s.edges, self.s.n_edges * sizeof(EdgeRec))
+        self.s.n_edges = 0
+        return out
+
+    def take_glitches(self):
+        out = np.empty(self.s.n_glitches, GLITCH_DTYPE)
+        cdef cnp.ndarray a = out
+        if self.s.n_glitches:
+            memcpy(cnp.PyArray_DATA(a), self.s.glitches, self.s.n_glitches * sizeof(GlitchRec))
+        self.s.n_glitches = 0
+        return out
+
+    def histogram(self):
+        """(counts, raw value of bin 0, bins per raw unit) of every 16th sample."""
+        if self.s.hist == NULL:
+            return np.zeros(0, np.int64), 0.0, 1.0
+        h = np.empty(self.s.nbins, np.int64)
+        cdef cnp.ndarray a = h
+        memcpy(cnp.PyArray_DATA(a), self.s.hist, self.s.nbins * sizeof(int64_t))
+        return h, self.s.hmin, self.s.hscale
+
+    def stats(self):
+        """Raw statistics (positions and durations in samples, levels in raw units)."""
+        s = self.s
+        return {
+            "T": s.T, "lo": s.lo, "mid": s.mid, "hi": s.hi, "p10": s.p10, "p90": s.p90,
+            "n_rise": s.n_rise, "sum_rise": s.sum_rise, "max_rise": s.max_rise,
+            "n_fall": s.n_fall, "sum_fall": s.sum_fall, "max_fall": s.max_fall,
+            "jit_n": s.jit_n, "jit_sum2": s.jit_sum2, "jit_peak": s.jit_peak,
+            "jit_min": s.jit_min, "jit_max": s.jit_max, "sxy": s.sxy, "sxx": s.sxx,
+            "bw_min": s.bw_min, "bw_max": s.bw_max, "false_starts": s.n_false_start,
+            "parity_errors": s.n_parity_err, "framing_errors": s.n_framing_err,
+            "breaks": s.n_breaks, "break_min": s.break_min, "glitches": s.glitch_count,
+            "vmin": s.vmin, "vmax": s.vmax, "n_samples": s.pos, "fs": s.fs,
+            "frame_bits": s.frame_bits, "mark_high_raw": bool(s.mark_high),
+        }
+
+
+# --- prefix analysis (shared with the plain numpy model) -----------------------------------------
+@cython.wraparound(True)
+@cython.boundscheck(True)
+def levels_from_samples(x, int nbins=1024):
+    """(low, high) levels of a two-level capture, or None if it does not show two levels.
+
+    Histogram over [min, max]; Otsu's split; each level is the median of its side.  None when the
+    sides are not separated by at least 4 of their spreads (a pure idle line, or noise only)."""
+    x = np.asarray(x)
+    if len(x) < 4:
+        return None
+    mn, mx = float(x.min()), float(x.max())
+    if not mx > mn:
+        return None
+    h, edges = np.histogram(x.astype(np.float64), bins=nbins, range=(mn, mx))
+    h = h.astype(np.float64)
+    c = 0.5 * (edges[:-1] + edges[1:])
+    w0 = np.cumsum(h)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(h * c)
+    mt = m0[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu0 = m0 / w0
+        mu1 = (mt - m0) / w1
+        between = w0 * w1 * (mu0 - mu1) ** 2
+    between[~np.isfinite(between)] = -1
+    k = int(np.argmax(between))
+    if w0[k] <= 0 or w1[k] <= 0:
+        return None
+
+    def median(lo, hi):
+        hh = h[lo:hi]
+        cs = np.cumsum(hh)
+        j = int(np.searchsorted(cs, cs[-1] / 2.0))
+        return float(c[lo + j])
+
+    def spread(lo, hi):
+        hh = h[lo:hi]
+        cc = c[lo:hi]
+        m = (hh * cc).sum() / hh.sum()
+        return float(np.sqrt((hh * (cc - m) ** 2).sum() / hh.sum()))
+
+    l0, l1 = median(0, k + 1), median(k + 1, nbins)
+    s0, s1 = spread(0, k + 1), spread(k + 1, nbins)
+    binw = (mx - mn) / nbins
+    if l1 - l0 < 4.0 * max(s0, s1, binw) or min(w0[k], w1[k]) < 0.01 * w0[-1]:
+        return None
+    return (l0, l1)
+
+
+STANDARD_BAUDS = (110, 150, 300, 600, 1200, 2400, 4800, 9600, 14400, 19200, 28800, 38400, 57600,
+                  115200, 230400, 460800, 921600)
+
+
+@cython.wraparound(True)
+@cython.boundscheck(True)
+def estimate_bit_period(pos, double fs, double nominal_baud=0.0, double glitch_ui=0.35):
+    """Bit period in samples from comparator edge positions.
+
+    With a nominal baud: start there.  Without: the slowest standard speed whose bit grid fits the
+    edge intervals about as well as the best does.  Then refine by least squares over the intervals
+    that are near whole multiples of the period (so a few per cent of baud error is measured, not
+    assumed).  Falls back to the nominal (or 300 Bd) when there are too few edges."""
+    pos = np.asarray(pos, dtype=np.float64)
+    d = np.diff(pos)
+    T0 = fs / nominal_baud if nominal_baud > 0 else 0.0
+    if len(d) < 4:
+        return T0 if T0 > 0 else fs / 300.0
+    if T0 <= 0:
+        cands = [fs / b for b in STANDARD_BAUDS if fs / b >= 2.0]
+        scores = []
+        for T in cands:
+            r = d / T
+            k = np.rint(r)
+            ok = (k >= 1) & (k <= 12) & (np.abs(r - k) < 0.2)
+            scores.append(ok.mean())
+        best = max(scores)
+        T0 = max(T for T, sc in zip(cands, scores) if sc >= 0.9 * best)
+    T = T0
+    for tol in (0.3, 0.2, 0.15):
+        r = d / T
+        k = np.rint(r)
+        ok = (k >= 1) & (k <= 12) & (np.abs(r - k) < tol)
+        if ok.sum() < 2:
+            break
+        T = d[ok].sum() / k[ok].sum()
+    return float(T)

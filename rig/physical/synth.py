@@ -1,0 +1,318 @@
+"""Waveform synthesis: the signal a probe would see on an interface option.
+
+From a byte string (or a wire record of timed characters) build the ideal line, then render it as
+float32 samples at a sample rate, with first-order rise and fall, noise, baud error, jitter, level sag,
+glitches and an ambient offset.  Rendering is by sample range, deterministic whatever the chunking
+(noise comes from fixed 65536-sample blocks seeded from (seed, block)), so a capture larger than memory
+can be written chunk by chunk into a memory-mapped .npy (:meth:`Waveform.write_npy`).
+
+The ground truth (characters with their start times, breaks, glitches, line transitions) comes with it;
+the tests check the decoder against it.  Times are integer nanoseconds in the truth records.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable
+
+import numpy as np
+
+from rig.physical.charformat import CharFormat
+from rig.physical.options import InterfaceOption, get_option
+
+NOISE_BLOCK = 1 << 16
+LN9 = math.log(9.0)
+
+
+@dataclass(frozen=True)
+class Char:
+    """A character to send, optionally with a wrong parity bit or a space stop bit."""
+
+    value: int
+    bad_parity: bool = False
+    bad_stop: bool = False
+
+
+@dataclass(frozen=True)
+class Break:
+    """The line held at space for ``bits`` bit times (a break)."""
+
+    bits: float = 20.0
+
+
+@dataclass(frozen=True)
+class TrueChar:
+    value: int
+    t_start_ns: int
+    parity_ok: bool = True
+    framing_ok: bool = True
+    is_break: bool = False
+    length_ns: int = 0
+
+
+@dataclass(frozen=True)
+class Glitch:
+    t_ns: int
+    width_ns: int
+
+
+@dataclass
+class Waveform:
+    """A synthesised capture: call :meth:`render` / :attr:`samples` for the float32 samples."""
+
+    option: InterfaceOption
+    sample_rate: float
+    baud: float
+    fmt: CharFormat
+    n_samples: int
+    mark: float
+    space: float
+    edge_ns: np.ndarray            # ideal transition times (float64 ns, sorted), after jitter/glitches
+    edge_logic: np.ndarray         # line logic after each transition (1 = mark)
+    chars: list[TrueChar]
+    glitches: list[Glitch]
+    rise_time_s: float = 0.0
+    fall_time_s: float = 0.0
+    noise_rms: float = 0.0
+    sag: float = 0.0
+    sag_tau_bits: float = 20.0
+    ambient: float = 0.0
+    seed: int = 0
+    _y0: np.ndarray = field(default=None, repr=False)   # filtered level at each transition
+
+    @property
+    def swing(self) -> float:
+        return abs(self.mark - self.space)
+
+    @property
+    def bit_ns(self) -> float:
+        """Actual bit time (with the baud error) in ns."""
+        return 1e9 / self.baud
+
+    def __post_init__(self) -> None:
+        tgt = np.where(self.edge_logic == 1, self.mark, self.space).astype(np.float64)
+        self._tgt = tgt
+        n = len(tgt)
+        taus = np.zeros(n)
+        if n:
+            prev = np.concatenate(([self.mark], tgt[:-1]))
+            rising = tgt > prev
+            tr = self.rise_time_s * 1e9 / LN9
+            tf = self.fall_time_s * 1e9 / LN9
+            taus = np.where(rising, tr, tf)
+        self._tau = taus
+        # filtered level at each transition (first-order recurrence over transitions)
+        y0 = np.empty(n)
+        y = self.mark
+        prev_t = -1e300
+        prev_tgt, prev_tau = self.mark, 0.0
+        for k in range(n):
+            t = self.edge_ns[k]
+            if prev_tau > 0.0 and k > 0:
+                y = prev_tgt + (y - prev_tgt) * math.exp(-(t - prev_t) / prev_tau)
+            else:
+                y = prev_tgt
+            y0[k] = y
+            prev_t, prev_tgt, prev_tau = t, tgt[k], taus[k]
+        self._y0 = y0
+
+    # -- rendering -------------------------------------------------------------------------------
+    def render(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples [start, stop) as float32."""
+        stop = self.n_samples if stop is None else min(stop, self.n_samples)
+        start = max(0, start)
+        if stop <= start:
+            return np.zeros(0, np.float32)
+        t = np.arange(start, stop, dtype=np.float64) * (1e9 / self.sample_rate)
+        idx = np.searchsorted(self.edge_ns, t, side="right") - 1
+        y = np.full(t.shape, self.mark, dtype=np.float64)
+        has = idx >= 0
+        if has.any():
+            i = idx[has]
+            dt = t[has] - self.edge_ns[i]
+            tgt = self._tgt[i]
+            tau = self._tau[i]
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                decay = np.where(tau > 0, np.exp(-dt / np.where(tau > 0, tau, 1.0)), 0.0)
+            v = tgt + (self._y0[i] - tgt) * decay
+            if self.sag:
+                mid = 0.5 * (self.mark + self.space)
+                tau_s = self.sag_tau_bits * self.bit_ns
+                v = mid + (v - mid) * (1.0 - self.sag * (1.0 - np.exp(-dt / tau_s)))
+            y[has] = v
+        if self.noise_rms:
+            y += self._noise(start, stop)
+        if self.ambient:
+            y += self.ambient
+        return y.astype(np.float32)
+
+    @property
+    def samples(self) -> np.ndarray:
+        return self.render()
+
+    def _noise(self, start: int, stop: int) -> np.ndarray:
+        out = np.empty(stop - start)
+        b0, b1 = start // NOISE_BLOCK, (stop - 1) // NOISE_BLOCK
+        for b in range(b0, b1 + 1):
+            rng = np.random.default_rng([self.seed, 7, b])
+            blk = np.clip(rng.standard_normal(NOISE_BLOCK), -3.0, 3.0) * self.noise_rms
+            lo, hi = max(start, b * NOISE_BLOCK), min(stop, (b + 1) * NOISE_BLOCK)
+            out[lo - start:hi - start] = blk[lo - b * NOISE_BLOCK:hi - b * NOISE_BLOCK]
+        return out
+
+    def chunks(self, chunk: int = 1 << 20) -> Iterable[np.ndarray]:
+        for s in range(0, self.n_samples, chunk):
+            yield self.render(s, s + chunk)
+
+    def write_npy(self, path, chunk: int = 1 << 20, dtype=np.float32, scale: float = 1.0,
+                  offset: float = 0.0) -> None:
+        """Write the capture to a .npy file chunk by chunk (memory bounded by one chunk).
+        Integer dtypes store round((value - offset) / scale)."""
+        mm = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(self.n_samples,))
+        for s in range(0, self.n_samples, chunk):
+            v = self.render(s, s + chunk)
+            if np.dtype(dtype).kind == "i":
+                info = np.iinfo(dtype)
+                v = np.clip(np.rint((v - offset) / scale), info.min, info.max)
+            mm[s:s + len(v)] = v
+        mm.flush()
+        del mm
+
+    @property
+    def values(self) -> list[int]:
+        return [c.value for c in self.chars if not c.is_break]
+
+
+def synthesize(data, option="current-loop", *, baud: float = 9600, sample_rate: float | None = None,
+               samples_per_bit: float | None = None, fmt="7E1", levels: tuple[float, float] | None = None,
+               rise_time: float = 0.0, fall_time: float | None = None, noise: float = 0.0,
+               baud_error: float = 0.0, jitter: float = 0.0, sag: float = 0.0, sag_tau_bits: float = 20.0,
+               glitches: int | list = 0, glitch_width: float = 0.1, ambient: float = 0.0,
+               idle_before: float = 12.0, idle_after: float = 12.0, gap: float | tuple = 0.0,
+               seed: int = 0) -> Waveform:
+    """Synthesise the line for ``data`` on ``option``.
+
+    data: bytes (each masked to the data bits), or a list mixing ints, :class:`Char`, :class:`Break`;
+    or a wire record: a sequence of (t_ns, value) pairs / objects with ``t_ns`` and ``value``
+    (``value`` an int or bytes), each character starting at its time (relative to the record's first).
+
+    levels: (mark, space) in the option's unit (default the option's nominal levels).
+    rise_time / fall_time: 10-90 % times in seconds of a first-order response (fall = rise if None).
+    noise: rms of Gaussian noise in the option's unit, clipped at ±3 rms (peak = 3 × noise).
+    baud_error: relative error of the actual speed (0.05 = 5 % fast).  jitter: rms edge jitter in UI
+    (clipped at ±3 rms).  sag: the level droops toward mid-swing by this fraction of its deviation
+    during a run (time constant ``sag_tau_bits``).  glitches: a count placed at random bit centres, or a
+    list of (t_s, width_s); glitch_width in UI.  ambient: offset added to every sample (e.g. ambient
+    light).  idle_before/after, gap: idle bits around the data and between characters (gap may be a
+    (min, max) range drawn per character).
+    """
+    opt = get_option(option)
+    cf = CharFormat.parse(fmt)
+    if sample_rate is None:
+        sample_rate = baud * (samples_per_bit or 10.0)
+    mark, space = levels if levels is not None else (opt.nominal_mark, opt.nominal_space)
+    actual_baud = baud * (1.0 + baud_error)
+    T = 1e9 / actual_baud
+    rng = np.random.default_rng([seed, 1])
+
+    trans_t: list[float] = []
+    trans_v: list[int] = []
+    chars: list[TrueChar] = []
+    level = 1
+
+    def put_bits(t0: float, bits) -> None:
+        nonlocal level
+        for k, b in enumerate(bits):
+            if b != level:
+                trans_t.append(t0 + k * T)
+                trans_v.append(b)
+                level = b
+
+    items = _items(data, T)
+    t = idle_before * T
+    wire_t0 = None
+    for when, item in items:
+        if when is not None:
+            if wire_t0 is None:
+                wire_t0 = when
+            t = max(t, idle_before * T + (when - wire_t0))
+        if isinstance(item, Break):
+            put_bits(t, [0])
+            length = item.bits * T
+            chars.append(TrueChar(0, int(round(t)), False, False, True, int(round(length))))
+            t += length
+            put_bits(t, [1])
+            t += 2 * T
+            continue
+        c = item if isinstance(item, Char) else Char(int(item))
+        v = c.value & ((1 << cf.data_bits) - 1)
+        put_bits(t, cf.bits(v, c.bad_parity, c.bad_stop))
+        chars.append(TrueChar(v, int(round(t)), not c.bad_parity, not c.bad_stop))
+        t += cf.frame_bits * T
+        if c.bad_stop:
+            put_bits(t, [1])
+            t += T
+        g = gap if not isinstance(gap, tuple) else rng.uniform(*gap)
+        t += g * T
+    t += idle_after * T
+    total_ns = t
+
+    et = np.asarray(trans_t, dtype=np.float64)
+    ev = np.asarray(trans_v, dtype=np.int8)
+    if jitter and len(et):
+        et = et + np.clip(rng.standard_normal(len(et)), -3, 3) * jitter * T
+        # start times in the truth follow the jittered start edges
+        pos = np.searchsorted(np.asarray(trans_t), [c.t_start_ns for c in chars])
+        chars = [TrueChar(c.value, int(round(et[min(p, len(et) - 1)])) if p < len(et) and
+                          abs(trans_t[p] - c.t_start_ns) < 1 else c.t_start_ns,
+                          c.parity_ok, c.framing_ok, c.is_break, c.length_ns)
+                 for c, p in zip(chars, pos)]
+    glist: list[Glitch] = []
+    if isinstance(glitches, int) and glitches > 0:
+        nb = int(total_ns // T)
+        centres = (rng.choice(nb - 2, size=min(glitches, nb - 2), replace=False) + 1.5) * T
+        glist = [Glitch(int(round(c - glitch_width * T / 2)), int(round(glitch_width * T)))
+                 for c in np.sort(centres)]
+    elif glitches:
+        glist = [Glitch(int(round(ts * 1e9)), int(round(w * 1e9))) for ts, w in glitches]
+    if glist:
+        et, ev = _insert_glitches(et, ev, glist)
+    n = int(math.ceil(total_ns * sample_rate / 1e9))
+    return Waveform(opt, float(sample_rate), actual_baud, cf, n, float(mark), float(space), et, ev,
+                    chars, glist, rise_time, rise_time if fall_time is None else fall_time, noise,
+                    sag, sag_tau_bits, ambient, seed)
+
+
+def _items(data, T):
+    """(time_ns or None, item) for each thing to send."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return [(None, b) for b in bytes(data)]
+    out = []
+    for it in data:
+        if isinstance(it, (Char, Break, int)):
+            out.append((None, it))
+            continue
+        if isinstance(it, tuple):
+            when, val = it[0], it[1]
+        else:
+            when, val = getattr(it, "t_ns"), getattr(it, "value", None)
+            if val is None:
+                val = getattr(it, "data")
+        if isinstance(val, (bytes, bytearray)):
+            for k, b in enumerate(val):
+                out.append((None if k else int(when), b))
+        else:
+            out.append((int(when), val))
+    return out
+
+
+def _insert_glitches(et, ev, glist):
+    t = list(et)
+    v = list(ev)
+    for g in glist:
+        i = int(np.searchsorted(et, g.t_ns, side="right"))
+        cur = int(ev[i - 1]) if i > 0 else 1
+        t += [float(g.t_ns), float(g.t_ns + g.width_ns)]
+        v += [1 - cur, cur]
+    order = np.argsort(np.asarray(t), kind="stable")
+    return np.asarray(t)[order], np.asarray(v, dtype=np.int8)[order]
