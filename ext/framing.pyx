@@ -6,6 +6,7 @@ the tests hold the two to the same output. Byte loops run without the GIL and cr
 object per byte: the framer writes finished frames into C arrays and turns them into Frame objects
 once per feed().
 """
+cimport cython
 from libc.stdint cimport uint8_t, int64_t
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memmove
@@ -237,18 +238,74 @@ cdef struct FrameRec:
     int bcc_received
 
 
+@cython.no_gc        # holds one bytes object: no reference cycles possible
+@cython.freelist(256)
 cdef class Frame:
     """One frame found by the Framer: its kind, byte span in the stream, 7-bit characters,
     timestamps of its first and last characters (-1 when not given) and error flags."""
-    cdef readonly int kind_id
-    cdef readonly int errors
-    cdef readonly int64_t start, end
+    cdef FrameRec r
     cdef readonly bytes data
-    cdef readonly int64_t t_first_ns, t_last_ns, max_gap_ns
-    cdef readonly int64_t parity_errors, parity_at
-    cdef readonly int syntax_reason, syntax_field
-    cdef readonly int64_t syntax_at
-    cdef readonly int bcc_expected, bcc_received
+
+    @property
+    def kind_id(self):
+        return self.r.kind
+
+    @property
+    def errors(self):
+        """E_* flags, 0 when the frame is good."""
+        return self.r.errors
+
+    @property
+    def start(self):
+        """Stream offset of the first byte."""
+        return self.r.start
+
+    @property
+    def end(self):
+        """Stream offset after the last byte."""
+        return self.r.end
+
+    @property
+    def t_first_ns(self):
+        return self.r.t_first
+
+    @property
+    def t_last_ns(self):
+        return self.r.t_last
+
+    @property
+    def max_gap_ns(self):
+        """Largest gap between two characters."""
+        return self.r.max_gap
+
+    @property
+    def parity_errors(self):
+        return self.r.parity_errors
+
+    @property
+    def parity_at(self):
+        return self.r.parity_at
+
+    @property
+    def syntax_reason(self):
+        return self.r.syntax_reason
+
+    @property
+    def syntax_field(self):
+        return self.r.syntax_field
+
+    @property
+    def syntax_at(self):
+        return self.r.syntax_at
+
+    @property
+    def bcc_expected(self):
+        return self.r.bcc_expected
+
+    @property
+    def bcc_received(self):
+        return self.r.bcc_received
+
 
     @property
     def kind(self):
@@ -256,7 +313,7 @@ cdef class Frame:
 
     @property
     def ok(self):
-        return self.errors == 0 and self.kind_id != K_GARBAGE
+        return self.r.errors == 0 and self.r.kind != K_GARBAGE
 
     @property
     def partial(self):
@@ -417,22 +474,71 @@ cdef class Framer:
                 if gap > self.ta_ns:
                     f.errors |= EF_GAP
             f.t_last = t
-        if self.arena_len == self.arena_cap:
-            self._grow_arena()
-            if self.oom:
-                return
-        self.arena[self.arena_len] = c
+        self.arena[self.arena_len] = c  # feed() reserved room for every byte of the chunk
         self.arena_len += 1
         f.end = i + 1
 
-    cdef void _grow_arena(self) noexcept nogil:
-        cdef int64_t cap = self.arena_cap * 2
-        cdef uint8_t* p = <uint8_t*>realloc(self.arena, cap)
-        if p == NULL:
-            self.oom = True
-            return
-        self.arena = p
-        self.arena_cap = cap
+    cdef int _reserve(self, int64_t extra) except -1:
+        cdef int64_t cap = self.arena_cap
+        cdef uint8_t* p
+        while cap < self.arena_len + extra:
+            cap *= 2
+        if cap != self.arena_cap:
+            p = <uint8_t*>realloc(self.arena, cap)
+            if p == NULL:
+                raise MemoryError(f"framer: cannot hold {cap} bytes")
+            self.arena = p
+            self.arena_cap = cap
+        return 0
+
+    cdef Py_ssize_t _body_run(self, const uint8_t* p, Py_ssize_t k, Py_ssize_t n,
+                              int64_t base) noexcept nogil:
+        """Fast path inside a block body (no timestamps): take characters with good parity that
+        keep the data-set syntax, moving between address, value and unit as _dataset() would,
+        until anything else comes (a control character, an error); returns where it stopped."""
+        cdef Py_ssize_t start = k, stop
+        cdef uint8_t x = self.bccx, b, c, mask = 0x7F if self.check_parity else 0xFF
+        cdef uint8_t* a = self.arena + self.arena_len - start
+        cdef int sub = self.sub, flen = self.flen, cls
+        cdef int lim = self.lim_addr if sub == D_ADDR else (self.lim_value if sub == D_VALUE else self.lim_unit)
+        stop = k + (self.frame_max - self._flen_frame())
+        if stop > n:
+            stop = n
+        while k < stop:
+            b = p[k]
+            if ODD[b] and self.check_parity:
+                break
+            c = b & mask
+            cls = CLASS[c]
+            if cls == C_PRINT:
+                flen += 1
+                if flen == lim + 1:
+                    self._syntax(R_FIELD_LONG, F_ADDR if sub == D_ADDR else (F_VALUE if sub == D_VALUE else F_UNIT),
+                                 base + k)
+            elif cls == C_LPAREN and sub == D_ADDR:
+                sub = D_VALUE
+                flen = 0
+                lim = self.lim_value
+            elif cls == C_RPAREN and sub != D_ADDR:
+                sub = D_ADDR
+                flen = 0
+                lim = self.lim_addr
+            elif cls == C_STAR and sub == D_VALUE:
+                sub = D_UNIT
+                flen = 0
+                lim = self.lim_unit
+            elif not (cls == C_CRLF and sub == D_ADDR and flen == 0):
+                break
+            x ^= c
+            a[k] = c
+            k += 1
+        if k > start:
+            self.bccx = x
+            self.arena_len += k - start
+            self.cur.end = base + k
+            self.sub = sub
+            self.flen = flen
+        return k
 
     cdef inline void _syntax(self, int reason, int fld, int64_t i) noexcept nogil:
         self.cur.errors |= EF_SYNTAX
@@ -707,22 +813,8 @@ cdef class Framer:
         for k in range(self.n_done):
             r = &self.done[k]
             f = Frame.__new__(Frame)
-            f.kind_id = r.kind
-            f.errors = r.errors
-            f.start = r.start
-            f.end = r.end
-            n = r.end - r.start
-            f.data = PyBytes_FromStringAndSize(<char*>self.arena + r.data_off, n)
-            f.t_first_ns = r.t_first
-            f.t_last_ns = r.t_last
-            f.max_gap_ns = r.max_gap
-            f.parity_errors = r.parity_errors
-            f.parity_at = r.parity_at
-            f.syntax_reason = r.syntax_reason
-            f.syntax_field = r.syntax_field
-            f.syntax_at = r.syntax_at
-            f.bcc_expected = r.bcc_expected
-            f.bcc_received = r.bcc_received
+            f.r = r[0]
+            f.data = PyBytes_FromStringAndSize(<char*>self.arena + r.data_off, r.end - r.start)
             out.append(f)
         self.n_done = 0
         # move the frame in progress to the front of the arena
@@ -755,10 +847,17 @@ cdef class Framer:
         if n == 0:
             return []
         p = &chunk[0]
+        self._reserve(n)
         with nogil:
             if tp == NULL:
-                for k in range(n):
+                k = 0
+                while k < n:
+                    if self.state == S_BODY and self.sub != D_END:
+                        k = self._body_run(p, k, n, base)
+                        if k >= n:
+                            break
                     self._step(p[k], base + k, -1)
+                    k += 1
             else:
                 for k in range(n):
                     self._step(p[k], base + k, tp[k])
@@ -773,3 +872,46 @@ cdef class Framer:
         elif self.state != S_IDLE:
             self._cut(self.pos)
         return self._collect()
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames to messages, the hot case in C: the protocol layer passes its classes in, so this module
+# knows no message class; it only fills the two fields of a good data frame.
+
+from cpython.object cimport PyObject_GenericSetAttr, PyObject, PyTypeObject
+from cpython.ref cimport Py_DECREF
+from cpython.unicode cimport PyUnicode_DecodeASCII
+
+cdef extern from "Python.h":
+    PyObject* PyType_GenericNew(PyTypeObject* t, PyObject* args, PyObject* kw) except NULL
+
+
+def to_messages(list frames, data_cls, ack, nak, slow):
+    """Messages of a list of frames: a good data frame becomes data_cls(data=text, partial=...)
+    built here (fields set as the framer checked them), a good ACK / NAK the object given, and
+    any other frame whatever slow(frame) returns."""
+    cdef list out = []
+    cdef Frame f
+    cdef Py_ssize_t n, end
+    cdef const char* s
+    cdef PyObject* raw
+    if not isinstance(data_cls, type):
+        raise TypeError("data_cls must be a class")
+    for f in frames:
+        if f.r.errors == 0 and f.r.kind == K_DATA:
+            s = PyBytes_AS_STRING(f.data)
+            n = len(f.data)
+            end = n - 2 if (s[n - 2] == ETX or s[n - 2] == EOT) else n - 1  # with or without BCC
+            raw = PyType_GenericNew(<PyTypeObject*>data_cls, NULL, NULL)  # object.__new__ without the call
+            obj = <object>raw
+            Py_DECREF(obj)
+            PyObject_GenericSetAttr(obj, "data", PyUnicode_DecodeASCII(s + 1, end - 1, NULL))
+            PyObject_GenericSetAttr(obj, "partial", s[end] == EOT)
+            out.append(obj)
+        elif f.r.errors == 0 and f.r.kind == K_ACK:
+            out.append(ack)
+        elif f.r.errors == 0 and f.r.kind == K_NAK:
+            out.append(nak)
+        else:
+            out.append(slow(f))
+    return out

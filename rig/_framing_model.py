@@ -64,6 +64,13 @@ class Frame:
     bcc_expected: int = -1
     bcc_received: int = -1
 
+    @property
+    def kind_id(self) -> int:
+        return self.kind
+
+    def errors_list(self) -> list[str]:
+        return [f"errors 0x{self.errors:02X}"] if self.errors else []
+
     def key(self) -> tuple:
         """Everything the Cython framer reports, for differential tests."""
         return (KINDS[self.kind], self.start, self.end, bytes(self.data), self.errors,

@@ -2,12 +2,12 @@
 from rig.protocol.messages import (
     COMMANDS, Ack, BreakCommand, Command, Data, DataSet, ExecuteCommand, IDRequest, IDResponse,
     Message, Nak, OptionSelect, PasswordCommand, ProtocolError, ReadCommand, UndefinedCommand,
-    WriteCommand, message_from_frame, parse, parse_datasets,
+    WriteCommand, message_from_frame, messages_from_frames, parse, parse_datasets,
 )
 
 __all__ = [
     "COMMANDS", "Ack", "BreakCommand", "Command", "Data", "DataSet", "ExecuteCommand", "IDRequest",
     "IDResponse", "Message", "Nak", "OptionSelect", "PasswordCommand", "ProtocolError",
-    "ReadCommand", "UndefinedCommand", "WriteCommand", "message_from_frame", "parse",
+    "ReadCommand", "UndefinedCommand", "WriteCommand", "message_from_frame", "messages_from_frames", "parse",
     "parse_datasets",
 ]

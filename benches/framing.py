@@ -1,0 +1,105 @@
+"""Framing bench: 7E1 wire bytes of data messages -> message objects.
+
+Columns, side by side in one run on the same bytes:
+  rig          Framer(parity="even").feed() + message_from_frame(): parity, split, BCC, syntax, Data objects
+  rig+sets     the same, then every message's data sets parsed (DataSet objects)
+  framer       rig Framer alone (Frame objects, parity/BCC/syntax checked)
+  model        the plain-Python model of the same framer (rig._framing_model) + the same messages
+  iec62056-21  the PyPI library `iec62056-21` (install it in the bench's own environment:
+               `pip install iec62056-21`); it has no stream framer and no parity handling, so it
+               is given its best case: parity stripped with bytes.translate, frames split at ETX,
+               then AnswerDataMessage.from_bytes() (BCC check and data-set parsing).
+Run: python benches/framing.py [--messages 10000] [--repeat 5]
+"""
+import argparse
+import statistics
+import time
+
+from rig import _framing, _framing_model
+from rig.protocol import Data, DataSet, message_from_frame, messages_from_frames
+
+
+def make_stream(n: int) -> bytes:
+    msgs = []
+    for i in range(n):
+        d = Data.of(DataSet(f"1.8.{i % 10}", f"{i * 7919 % 10**9:012d}", "kWh"),
+                    DataSet("C.1.0", f"{i:08d}"), DataSet("0.9.1", f"{i % 24:02d}:{i % 60:02d}:00"),
+                    DataSet("F.F", "00000000"), DataSet("96.1.0", f"SN{i:010d}"))
+        msgs.append(d.to_bytes(parity=True))
+    return b"".join(msgs)
+
+
+def run_rig(wire):
+    return messages_from_frames(_framing.Framer("even").feed(wire))
+
+
+def run_rig_sets(wire):
+    msgs = run_rig(wire)
+    for m in msgs:
+        m.datasets
+    return msgs
+
+
+def run_framer(wire):
+    return _framing.Framer("even").feed(wire)
+
+
+def run_model(wire):
+    fr = _framing_model.FramerModel("even")
+    return [message_from_frame(f) for f in fr.feed(wire)]
+
+
+STRIP = bytes(range(128)) * 2
+
+
+def run_library(wire, AnswerDataMessage):
+    text = wire.translate(STRIP)
+    out, i, n = [], 0, len(text)
+    while i < n:
+        j = text.index(b"\x03", i) + 2
+        out.append(AnswerDataMessage.from_bytes(text[i:j]))
+        i = j
+    return out
+
+
+def best_of(fn, wire, repeat):
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter_ns()
+        out = fn(wire)
+        times.append(time.perf_counter_ns() - t0)
+    return min(times), statistics.median(times), out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=10_000)
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    wire = make_stream(args.messages)
+    mb = len(wire) / 1e6
+    print(f"{args.messages} data messages, {len(wire)} wire bytes (7E1), "
+          f"{len(wire) / args.messages:.1f} bytes each; best of {args.repeat}")
+    cols = [("rig", run_rig), ("rig+sets", run_rig_sets), ("framer", run_framer)]
+    try:
+        from iec62056_21.messages import AnswerDataMessage
+        cols.append(("iec62056-21", lambda w: run_library(w, AnswerDataMessage)))
+    except ImportError:
+        print("iec62056-21: not installed in this environment (pip install iec62056-21); column skipped")
+    cols.append(("model", run_model))
+    results = {}
+    for name, fn in cols:
+        reps = args.repeat if name != "model" else max(1, args.repeat // 3)
+        best, med, out = best_of(fn, wire, reps)
+        assert len(out) == args.messages, (name, len(out))
+        results[name] = best
+        print(f"{name:12s} {mb / (best / 1e9):10.1f} MB/s   best {best / 1e6:8.2f} ms   median {med / 1e6:8.2f} ms")
+    print("ratios (higher is faster for the first named):")
+    for other in ("iec62056-21", "model"):
+        if other in results:
+            for name in ("rig", "rig+sets", "framer"):
+                print(f"  {name} / {other}: {results[other] / results[name]:8.1f}x")
+
+
+if __name__ == "__main__":
+    main()
