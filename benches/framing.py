@@ -4,6 +4,7 @@ Columns, side by side in one run on the same bytes:
   rig          Framer(parity="even").feed() + message_from_frame(): parity, split, BCC, syntax, Data objects
   rig+sets     the same, then every message's data sets parsed (DataSet objects)
   framer       rig Framer alone (Frame objects, parity/BCC/syntax checked)
+  records      rig Framer alone, Framer.feed_records(): the same frames as one numpy array
   model        the plain-Python model of the same framer (rig._framing_model) + the same messages
   iec62056-21  the PyPI library `iec62056-21` (install it in the bench's own environment:
                `pip install iec62056-21`); it has no stream framer and no parity handling, so it
@@ -44,6 +45,11 @@ def run_framer(wire):
     return _framing.Framer("even").feed(wire)
 
 
+def run_records(wire):
+    recs, chars = _framing.Framer("even").feed_records(wire)
+    return recs
+
+
 def run_model(wire):
     fr = _framing_model.FramerModel("even")
     return [message_from_frame(f) for f in fr.feed(wire)]
@@ -80,7 +86,8 @@ def main():
     mb = len(wire) / 1e6
     print(f"{args.messages} data messages, {len(wire)} wire bytes (7E1), "
           f"{len(wire) / args.messages:.1f} bytes each; best of {args.repeat}")
-    cols = [("rig", run_rig), ("rig+sets", run_rig_sets), ("framer", run_framer)]
+    cols = [("rig", run_rig), ("rig+sets", run_rig_sets), ("framer", run_framer),
+            ("records", run_records)]
     try:
         from iec62056_21.messages import AnswerDataMessage
         cols.append(("iec62056-21", lambda w: run_library(w, AnswerDataMessage)))
@@ -97,7 +104,7 @@ def main():
     print("ratios (higher is faster for the first named):")
     for other in ("iec62056-21", "model"):
         if other in results:
-            for name in ("rig", "rig+sets", "framer"):
+            for name in ("rig", "rig+sets", "framer", "records"):
                 print(f"  {name} / {other}: {results[other] / results[name]:8.1f}x")
 
 

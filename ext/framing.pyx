@@ -9,7 +9,8 @@ once per feed().
 cimport cython
 from libc.stdint cimport uint8_t, int64_t
 from libc.stdlib cimport malloc, realloc, free
-from libc.string cimport memmove
+from libc.string cimport memmove, memcpy
+import numpy as np
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 
 cdef enum:
@@ -236,6 +237,16 @@ cdef struct FrameRec:
     int64_t syntax_at
     int bcc_expected
     int bcc_received
+
+
+# The FrameRec layout as numpy sees it (Framer.feed_records).
+RECORD_DTYPE = np.dtype([
+    ("kind", "i4"), ("errors", "i4"), ("start", "i8"), ("end", "i8"), ("data_off", "i8"),
+    ("t_first_ns", "i8"), ("t_last_ns", "i8"), ("max_gap_ns", "i8"), ("parity_errors", "i8"),
+    ("parity_at", "i8"), ("syntax_reason", "i4"), ("syntax_field", "i4"), ("syntax_at", "i8"),
+    ("bcc_expected", "i4"), ("bcc_received", "i4")], align=True)
+if RECORD_DTYPE.itemsize != sizeof(FrameRec):
+    raise ImportError(f"RECORD_DTYPE is {RECORD_DTYPE.itemsize} bytes, FrameRec {sizeof(FrameRec)}")
 
 
 @cython.no_gc        # holds one bytes object: no reference cycles possible
@@ -804,8 +815,6 @@ cdef class Framer:
         cdef Py_ssize_t k
         cdef FrameRec* r
         cdef Frame f
-        cdef int64_t n
-        cdef int64_t keep_from
         if self.oom:
             self.oom = False
             self.reset()
@@ -816,8 +825,13 @@ cdef class Framer:
             f.r = r[0]
             f.data = PyBytes_FromStringAndSize(<char*>self.arena + r.data_off, r.end - r.start)
             out.append(f)
+        self._compact()
+        return out
+
+    cdef void _compact(self):
+        """Drop the finished frames; move the frame in progress to the front of the arena."""
+        cdef int64_t keep_from, n
         self.n_done = 0
-        # move the frame in progress to the front of the arena
         if self.in_frame:
             keep_from = self.cur.data_off
             n = self.arena_len - keep_from
@@ -827,12 +841,8 @@ cdef class Framer:
             self.arena_len = n
         else:
             self.arena_len = 0
-        return out
 
-    def feed(self, const uint8_t[::1] chunk not None, timestamps_ns=None):
-        """Feed bytes (bytes, bytearray, memoryview, numpy uint8); returns the finished frames.
-
-        timestamps_ns: one arrival time per byte (any int64 buffer), or None."""
+    cdef int _run(self, const uint8_t[::1] chunk, object timestamps_ns) except -1:
         cdef Py_ssize_t n = chunk.shape[0], k
         cdef const int64_t[::1] ts
         cdef const uint8_t* p
@@ -845,7 +855,7 @@ cdef class Framer:
             if n:
                 tp = &ts[0]
         if n == 0:
-            return []
+            return 0
         p = &chunk[0]
         self._reserve(n)
         with nogil:
@@ -862,7 +872,32 @@ cdef class Framer:
                 for k in range(n):
                     self._step(p[k], base + k, tp[k])
         self.pos = base + n
+        return 0
+
+    def feed(self, const uint8_t[::1] chunk not None, timestamps_ns=None):
+        """Feed bytes (bytes, bytearray, memoryview, numpy uint8); returns the finished frames.
+
+        timestamps_ns: one arrival time per byte (any int64 buffer), or None."""
+        self._run(chunk, timestamps_ns)
         return self._collect()
+
+    def feed_records(self, const uint8_t[::1] chunk not None, timestamps_ns=None):
+        """Like feed(), for bulk analysis without an object per frame: returns (records, chars),
+        a numpy array of RECORD_DTYPE (one row per finished frame, the fields of Frame) and the
+        7-bit characters of those frames, frame k being chars[data_off[k]:data_off[k] + end[k] - start[k]]."""
+        self._run(chunk, timestamps_ns)
+        if self.oom:
+            self.oom = False
+            self.reset()
+            raise MemoryError("framer: out of memory while framing; state reset")
+        recs = np.empty(self.n_done, RECORD_DTYPE)
+        cdef uint8_t[::1] view = recs.view(np.uint8)
+        cdef int64_t used = self.cur.data_off if self.in_frame else self.arena_len
+        if self.n_done:
+            memcpy(&view[0], self.done, self.n_done * sizeof(FrameRec))
+        chars = PyBytes_FromStringAndSize(<char*>self.arena, used)
+        self._compact()
+        return recs, chars
 
     def flush(self):
         """End of stream (or the line went quiet): finish a lone ACK or a garbage run, and

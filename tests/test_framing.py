@@ -255,3 +255,24 @@ def test_fuzz_random_and_mutated_inputs_never_crash_or_hang():
                 total += sum(x.end - x.start for x in f.feed(chunk))
             total += sum(x.end - x.start for x in f.flush())
             assert total == block.size
+
+
+@settings(max_examples=150, deadline=None)
+@given(streams(), st.lists(st.integers(0, 10_000), max_size=4))
+def test_feed_records_gives_the_frames_of_feed(stream_msgs, cuts):
+    data, _ = stream_msgs
+    cuts = sorted(c % (len(data) + 1) for c in cuts) + [len(data)]
+    ref = frames_of(data)
+    fr, rows, prev = fx.Framer("none"), [], 0
+    for c in cuts:
+        recs, chars = fr.feed_records(data[prev:c])
+        prev = c
+        rows += [(r, chars[r["data_off"]:r["data_off"] + r["end"] - r["start"]]) for r in recs]
+    rows += [(None, f) for f in fr.flush()]
+    assert len(rows) == len(ref)
+    for (r, chars), f in zip(rows, ref):
+        if r is None:
+            assert chars.key() == f.key()
+        else:
+            assert (fx.KINDS[r["kind"]], r["start"], r["end"], chars, r["errors"], r["syntax_at"],
+                    r["bcc_received"]) == (f.kind, f.start, f.end, f.data, f.errors, f.syntax_at, f.bcc_received)

@@ -6,6 +6,7 @@ and the value. Field limits are those of IEC 62056-21 §6.3; a profile may be st
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -66,34 +67,40 @@ class DataSet:
         return f"{self.address}({self.value}{unit})"
 
 
+_FIELD = "[ \"-'+-.0-~]"  # printable ISO/IEC 646 without ( ) * / !
+_DATASET_RE = re.compile(
+    rf"[\r\n]*({_FIELD}{{0,{ADDRESS_MAX}}})\(({_FIELD}{{0,{VALUE_MAX}}})(?:\*({_FIELD}{{0,{UNIT_MAX}}}))?\)")
+_TAIL_RE = re.compile(r"[\r\n]*(?:![\r\n]*)?")
+_new, _set = object.__new__, object.__setattr__
+
+
 def parse_datasets(text: str) -> tuple[DataSet, ...]:
     """Split a data field into data sets; line ends and a closing '!' between sets are allowed."""
-    out = []
-    i, n = 0, len(text)
-    while i < n:
-        ch = text[i]
-        if ch in "\r\n":
-            i += 1
-            continue
-        if ch == "!":
-            rest = text[i + 1:]
-            if rest.strip("\r\n"):
-                raise ProtocolError("data", text, f"characters after the end mark '!' at {i}")
-            break
-        lp = text.find("(", i)
-        if lp < 0:
-            raise ProtocolError("data", text, f"data set at {i} has no '('")
-        rp = text.find(")", lp)
-        if rp < 0:
-            raise ProtocolError("data", text, f"data set at {i} has no ')'")
-        inner = text[lp + 1:rp]
-        star = inner.find("*")
-        if star < 0:
-            out.append(DataSet(text[i:lp], inner))
-        else:
-            out.append(DataSet(text[i:lp], inner[:star], inner[star + 1:]))
-        i = rp + 1
+    out, pos, match = [], 0, _DATASET_RE.match
+    while (m := match(text, pos)) is not None:
+        ds = _new(DataSet)  # the regex checked every field as __post_init__ would
+        _set(ds, "address", m[1])
+        _set(ds, "value", m[2])
+        _set(ds, "unit", m[3])
+        out.append(ds)
+        pos = m.end()
+    if _TAIL_RE.fullmatch(text, pos) is None:
+        _explain_bad_data(text, pos)
     return tuple(out)
+
+
+def _explain_bad_data(text: str, pos: int) -> None:
+    """Raise the ProtocolError that says what is wrong with the data field from pos on."""
+    rest = text[pos:].lstrip("\r\n")
+    at = len(text) - len(rest)
+    if rest.startswith("!"):
+        raise ProtocolError("data", text, f"characters after the end mark '!' at {at}")
+    lp, rp = rest.find("("), rest.find(")")
+    if lp < 0 or rp < lp:
+        raise ProtocolError("data", text, f"data set at {at} has no '(...)'")
+    star = rest.find("*", lp, rp)
+    DataSet(rest[:lp], rest[lp + 1:star if star >= 0 else rp], None if star < 0 else rest[star + 1:rp])
+    raise ProtocolError("data", text, f"bad data set at {at}")
 
 
 class Message:
