@@ -239,7 +239,7 @@ def synthesize(data, option="current-loop", *, baud: float = 9600, sample_rate: 
         if isinstance(item, Break):
             put_bits(t, [0])
             length = item.bits * T
-            chars.append(TrueChar(0, int(round(t)), False, False, True, int(round(length))))
+            chars.append(TrueChar(0, int(round(t)), cf.parity_bit(0) == 0, False, True, int(round(length))))
             t += length
             put_bits(t, [1])
             t += 2 * T

@@ -1,0 +1,359 @@
+"""Capture analysis: a scope capture becomes characters, bit timings, levels and measurements.
+
+:func:`decode` drives the Cython decoder (``rig._uart.UartDecoder``) chunk by chunk over an array, a
+memory-mapped array or a capture file, so memory stays bounded by a few chunks whatever the capture
+size, and turns its raw statistics into :class:`rig.measurement.Measurement` values with the
+interface option's limits.  :func:`load_capture` reads .npy, .csv and .wav captures.
+"""
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from rig.measurement import Measurement
+from rig.physical.charformat import CharFormat
+from rig.physical.options import InterfaceOption, get_option
+
+DEFAULT_CHUNK = 1 << 20
+STANDARD_BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+
+
+@dataclass
+class DecodeResult:
+    """What a capture decodes to.  Times are integer ns (``chars['t_start_ns']``)."""
+
+    chars: np.ndarray                 # structured, rig._uart.CHAR_DTYPE
+    option: InterfaceOption
+    fmt: CharFormat
+    sample_rate: float
+    nominal_baud: float
+    stats: dict
+    levels: dict                      # mark, space, thresholds, ... in the option's unit
+    measurements: list[Measurement]
+    glitches: np.ndarray
+    edges: np.ndarray | None = None   # pos (samples), mark (1/0) when keep_edges
+    level_source: str = ""
+    frames: list = field(default_factory=list)
+
+    @property
+    def values(self) -> bytes:
+        """The decoded character values (breaks left out), as bytes when they fit."""
+        v = self.chars["value"][self.chars["is_break"] == 0]
+        return bytes((v & 0xFF).astype(np.uint8).tolist())
+
+    @property
+    def baud(self) -> float:
+        T = self.bit_period_samples
+        return self.sample_rate / T if T > 0 else float("nan")
+
+    @property
+    def bit_period_samples(self) -> float:
+        s = self.stats
+        return s["sxy"] / s["sxx"] if s["sxx"] > 0 else s["T"]
+
+    @property
+    def jitter_rms_ui(self) -> float:
+        s = self.stats
+        return math.sqrt(s["jit_sum2"] / s["jit_n"]) / s["T"] if s["jit_n"] else float("nan")
+
+    def measurement(self, name: str) -> Measurement | None:
+        for m in self.measurements:
+            if m.name == name:
+                return m
+        return None
+
+    @property
+    def passed(self) -> bool:
+        return all(m.verdict != "fail" for m in self.measurements)
+
+    def to_json_obj(self) -> dict:
+        c = self.chars
+        chars = [{"value": int(v), "t_start_s": int(t) / 1e9, "parity_ok": bool(p), "framing_ok": bool(f),
+                  **({"break": True} if b else {})}
+                 for v, t, p, f, b in zip(c["value"], c["t_start_ns"], c["parity_ok"], c["framing_ok"],
+                                          c["is_break"])]
+        return {
+            "chars": chars,
+            "baud": _finite(self.baud),
+            "jitter_rms_ui": _finite(self.jitter_rms_ui),
+            "levels": {k: _finite(v) if isinstance(v, float) else v for k, v in self.levels.items()},
+            "measurements": [
+                {**m.as_dict(), "value": _finite(m.value) if isinstance(m.value, float) else m.value}
+                for m in self.measurements],
+            "option": self.option.name,
+            "format": str(self.fmt),
+            "sample_rate": self.sample_rate,
+            "frames": [_frame_obj(f) for f in self.frames],
+        }
+
+    def to_json(self, **kw) -> str:
+        return json.dumps(self.to_json_obj(), **kw)
+
+
+def _finite(v):
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _frame_obj(f) -> dict:
+    return {"kind": f.kind, "start": f.start, "end": f.end, "ok": bool(f.ok),
+            "errors": list(f.errors_list()), "data": bytes(f.data).decode("latin-1")}
+
+
+# --- reading captures ------------------------------------------------------------------------------
+@dataclass
+class Capture:
+    """A capture on disk or in memory: ``chunks()`` yields it piece by piece."""
+
+    source: object
+    sample_rate: float | None
+    n: int
+    dtype: np.dtype
+    scale: float = 1.0
+    offset: float = 0.0
+    _npy_offset: int = 0
+
+    def chunks(self, chunk: int = DEFAULT_CHUNK) -> Iterator[np.ndarray]:
+        if isinstance(self.source, (str, Path)):
+            yield from _read_npy_chunks(self.source, self._npy_offset, self.n, self.dtype, chunk)
+            return
+        arr = self.source
+        mm = getattr(arr, "_mmap", None) if isinstance(arr, np.memmap) else None
+        for s in range(0, self.n, chunk):
+            yield arr[s:s + chunk]
+            if mm is not None and hasattr(mm, "madvise"):
+                try:  # let the kernel drop the pages already decoded
+                    mm.madvise(mmap.MADV_DONTNEED)
+                except (OSError, ValueError):
+                    pass
+
+
+def _read_npy_chunks(path, offset, n, dtype, chunk):
+    buf = np.empty(chunk, dtype=dtype)
+    with open(path, "rb", buffering=0) as f:
+        f.seek(offset)
+        done = 0
+        while done < n:
+            k = min(chunk, n - done)
+            view = memoryview(buf[:k]).cast("B")
+            got = 0
+            while got < view.nbytes:
+                r = f.readinto(view[got:])
+                if not r:
+                    raise ValueError(f"{path}: file ends after {done + got // dtype.itemsize} samples, "
+                                     f"header says {n}")
+                got += r
+            yield buf[:k]
+            done += k
+
+
+def load_capture(path, sample_rate: float | None = None, column: int | None = None) -> Capture:
+    """Open a capture: .npy (read in chunks, never whole), .csv (time,value or value per line), .wav."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext == ".npy":
+        with open(p, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+            off = f.tell()
+        if len(shape) != 1:
+            if len(shape) == 2 and 1 in shape:
+                shape = (shape[0] * shape[1],)
+            else:
+                raise ValueError(f"{path}: expected a 1-D capture, found shape {shape}")
+        dtype = np.dtype(dtype)
+        if dtype.byteorder == ">" or dtype.kind not in "fi":
+            arr = np.load(p, mmap_mode="r").reshape(-1).astype(np.float64)
+            return Capture(arr, sample_rate, len(arr), arr.dtype)
+        return Capture(str(p), sample_rate, int(shape[0]), dtype, _npy_offset=off)
+    if ext == ".csv":
+        rows = np.genfromtxt(p, delimiter=",", comments="#", dtype=np.float64, invalid_raise=False)
+        if rows.ndim == 2 and rows.shape[1] >= 2 and np.isnan(rows[0]).all():
+            rows = rows[1:]
+        if rows.ndim == 1:
+            vals = rows[~np.isnan(rows)]
+        else:
+            col = rows.shape[1] - 1 if column is None else column
+            vals = rows[:, col]
+            if sample_rate is None and rows.shape[1] >= 2:
+                dt = np.diff(rows[:, 0])
+                dt = dt[np.isfinite(dt)]
+                if len(dt) and np.median(dt) > 0:
+                    sample_rate = 1.0 / float(np.median(dt))
+        vals = np.ascontiguousarray(vals, dtype=np.float64)
+        return Capture(vals, sample_rate, len(vals), vals.dtype)
+    if ext == ".wav":
+        import wave
+        with wave.open(str(p), "rb") as w:
+            sr = w.getframerate()
+            nch, width, nfr = w.getnchannels(), w.getsampwidth(), w.getnframes()
+            raw = w.readframes(nfr)
+        dt = {1: np.uint8, 2: np.int16, 4: np.int32}.get(width)
+        if dt is None:
+            raise ValueError(f"{path}: {8 * width}-bit WAV samples are not supported")
+        a = np.frombuffer(raw, dtype=dt).reshape(-1, nch)[:, 0 if column is None else column]
+        if dt == np.uint8:
+            a = (a.astype(np.int16) - 128).astype(np.int8)
+        elif dt == np.int32:
+            a = a.astype(np.float64)
+        a = np.ascontiguousarray(a)
+        return Capture(a, sample_rate or float(sr), len(a), a.dtype)
+    raise ValueError(f"{path}: unknown capture format {ext!r} (expected .npy, .csv or .wav)")
+
+
+def as_capture(capture, sample_rate=None) -> Capture:
+    if isinstance(capture, Capture):
+        return capture
+    if isinstance(capture, (str, Path)):
+        return load_capture(capture, sample_rate)
+    arr = capture if isinstance(capture, np.ndarray) else np.asarray(capture)
+    arr = arr.reshape(-1)
+    return Capture(arr, sample_rate, len(arr), arr.dtype)
+
+
+# --- decoding ----------------------------------------------------------------------------------------
+def decode(capture, sample_rate: float | None = None, option="current-loop", baud=None, fmt="7E1", *,
+           thresholds=None, scale: float = 1.0, offset: float = 0.0, hysteresis: float = 1.0 / 6,
+           glitch_ui: float = 0.35, chunk: int = DEFAULT_CHUNK, keep_edges: bool = False,
+           analysis_samples: int = 1 << 20, find_frames: bool = False) -> DecodeResult:
+    """Decode a capture (array, np.memmap, path, or :class:`Capture`) on an interface option.
+
+    Values are physical = raw × ``scale`` + ``offset`` in the option's unit.  ``baud`` None or "auto"
+    detects the speed; a number is the nominal speed, refined from the edges.  ``thresholds`` (low,
+    high) in physical units override the ones set from the levels."""
+    from rig._uart import UartDecoder
+
+    cap = as_capture(capture, sample_rate)
+    fs = cap.sample_rate if cap.sample_rate else sample_rate
+    if not fs:
+        raise ValueError("the sample rate is not known: give sample_rate (--sample-rate)")
+    opt = get_option(option)
+    cf = CharFormat.parse(fmt)
+    if baud is not None and not (isinstance(baud, str) and baud.lower() == "auto"):
+        baud = float(baud)
+    else:
+        baud = None
+    dec = UartDecoder(float(fs), baud, data_bits=cf.data_bits, parity=cf.parity, stop_bits=cf.stop_bits,
+                      mark_is_high=opt.mark_is_high, thresholds=thresholds, hysteresis=hysteresis,
+                      glitch_ui=glitch_ui, analysis_samples=analysis_samples, scale=scale, offset=offset,
+                      fallback_thresholds=opt.receiver_thresholds(), keep_edges=keep_edges)
+    parts, edge_parts = [], []
+    for c in cap.chunks(chunk):
+        out = dec.feed(c)
+        if len(out):
+            parts.append(out)
+        if keep_edges:
+            edge_parts.append(dec.take_edges())
+    parts.append(dec.finish())
+    if keep_edges:
+        edge_parts.append(dec.take_edges())
+    chars = np.concatenate(parts) if parts else np.zeros(0)
+    edges = np.concatenate(edge_parts) if keep_edges else None
+    res = build_result(chars, dec.stats(), dec.histogram(), dec.take_glitches(), opt, cf, float(fs),
+                       baud, scale, offset, dec.level_source or "", edges)
+    if find_frames:
+        res.frames = frames_in(res.chars, cf)
+    return res
+
+
+def levels_from_histogram(hist, hmin, hscale, mid) -> tuple[float, float]:
+    """Medians of the samples below and above ``mid`` (raw units) from a strided histogram."""
+    counts = np.asarray(hist, dtype=np.int64)
+    if counts.sum() == 0:
+        return float("nan"), float("nan")
+    centres = hmin + (np.arange(len(counts)) + 0.5) / hscale
+    if hscale == 1.0 and hmin in (-128.0, -32768.0):   # integer bins hold exact values
+        centres = hmin + np.arange(len(counts), dtype=np.float64)
+    below = centres < mid
+
+    def med(mask):
+        h = counts[mask]
+        if h.sum() == 0:
+            return float("nan")
+        cs = np.cumsum(h)
+        return float(centres[mask][int(np.searchsorted(cs, cs[-1] / 2.0))])
+
+    return med(below), med(~below)
+
+
+def build_result(chars, st, histogram, glitches, opt: InterfaceOption, cf: CharFormat, fs: float,
+                 nominal_baud, scale, offset, level_source, edges=None) -> DecodeResult:
+    T = st["T"]
+    hist, hmin, hscale = histogram
+    raw_lo, raw_hi = levels_from_histogram(hist, hmin, hscale, st["mid"])
+
+    def phys(v):
+        return v * scale + offset
+
+    mark_raw, space_raw = (raw_hi, raw_lo) if st["mark_high_raw"] else (raw_lo, raw_hi)
+    th = sorted((phys(st["lo"]), phys(st["hi"])))
+    levels = {"mark": phys(mark_raw), "space": phys(space_raw), "threshold_low": th[0],
+              "threshold_high": th[1], "unit": opt.unit, "source": level_source}
+    T_meas = st["sxy"] / st["sxx"] if st["sxx"] > 0 else T
+    baud_meas = fs / T_meas if T_meas > 0 else float("nan")
+    nominal = nominal_baud if nominal_baud else nearest_standard(baud_meas)
+    T_nom = fs / nominal if nominal else T
+    ns = 1e9 / fs
+    M = []
+    M.append(Measurement("characters", int(len(chars)), "count"))
+    M.append(opt.measure("mark_level", _nan(levels["mark"])))
+    M.append(opt.measure("space_level", _nan(levels["space"])))
+    pk = max(phys(st["vmin"]), phys(st["vmax"]), key=abs)
+    M.append(opt.measure("peak_level", float(pk)))
+    # physical rising = raw rising when scale > 0
+    rise = (st["sum_rise"], st["n_rise"], st["max_rise"])
+    fall = (st["sum_fall"], st["n_fall"], st["max_fall"])
+    if scale < 0:
+        rise, fall = fall, rise
+    M.append(opt.measure("rise_time", rise[0] / rise[1] / T if rise[1] else float("nan")))
+    M.append(opt.measure("fall_time", fall[0] / fall[1] / T if fall[1] else float("nan")))
+    M.append(Measurement("baud", baud_meas, "Bd"))
+    M.append(Measurement("nominal_baud", float(nominal) if nominal else float("nan"), "Bd"))
+    M.append(opt.measure("baud_error", (baud_meas / nominal - 1.0) * 100.0 if nominal else float("nan")))
+    M.append(Measurement("bit_width", T_meas * ns, "ns"))
+    if st["bw_max"] >= st["bw_min"]:
+        M.append(opt.measure("bit_width_min", st["bw_min"] / T_nom))
+        M.append(opt.measure("bit_width_max", st["bw_max"] / T_nom))
+    if st["jit_n"]:
+        M.append(opt.measure("jitter_rms", math.sqrt(st["jit_sum2"] / st["jit_n"]) / T))
+        M.append(opt.measure("jitter_peak", st["jit_peak"] / T))
+        M.append(Measurement("jitter_pp", (st["jit_max"] - st["jit_min"]) / T, "UI"))
+    M.append(opt.measure("glitches", int(st["glitches"])))
+    if st["breaks"]:
+        M.append(opt.measure("break_length", st["break_min"] / T))
+    nb = chars["is_break"] == 0
+    M.append(opt.measure("parity_errors", int(((chars["parity_ok"] == 0) & nb).sum())))
+    M.append(opt.measure("framing_errors", int(((chars["framing_ok"] == 0) & nb).sum())))
+    return DecodeResult(chars, opt, cf, fs, float(nominal) if nominal else 0.0, st, levels, M,
+                        glitches, edges, level_source)
+
+
+def _nan(v):
+    return float("nan") if v is None else float(v)
+
+
+def nearest_standard(baud: float) -> float:
+    if not baud or not math.isfinite(baud):
+        return 0.0
+    return float(min(STANDARD_BAUDS, key=lambda b: abs(math.log(b / baud))))
+
+
+def frames_in(chars, cf: CharFormat) -> list:
+    """The frames the framing engine (rig._framing) finds in the decoded characters; [] if it is
+    not built."""
+    try:
+        from rig._framing import Framer
+    except ImportError:
+        return []
+    data = bytes((chars["value"][chars["is_break"] == 0] & 0x7F).astype(np.uint8).tolist())
+    fr = Framer(parity="none")
+    return list(fr.feed(data)) + list(fr.flush())
