@@ -103,6 +103,10 @@ def _explain_bad_data(text: str, pos: int) -> None:
     raise ProtocolError("data", text, f"bad data set at {at}")
 
 
+def _show(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 class Message:
     """Base of every message; subclasses are frozen dataclasses."""
     __slots__ = ()
@@ -120,6 +124,9 @@ class IDRequest(Message):
 
     def __post_init__(self):
         _check_text("device address", self.device_address, DEVICE_ADDRESS_MAX, allowed=_alnum_space)
+
+    def __str__(self) -> str:
+        return f"IDRequest /?{self.device_address}!"
 
     def to_bytes(self, parity: bool = False) -> bytes:
         return _framing.encode_request(self.device_address, parity)
@@ -150,6 +157,10 @@ class IDResponse(Message):
         """A lower-case third manufacturer letter: the server may answer after 20 ms."""
         return self.manufacturer[2].islower()
 
+    def __str__(self) -> str:
+        esc = "" if self.escape is None else "\\" + self.escape
+        return f"IDResponse /{self.manufacturer}{self.baud_char}{esc}{self.identification}"
+
     def to_bytes(self, parity: bool = False) -> bytes:
         return _framing.encode_identification(self.manufacturer, self.baud_char,
                                               self.identification, self.escape, parity)
@@ -169,6 +180,9 @@ class OptionSelect(Message):
             if not (isinstance(v, str) and len(v) == 1 and v.isdigit() and v.isascii()):
                 raise ProtocolError(name, v, "expected one digit")
 
+    def __str__(self) -> str:
+        return f"OptionSelect protocol {self.protocol} baud {self.baud_char} mode {self.mode}"
+
     def to_bytes(self, parity: bool = False) -> bytes:
         return _framing.encode_option_select(self.protocol, self.baud_char, self.mode, parity)
 
@@ -177,6 +191,9 @@ class OptionSelect(Message):
 class Ack(Message):
     kind: ClassVar[str] = "ack"
 
+    def __str__(self) -> str:
+        return "ACK"
+
     def to_bytes(self, parity: bool = False) -> bytes:
         return _framing.encode_ack(parity)
 
@@ -184,6 +201,9 @@ class Ack(Message):
 @dataclass(frozen=True, slots=True)
 class Nak(Message):
     kind: ClassVar[str] = "nak"
+
+    def __str__(self) -> str:
+        return "NAK"
 
     def to_bytes(self, parity: bool = False) -> bytes:
         return _framing.encode_nak(parity)
@@ -222,6 +242,10 @@ class Command(Message):
     @property
     def datasets(self) -> tuple[DataSet, ...]:
         return parse_datasets(self.data) if self.data else ()
+
+    def __str__(self) -> str:
+        data = "" if self.data is None else " " + _show(self.data)
+        return f"{type(self).__name__} {self.letter}{self.command_type}{data}{' (partial)' if self.partial else ''}"
 
     def to_bytes(self, parity: bool = False) -> bytes:
         return _framing.encode_command(self.letter, self.command_type, self.data, self.partial, parity)
@@ -322,6 +346,9 @@ class Data(Message):
         if d.startswith("(") and d.endswith(")") and d.count("(") == 1 and "*" not in d:
             return d[1:-1]
         return None
+
+    def __str__(self) -> str:
+        return f"Data {_show(self.data)}{' (partial)' if self.partial else ''}"
 
     def to_bytes(self, parity: bool = False, bcc: bool = True) -> bytes:
         return _framing.encode_data(self.data, self.partial, parity, bcc)
