@@ -213,7 +213,7 @@ cdef void _char_stats(St* s) noexcept nogil:
             s.jit_max = d
         sxy += (s.ce_k[j] - kbar) * (s.ce_t[j] - tbar)
         sxx += (s.ce_k[j] - kbar) * (s.ce_k[j] - kbar)
-        if j > 0:
+        if j > 0 and s.ce_k[j] > s.ce_k[j - 1]:
             w = (s.ce_t[j] - s.ce_t[j - 1]) / (s.ce_k[j] - s.ce_k[j - 1])
             if w < s.bw_min:
                 s.bw_min = w
@@ -403,6 +403,7 @@ cdef inline void _slow(St* s, double pv, double v, double base) noexcept nogil:
 
 cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t i = 0, j, b
+    cdef int cnt
     cdef double pv, v
     cdef int64_t base = s.pos
     cdef sample_t gl, gh
@@ -469,6 +470,13 @@ cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
     while i < n:
         if s.state == 0:
             if pv < s.g_low:
+                while i + 16 <= n:          # 16 at a time, branch-free (vectorises)
+                    cnt = 0
+                    for j in range(16):
+                        cnt += x[i + j] >= gl
+                    if cnt:
+                        break
+                    i += 16
                 while i < n and x[i] < gl:
                     i += 1
                 if i >= n:
@@ -477,6 +485,13 @@ cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
                     pv = <double>x[i - 1]
         else:
             if pv > s.g_high:
+                while i + 16 <= n:
+                    cnt = 0
+                    for j in range(16):
+                        cnt += x[i + j] <= gh
+                    if cnt:
+                        break
+                    i += 16
                 while i < n and x[i] > gh:
                     i += 1
                 if i >= n:

@@ -163,7 +163,10 @@ def load_capture(path, sample_rate: float | None = None, column: int | None = No
     if ext == ".npy":
         with open(p, "rb") as f:
             version = np.lib.format.read_magic(f)
-            shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
             off = f.tell()
         if len(shape) != 1:
             if len(shape) == 2 and 1 in shape:
@@ -171,7 +174,9 @@ def load_capture(path, sample_rate: float | None = None, column: int | None = No
             else:
                 raise ValueError(f"{path}: expected a 1-D capture, found shape {shape}")
         dtype = np.dtype(dtype)
-        if dtype.byteorder == ">" or dtype.kind not in "fi":
+        if fortran and len(shape) > 1:
+            raise ValueError(f"{path}: Fortran-ordered capture")
+        if dtype.byteorder == ">" or dtype.kind not in "fi" or dtype.itemsize > 8:
             arr = np.load(p, mmap_mode="r").reshape(-1).astype(np.float64)
             return Capture(arr, sample_rate, len(arr), arr.dtype)
         return Capture(str(p), sample_rate, int(shape[0]), dtype, _npy_offset=off)

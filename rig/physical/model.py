@@ -185,9 +185,11 @@ def decode_model(x, sample_rate, baud=None, *, data_bits=7, parity="E", stop_bit
                 st["jit_max"] = max(st["jit_max"], float(d.max()))
                 st["sxy"] += float(((ks - kb) * (ts - tb)).sum())
                 st["sxx"] += float(sxx)
-                w = np.diff(ts) / np.diff(ks)
-                st["bw_min"] = min(st["bw_min"], float(w.min()))
-                st["bw_max"] = max(st["bw_max"], float(w.max()))
+                dk = np.diff(ks)
+                w = np.diff(ts)[dk > 0] / dk[dk > 0]
+                if len(w):
+                    st["bw_min"] = min(st["bw_min"], float(w.min()))
+                    st["bw_max"] = max(st["bw_max"], float(w.max()))
         if is_break:
             st["breaks"] += 1
             st["break_min"] = min(st["break_min"], t_end - m["t_start"])

@@ -74,6 +74,7 @@ class Waveform:
     rise_time_s: float = 0.0
     fall_time_s: float = 0.0
     noise_rms: float = 0.0
+    noise_clip: float | None = 3.0
     sag: float = 0.0
     sag_tau_bits: float = 20.0
     ambient: float = 0.0
@@ -155,7 +156,10 @@ class Waveform:
         b0, b1 = start // NOISE_BLOCK, (stop - 1) // NOISE_BLOCK
         for b in range(b0, b1 + 1):
             rng = np.random.default_rng([self.seed, 7, b])
-            blk = np.clip(rng.standard_normal(NOISE_BLOCK), -3.0, 3.0) * self.noise_rms
+            blk = rng.standard_normal(NOISE_BLOCK)
+            if self.noise_clip is not None:
+                blk = np.clip(blk, -self.noise_clip, self.noise_clip)
+            blk *= self.noise_rms
             lo, hi = max(start, b * NOISE_BLOCK), min(stop, (b + 1) * NOISE_BLOCK)
             out[lo - start:hi - start] = blk[lo - b * NOISE_BLOCK:hi - b * NOISE_BLOCK]
         return out
@@ -189,7 +193,7 @@ def synthesize(data, option="current-loop", *, baud: float = 9600, sample_rate: 
                baud_error: float = 0.0, jitter: float = 0.0, sag: float = 0.0, sag_tau_bits: float = 20.0,
                glitches: int | list = 0, glitch_width: float = 0.1, ambient: float = 0.0,
                idle_before: float = 12.0, idle_after: float = 12.0, gap: float | tuple = 0.0,
-               seed: int = 0) -> Waveform:
+               noise_clip: float | None = 3.0, seed: int = 0) -> Waveform:
     """Synthesise the line for ``data`` on ``option``.
 
     data: bytes (each masked to the data bits), or a list mixing ints, :class:`Char`, :class:`Break`;
@@ -198,7 +202,8 @@ def synthesize(data, option="current-loop", *, baud: float = 9600, sample_rate: 
 
     levels: (mark, space) in the option's unit (default the option's nominal levels).
     rise_time / fall_time: 10-90 % times in seconds of a first-order response (fall = rise if None).
-    noise: rms of Gaussian noise in the option's unit, clipped at ±3 rms (peak = 3 × noise).
+    noise: rms of Gaussian noise in the option's unit, clipped at ±``noise_clip`` rms (default 3, so
+    the peak is 3 × noise; None leaves it unclipped).
     baud_error: relative error of the actual speed (0.05 = 5 % fast).  jitter: rms edge jitter in UI
     (clipped at ±3 rms).  sag: the level droops toward mid-swing by this fraction of its deviation
     during a run (time constant ``sag_tau_bits``).  glitches: a count placed at random bit centres, or a
@@ -280,7 +285,7 @@ def synthesize(data, option="current-loop", *, baud: float = 9600, sample_rate: 
     n = int(math.ceil(total_ns * sample_rate / 1e9))
     return Waveform(opt, float(sample_rate), actual_baud, cf, n, float(mark), float(space), et, ev,
                     chars, glist, rise_time, rise_time if fall_time is None else fall_time, noise,
-                    sag, sag_tau_bits, ambient, seed)
+                    noise_clip, sag, sag_tau_bits, ambient, seed)
 
 
 def _items(data, T):

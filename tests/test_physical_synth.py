@@ -1,0 +1,69 @@
+"""The waveform synthesiser: levels, polarity, timing, determinism whatever the chunking."""
+import numpy as np
+import pytest
+
+from rig.physical.options import OPTIONS
+from rig.physical.synth import Break, synthesize
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_idle_is_mark_and_start_bit_is_space(name):
+    opt = OPTIONS[name]
+    w = synthesize(b"\x00", name, baud=1200, samples_per_bit=20)
+    x = w.samples
+    assert x.dtype == np.float32
+    assert x[0] == pytest.approx(opt.nominal_mark)              # idle
+    t_start = w.chars[0].t_start_ns
+    i_mid_start = int((t_start + 0.5e9 / 1200) * w.sample_rate / 1e9)
+    assert x[i_mid_start] == pytest.approx(opt.nominal_space)   # start bit
+    assert len(x) == w.n_samples
+
+
+def test_bit_timing_and_baud_error():
+    w = synthesize(b"U", "current-loop", baud=9600, samples_per_bit=100, baud_error=0.05)
+    # 'U' = 0x55 -> alternating bits: transitions one (fast) bit apart
+    d = np.diff(w.edge_ns[:8])
+    assert np.allclose(d, 1e9 / (9600 * 1.05))
+
+
+def test_render_is_the_same_in_any_chunking():
+    w = synthesize(b"hello", "voltage", baud=9600, samples_per_bit=13, noise=0.5, rise_time=8e-6,
+                   jitter=0.05, sag=0.2, glitches=2, ambient=0.3, seed=5)
+    whole = w.render()
+    for chunk in (1, 7, 100, 65536 + 3):
+        assert np.array_equal(np.concatenate(list(w.chunks(chunk))), whole)
+
+
+def test_noise_is_bounded_and_ambient_is_an_offset():
+    w0 = synthesize(b"A", "optical", baud=300, samples_per_bit=10)
+    w1 = synthesize(b"A", "optical", baud=300, samples_per_bit=10, noise=20.0, ambient=7.0)
+    dev = w1.samples.astype(np.float64) - w0.samples - 7.0
+    assert np.abs(dev).max() <= 60.0 + 1e-3 and dev.std() > 10.0
+
+
+def test_rise_time_is_10_to_90_percent():
+    w = synthesize(b"\x00", "current-loop", baud=300, sample_rate=10e6, rise_time=50e-6, fall_time=20e-6)
+    x = w.samples.astype(np.float64)
+    lo, hi = 1.0, 20.0
+    p10, p90 = lo + 0.1 * (hi - lo), lo + 0.9 * (hi - lo)
+    # the last rise (end of the all-space frame back to mark)
+    i90 = np.flatnonzero(x >= p90)[-1]
+    up = np.flatnonzero((x[:-1] < p10) & (x[1:] >= p10))[-1]
+    up90 = np.flatnonzero((x[:-1] < p90) & (x[1:] >= p90))[-1]
+    assert (up90 - up) / 10e6 == pytest.approx(50e-6, rel=0.01)
+    assert i90 > up90
+
+
+def test_wire_record_places_characters_at_their_times():
+    rec = [(0, 0x2F), (5_000_000, b"?!")]
+    w = synthesize(rec, "current-loop", baud=9600, samples_per_bit=10)
+    starts = [c.t_start_ns for c in w.chars]
+    assert [c.value for c in w.chars] == [0x2F, 0x3F, 0x21]
+    assert starts[1] - starts[0] == pytest.approx(5_000_000, abs=1)
+    assert starts[2] - starts[1] == pytest.approx(10 * 1e9 / 9600, abs=1)
+
+
+def test_break_in_truth():
+    w = synthesize([0x41, Break(30), 0x42], "current-loop", baud=2400, samples_per_bit=10)
+    assert [c.is_break for c in w.chars] == [False, True, False]
+    assert w.chars[1].length_ns == pytest.approx(30e9 / 2400, abs=1)
