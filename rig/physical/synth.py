@@ -109,12 +109,12 @@ class Waveform:
         prev_tgt, prev_tau = self.mark, 0.0
         for k in range(n):
             t = self.edge_ns[k]
-            if prev_tau > 0.0 and k > 0:
+            if prev_tau > 0.0 and k > 0 and (t - prev_t) < 700.0 * prev_tau:
                 y = prev_tgt + (y - prev_tgt) * math.exp(-(t - prev_t) / prev_tau)
             else:
                 y = prev_tgt
             y0[k] = y
-            prev_t, prev_tgt, prev_tau = t, tgt[k], taus[k]
+            prev_t, prev_tgt, prev_tau = float(t), float(tgt[k]), float(taus[k])
         self._y0 = y0
 
     # -- rendering -------------------------------------------------------------------------------
