@@ -229,7 +229,7 @@ def as_capture(capture, sample_rate=None) -> Capture:
 def decode(capture, sample_rate: float | None = None, option="current-loop", baud=None, fmt="7E1", *,
            thresholds=None, scale: float = 1.0, offset: float = 0.0, hysteresis: float = 1.0 / 6,
            glitch_ui: float = 0.35, chunk: int = DEFAULT_CHUNK, keep_edges: bool = False,
-           analysis_samples: int = 1 << 20, find_frames: bool = False) -> DecodeResult:
+           analysis_samples: int = 1 << 18, find_frames: bool = False) -> DecodeResult:
     """Decode a capture (array, np.memmap, path, or :class:`Capture`) on an interface option.
 
     Values are physical = raw × ``scale`` + ``offset`` in the option's unit.  ``baud`` None or "auto"

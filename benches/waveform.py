@@ -1,0 +1,165 @@
+"""Bench: UART waveform decoding, rig._uart vs the plain numpy decoder vs sigrok-cli, in one run.
+
+Captures of 1 M, 10 M and 50 M float32 samples at 10 and 100 samples per bit, 7E1 at 9600 Bd,
+current loop, with noise (rms 2 % of the swing), baud error (+1.5 %), jitter (0.03 UI rms) and a
+first-order edge (0.05 UI).  Each capture is written to a .npy file; every decoder runs in its own
+subprocess so its peak memory (ru_maxrss minus the RSS before decoding) is its own:
+
+- rig:    rig.physical.analysis.decode() on the file path, read in 1 M-sample chunks, with every
+          timing and level measurement;
+- numpy:  rig.physical.model.decode_model() on the memory-mapped file (one piece);
+- sigrok: sigrok-cli's uart decoder fed the thresholded capture as a 1-channel binary logic file
+          (thresholding not timed); skipped with a note when sigrok-cli is absent.
+
+    python benches/waveform.py [--sizes 1e6,1e7,5e7] [--spb 10,100] [--numpy-max 5e7] [--sigrok-max 5e7]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+BAUD = 9600
+
+
+def rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reset_peak() -> bool:
+    """Reset the peak RSS (VmHWM) so that what the parent held before exec does not count."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def vm_hwm() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def child(kind: str, path: str, fs: float) -> None:
+    """Runs in a subprocess: decode, print JSON with time, peak memory and the characters' digest."""
+    import rig.physical.analysis as an  # noqa: F401  (imports before the baseline)
+    import rig.physical.model as mo
+    import rig._uart  # noqa: F401
+    reset = reset_peak()
+    base = rss_now()
+    t = time.perf_counter()
+    if kind == "rig":
+        res = an.decode(path, fs, "current-loop", BAUD, "7E1")
+        vals = res.chars["value"].astype(np.uint8).tobytes()
+        jit = res.jitter_rms_ui
+    else:
+        x = np.load(path, mmap_mode="r")
+        chars, _, st, _ = mo.decode_model(x, fs, BAUD, mark_is_high=True)
+        vals = bytes(c["value"] for c in chars)
+        jit = (st["jit_sum2"] / st["jit_n"]) ** 0.5 / st["T"] if st["jit_n"] else float("nan")
+    dt = time.perf_counter() - t
+    peak = vm_hwm() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"t": dt, "mem": max(0, peak - base), "n": len(vals), "hash": hashlib.sha1(vals).hexdigest(), "jit": jit,
+                      "vals": vals[:64].hex()}))
+
+
+def run_child(kind, path, fs):
+    out = subprocess.run([sys.executable, __file__, "--child", kind, path, str(fs)], capture_output=True,
+                         text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_sigrok(path, fs, tmp):
+    x = np.load(path, mmap_mode="r")
+    binf = os.path.join(tmp, "logic.bin")
+    with open(binf, "wb") as f:
+        for s in range(0, len(x), 1 << 22):
+            (x[s:s + (1 << 22)] > 10.5).astype(np.uint8).tofile(f)
+    cmd = ["sigrok-cli", "-I", f"binary:numchannels=1:samplerate={int(fs)}", "-i", binf,
+           "-P", f"uart:baudrate={BAUD}:data_bits=7:parity=even:rx=0", "-A", "uart=rx-data"]
+    t = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    dt = time.perf_counter() - t
+    vals = bytes(int(line.split()[-1], 16) & 0x7F for line in out.stdout.splitlines() if line.strip())
+    os.unlink(binf)
+    return {"t": dt, "n": len(vals), "vals": vals[:64].hex(), "hash": hashlib.sha1(vals).hexdigest()}
+
+
+def make_capture(n, spb, path, seed=1):
+    from rig.physical.synth import synthesize
+    rng = np.random.default_rng(seed)
+    nchars = int(n / (spb * 10 * 1.1)) + 2
+    data = bytes(rng.integers(32, 127, nchars).astype(np.uint8))
+    w = synthesize(data, "current-loop", baud=BAUD, samples_per_bit=spb, noise=0.02 * 19,
+                   baud_error=0.015, jitter=0.03, rise_time=0.05 / BAUD, gap=(0.0, 2.0), seed=seed)
+    w.n_samples = min(w.n_samples, n)
+    w.write_npy(path, chunk=1 << 21)
+    truth = bytes(c.value for c in w.chars if c.t_start_ns < (n - 11 * spb) * 1e9 / w.sample_rate)
+    return w.sample_rate, truth
+
+
+def fmt_rate(r):
+    return f"{r / 1e6:8.1f} M/s" if r < 1e9 else f"{r / 1e9:8.2f} G/s"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="1e6,1e7,5e7")
+    ap.add_argument("--spb", default="10,100")
+    ap.add_argument("--numpy-max", type=float, default=5e7)
+    ap.add_argument("--sigrok-max", type=float, default=5e7)
+    ap.add_argument("--repeat", type=int, default=3, help="rig runs per capture (best kept)")
+    ap.add_argument("--child", nargs=3)
+    a = ap.parse_args()
+    if a.child:
+        child(a.child[0], a.child[1], float(a.child[2]))
+        return
+    have_sigrok = shutil.which("sigrok-cli") is not None
+    if not have_sigrok:
+        print("note: sigrok-cli not found (Debian package sigrok-cli): its column is skipped")
+    print(f"{'samples':>9} {'spb':>4} | {'rig':>12} {'mem MB':>7} | {'numpy':>12} {'mem MB':>7} | "
+          f"{'sigrok-cli':>12} | {'rig/numpy':>9} {'rig/sigrok':>10} | chars ok")
+    with tempfile.TemporaryDirectory() as tmp:
+        for spb in [int(s) for s in a.spb.split(",")]:
+            for n in [int(float(s)) for s in a.sizes.split(",")]:
+                path = os.path.join(tmp, "cap.npy")
+                fs, truth = make_capture(n, spb, path)
+                r = min((run_child("rig", path, fs) for _ in range(a.repeat)), key=lambda d: d["t"])
+                ok = [f"rig {r['n']}/{len(truth)}"]
+                npy = run_child("numpy", path, fs) if n <= a.numpy_max else None
+                sg = run_sigrok(path, fs, tmp) if have_sigrok and n <= a.sigrok_max else None
+                if npy:
+                    ok.append("numpy " + ("same" if npy["hash"] == r["hash"] else "DIFFERENT"))
+                if sg:
+                    ok.append(f"sigrok {sg['n']}")
+                rate = n / r["t"]
+                print(f"{n:9.0e} {spb:4d} | {fmt_rate(rate):>12} {r['mem'] / 2**20:7.1f} | "
+                      + (f"{fmt_rate(n / npy['t']):>12} {npy['mem'] / 2**20:7.0f} | " if npy else
+                         f"{'-':>12} {'-':>7} | ")
+                      + (f"{fmt_rate(n / sg['t']):>12} | " if sg else f"{'-':>12} | ")
+                      + (f"{npy['t'] / r['t']:8.1f}x " if npy else f"{'-':>9} ")
+                      + (f"{sg['t'] / r['t']:9.0f}x " if sg else f"{'-':>10} ")
+                      + "| " + ", ".join(ok), flush=True)
+                os.unlink(path)
+
+
+if __name__ == "__main__":
+    main()
