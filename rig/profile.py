@@ -186,6 +186,13 @@ SCHEMA: dict[str, Any] = {
         "cleared_by_accept": Bool(),
         "cleared_by_power_cycle": Bool(),
     },
+    "emulator": {  # the built-in meter emulator (rig/server.py); a real meter has its own values
+        "execution_ms": _ms(0, 600_000),
+        "password": Text("limits.value_max_programming", _DATA, 'printable, no ( ) * / !; "" for none'),
+        "lockout_answer": Choice(("status", "error")),
+        "register_values": Map(Text(32, "[A-Za-z0-9_]", "register names", min=1),
+                               Text("limits.value_max_programming", _DATA, "printable, no ( ) * / !")),
+    },
 }
 
 # a <= b, checked after merging (the key from the user's file is the one blamed).
@@ -281,6 +288,14 @@ class TokenLockout:
 
 
 @dataclass(frozen=True)
+class Emulator:
+    execution_ns: int  # token processing time; tokenStatus reads "Not ready" meanwhile
+    password: str  # P1 password; "" accepts any
+    lockout_answer: str  # "status": ACK, then tokenStatus "Token lockout active"; "error": error answer
+    register_values: dict[str, str]  # register name -> value the emulator reads back
+
+
+@dataclass(frozen=True)
 class Register:
     name: str
     register_id: str  # the ASCII data-set address
@@ -293,7 +308,8 @@ class Register:
 
 
 _SECTIONS = {"interface": Interface, "character": Character, "timing": Timing, "protocol": Protocol,
-             "limits": Limits, "identification": Identification, "token_lockout": TokenLockout}
+             "limits": Limits, "identification": Identification, "token_lockout": TokenLockout,
+             "emulator": Emulator}
 
 
 @dataclass(frozen=True)
@@ -311,6 +327,7 @@ class Profile:
     registers: dict[str, Register]
     codes: dict[str, dict[int, str]]
     token_lockout: TokenLockout
+    emulator: Emulator
 
     def source(self, key: str) -> str:
         """Source of a value: "timing.ta", "timing.ta_ms" and "timing.ta_ns" all work; a table
@@ -526,6 +543,14 @@ def _check(flat: dict) -> None:
             raise fail(_later(flat, key + ".register_id", seen[rid]),
                        f"a register_id not used by another register ({seen[rid]} has it)")
         seen[rid] = key + ".register_id"
+
+    registers = dict.fromkeys(p[1] for p in flat if p[0] == "registers")
+    for name, value in get("emulator.register_values").items():
+        if name not in registers:
+            raise fail("emulator.register_values", f"names of registers (one of {list(registers)}), not {name!r}")
+        if len(value) > get(f"registers.{name}.length"):
+            raise fail("emulator.register_values",
+                       f"{name}: at most registers.{name}.length = {get(f'registers.{name}.length')} characters")
 
 
 def _build(flat: dict, path: Path) -> Profile:
