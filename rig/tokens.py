@@ -1,0 +1,410 @@
+"""The STS token model of the meter emulator (FACTS.md §7): what a meter decides for a token.
+
+IEC 62055-41 (the STS token layer) is not public to us; what this module assumes is marked
+"assumed" here and in the table file. It decides, never computes STS crypto: the result of a token
+comes from a *test-token table* (rig/profiles/test-tokens.toml by default), or a default result for
+a well-formed token that is not listed. On top of the table it keeps what a meter keeps:
+
+- format checks (20 decimal digits, value below 2**66);
+- used tokens: an accepted token entered again is "Used" (kept for the model's lifetime, across
+  power cycles: assumed non-volatile);
+- old tokens: a table entry with status "Old"; and, assumed, for entries that give a `tid`: a TID
+  below the oldest of the remembered accepted TIDs once that memory (`tid_memory`) is full is "Old",
+  a TID already remembered is "Used";
+- TokenLockout (profile.token_lockout; one vendor's scheme, assumed): after `threshold` rejected
+  tokens in a row entry is locked for `initial_period`, times `factor` per further reject up to
+  `max_period`; an accepted token and a power cycle clear it. While locked a token is answered
+  "Token lockout active" without being evaluated, and does not count as a reject (assumed). Every
+  evaluated token that is not accepted counts as a reject, "Used" and "Format error" included
+  (assumed). Time is always passed in (`now_ns`); the model never reads a clock.
+- an account: every token entered, when, its outcome, and the credit applied, so a campaign can
+  prove that no token was lost or applied twice (`history`, `applied`, `account()`).
+
+    model = TokenModel.default(profile)
+    entry = model.enter("56746304125830196637", now_ns)
+    entry.outcome.token_status, entry.outcome.accepted     # 1, True
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from rig.profile import Profile
+
+__all__ = ["DEFAULT_TABLE_PATH", "DEFAULT_STATUS", "Token", "TokenEntry", "TokenError", "TokenLockout",
+           "TokenModel", "TokenOutcome", "TokenSpec", "TokenTableError"]
+
+DEFAULT_TABLE_PATH = Path(__file__).with_name("profiles") / "test-tokens.toml"
+TOKEN_DIGITS = 20
+TOKEN_BITS = 66
+# A well-formed token that is not in the table (assumed). An STS meter cannot tell a token made
+# for another meter (or with another key) from a corrupted one: decrypting it with its own key
+# gives a block whose CRC does not match. So the safe default is a reject, "CRC error".
+DEFAULT_STATUS = "CRC error"
+TID_MEMORY = 50  # accepted TIDs a meter remembers (assumed; real meters keep a few dozen)
+
+# tokenStatus name -> (AuthenticationResult, ValidationResult, TokenResult) names (assumed: the
+# three TCDU code tables are our guesses, see the profile). Names are matched without case.
+TCDU_RESULTS: dict[str, tuple[str, str, str]] = {
+    "accept": ("Authentic", "Valid", "Accepted"),
+    "first key-change token accepted": ("Authentic", "Valid", "First key-change token accepted"),
+    "second key-change token accepted": ("Authentic", "Valid", "Second key-change token accepted"),
+    "overflow": ("Authentic", "Valid", "Overflow"),
+    "key type error": ("Key error", "No token", "Rejected"),
+    "format error": ("Format error", "No token", "Rejected"),
+    "range error": ("Authentic", "Range error", "Rejected"),
+    "function not supported": ("Authentic", "Function not supported", "Rejected"),
+    "old": ("Authentic", "Old", "Rejected"),
+    "used": ("Authentic", "Used", "Rejected"),
+    "key expired": ("Authentic", "Key expired", "Rejected"),
+    "credit with default key": ("Key error", "No token", "Rejected"),
+    "crc error": ("CRC error", "No token", "Rejected"),
+    "manufacturer code mismatch": ("Authentic", "Manufacturer code mismatch", "Rejected"),
+    "token lockout active": ("No token", "No token", "Token lockout active"),
+    "not ready": ("Not ready", "Not ready", "Not ready"),
+}
+ACCEPTING = frozenset({"accept", "first key-change token accepted", "second key-change token accepted"})
+TCDU_TABLES = ("tokenStatus", "AuthenticationResult", "ValidationResult", "TokenResult")
+
+
+class TokenError(ValueError):
+    """A token text that is not a well-formed STS token (the meter's "Format error")."""
+
+    def __init__(self, token: str, reason: str):
+        self.token, self.reason = token, reason
+        super().__init__(f"token {token!r}: {reason}")
+
+
+class TokenTableError(ValueError):
+    """A test-token table that cannot be used; the message names the file and the key."""
+
+
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A well-formed STS token: 20 decimal digits holding a 66-bit number.
+
+    Bit placement (assumed, IEC 62055-41 is not public to us): the token class is the top 2 bits
+    of the 66, the subclass the next 4. The real carrier may move the class bits elsewhere after
+    encryption; nothing here depends on it beyond the `token_class` property."""
+    text: str
+    number: int
+
+    @classmethod
+    def parse(cls, text: str) -> "Token":
+        if not isinstance(text, str):
+            raise TokenError(repr(text), f"expected a string of {TOKEN_DIGITS} digits, got {type(text).__name__}")
+        for i, ch in enumerate(text):
+            if not ("0" <= ch <= "9"):
+                raise TokenError(text, f"non-digit {ch!r} at position {i + 1}")
+        if len(text) != TOKEN_DIGITS:
+            raise TokenError(text, f"expected {TOKEN_DIGITS} digits, got {len(text)}")
+        n = int(text)
+        if n >= 1 << TOKEN_BITS:
+            raise TokenError(text, f"value {n} is not below 2**{TOKEN_BITS} = {1 << TOKEN_BITS}")
+        return cls(text, n)
+
+    @property
+    def token_class(self) -> int:
+        """0 credit, 1 non-meter-specific, 2 meter-specific management, 3 reserved (FACTS.md §7)."""
+        return self.number >> 64
+
+    @property
+    def subclass(self) -> int:
+        return (self.number >> 60) & 0xF
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class TokenOutcome:
+    """The four TCDU results of one token, as code numbers of the profile's code tables."""
+    token_status: int
+    authentication: int
+    validation: int
+    token_result: int
+    status_name: str
+    accepted: bool
+
+    def __str__(self) -> str:
+        return (f"{self.status_name} (tokenStatus {self.token_status}, authentication "
+                f"{self.authentication}, validation {self.validation}, result {self.token_result})")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSpec:
+    """One test-token table entry."""
+    text: str
+    outcome: TokenOutcome
+    credit: float = 0  # applied when accepted (units of the test; assumed)
+    tid: int | None = None  # token identifier, minutes since the base date (assumed 24 bits)
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEntry:
+    """One token entered, in the account."""
+    seq: int  # 0, 1, 2 ... in entry order
+    at_ns: int  # when it was entered (the time passed in)
+    text: str  # as entered, well-formed or not
+    outcome: TokenOutcome
+    reason: str  # why: "table", "default", "used", "old (tid ...)", "lockout ...", "format: ..."
+    credit: float  # credit applied by this entry (0 unless accepted)
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.text} at {self.at_ns} ns: {self.outcome.status_name} ({self.reason})"
+
+
+class TokenLockout:
+    """Lockout of token entry after repeated rejects; parameters from profile.token_lockout.
+
+    Consecutive rejects are counted until cleared (an accept or a power cycle, as the profile
+    says); each reject at or above the threshold locks entry for profile.token_lockout.period_ns()."""
+
+    def __init__(self, params):
+        self.params = params
+        self.rejects = 0
+        self.until_ns: int | None = None
+
+    def locked(self, now_ns: int) -> bool:
+        return self.until_ns is not None and now_ns < self.until_ns
+
+    def remaining_ns(self, now_ns: int) -> int:
+        return max(0, self.until_ns - now_ns) if self.until_ns is not None else 0
+
+    def reject(self, now_ns: int) -> int:
+        """Count a rejected token; returns the lockout period it starts (0: none)."""
+        self.rejects += 1
+        period = self.params.period_ns(self.rejects)
+        if period:
+            self.until_ns = now_ns + period
+        return period
+
+    def accept(self) -> None:
+        if self.params.cleared_by_accept:
+            self.clear()
+
+    def power_cycle(self) -> None:
+        if self.params.cleared_by_power_cycle:
+            self.clear()
+
+    def clear(self) -> None:
+        self.rejects, self.until_ns = 0, None
+
+    def __repr__(self) -> str:
+        return f"<TokenLockout rejects={self.rejects} until_ns={self.until_ns}>"
+
+
+# ---------------------------------------------------------------------------------------------
+
+def _names(profile: Profile, table: str) -> dict[str, int]:
+    return {name.lower(): code for code, name in profile.codes.get(table, {}).items()}
+
+
+def _code(profile: Profile, table: str, value: Any, where: str) -> int:
+    """A code of `table` given by name (any case) or number; TokenTableError otherwise."""
+    codes = profile.codes.get(table)
+    if codes is None:
+        raise TokenTableError(f"{where}: the profile has no code table {table!r}")
+    if type(value) is int:
+        if value in codes:
+            return value
+    elif isinstance(value, str):
+        found = _names(profile, table).get(value.lower())
+        if found is not None:
+            return found
+    else:
+        raise TokenTableError(f"{where}: expected a {table} code name or number, got {value!r}")
+    listed = ", ".join(f"{c} {n!r}" for c, n in codes.items())
+    raise TokenTableError(f"{where}: {value!r} is not in the profile's {table} codes ({listed})")
+
+
+def make_outcome(profile: Profile, status: Any, where: str = "token outcome", *,
+                 authentication: Any = None, validation: Any = None, result: Any = None) -> TokenOutcome:
+    """The TCDU outcome of a tokenStatus (name or code); the other three default from TCDU_RESULTS."""
+    code = _code(profile, "tokenStatus", status, f"{where}: status")
+    name = profile.codes["tokenStatus"][code]
+    defaults = TCDU_RESULTS.get(name.lower())
+    given = (authentication, validation, result)
+    if defaults is None and None in given:
+        raise TokenTableError(f"{where}: tokenStatus {name!r} has no default TCDU results; "
+                              "give authentication, validation and result")
+    codes = [_code(profile, t, g if g is not None else d, f"{where}: {k}")
+             for t, g, d, k in zip(TCDU_TABLES[1:], given, defaults or (None,) * 3,
+                                   ("authentication", "validation", "result"))]
+    return TokenOutcome(code, *codes, status_name=name, accepted=name.lower() in ACCEPTING)
+
+
+_ENTRY_KEYS = ("status", "authentication", "validation", "result", "credit", "tid", "description")
+
+
+def _spec(profile: Profile, text: Any, raw: Any, where: str) -> TokenSpec:
+    if not isinstance(text, str):
+        raise TokenTableError(f"{where}: a token is a string of 20 digits, got {text!r}")
+    try:
+        Token.parse(text)
+    except TokenError as e:
+        raise TokenTableError(f"{where}: {e}; a malformed token needs no entry (it is a Format error)") from None
+    if isinstance(raw, TokenSpec):
+        return raw
+    if isinstance(raw, str):
+        raw = {"status": raw}
+    if not isinstance(raw, Mapping):
+        raise TokenTableError(f"{where}: expected a table with keys {', '.join(_ENTRY_KEYS)}, got {raw!r}")
+    unknown = [k for k in raw if k not in _ENTRY_KEYS]
+    if unknown:
+        raise TokenTableError(f"{where}.{unknown[0]}: unknown key; expected one of: {', '.join(_ENTRY_KEYS)}")
+    if "status" not in raw:
+        raise TokenTableError(f"{where}.status: missing; a tokenStatus name or code, e.g. \"Accept\"")
+    outcome = make_outcome(profile, raw["status"], where, authentication=raw.get("authentication"),
+                           validation=raw.get("validation"), result=raw.get("result"))
+    credit = raw.get("credit", 0)
+    if type(credit) not in (int, float) or credit < 0:
+        raise TokenTableError(f"{where}.credit: expected a number >= 0, got {credit!r}")
+    tid = raw.get("tid")
+    if tid is not None and not (type(tid) is int and 0 <= tid < 1 << 24):
+        raise TokenTableError(f"{where}.tid: expected an integer 0..{(1 << 24) - 1}, got {tid!r}")
+    desc = raw.get("description", "")
+    if not isinstance(desc, str):
+        raise TokenTableError(f"{where}.description: expected a string, got {desc!r}")
+    return TokenSpec(text, outcome, credit, tid, desc)
+
+
+class TokenModel:
+    """Decides the outcome of each token entered; keeps used tokens, TIDs, lockout and the account.
+
+    table: token text -> TokenSpec, or a dict as in the TOML file ({status, authentication,
+    validation, result, credit, tid, description}), or just a status name.
+    default_status: outcome of a well-formed token not in the table (DEFAULT_STATUS, assumed)."""
+
+    def __init__(self, profile: Profile, table: Mapping[str, Any] | None = None, *,
+                 default_status: Any = DEFAULT_STATUS, tid_memory: int = TID_MEMORY,
+                 source: str = "token table"):
+        self.profile = profile
+        self.source = source
+        if type(tid_memory) is not int or tid_memory < 1:
+            raise TokenTableError(f"{source}: tid_memory: expected an integer >= 1, got {tid_memory!r}")
+        self.table: dict[str, TokenSpec] = {
+            text: _spec(profile, text, raw, f"{source}: tokens.{text}") for text, raw in (table or {}).items()}
+        self.default = make_outcome(profile, default_status, f"{source}: default_status")
+        self.tid_memory = tid_memory
+        std = {k: make_outcome(profile, k, f"profile {profile.path}: codes.tokenStatus")
+               for k in ("Used", "Old", "Format error", "Token lockout active", "Not ready")}
+        self.used_outcome, self.old_outcome, self.format_outcome = std["Used"], std["Old"], std["Format error"]
+        self.lockout_outcome, self.not_ready = std["Token lockout active"], std["Not ready"]
+        self.lockout = TokenLockout(profile.token_lockout)
+        self.used: set[int] = set()  # numbers of accepted tokens
+        self.tids: list[int] = []  # remembered accepted TIDs, oldest first when full
+        self.history: list[TokenEntry] = []
+        self.applied: list[TokenEntry] = []  # the accepted entries, each applied once
+
+    # -- loading -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], profile: Profile) -> "TokenModel":
+        """A model with the table of a TOML file (format: rig/profiles/test-tokens.toml)."""
+        file = str(path)
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise TokenTableError(f"{file}: cannot read token table: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise TokenTableError(f"{file}: not UTF-8 text: {e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise TokenTableError(f"{file}: not valid TOML: {e}") from None
+        allowed = ("default_status", "tid_memory", "tokens")
+        for key in data:
+            if key not in allowed:
+                raise TokenTableError(f"{file}: {key}: unknown key; expected one of: {', '.join(allowed)}")
+        tokens = data.get("tokens", {})
+        if not isinstance(tokens, dict):
+            raise TokenTableError(f"{file}: tokens: expected a table of token -> entry, got {tokens!r}")
+        return cls(profile, tokens, default_status=data.get("default_status", DEFAULT_STATUS),
+                   tid_memory=data.get("tid_memory", TID_MEMORY), source=file)
+
+    @classmethod
+    def default(cls, profile: Profile) -> "TokenModel":
+        """The model with the shipped test-token table."""
+        return cls.from_file(DEFAULT_TABLE_PATH, profile)
+
+    # -- deciding ------------------------------------------------------------------------------
+
+    def locked(self, now_ns: int) -> bool:
+        return self.lockout.locked(now_ns)
+
+    def evaluate(self, text: str, now_ns: int) -> tuple[TokenOutcome, str, TokenSpec | None]:
+        """What entering `text` at `now_ns` would give, and why; changes nothing."""
+        if self.lockout.locked(now_ns):
+            return self.lockout_outcome, f"lockout: {self.lockout.remaining_ns(now_ns)} ns left", None
+        try:
+            token = Token.parse(text)
+        except TokenError as e:
+            return self.format_outcome, f"format: {e.reason}", None
+        if token.number in self.used:
+            return self.used_outcome, "used: accepted before", None
+        spec = self.table.get(token.text)
+        if spec is None:
+            return self.default, "default", None
+        if spec.outcome.accepted and spec.tid is not None:
+            if spec.tid in self.tids:
+                return self.used_outcome, f"used: tid {spec.tid} accepted before", spec
+            if len(self.tids) >= self.tid_memory and spec.tid < self.tids[0]:
+                return self.old_outcome, f"old: tid {spec.tid} below the oldest remembered {self.tids[0]}", spec
+        return spec.outcome, "table", spec
+
+    def enter(self, text: str, now_ns: int) -> TokenEntry:
+        """Enter a token at `now_ns`: decide, record it in the account, apply it if accepted."""
+        locked = self.lockout.locked(now_ns)
+        outcome, reason, spec = self.evaluate(text, now_ns)
+        credit = 0
+        if locked:
+            pass  # not evaluated: neither a reject nor an accept
+        elif outcome.accepted:
+            self.used.add(int(text))
+            if spec is not None:
+                credit = spec.credit
+                if spec.tid is not None:
+                    self.tids.append(spec.tid)
+                    self.tids.sort()
+                    del self.tids[:-self.tid_memory]
+            self.lockout.accept()
+        else:
+            period = self.lockout.reject(now_ns)
+            if period:
+                reason += f"; lockout {period} ns"
+        entry = TokenEntry(len(self.history), now_ns, text, outcome, reason, credit)
+        self.history.append(entry)
+        if outcome.accepted:
+            self.applied.append(entry)
+        return entry
+
+    def power_cycle(self) -> None:
+        """The meter restarts: the lockout clears (if the profile says so); used tokens stay."""
+        self.lockout.power_cycle()
+
+    # -- the account ---------------------------------------------------------------------------
+
+    def account(self) -> dict[str, dict[str, float]]:
+        """token text -> {entered, applied, credit}: how often each was entered and applied."""
+        out: dict[str, dict[str, float]] = {}
+        for e in self.history:
+            row = out.setdefault(e.text, {"entered": 0, "applied": 0, "credit": 0})
+            row["entered"] += 1
+            if e.outcome.accepted:
+                row["applied"] += 1
+                row["credit"] += e.credit
+        return out
+
+    def applied_twice(self) -> list[str]:
+        """Tokens applied more than once (the model guarantees none; a campaign checks it)."""
+        return [t for t, n in Counter(e.text for e in self.applied).items() if n > 1]
+
+    @property
+    def total_credit(self) -> float:
+        return sum(e.credit for e in self.applied)
