@@ -1,0 +1,597 @@
+"""The meter emulator's I/O-free core: IEC 62055-52 §6.6 server functions (Annex A) as a state machine.
+
+It never sleeps, never reads a clock and never touches a port. The I/O loop hands it each frame with
+the arrival time of the frame's last character and gets back a Reaction: what to send, when the
+first character should go out, the gap between characters, and the baud to switch to. Timers (tt
+fallback, inactivity, end of token execution) are the loop's job too: it calls on_timer() at
+next_deadline_ns(). on_frame() also runs any timer already due, so a late call is never wrong.
+
+    emu = MeterEmulator(profile)
+    r = emu.on_frame(frame, now_ns)      # r.answer, r.send_at_ns, r.char_gap_ns, r.baud, r.event
+    emu.on_timer(emu.next_deadline_ns())
+    print(describe())                    # the state machine as text
+
+Decisions (IEC 62056-21 where it says so, else assumed; see also rig/tokens.py):
+- Session states: start -> identified -> programming, or -> readout -> start (STATE_TABLE).
+  Meter state (TCDU registers, token execution, TokenLockout, used tokens) lives outside the
+  session: break, timeouts and re-identification leave it alone; power_cycle() resets the session
+  and clears the lockout.
+- A valid IDRequest for us (empty address, or the profile's device address) in any state starts a
+  new session at the initial baud (assumed); one for another address is not answered.
+- Option select: protocol V must be '0' and mode Y '0' or '1', else back to start, silently
+  (assumed: other protocols are not supported). A baud character Z that is unknown, or names a
+  speed above character.max_baud, is refused by staying at the current (initial) speed: the
+  answer goes out at that speed, which a wire record makes plain (assumed). Otherwise the port
+  switches to Z's speed `speed_switch_guard` after the option select, and the answer goes out at
+  max(tr, guard) after it.
+- Mode 1 (IEC 62056-21 mode C programming mode): the server answers SOH P0 STX (device address)
+  ETX BCC at the new speed. P1 with the profile's emulator.password ("" accepts any) -> ACK, a
+  wrong one -> error answer access_denied; with a password set, writes need a good P1 first
+  (assumed). P0/P2 from the client and E commands are undefined-command processing (assumed).
+- Mode 0 (readout): Data with every readable register `id(value)` CR LF, closed by `!` CR LF, at
+  Z's speed; then back to start and the initial speed (Reaction.baud_after).
+- In programming, a frame with parity, BCC, syntax, gap (> ta) or truncation errors gets NAK
+  (IEC 62056-21 §6.3); garbage between frames is ignored (no frame start was seen). Outside
+  programming, bad frames are ignored (a server does not NAK a garbled request).
+- Reads: every data set's address is a registerID; unknown -> error answer unknown_register,
+  write-only -> access_denied; the answer holds one data set per register asked.
+- Writes: exactly one data set (assumed; else bad_value), and partial blocks are not supported
+  (bad_value). Unknown register -> unknown_register, read-only -> access_denied, too long (or not
+  20 for digits20) -> bad_length, wrong encoding (decimal, code not in its table, digits20) ->
+  bad_value. An executed write gets ACK.
+- TokenData (the register named "TokenData"): ACK, then for execution_ns tokenStatus reads "Not
+  ready" (and AuthenticationResult, ValidationResult, TokenResult their "Not ready" codes); then the
+  TokenModel's outcome. The token is decided when written (TokenModel.enter at the write's time;
+  assumed atomic) and shown when execution ends. A token written during execution gets the
+  not_ready error answer. While TokenLockout is active: with emulator.lockout_answer = "status" the
+  token is ACKed and shows "Token lockout active" after the execution time; with "error" it gets
+  the error answer `lockout` and the TCDU registers keep their values.
+- Before any token: tokenStatus reads 0 (reserved in the code table; assumed "no token yet") and
+  the other TCDU registers their "No token" code.
+- NAK from the client repeats the last answer of the session (any number of times: the client
+  counts). In identified state that is the IDResponse, and tt restarts after it.
+- tt is counted from the estimated end of the IDResponse (10 bits per character at the line
+  rate, plus the character gaps); inactivity from the last valid frame.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, replace
+
+from rig.profile import Profile, Timing
+from rig.protocol.messages import (
+    Ack, BreakCommand, Data, DataSet, ExecuteCommand, IDRequest, IDResponse, Message, Nak, OptionSelect,
+    PasswordCommand, ProtocolError, ReadCommand, UndefinedCommand, WriteCommand, message_from_frame,
+)
+from rig.tokens import TokenEntry, TokenModel, TokenOutcome
+
+__all__ = ["MeterEmulator", "Reaction", "STATE_TABLE", "TimingPolicy", "describe"]
+
+NS_PER_MS = 1_000_000
+BITS_PER_CHARACTER = 10  # start + 7 data + parity + stop (7E1), or start + 8 + stop (8N1)
+TYPICAL_MARGIN_NS = 20 * NS_PER_MS  # typical tr = tr_min + 20 ms (assumed)
+TT_MIN_MARGIN_NS = 1 * NS_PER_MS  # tt must exceed tt_min: "min" uses tt_min + 1 ms (assumed)
+
+START, IDENTIFIED, PROGRAMMING, READOUT = "start", "identified", "programming", "readout"
+STATES = (START, IDENTIFIED, READOUT, PROGRAMMING)
+TOKEN_REGISTER = "TokenData"
+TCDU_REGISTERS = ("tokenStatus", "AuthenticationResult", "ValidationResult", "TokenResult")
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing policy
+
+MODES = ("typical", "min", "max", "violate")
+LIMITS = ("tr_min", "tr_max", "ta", "tt_min", "tt_max", "inactivity_min", "inactivity_max")
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    """How the emulator times its answers and timeouts within (or outside) the profile's limits.
+
+    typical: tr = tr_min + margin_ns (20 ms, assumed), tt = tt_max, inactivity = inactivity_min;
+    min:     tr = tr_min, tt = tt_min + 1 ms (tt must exceed tt_min), inactivity = inactivity_min;
+    max:     tr = tr_max, tt = tt_max, inactivity = inactivity_max;
+    violate: typical, except `limit` missed by `amount_ns`: tr_max + amount (late answer),
+             tr_min - amount (early answer), ta + amount (every inter-character gap),
+             tt_min - amount / tt_max + amount (falls back too early / too late),
+             inactivity_min - amount / inactivity_max + amount.
+    tr_min is tr_min_fast (20 ms) when the manufacturer's third letter is lower case.
+    char_gap_ns: gap between the characters of an answer outside "violate ta" (0: back to back)."""
+    mode: str = "typical"
+    limit: str | None = None
+    amount_ns: int = 0
+    char_gap_ns: int = 0
+    margin_ns: int = TYPICAL_MARGIN_NS
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"timing policy mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if self.mode == "violate":
+            if self.limit not in LIMITS:
+                raise ValueError(f"timing policy violate: limit {self.limit!r}: expected one of {', '.join(LIMITS)}")
+            if type(self.amount_ns) is not int or self.amount_ns <= 0:
+                raise ValueError(f"timing policy violate {self.limit}: amount_ns {self.amount_ns!r}: "
+                                 "expected a positive integer (nanoseconds)")
+        elif self.limit is not None:
+            raise ValueError(f"timing policy {self.mode!r}: a limit ({self.limit!r}) only goes with 'violate'")
+        for name in ("char_gap_ns", "margin_ns"):
+            v = getattr(self, name)
+            if type(v) is not int or v < 0:
+                raise ValueError(f"timing policy {name} {v!r}: expected an integer >= 0 (nanoseconds)")
+
+    def _violates(self, limit: str) -> bool:
+        return self.mode == "violate" and self.limit == limit
+
+    def tr_ns(self, timing: Timing, manufacturer: str) -> int:
+        """Delay from the end of the request to the first character of the answer."""
+        lo, hi = timing.tr_min_for(manufacturer), timing.tr_max_ns
+        if self._violates("tr_max"):
+            return hi + self.amount_ns
+        if self._violates("tr_min"):
+            return max(0, lo - self.amount_ns)
+        if self.mode == "min":
+            return lo
+        if self.mode == "max":
+            return hi
+        return min(lo + self.margin_ns, hi)
+
+    def gap_ns(self, timing: Timing) -> int:
+        """Gap between two characters of an answer."""
+        return timing.ta_ns + self.amount_ns if self._violates("ta") else self.char_gap_ns
+
+    def tt_ns(self, timing: Timing) -> int:
+        """How long the server waits for the option select after its identification."""
+        if self._violates("tt_min"):
+            return max(0, timing.tt_min_ns - self.amount_ns)
+        if self._violates("tt_max"):
+            return timing.tt_max_ns + self.amount_ns
+        if self.mode == "min":
+            return min(timing.tt_min_ns + TT_MIN_MARGIN_NS, timing.tt_max_ns)
+        return timing.tt_max_ns
+
+    def inactivity_ns(self, timing: Timing) -> int:
+        """How long the server stays in a session without a valid frame."""
+        if self._violates("inactivity_min"):
+            return max(0, timing.inactivity_min_ns - self.amount_ns)
+        if self._violates("inactivity_max"):
+            return timing.inactivity_max_ns + self.amount_ns
+        return timing.inactivity_max_ns if self.mode == "max" else timing.inactivity_min_ns
+
+    def __str__(self) -> str:
+        if self.mode == "violate":
+            sign = "-" if self.limit in ("tr_min", "tt_min", "inactivity_min") else "+"
+            return f"violate {self.limit} {sign} {self.amount_ns / NS_PER_MS:g} ms"
+        return self.mode
+
+
+# ---------------------------------------------------------------------------------------------
+# Reaction
+
+@dataclass
+class Reaction:
+    """What the I/O loop does after a frame or a timer.
+
+    answer: the message to send, or None (stay silent). send_at_ns: when its first character goes
+    out. char_gap_ns: gap between its characters (0: back to back at line rate). baud: switch the
+    port to this speed first (now, or before sending; the guard delay is in send_at_ns).
+    baud_after: switch to this speed once the answer has been sent (the end of a readout).
+    event: one log line. state: the emulator's state after it."""
+    answer: Message | None = None
+    send_at_ns: int | None = None
+    char_gap_ns: int = 0
+    baud: int | None = None
+    baud_after: int | None = None
+    event: str = ""
+    state: str = START
+    bcc_on_data: bool = True
+
+    def to_bytes(self, parity: bool = False) -> bytes:
+        """The answer's characters (b"" when silent); parity=True for 7E1 wire bytes."""
+        if self.answer is None:
+            return b""
+        if isinstance(self.answer, Data):
+            return self.answer.to_bytes(parity, self.bcc_on_data)
+        return self.answer.to_bytes(parity)
+
+
+# ---------------------------------------------------------------------------------------------
+# The state machine as data: (state, event, condition, action, next state)
+
+STATE_TABLE: tuple[tuple[str, str, str, str, str], ...] = (
+    (START, "IDRequest", "address empty or ours", "IDResponse /XXXZ ident after tr; start tt", IDENTIFIED),
+    (START, "IDRequest", "another address", "none", START),
+    (START, "any other frame", "", "none (silence)", START),
+    (IDENTIFIED, "OptionSelect 0 Z 1", "Z known and <= max_baud", "switch to Z after guard; P0 (device address)", PROGRAMMING),
+    (IDENTIFIED, "OptionSelect 0 Z 1", "Z unknown or > max_baud", "stay at initial baud; P0 (device address)", PROGRAMMING),
+    (IDENTIFIED, "OptionSelect 0 Z 0", "", "switch to Z after guard; data readout of readable registers", READOUT),
+    (IDENTIFIED, "OptionSelect", "V != 0 or Y not 0/1", "none", START),
+    (IDENTIFIED, "NAK", "", "repeat IDResponse; restart tt", IDENTIFIED),
+    (IDENTIFIED, "BreakCommand", "", "none", START),
+    (IDENTIFIED, "timer tt", "no option select", "none", START),
+    (IDENTIFIED, "any other frame", "", "none", IDENTIFIED),
+    (READOUT, "readout sent", "", "back to initial baud (baud_after)", START),
+    (PROGRAMMING, "ReadCommand", "registers readable", "Data id(value)...", PROGRAMMING),
+    (PROGRAMMING, "ReadCommand", "unknown / write-only", "error answer (unknown_register / access_denied)", PROGRAMMING),
+    (PROGRAMMING, "WriteCommand", "valid and executable", "ACK; TokenData: token execution starts", PROGRAMMING),
+    (PROGRAMMING, "WriteCommand", "valid, not executable", "error answer (access_denied, bad_length, bad_value, not_ready, lockout)", PROGRAMMING),
+    (PROGRAMMING, "PasswordCommand P1", "password right or none set", "ACK", PROGRAMMING),
+    (PROGRAMMING, "PasswordCommand P1", "password wrong", "error answer (access_denied)", PROGRAMMING),
+    (PROGRAMMING, "undefined command, E, P0, P2", "", "NAK or error answer (protocol.undefined_command)", PROGRAMMING),
+    (PROGRAMMING, "frame with errors", "parity, BCC, syntax, gap, cut short", "NAK", PROGRAMMING),
+    (PROGRAMMING, "NAK", "", "repeat the last answer", PROGRAMMING),
+    (PROGRAMMING, "BreakCommand", "", "none; back to initial baud", START),
+    (PROGRAMMING, "timer inactivity", "no valid frame", "back to initial baud", START),
+    ("any", "IDRequest", "address empty or ours", "new session at initial baud: IDResponse", IDENTIFIED),
+    ("meter", "timer execution", "token written", "TCDU registers from the token outcome", "(same)"),
+    ("meter", "power_cycle()", "", "session reset; TokenLockout cleared; pending token finishes", START),
+)
+
+
+def describe() -> str:
+    """The state machine as a text table."""
+    head = ("state", "event", "condition", "action", "next")
+    widths = [max(len(r[i]) for r in STATE_TABLE + (head,)) for i in range(5)]
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in STATE_TABLE])
+
+
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _Session:
+    tt_deadline: int | None = None
+    inactivity_deadline: int | None = None
+    last: Reaction | None = None  # the last answer, for a NAK
+    authorised: bool = False
+
+
+@dataclass
+class _Execution:
+    ready_ns: int
+    entry: TokenEntry
+
+
+class MeterEmulator:
+    """IEC 62055-52 server (STS prepayment meter) as an I/O-free state machine.
+
+    profile: the rig profile. tokens: the TokenModel (default: the shipped test-token table).
+    policy: answer and timeout timing. execution_ns: token processing time (default: profile
+    emulator.execution). values: register name -> value, over the profile's emulator.register_values."""
+
+    def __init__(self, profile: Profile, tokens: TokenModel | None = None,
+                 policy: TimingPolicy = TimingPolicy("typical"), execution_ns: int | None = None, *,
+                 values: dict[str, str] | None = None, history: int = 1000):
+        self.profile = profile
+        self.tokens = tokens if tokens is not None else TokenModel.default(profile)
+        self.policy = policy
+        self.execution_ns = profile.emulator.execution_ns if execution_ns is None else execution_ns
+        if type(self.execution_ns) is not int or self.execution_ns < 0:
+            raise ValueError(f"execution_ns {self.execution_ns!r}: expected an integer >= 0 (nanoseconds)")
+        self._values = dict(profile.emulator.register_values)
+        for name, v in (values or {}).items():
+            if name not in profile.registers:
+                raise ValueError(f"values: {name!r} is not a register of the profile ({', '.join(profile.registers)})")
+            DataSet("", v)  # a value must fit a data set
+            self._values[name] = v
+        self._ident = profile.identification
+        self._answer_ns = policy.tr_ns(profile.timing, self._ident.manufacturer)
+        self._gap_ns = policy.gap_ns(profile.timing)
+        missing = [t for t in TCDU_REGISTERS if t not in profile.registers]
+        if missing:
+            raise ValueError(f"profile {profile.path}: no register {missing[0]!r}; the emulator needs "
+                             f"{', '.join(TCDU_REGISTERS)} and {TOKEN_REGISTER}")
+        no_token = [self._code_of(t, "No token") for t in TCDU_REGISTERS[1:]]
+        self._tcdu = dict(zip(TCDU_REGISTERS, ["0", *no_token]))
+        self._execution: _Execution | None = None
+        self.events: deque[tuple[int, str]] = deque(maxlen=history)  # (time, event) log
+        self.state = START
+        self.baud = profile.character.initial_baud
+        self._session = _Session()
+
+    def _code_of(self, register: str, name: str) -> str:
+        table = self.profile.codes.get(self.profile.registers[register].codes or "", {})
+        return next((str(c) for c, n in table.items() if n.lower() == name.lower()), "0")
+
+    # -- what the I/O loop calls ---------------------------------------------------------------
+
+    def on_frame(self, frame, now_ns: int) -> Reaction:
+        """React to one frame (any kind, good or bad) whose last character arrived at now_ns."""
+        due = self._run_timers(now_ns)
+        r = self._frame(frame, now_ns)
+        r = self._merge(due, r)
+        self.events.append((now_ns, r.event))
+        return r
+
+    def on_timer(self, now_ns: int) -> Reaction | None:
+        """Run the timers due at now_ns (tt fallback, inactivity, end of execution); None if none."""
+        due = self._run_timers(now_ns)
+        if not due:
+            return None
+        r = self._merge(due[:-1], due[-1])
+        self.events.append((now_ns, r.event))
+        return r
+
+    def next_deadline_ns(self) -> int | None:
+        s = self._session
+        times = [t for t in (s.tt_deadline, s.inactivity_deadline,
+                             self._execution.ready_ns if self._execution else None) if t is not None]
+        return min(times) if times else None
+
+    def power_cycle(self) -> None:
+        """The meter restarts: session over, initial speed, TokenLockout cleared (per profile); a
+        token in execution finishes at once (it was decided when written)."""
+        if self._execution is not None:
+            self._finish_execution()
+        self.tokens.power_cycle()
+        self._end_session()
+        self.events.append((-1, "power cycle"))
+
+    @property
+    def registers(self) -> dict[str, str]:
+        """Current value of every register, by name (write-only ones included)."""
+        return {name: self._value(name) for name in self.profile.registers}
+
+    @property
+    def executing(self) -> bool:
+        return self._execution is not None
+
+    def timing(self) -> dict[str, int]:
+        """The policy's values for this profile and manufacturer, in ns."""
+        t = self.profile.timing
+        return {"tr_ns": self._answer_ns, "char_gap_ns": self._gap_ns, "tt_ns": self.policy.tt_ns(t),
+                "inactivity_ns": self.policy.inactivity_ns(t), "execution_ns": self.execution_ns}
+
+    # -- timers ---------------------------------------------------------------------------------
+
+    def _run_timers(self, now_ns: int) -> list[Reaction]:
+        out = []
+        while (t := self.next_deadline_ns()) is not None and t <= now_ns:
+            s = self._session
+            if self._execution is not None and self._execution.ready_ns == t:
+                out.append(self._finish_execution())
+            elif s.tt_deadline == t:
+                out.append(self._fall_back(f"tt: no option select {self.policy.tt_ns(self.profile.timing) / NS_PER_MS:g} ms "
+                                           "after the identification: back to start"))
+            else:
+                out.append(self._fall_back("inactivity: no valid frame for "
+                                           f"{self.policy.inactivity_ns(self.profile.timing) / NS_PER_MS:g} ms: back to start"))
+        return out
+
+    def _fall_back(self, event: str) -> Reaction:
+        switch = self._end_session()
+        return Reaction(baud=switch, event=event, state=self.state)
+
+    def _finish_execution(self) -> Reaction:
+        entry = self._execution.entry
+        self._execution = None
+        self._show(entry.outcome)
+        return Reaction(event=f"token {entry.text} executed: {entry.outcome}", state=self.state)
+
+    def _merge(self, due: list[Reaction], r: Reaction) -> Reaction:
+        if not due:
+            return r
+        baud = next((d.baud for d in reversed(due) if d.baud is not None), None)
+        if r.baud is None and baud is not None:
+            r = replace(r, baud=baud)
+        return replace(r, event="; ".join([d.event for d in due] + [r.event]))
+
+    # -- session helpers ------------------------------------------------------------------------
+
+    def _end_session(self) -> int | None:
+        """Back to start at the initial speed; the speed to switch to, if it changes."""
+        self.state = START
+        self._session = _Session()
+        initial = self.profile.character.initial_baud
+        switch = initial if self.baud != initial else None
+        self.baud = initial
+        return switch
+
+    def _char_time(self, baud: int) -> int:
+        return BITS_PER_CHARACTER * 1_000_000_000 // baud
+
+    def _answer(self, msg: Message, now_ns: int, event: str, *, baud: int | None = None,
+                delay_ns: int | None = None, baud_after: int | None = None) -> Reaction:
+        r = Reaction(msg, now_ns + (self._answer_ns if delay_ns is None else delay_ns), self._gap_ns,
+                     baud, baud_after, event, self.state, self.profile.protocol.bcc_on_data)
+        self._session.last = r
+        return r
+
+    def _end_of(self, r: Reaction, baud: int) -> int:
+        n = len(r.to_bytes())
+        return r.send_at_ns + n * self._char_time(baud) + max(0, n - 1) * r.char_gap_ns
+
+    def _silent(self, event: str, baud: int | None = None) -> Reaction:
+        return Reaction(None, None, 0, baud, None, event, self.state)
+
+    def _error(self, key: str, now_ns: int, event: str) -> Reaction:
+        text = self.profile.error_texts[key]
+        return self._answer(Data.error(text), now_ns, f"{event} -> error ({text})")
+
+    # -- frames ---------------------------------------------------------------------------------
+
+    def _frame(self, frame, now_ns: int) -> Reaction:
+        if not frame.ok:
+            if frame.kind == "garbage":
+                return self._silent(f"garbage ignored ({len(frame.data)} bytes)")
+            why = "; ".join(frame.errors_list()) or "bad frame"
+            if self.state == PROGRAMMING:
+                return self._answer(Nak(), now_ns, f"NAK: {frame.kind} frame: {why}")
+            return self._silent(f"bad {frame.kind} frame ignored in {self.state}: {why}")
+        try:
+            msg = message_from_frame(frame)
+        except ProtocolError as e:
+            if self.state == PROGRAMMING:
+                return self._answer(Nak(), now_ns, f"NAK: {e}")
+            return self._silent(f"bad {frame.kind} frame ignored in {self.state}: {e}")
+        return self.on_message(msg, now_ns)
+
+    def on_message(self, msg: Message, now_ns: int) -> Reaction:
+        """React to a well-formed message (on_frame without the framing checks and the log)."""
+        if isinstance(msg, IDRequest):
+            return self._id_request(msg, now_ns)
+        if self.state == IDENTIFIED:
+            if isinstance(msg, OptionSelect):
+                return self._option_select(msg, now_ns)
+            if isinstance(msg, Nak):
+                return self._repeat(now_ns)
+            if isinstance(msg, BreakCommand):
+                self._end_session()
+                return self._silent("break: back to start")
+            return self._silent(f"{msg} ignored while waiting for the option select")
+        if self.state != PROGRAMMING:
+            return self._silent(f"{msg} ignored in {self.state}")
+        self._session.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
+        if isinstance(msg, Nak):
+            return self._repeat(now_ns)
+        if isinstance(msg, BreakCommand):
+            switch = self._end_session()
+            return self._silent("break: back to start", switch)
+        if isinstance(msg, ReadCommand):
+            return self._read(msg, now_ns)
+        if isinstance(msg, WriteCommand):
+            return self._write(msg, now_ns)
+        if isinstance(msg, PasswordCommand) and msg.command_type == "1":
+            return self._password(msg, now_ns)
+        if isinstance(msg, (UndefinedCommand, ExecuteCommand, PasswordCommand)):
+            return self._undefined(msg, now_ns)
+        return self._silent(f"{msg} ignored in {self.state}")
+
+    def _repeat(self, now_ns: int) -> Reaction:
+        last = self._session.last
+        if last is None:
+            return self._silent("NAK with nothing to repeat: ignored")
+        r = replace(last, send_at_ns=now_ns + self._answer_ns, baud=None, baud_after=None,
+                    event=f"NAK: repeat {last.answer}", state=self.state)
+        if self.state == IDENTIFIED:
+            self._session.tt_deadline = self._end_of(r, self.baud) + self.policy.tt_ns(self.profile.timing)
+        return r
+
+    def _id_request(self, msg: IDRequest, now_ns: int) -> Reaction:
+        mine = self._ident.device_address
+        if msg.device_address and msg.device_address != mine:
+            return self._silent(f"IDRequest for {msg.device_address!r} ignored (ours is {mine!r})")
+        restart = self.state != START
+        switch = self._end_session()
+        self.state = IDENTIFIED
+        answer = IDResponse(self._ident.manufacturer, self._ident.baud_char, self._ident.text)
+        r = self._answer(answer, now_ns, f"IDRequest {msg.device_address!r} -> {answer}"
+                         + (" (new session)" if restart else ""), baud=switch)
+        self._session.tt_deadline = self._end_of(r, self.baud) + self.policy.tt_ns(self.profile.timing)
+        return r
+
+    def _option_select(self, msg: OptionSelect, now_ns: int) -> Reaction:
+        if msg.protocol != "0" or msg.mode not in "01":
+            self._end_session()
+            return self._silent(f"{msg} not supported: back to start")
+        table, top = self.profile.character.baud_chars_mode_c, self.profile.character.max_baud
+        wanted = table.get(msg.baud_char)
+        if wanted is None or wanted > top:
+            speed, note = self.baud, (f"baud character {msg.baud_char!r} refused "
+                                      f"({'unknown' if wanted is None else f'{wanted} Bd > max {top} Bd'}): "
+                                      f"stays at {self.baud} Bd")
+        else:
+            speed, note = wanted, f"{wanted} Bd"
+        switch = speed if speed != self.baud else None
+        delay = max(self._answer_ns, self.profile.timing.speed_switch_guard_ns) if switch else None
+        self._session.tt_deadline = None
+        if msg.mode == "1":
+            self.state = PROGRAMMING
+            self.baud = speed
+            self._session.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
+            p0 = PasswordCommand("P", "0", f"({self._ident.device_address})")
+            return self._answer(p0, now_ns, f"option select programming, {note} -> P0", baud=switch, delay_ns=delay)
+        readable = [r for r in self.profile.registers.values() if "r" in r.access]
+        data = "".join(f"{r.register_id}({self._value(r.name)})\r\n" for r in readable) + "!\r\n"
+        self.state = READOUT
+        r = self._answer(Data(data), now_ns, f"option select readout, {note} -> {len(readable)} registers",
+                         baud=switch, delay_ns=delay, baud_after=self.profile.character.initial_baud if switch else None)
+        self._end_session()
+        r.state = self.state
+        return r
+
+    # -- registers ------------------------------------------------------------------------------
+
+    def _value(self, name: str) -> str:
+        if name in self._tcdu:
+            return self._tcdu[name]
+        return self._values.get(name, "")
+
+    def _show(self, outcome: TokenOutcome) -> None:
+        self._tcdu = dict(zip(TCDU_REGISTERS, map(str, (
+            outcome.token_status, outcome.authentication, outcome.validation, outcome.token_result))))
+
+    def _read(self, msg: ReadCommand, now_ns: int) -> Reaction:
+        try:
+            datasets = msg.datasets
+        except ProtocolError as e:
+            return self._answer(Nak(), now_ns, f"NAK: {e}")
+        if not datasets:
+            return self._error("bad_value", now_ns, "read without a register")
+        out = []
+        for ds in datasets:
+            reg = self.profile.register_by_id(ds.address)
+            if reg is None:
+                return self._error("unknown_register", now_ns, f"read {ds.address}")
+            if "r" not in reg.access:
+                return self._error("access_denied", now_ns, f"read {ds.address} ({reg.name}, write-only)")
+            out.append(DataSet(reg.register_id, self._value(reg.name)))
+        answer = Data.of(*out)
+        return self._answer(answer, now_ns, f"read {' '.join(d.address for d in datasets)} -> {answer.data}")
+
+    def _write(self, msg: WriteCommand, now_ns: int) -> Reaction:
+        try:
+            datasets = msg.datasets
+        except ProtocolError as e:
+            return self._answer(Nak(), now_ns, f"NAK: {e}")
+        what = f"write {msg.data or ''}"
+        if msg.partial or len(datasets) != 1:
+            why = "partial block" if msg.partial else f"{len(datasets)} data sets"
+            return self._error("bad_value", now_ns, f"{what} ({why}; one data set expected)")
+        ds = datasets[0]
+        reg = self.profile.register_by_id(ds.address)
+        if reg is None:
+            return self._error("unknown_register", now_ns, what)
+        if "w" not in reg.access:
+            return self._error("access_denied", now_ns, f"{what} ({reg.name}, read-only)")
+        if self.profile.emulator.password and not self._session.authorised:
+            return self._error("access_denied", now_ns, f"{what} (no P1 password yet)")
+        v = ds.value
+        if len(v) > reg.length or reg.encoding == "digits20" and len(v) != 20:
+            return self._error("bad_length", now_ns, f"{what} ({len(v)} characters, {reg.name} takes {reg.length})")
+        digits = v.isascii() and v.isdigit()
+        if (reg.encoding in ("decimal", "digits20", "code") and not digits
+                or reg.encoding == "code" and int(v) not in self.profile.codes.get(reg.codes, {})):
+            return self._error("bad_value", now_ns, f"{what} (not a {reg.encoding} value of {reg.name})")
+        if reg.name == TOKEN_REGISTER:
+            return self._token(v, now_ns, what)
+        self._values[reg.name] = v
+        return self._answer(Ack(), now_ns, f"{what} -> ACK")
+
+    def _token(self, text: str, now_ns: int, what: str) -> Reaction:
+        if self._execution is not None:
+            return self._error("not_ready", now_ns, f"{what} (token {self._execution.entry.text} still executing)")
+        self._values[TOKEN_REGISTER] = text
+        if self.profile.emulator.lockout_answer == "error" and self.tokens.locked(now_ns):
+            entry = self.tokens.enter(text, now_ns)
+            return self._error("lockout", now_ns, f"{what} ({entry.reason})")
+        entry = self.tokens.enter(text, now_ns)
+        if self.execution_ns == 0:
+            self._show(entry.outcome)
+            return self._answer(Ack(), now_ns, f"{what} -> ACK, executed: {entry.outcome}")
+        self._execution = _Execution(now_ns + self.execution_ns, entry)
+        self._show(self.tokens.not_ready)
+        return self._answer(Ack(), now_ns, f"{what} -> ACK, executing until {now_ns + self.execution_ns} ns")
+
+    def _password(self, msg: PasswordCommand, now_ns: int) -> Reaction:
+        pw = self.profile.emulator.password
+        if not pw or msg.data == f"({pw})":
+            self._session.authorised = True
+            return self._answer(Ack(), now_ns, "P1 -> ACK" + ("" if pw else " (no password set)"))
+        return self._error("access_denied", now_ns, "P1 wrong password")
+
+    def _undefined(self, msg, now_ns: int) -> Reaction:
+        what = f"undefined command {msg.letter}{msg.command_type}"
+        if self.profile.protocol.undefined_command == "nak":
+            return self._answer(Nak(), now_ns, f"{what} -> NAK")
+        return self._error("undefined_command", now_ns, what)
