@@ -439,6 +439,12 @@ cdef class Framer:
         return self.pos
 
     @property
+    def ack_pending(self):
+        """True after an ACK that could still become an option select: the next character, or
+        flush() when the line stays quiet, decides."""
+        return self.state == S_ACK_SEEN
+
+    @property
     def pending(self):
         """True while a frame is in progress (flush() would end it)."""
         return self.state != S_IDLE

@@ -1,0 +1,291 @@
+"""The virtual line: the embedded default for a serial link, with faults.
+
+Two pty pairs joined by a bridge thread. The HHU side and the meter side each open a real tty path
+(`line.hhu_port`, `line.meter_port`) with pyserial, exactly as they would open hardware. The bridge
+moves each character to the other side at the line rate of its sender (10 bit times: start, 8 bits
+between, stop), as a receiving UART would get it: at the end of its stop bit, sampled at the
+receiver's own speed (a speed mismatch garbles it as it would on a wire). It keeps a timestamped
+wire record of both directions and applies the faults given as data (rig.link.faults).
+
+A Linux pty carries 8-bit bytes and ignores parity settings, so each side says what it writes:
+"wire" (default): 7E1 wire bytes, the parity bit included, as rig's own Port writes on a pty;
+"chars": 7-bit characters, as a program that configured 7E1 on a real UART writes; the bridge adds
+even parity on the way in and strips it on the way out (a third-party HHU or meter program).
+"""
+from __future__ import annotations
+
+import fcntl
+import heapq
+import os
+import select
+import struct
+import threading
+import tty
+from typing import NamedTuple
+
+from rig import _clock
+from rig._framing import add_parity
+from rig.link.faults import Fault, sample_char
+
+SIDES = ("hhu", "meter")
+_TCGETS2 = 0x802C542A  # struct termios2, Linux: gives the real speeds, custom ones included
+_SPIN_NS = 300_000
+
+
+class WireChar(NamedTuple):
+    """One character on the line. sent: the byte its sender wrote (wire form); line: what was on
+    the wire after line faults (-1: dropped); received: what the other side got (-1: nothing)."""
+    direction: str
+    index: int
+    sent: int
+    line: int
+    received: int
+    t_start_ns: int
+    t_end_ns: int
+    baud: float
+    faults: str
+
+
+def tty_speed(fd: int) -> int:
+    """The output speed a tty is set to (what pyserial set on the other end of the pty)."""
+    buf = fcntl.ioctl(fd, _TCGETS2, bytes(44))
+    return struct.unpack_from("I", buf, 40)[0]
+
+
+class VirtualLine:
+    """A virtual serial line between an HHU side and a meter side; use as a context manager."""
+
+    def __init__(self, *, hhu_mode: str = "wire", meter_mode: str = "wire", bits_per_char: int = 10,
+                 faults=(), record_limit: int = 1_000_000):
+        for name, mode in (("hhu_mode", hhu_mode), ("meter_mode", meter_mode)):
+            if mode not in ("wire", "chars"):
+                raise ValueError(f"{name} must be 'wire' or 'chars', got {mode!r}")
+        self.modes = {"hhu": hhu_mode, "meter": meter_mode}
+        self.bits_per_char = bits_per_char
+        self._faults: tuple[Fault, ...] = tuple(faults)
+        self._record: list[WireChar] = []
+        self._record_limit = record_limit
+        self._lock = threading.Lock()
+        self._masters: dict[str, int] = {}
+        self._slaves: dict[str, int] = {}
+        self.paths: dict[str, str] = {}
+        for side in SIDES:
+            m, s = os.openpty()
+            tty.setraw(s)  # no echo, no line editing until a program configures it
+            os.set_blocking(m, False)
+            self._masters[side], self._slaves[side] = m, s
+            self.paths[side] = os.ttyname(s)
+        self._count = {"to_meter": 0, "to_hhu": 0}
+        self._free_at = {"to_meter": 0, "to_hhu": 0}
+        self._truncating = {"to_meter": None, "to_hhu": None}
+        self._last_arrival = {"to_meter": 0, "to_hhu": 0}
+        self.overruns = 0
+        self._wake_r, self._wake_w = os.pipe()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    # -- face ------------------------------------------------------------------------------------
+    @property
+    def hhu_port(self) -> str:
+        return self.paths["hhu"]
+
+    @property
+    def meter_port(self) -> str:
+        return self.paths["meter"]
+
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        return self._faults
+
+    @faults.setter
+    def faults(self, faults) -> None:
+        self._faults = tuple(faults)  # one assignment: the bridge sees the old or the new set
+
+    def inject(self, *faults: Fault) -> None:
+        self.faults = self._faults + faults
+
+    def clear_faults(self) -> None:
+        self.faults = ()
+
+    def sent(self, direction: str) -> int:
+        """Characters sent so far in a direction ("to_meter" or "to_hhu")."""
+        return self._count[direction]
+
+    def record(self) -> list[WireChar]:
+        with self._lock:
+            return list(self._record)
+
+    def clear_record(self) -> None:
+        with self._lock:
+            self._record.clear()
+
+    def start(self) -> "VirtualLine":
+        self._thread = threading.Thread(target=self._run, name="virtual-line", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop = True
+        if self._thread is not None:
+            os.write(self._wake_w, b"x")
+            self._thread.join(5)
+            self._thread = None
+        for fd in (*self._masters.values(), *self._slaves.values(), self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._masters.clear()
+        self._slaves.clear()
+
+    def __enter__(self) -> "VirtualLine":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the bridge ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:  # kept for the owner to see; the line is dead
+            self.error = e
+
+    def _loop(self) -> None:
+        poller = select.poll()
+        side_of = {}
+        for side, fd in self._masters.items():
+            poller.register(fd, select.POLLIN)
+            side_of[fd] = side
+        poller.register(self._wake_r, select.POLLIN)
+        pending: list = []  # heap of (t_deliver_ns, seq, side to write, byte)
+        seq = 0
+        while not self._stop:
+            timeout_ms = 100
+            if pending:
+                timeout_ms = max(0, (pending[0][0] - _clock.now_ns() - _SPIN_NS) // 1_000_000)
+            events = poller.poll(timeout_ms)
+            t = _clock.now_ns()
+            for fd, ev in events:
+                if fd == self._wake_r:
+                    os.read(fd, 64)
+                    continue
+                try:
+                    data = os.read(fd, 4096)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:  # EIO: nobody has the slave open right now
+                    continue
+                side = side_of[fd]
+                for item in self._accept(side, data, t):
+                    heapq.heappush(pending, (item[0], seq, item[1], item[2]))
+                    seq += 1
+            while pending and pending[0][0] <= _clock.now_ns() + _SPIN_NS:
+                t_deliver, _, side, byte = heapq.heappop(pending)
+                _clock.sleep_until(t_deliver)
+                try:
+                    os.write(self._masters[side], bytes((byte,)))
+                except (BlockingIOError, OSError):
+                    self.overruns += 1  # the receiving side does not read: its buffer is full
+
+    def _accept(self, side: str, data: bytes, t: int) -> list[tuple[int, str, int]]:
+        """Characters from one side's read at time t: schedule them on the line, apply faults,
+        record them; returns (delivery time, side, byte) for the bridge to write."""
+        direction = "to_meter" if side == "hhu" else "to_hhu"
+        other = "meter" if side == "hhu" else "hhu"
+        if self.modes[side] == "chars":
+            data = add_parity(data)
+        tx_baud = tty_speed(self._slaves[side]) or 300
+        rx_baud = tty_speed(self._slaves[other]) or 300
+        faults = [f for f in self._faults if f.applies(direction)]
+        for f in faults:
+            if f.kind == "baud_error":
+                tx_baud *= 1 + f.percent / 100
+        char_ns = int(self.bits_per_char * 1e9 / tx_baud)
+        out: list[tuple[int, str, int]] = []
+        records = []
+        for w in data:
+            i = self._count[direction]
+            self._count[direction] += 1
+            gap = t - self._last_arrival[direction]
+            self._last_arrival[direction] = t
+            tags = []
+            line_bytes = [w]
+            extra_ns = 0
+            trunc = self._truncating[direction]
+            if trunc is not None and gap > 2 * char_ns:
+                self._truncating[direction] = trunc = None  # the sender paused: message over
+            for f in faults:
+                k = f.kind
+                if k == "truncate" and f.at == i:
+                    self._truncating[direction] = trunc = True
+                elif k == "delay" and f.at == i:
+                    extra_ns += f.ns
+                    tags.append("delay")
+                elif k == "break" and f.at == i:
+                    start = max(t, self._free_at[direction])
+                    self._free_at[direction] = start + f.ns
+                    out.append((start + f.ns, other, 0))
+                    records.append(WireChar(direction, -1, -1, 0, 0, start, start + f.ns, tx_baud, "break"))
+                    tags.append("after-break")
+                elif k == "insert" and f.at == i:
+                    line_bytes = list(f.data) + line_bytes
+                    tags.append("insert")
+            if trunc:
+                line_bytes = []
+                tags.append("truncate")
+            for f in faults:
+                if not f.covers(i):
+                    continue
+                if f.kind == "drop":
+                    line_bytes = []
+                    tags.append("drop")
+                elif f.kind == "duplicate":
+                    line_bytes = line_bytes + line_bytes[-1:]
+                    tags.append("duplicate")
+            for n, lb in enumerate(line_bytes):
+                start = max(t, self._free_at[direction]) + (extra_ns if n == 0 else 0)
+                end = start + char_ns
+                self._free_at[direction] = end
+                ftags = list(tags)
+                for f in faults:
+                    if f.kind == "parity" and f.covers(i):
+                        lb ^= 0x80
+                        ftags.append("parity")
+                    elif f.kind == "bit_flip" and f.covers(i) and not f.ber:
+                        lb ^= 1 << f.random_bit()
+                        ftags.append("bit_flip")
+                    elif f.kind == "bit_flip" and f.ber and f.at is None:
+                        nb = f.flip_bits(lb)
+                        if nb != lb:
+                            lb = nb
+                            ftags.append("bit_flip")
+                    elif f.kind == "noise" and f.start_ns is not None \
+                            and start < f.start_ns + f.duration_ns and end > f.start_ns:
+                        nb = f.flip_bits(lb)
+                        if nb != lb:
+                            lb = nb
+                            ftags.append("noise")
+                got = sample_char(lb, tx_baud, rx_baud)
+                if got is None:
+                    received = -1
+                    ftags.append("lost")
+                else:
+                    received, stop_ok = got
+                    if not stop_ok:
+                        ftags.append("framing")
+                    if self.modes[other] == "chars":
+                        received &= 0x7F
+                    out.append((end, other, received))
+                if any(f.kind == "echo" for f in faults):
+                    echo = sample_char(lb, tx_baud, tty_speed(self._slaves[side]) or 300)
+                    if echo is not None:
+                        out.append((end, side, echo[0] & 0x7F if self.modes[side] == "chars" else echo[0]))
+                records.append(WireChar(direction, i, w, lb, received, start, end, tx_baud, ",".join(ftags)))
+            if not line_bytes:
+                records.append(WireChar(direction, i, w, -1, -1, t, t, tx_baud, ",".join(tags)))
+        with self._lock:
+            room = self._record_limit - len(self._record)
+            self._record.extend(records[:max(room, 0)])
+        return out
