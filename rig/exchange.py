@@ -1,0 +1,102 @@
+"""What both roles share: reading whole frames from a port, and the timed record of an exchange."""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from rig import _clock
+from rig._framing import Frame, Framer
+from rig.link import Port
+from rig.measurement import Measurement
+
+
+class FrameReader:
+    """Frames from a port, each with the arrival time of its characters.
+
+    A lone ACK is only known to be one when nothing follows it: after `quiet_chars` character
+    times of silence the reader ends it (Framer.flush). At the deadline it gives up and reports a
+    frame still in progress as cut short."""
+
+    def __init__(self, port: Port, framer: Framer, quiet_chars: int = 3):
+        self.port = port
+        self.framer = framer
+        self.quiet_chars = quiet_chars
+        self._frames: deque[Frame] = deque()
+        self.wire = bytearray()  # every byte received, for logs
+        self.deaf_until_ns = 0   # frames that end before this are our own echo (half-duplex loop)
+
+    def next_frame(self, deadline_ns: int, give_up: bool = True) -> Frame | None:
+        """The next frame, or None when nothing complete came before the deadline. give_up: at
+        the deadline a frame still in progress is reported cut short (a client waiting for an
+        answer); otherwise it stays in progress (a server polling its line)."""
+        while not self._frames:
+            now = _clock.now_ns()
+            if now >= deadline_ns:
+                if give_up and self.framer.pending:
+                    self._frames.extend(self.framer.flush())
+                    continue
+                return None
+            quiet = self.quiet_chars * self.port.char_ns
+            data, times = self.port.read(deadline_ns, idle_ns=quiet)
+            if data:
+                self.wire += data
+                self._frames.extend(self.framer.feed(data, times))
+            elif self.framer.ack_pending:
+                self._frames.extend(self.framer.flush())
+            if not self._frames and self.framer.ack_pending:
+                # quiet after the ACK decides, even past the deadline (a few character times)
+                data, times = self.port.read(_clock.now_ns() + quiet)
+                if data:
+                    self.wire += data
+                    self._frames.extend(self.framer.feed(data, times))
+                else:
+                    self._frames.extend(self.framer.flush())
+        frame = self._frames.popleft()
+        if frame.t_last_ns >= 0 and frame.t_last_ns <= self.deaf_until_ns:
+            return self.next_frame(deadline_ns, give_up)
+        return frame
+
+    def discard(self) -> None:
+        """Forget frames read but not taken, and any frame in progress."""
+        self._frames.clear()
+        self.framer.flush()
+
+
+@dataclass
+class Exchange:
+    """One request and its answer as they were on the line.
+
+    Times are monotonic ns. A character's start on the line is its arrival time less one
+    character time (the receiving UART hands it over after the stop bit)."""
+    name: str
+    request: bytes = b""                 # the 7-bit characters of the (last) request sent
+    request_start_ns: int = 0            # first character of the request on the line
+    request_end_ns: int = 0              # end of its last character's stop bit
+    answer: bytes = b""                  # the 7-bit characters of the answer frame
+    answer_kind: str = ""
+    answer_first_ns: int = -1            # arrival of its first and last characters
+    answer_last_ns: int = -1
+    tr_ns: int | None = None             # end of request to start of answer on the line
+    max_ta_ns: int = 0                   # largest gap between two characters of the answer
+    attempts: int = 0                    # requests sent (repeats included)
+    naks_sent: int = 0
+    naks_received: int = 0
+    measurements: list[Measurement] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)       # what went wrong in the end
+    recovered: list[str] = field(default_factory=list)    # problems met and overcome by repeats
+    message: object = None               # the answer as a message, when it was good
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(m.passed for m in self.measurements)
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name, "ok": self.ok, "request": self.request.decode("ascii", "replace"),
+            "answer": self.answer.decode("ascii", "replace"), "answer_kind": self.answer_kind,
+            "request_start_ns": self.request_start_ns, "request_end_ns": self.request_end_ns,
+            "answer_first_ns": self.answer_first_ns, "answer_last_ns": self.answer_last_ns,
+            "tr_ms": None if self.tr_ns is None else self.tr_ns / 1e6, "max_ta_ms": self.max_ta_ns / 1e6,
+            "attempts": self.attempts, "naks_sent": self.naks_sent, "naks_received": self.naks_received,
+            "measurements": [m.as_dict() for m in self.measurements], "errors": list(self.errors), "recovered": list(self.recovered),
+        }
