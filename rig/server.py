@@ -420,7 +420,9 @@ class MeterEmulator:
             return self._silent(f"bad {frame.kind} frame ignored in {self.state}: {why}")
         try:
             msg = message_from_frame(frame)
-        except ProtocolError as e:
+        except (ProtocolError, UnicodeDecodeError) as e:
+            # UnicodeDecodeError: with parity "none" the framer checks the BCC on 7 bits, so a BCC
+            # byte above 0x7F passes as good, and message_from_frame cannot decode it.
             if self.state == PROGRAMMING:
                 return self._answer(Nak(), now_ns, f"NAK: {e}")
             return self._silent(f"bad {frame.kind} frame ignored in {self.state}: {e}")
