@@ -769,7 +769,8 @@ cdef class Framer:
             if st == S_BCC_WAIT:
                 self._add(c, b, i, t)
                 self.cur.bcc_expected = self.bccx & 0x7F
-                self.cur.bcc_received = c & 0x7F
+                # without a parity bit to strip, an 8-bit BCC byte is simply wrong
+                self.cur.bcc_received = (c & 0x7F) if self.check_parity else c
                 if self.cur.bcc_expected != self.cur.bcc_received:
                     self.cur.errors |= EF_BCC
                 self._emit()

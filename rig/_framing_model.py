@@ -258,7 +258,8 @@ class FramerModel:
             if st == BCC_WAIT:
                 self._add(c, b, i, t)
                 f = self.cur
-                f.bcc_expected, f.bcc_received = self.bccx & 0x7F, c & 0x7F
+                f.bcc_expected = self.bccx & 0x7F
+                f.bcc_received = c & 0x7F if self.check_parity else c
                 if f.bcc_expected != f.bcc_received:
                     f.errors |= E_BCC
                 self._emit()

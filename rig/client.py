@@ -68,7 +68,8 @@ class Client:
         self.address = self.profile.identification.device_address if address is None else address
         self.want_baud = baud or self.profile.character.max_baud
         self.reader = FrameReader(port, Framer.from_profile(self.profile, parity="even"
-                                                            if self.profile.character.format == "7E1" else "none"))
+                                                            if self.profile.character.format == "7E1" else "none"),
+                                  self.profile.timing.ta_ns)
         self.identity: IDResponse | None = None
         self.exchanges: list[Exchange] = []
         self._last_end_ns = 0
@@ -179,7 +180,7 @@ class Client:
         ex.request_end_ns = int(times[-1]) + self.port.char_ns
         ex.attempts += 1
         self._last_end_ns = ex.request_end_ns
-        self.reader.deaf_until_ns = ex.request_end_ns + self.port.char_ns  # our own echo, if any
+        self.reader.expect_echo(chars, ex.request_end_ns + 2 * self.port.char_ns)
 
     def _exchange(self, name: str, msg: Message, expect) -> Exchange:
         ex = Exchange(name)
@@ -192,7 +193,9 @@ class Client:
         p = self.profile
         repeats = p.protocol.nak_repeats
         while True:
-            deadline = ex.request_end_ns + p.timing.command_timeout_ns
+            # the answer must start within the command timeout; its first character arrives
+            # one character time later, plus the latency of the OS (assumed 20 ms at most)
+            deadline = ex.request_end_ns + p.timing.command_timeout_ns + self.port.char_ns + 20_000_000
             frame = self.reader.next_frame(deadline)
             while frame is not None and frame.kind == "garbage":
                 ex.errors.append(f"garbage before the answer: {len(frame.data)} byte(s)")

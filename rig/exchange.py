@@ -17,13 +17,15 @@ class FrameReader:
     times of silence the reader ends it (Framer.flush). At the deadline it gives up and reports a
     frame still in progress as cut short."""
 
-    def __init__(self, port: Port, framer: Framer, quiet_chars: int = 3):
+    def __init__(self, port: Port, framer: Framer, ta_ns: int, quiet_chars: int = 3):
         self.port = port
+        self.ta_ns = ta_ns       # a frame in progress may finish after the deadline if it keeps coming
+        self._last_rx_ns = 0
         self.framer = framer
         self.quiet_chars = quiet_chars
         self._frames: deque[Frame] = deque()
         self.wire = bytearray()  # every byte received, for logs
-        self.deaf_until_ns = 0   # frames that end before this are our own echo (half-duplex loop)
+        self.echo: tuple[bytes, int] = (b"", 0)  # (what we sent, when it is off the line)
 
     def next_frame(self, deadline_ns: int, give_up: bool = True) -> Frame | None:
         """The next frame, or None when nothing complete came before the deadline. give_up: at
@@ -31,6 +33,9 @@ class FrameReader:
         answer); otherwise it stays in progress (a server polling its line)."""
         while not self._frames:
             now = _clock.now_ns()
+            if now >= deadline_ns and self.framer.pending and not self.framer.ack_pending \
+                    and now - self._last_rx_ns < self.ta_ns:
+                deadline_ns = self._last_rx_ns + self.ta_ns  # a frame is coming in: let it finish
             if now >= deadline_ns:
                 if give_up and self.framer.pending:
                     self._frames.extend(self.framer.flush())
@@ -40,6 +45,7 @@ class FrameReader:
             data, times = self.port.read(deadline_ns, idle_ns=quiet)
             if data:
                 self.wire += data
+                self._last_rx_ns = int(times[-1])
                 self._frames.extend(self.framer.feed(data, times))
             elif self.framer.ack_pending:
                 self._frames.extend(self.framer.flush())
@@ -52,9 +58,14 @@ class FrameReader:
                 else:
                     self._frames.extend(self.framer.flush())
         frame = self._frames.popleft()
-        if frame.t_last_ns >= 0 and frame.t_last_ns <= self.deaf_until_ns:
-            return self.next_frame(deadline_ns, give_up)
+        sent, until = self.echo
+        if frame.data == sent and 0 <= frame.t_last_ns <= until:
+            return self.next_frame(deadline_ns, give_up)  # our own characters: a half-duplex loop
         return frame
+
+    def expect_echo(self, chars: bytes, until_ns: int) -> None:
+        """We just sent chars: on a line that echoes, a copy arriving before until_ns is ours."""
+        self.echo = (chars, until_ns)
 
     def discard(self) -> None:
         """Forget frames read but not taken, and any frame in progress."""

@@ -55,10 +55,11 @@ Decisions (IEC 62056-21 where it says so, else assumed; see also rig/tokens.py):
 """
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, replace
 
-from rig.profile import Profile, Timing
+from rig.profile import Profile, Timing, load_profile
 from rig.protocol.messages import (
     Ack, BreakCommand, Data, DataSet, ExecuteCommand, IDRequest, IDResponse, Message, Nak, OptionSelect,
     PasswordCommand, ProtocolError, ReadCommand, UndefinedCommand, WriteCommand, message_from_frame,
@@ -597,3 +598,101 @@ class MeterEmulator:
         if self.profile.protocol.undefined_command == "nak":
             return self._answer(Nak(), now_ns, f"{what} -> NAK")
         return self._error("undefined_command", now_ns, what)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The I/O loop: the emulator on a port (any URL: the virtual line's meter side, or hardware).
+
+class MeterServer:
+    """Runs a MeterEmulator on a port: frames in with their arrival times, answers out at the
+    times the emulator's timing policy asks for. Every exchange is logged (log(dict) per event)."""
+
+    def __init__(self, port, profile=None, *, emulator=None, log=None):
+        from rig._framing import Framer
+        from rig.exchange import FrameReader
+        from rig.link import Port
+
+        self.profile = profile or load_profile()
+        if isinstance(port, str):
+            port = Port(port, baud=self.profile.character.initial_baud, fmt=self.profile.character.format)
+        self.port = port
+        self.emulator = emulator or MeterEmulator(self.profile)
+        self.reader = FrameReader(port, Framer.from_profile(
+            self.profile, parity="even" if self.profile.character.format == "7E1" else "none"),
+            self.profile.timing.ta_ns)
+        self.log = log
+        self.events: list[dict] = []
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "MeterServer":
+        self._thread = threading.Thread(target=self._run, name="meter-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+        self.port.close()
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until stop() (from another thread) or Ctrl-C."""
+        self._loop()
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:  # kept for the owner; the server is dead
+            self.error = e
+
+    def _loop(self) -> None:
+        from rig import _clock
+        from rig.link import PortError
+
+        while not self._stop.is_set():
+            now = _clock.now_ns()
+            due = self.emulator.next_deadline_ns()
+            deadline = now + 50_000_000 if due is None else min(due, now + 50_000_000)
+            try:
+                frame = self.reader.next_frame(max(deadline, now), give_up=False)
+            except PortError:
+                if self._stop.is_set():
+                    return
+                raise
+            if frame is None:
+                due = self.emulator.next_deadline_ns()
+                if due is None or _clock.now_ns() < due:
+                    continue
+                reaction = self.emulator.on_timer(_clock.now_ns())
+                frame_info = None
+            else:
+                reaction = self.emulator.on_frame(frame, frame.t_last_ns)
+                frame_info = frame
+            if reaction is not None:
+                self._act(reaction, frame_info)
+
+    def _act(self, r, frame) -> None:
+        sent = None
+        if r.baud is not None and r.answer is None:
+            self.port.set_baud(r.baud, at_ns=r.send_at_ns)
+        if r.answer is not None:
+            if r.baud is not None:
+                self.port.set_baud(r.baud)
+            chars = r.to_bytes()
+            times = self.port.write(chars, at_ns=r.send_at_ns, gap_ns=r.char_gap_ns)
+            self.reader.expect_echo(chars, int(times[-1]) + 3 * self.port.char_ns)
+            sent = (chars, int(times[0]))
+            if r.baud_after is not None:
+                self.port.set_baud(r.baud_after)
+        event = {"event": r.event, "state": self.emulator.state,
+                 "request": None if frame is None else frame.data.decode("ascii", "replace"),
+                 "request_ok": None if frame is None else frame.ok,
+                 "t_request_end_ns": None if frame is None else frame.t_last_ns,
+                 "answer": None if sent is None else sent[0].decode("ascii", "replace"),
+                 "t_answer_start_ns": None if sent is None else sent[1]}
+        self.events.append(event)
+        if self.log is not None:
+            self.log(event)

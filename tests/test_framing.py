@@ -145,6 +145,13 @@ def test_frame_cut_by_a_new_start_is_truncated_and_the_next_frame_is_whole():
     assert frames[1].ok and frames[1].data == cmd
 
 
+def test_bcc_byte_above_7_bits_is_wrong_without_parity():
+    """Regression: a BCC byte with bit 7 set passed as good in parity none (only 7 bits compared)."""
+    wire = fx.encode_command("B", "0")
+    (frame,) = frames_of(wire[:-1] + bytes([wire[-1] | 0x80]))
+    assert frame.errors == fx.E_BCC and frame.bcc_received == wire[-1] | 0x80
+
+
 def test_gap_over_ta_is_flagged_only_with_timestamps():
     wire = fx.encode_command("R", "1", "1.8.0()")
     ts = np.arange(len(wire), dtype=np.int64) * 1_000_000

@@ -68,6 +68,7 @@ class Port:
         except (AttributeError, NotImplementedError, OSError, ValueError, serial.SerialException):
             self.fd = None  # loop:// and friends: pyserial does the I/O
         self._marks = b""
+        self._tx_end_ns = 0  # when the last character written is off the line
         if self.fd is not None and not self.soft_parity and fmt == "7E1":
             attrs = termios.tcgetattr(self.fd)
             attrs[0] = (attrs[0] | termios.INPCK | termios.PARMRK) & ~(termios.IGNPAR | termios.ISTRIP)
@@ -95,8 +96,9 @@ class Port:
         """Switch speed once what was written is out of the port, not before at_ns (the speed
         switch after the option select waits the profile's guard delay)."""
         self.serial.flush()
-        if at_ns is not None:
-            _clock.sleep_until(at_ns)
+        # like tcdrain on a UART: the last character must be off the line (a pty or socket
+        # returns from flush before that)
+        _clock.sleep_until(max(self._tx_end_ns, at_ns or 0))
         self.serial.baudrate = baud
 
     @property
@@ -114,6 +116,12 @@ class Port:
         if n == 0:
             return np.zeros(0, np.int64)
         start = _clock.now_ns() if at_ns is None else at_ns
+        times = self._write(chars, start, gap_ns, bad_parity)
+        self._tx_end_ns = int(times[-1]) + self.char_ns
+        return times
+
+    def _write(self, chars, start, gap_ns, bad_parity) -> np.ndarray:
+        n = len(chars)
         if self.soft_parity or self.fmt != "7E1":
             wire = bytearray(add_parity(chars)) if self.fmt == "7E1" else bytearray(chars)
             for i in bad_parity:

@@ -1,0 +1,208 @@
+"""Whole sessions: the HHU client against the meter emulator over real ptys (the virtual line) and
+over TCP, with line faults and their expected recovery, timing policies and TokenLockout."""
+import socket
+import threading
+
+import pytest
+
+from rig import _clock
+from rig.client import Client, ClientError, TokenLockoutActive
+from rig.embedded import EmbeddedMeter
+from rig.link import Fault
+from rig.profile import load_profile
+from rig.server import MeterEmulator, MeterServer, TimingPolicy
+
+TOKEN = "56746304125830196637"  # accepted in the default test-token table
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    """The default profile with a short token execution time, so sessions stay quick."""
+    f = tmp_path_factory.mktemp("profile") / "fast.toml"
+    f.write_text("[emulator]\nexecution_ms = 300\n")
+    return load_profile(f)
+
+
+def session(meter, profile, **kw):
+    return Client(meter.hhu_port, profile, **kw)
+
+
+def test_full_session_over_the_virtual_line(profile):
+    with EmbeddedMeter(profile) as meter, session(meter, profile) as hhu:
+        ident = hhu.identify()
+        assert hhu.identity.manufacturer == profile.identification.manufacturer
+        assert hhu.port.baud == profile.character.max_baud  # the speed switch happened
+        assert ident.ok and 200 <= ident.tr_ns / 1e6 <= 1500
+        value, ex = hhu.read("protocolVersion")
+        assert value == profile.emulator.register_values["protocolVersion"]
+        assert ex.ok and ex.attempts == 1 and ex.naks_sent == 0
+        result = hhu.transfer_token(TOKEN)
+        assert result.accepted and result.status_name == "Accept"
+        assert 300 <= result.execution_ns / 1e6 < 300 + 1500
+        hhu.sign_off()
+        assert [e for e in hhu.exchanges if not e.ok] == []
+        assert [a.text for a in meter.emulator.tokens.applied] == [TOKEN]
+
+
+def test_read_of_an_unknown_register_is_an_error_answer(profile):
+    with EmbeddedMeter(profile) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        with pytest.raises(ClientError, match="register 'nope'"):
+            hhu.read("nope")
+        with pytest.raises(ClientError, match="error"):
+            hhu.write("tokenStatus", "1")  # read-only: the meter refuses
+        hhu.sign_off()
+
+
+class TcpHub:
+    """Two TCP clients joined, as a serial device server (ser2net) joins a port to the network."""
+
+    def __init__(self):
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.url = f"socket://127.0.0.1:{self.srv.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        a, _ = self.srv.accept()
+        b, _ = self.srv.accept()
+
+        def pump(src, dst):
+            try:
+                while data := src.recv(4096):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        threading.Thread(target=pump, args=(a, b), daemon=True).start()
+        pump(b, a)
+
+    def close(self):
+        self.srv.close()
+
+
+def test_full_session_over_tcp(profile):
+    hub = TcpHub()
+    server = MeterServer(hub.url, profile).start()
+    try:
+        with Client(hub.url, profile) as hhu:
+            hhu.identify()
+            assert hhu.read("tokenStatus")[0] == "0"
+            assert hhu.transfer_token(TOKEN).accepted
+            hhu.sign_off()
+    finally:
+        server.stop()
+        hub.close()
+    assert server.error is None
+
+
+def _fault_at_next_char(meter, direction, **kw):
+    return Fault(direction=direction, at=meter.line.sent(direction) + kw.pop("offset", 0), **kw)
+
+
+def test_parity_error_in_a_request_gets_nak_and_a_repeat(profile):
+    with EmbeddedMeter(profile) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        meter.line.inject(_fault_at_next_char(meter, "to_meter", kind="parity", offset=6))
+        value, ex = hhu.read("tokenStatus")
+        assert value == "0" and ex.ok
+        assert ex.attempts == 2 and ex.naks_received == 1
+        assert ex.recovered == ["NAK from the meter"]
+
+
+def test_bit_flip_in_an_answer_gets_nak_and_the_meter_repeats(profile):
+    with EmbeddedMeter(profile) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        meter.line.inject(_fault_at_next_char(meter, "to_hhu", kind="bit_flip", offset=3, bit=1))
+        value, ex = hhu.read("protocolVersion")
+        assert value == profile.emulator.register_values["protocolVersion"]
+        assert ex.naks_sent == 1 and ex.attempts == 1
+        assert ex.recovered and ex.recovered[0].startswith("bad answer: parity")
+
+
+def test_lost_answer_times_out_and_the_request_is_repeated(profile):
+    with EmbeddedMeter(profile) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        meter.line.inject(_fault_at_next_char(meter, "to_hhu", kind="truncate"))
+        value, ex = hhu.read("tokenStatus")
+        assert value == "0"
+        assert ex.attempts == 2 and ex.recovered == ["no answer within 1500 ms"]
+
+
+def test_gap_over_ta_in_an_answer_is_refused_and_repeated(tmp_path):
+    f = tmp_path / "p.toml"
+    f.write_text("[timing]\nta_ms = 100\n")
+    profile = load_profile(f)
+    with EmbeddedMeter(profile) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        meter.line.inject(_fault_at_next_char(meter, "to_hhu", kind="delay", offset=4, ns=150_000_000))
+        value, ex = hhu.read("tokenStatus")
+        assert value == "0" and ex.naks_sent == 1
+        assert "gap" in ex.recovered[0]
+
+
+def test_token_write_with_faults_is_applied_exactly_once(profile):
+    """A garbled write is NAKed and repeated; a lost ACK makes the client repeat a write the meter
+    already executed: the token must still be applied once."""
+    with EmbeddedMeter(profile) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        meter.line.inject(_fault_at_next_char(meter, "to_meter", kind="bit_flip", offset=10, bit=0))
+        result = hhu.transfer_token(TOKEN)
+        assert result.accepted
+        assert result.exchanges[0].naks_received == 1
+        meter.line.inject(_fault_at_next_char(meter, "to_hhu", kind="drop", offset=0))
+        result2 = hhu.transfer_token("12345678901234567890")
+        hhu.sign_off()
+    applied = [a.text for a in meter.emulator.tokens.applied]
+    assert applied.count(TOKEN) == 1
+    assert applied.count("12345678901234567890") <= 1
+    assert result2.exchanges[0].attempts == 2
+
+
+@pytest.mark.parametrize("mode, low, high", [("min", 200, 215), ("max", 1490, 1510)])
+def test_emulator_timing_policy_is_measured_by_the_client(profile, mode, low, high):
+    emu = MeterEmulator(profile, policy=TimingPolicy(mode))
+    with EmbeddedMeter(profile, emulator=emu) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        _, ex = hhu.read("tokenStatus")
+        assert low <= ex.tr_ns / 1e6 <= high
+        assert ex.ok or mode == "max"  # at exactly tr_max, OS latency decides the verdict
+
+
+def test_early_answer_violating_tr_min_fails_the_measurement(profile):
+    emu = MeterEmulator(profile, policy=TimingPolicy("violate", limit="tr_min", amount_ns=100_000_000))
+    with EmbeddedMeter(profile, emulator=emu) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        _, ex = hhu.read("tokenStatus")
+        tr = next(m for m in ex.measurements if m.name == "tr")
+        assert tr.verdict == "fail" and 90 <= tr.value <= 115
+
+
+def test_lockout_survives_break_and_reidentification(profile):
+    bad = "00000000000000000000"  # well-formed, not in the test table: rejected
+    with EmbeddedMeter(profile) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        for _ in range(profile.token_lockout.threshold):
+            assert not hhu.transfer_token(bad).accepted
+        hhu.sign_off()
+        hhu.identify()
+        with pytest.raises(TokenLockoutActive):
+            hhu.transfer_token(TOKEN)
+        hhu.sign_off()
+    assert TOKEN not in [a.text for a in meter.emulator.tokens.applied]
+
+
+def test_random_bytes_then_a_fresh_session_is_answered(profile):
+    import random
+    rng = random.Random(5)
+    with EmbeddedMeter(profile) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        for _ in range(20):
+            hhu.port.write(bytes(rng.randrange(128) for _ in range(rng.randrange(1, 30))))
+        hhu.port.discard_input()
+        hhu.sign_off()
+        hhu.identify()
+        assert hhu.read("tokenStatus")[0] == "0"
+        assert meter.server.error is None
