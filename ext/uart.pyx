@@ -101,6 +101,7 @@ cdef struct St:
     double t_start, next_center
     int bit_idx
     unsigned int value
+    unsigned int bits   # line level at each bit centre read so far (bit k: bit k of the frame)
     int par_bit, stop_bad
     double ce_t[MAXBITS + 4]
     int ce_k[MAXBITS + 4]
@@ -129,24 +130,94 @@ cdef struct St:
     int oom
 
 
+cdef extern from *:
+    """
+    #if defined(__SSE2__) && defined(__GNUC__)
+    #include <emmintrin.h>
+    #define RIG_UART_SSE2 1
+    #endif
+    /* The quiet-stretch scans of _run for float32, 16 samples per step as before: a block is skipped
+       when none of its samples is >= g (<= g), and otherwise the scan stops at the first sample that is
+       not < g (not > g), which is what the scalar loops of the reference do (NaN included). */
+    static inline Py_ssize_t rig_uart_skip_below_f32(const float *x, Py_ssize_t i, Py_ssize_t n, float g) {
+    #ifdef RIG_UART_SSE2
+        const __m128 G = _mm_set1_ps(g);
+        while (i + 16 <= n) {
+            __m128 a = _mm_loadu_ps(x + i), b = _mm_loadu_ps(x + i + 4);
+            __m128 c = _mm_loadu_ps(x + i + 8), d = _mm_loadu_ps(x + i + 12);
+            int m = _mm_movemask_ps(_mm_cmpnlt_ps(a, G)) | (_mm_movemask_ps(_mm_cmpnlt_ps(b, G)) << 4)
+                  | (_mm_movemask_ps(_mm_cmpnlt_ps(c, G)) << 8) | (_mm_movemask_ps(_mm_cmpnlt_ps(d, G)) << 12);
+            if (m) {
+                int ge = _mm_movemask_ps(_mm_cmpge_ps(a, G)) | _mm_movemask_ps(_mm_cmpge_ps(b, G))
+                       | _mm_movemask_ps(_mm_cmpge_ps(c, G)) | _mm_movemask_ps(_mm_cmpge_ps(d, G));
+                if (ge)
+                    return i + __builtin_ctz((unsigned)m);
+            }
+            i += 16;
+        }
+    #else
+        while (i + 16 <= n) {
+            int cnt = 0, j;
+            for (j = 0; j < 16; j++) cnt += x[i + j] >= g;
+            if (cnt) break;
+            i += 16;
+        }
+    #endif
+        while (i < n && x[i] < g) i++;
+        return i;
+    }
+    static inline Py_ssize_t rig_uart_skip_above_f32(const float *x, Py_ssize_t i, Py_ssize_t n, float g) {
+    #ifdef RIG_UART_SSE2
+        const __m128 G = _mm_set1_ps(g);
+        while (i + 16 <= n) {
+            __m128 a = _mm_loadu_ps(x + i), b = _mm_loadu_ps(x + i + 4);
+            __m128 c = _mm_loadu_ps(x + i + 8), d = _mm_loadu_ps(x + i + 12);
+            int m = _mm_movemask_ps(_mm_cmpngt_ps(a, G)) | (_mm_movemask_ps(_mm_cmpngt_ps(b, G)) << 4)
+                  | (_mm_movemask_ps(_mm_cmpngt_ps(c, G)) << 8) | (_mm_movemask_ps(_mm_cmpngt_ps(d, G)) << 12);
+            if (m) {
+                int le = _mm_movemask_ps(_mm_cmple_ps(a, G)) | _mm_movemask_ps(_mm_cmple_ps(b, G))
+                       | _mm_movemask_ps(_mm_cmple_ps(c, G)) | _mm_movemask_ps(_mm_cmple_ps(d, G));
+                if (le)
+                    return i + __builtin_ctz((unsigned)m);
+            }
+            i += 16;
+        }
+    #else
+        while (i + 16 <= n) {
+            int cnt = 0, j;
+            for (j = 0; j < 16; j++) cnt += x[i + j] <= g;
+            if (cnt) break;
+            i += 16;
+        }
+    #endif
+        while (i < n && x[i] > g) i++;
+        return i;
+    }
+    /* floor(y) as an integer, without a libm call (|y| < 2**62) */
+    static inline int64_t rig_uart_floor_i64(double y) {
+        int64_t k = (int64_t)y;
+        return k - ((double)k > y);
+    }
+    """
+    Py_ssize_t _skip_below_f32 "rig_uart_skip_below_f32"(const float* x, Py_ssize_t i, Py_ssize_t n, float g) noexcept nogil
+    Py_ssize_t _skip_above_f32 "rig_uart_skip_above_f32"(const float* x, Py_ssize_t i, Py_ssize_t n, float g) noexcept nogil
+    int64_t _floor_i64 "rig_uart_floor_i64"(double y) noexcept nogil
+
+
 cdef inline int64_t _ns(St* s, double pos) noexcept nogil:
-    return <int64_t>floor(pos * s.ns_per_sample + 0.5) + s.t0_ns
+    return _floor_i64(pos * s.ns_per_sample + 0.5) + s.t0_ns
 
 
-cdef inline void _push_char(St* s, CharRec* r) noexcept nogil:
-    cdef CharRec* p
-    if s.n_chars == s.cap_chars:
-        p = <CharRec*>realloc(s.chars, (s.cap_chars * 2 + 64) * sizeof(CharRec))
-        if p == NULL:
-            s.oom = 1
-            return
-        s.chars = p
-        s.cap_chars = s.cap_chars * 2 + 64
-    s.chars[s.n_chars] = r[0]
-    s.n_chars += 1
+cdef void _grow_chars(St* s) noexcept nogil:
+    cdef CharRec* p = <CharRec*>realloc(s.chars, (s.cap_chars * 2 + 64) * sizeof(CharRec))
+    if p == NULL:
+        s.oom = 1
+        return
+    s.chars = p
+    s.cap_chars = s.cap_chars * 2 + 64
 
 
-cdef inline void _push_edge(St* s, double pos, int mark) noexcept nogil:
+cdef void _push_edge(St* s, double pos, int mark) noexcept nogil:
     cdef EdgeRec* p
     if s.n_edges == s.cap_edges:
         p = <EdgeRec*>realloc(s.edges, (s.cap_edges * 2 + 256) * sizeof(EdgeRec))
@@ -160,7 +231,7 @@ cdef inline void _push_edge(St* s, double pos, int mark) noexcept nogil:
     s.n_edges += 1
 
 
-cdef inline void _push_glitch(St* s, double pos, double width) noexcept nogil:
+cdef void _push_glitch(St* s, double pos, double width) noexcept nogil:
     cdef GlitchRec* p
     s.glitch_count += 1
     if s.n_glitches == s.cap_glitches:
@@ -175,7 +246,7 @@ cdef inline void _push_glitch(St* s, double pos, double width) noexcept nogil:
     s.n_glitches += 1
 
 
-cdef int _parity_of(unsigned int v, int nbits, int kind) noexcept nogil:
+cdef inline int _parity_of(unsigned int v, int nbits, int kind) noexcept nogil:
     cdef int ones = 0, i
     for i in range(nbits):
         ones += (v >> i) & 1
@@ -188,45 +259,20 @@ cdef int _parity_of(unsigned int v, int nbits, int kind) noexcept nogil:
     return 0
 
 
-cdef void _char_stats(St* s) noexcept nogil:
-    """Jitter, per-bit widths and the bit-period fit from the edges of one character."""
-    cdef int n = s.n_ce, j
-    cdef double a = 0.0, kbar = 0.0, tbar = 0.0, d, w, sxy = 0.0, sxx = 0.0, T = s.T
-    if n < 2:
-        return
-    for j in range(n):
-        a += s.ce_t[j] - s.ce_k[j] * T
-        kbar += s.ce_k[j]
-        tbar += s.ce_t[j]
-    a /= n
-    kbar /= n
-    tbar /= n
-    for j in range(n):
-        d = s.ce_t[j] - s.ce_k[j] * T - a
-        s.jit_sum2 += d * d
-        s.jit_n += 1
-        if fabs(d) > s.jit_peak:
-            s.jit_peak = fabs(d)
-        if d < s.jit_min:
-            s.jit_min = d
-        if d > s.jit_max:
-            s.jit_max = d
-        sxy += (s.ce_k[j] - kbar) * (s.ce_t[j] - tbar)
-        sxx += (s.ce_k[j] - kbar) * (s.ce_k[j] - kbar)
-        if j > 0 and s.ce_k[j] > s.ce_k[j - 1]:
-            w = (s.ce_t[j] - s.ce_t[j - 1]) / (s.ce_k[j] - s.ce_k[j - 1])
-            if w < s.bw_min:
-                s.bw_min = w
-            if w > s.bw_max:
-                s.bw_max = w
-    s.sxy += sxy
-    s.sxx += sxx
-
-
 cdef void _emit_char(St* s, double t_end, int is_break) noexcept nogil:
-    cdef CharRec r
-    cdef int n = s.n_ce, j
-    cdef double kbar = 0.0, tbar = 0.0, sxy = 0.0, sxx = 0.0
+    """One character out; jitter, per-bit widths and the bit-period fit from its edges.
+
+    Same arithmetic, in the same order, as the two passes it replaces (grid fit for bit_ns, then the
+    statistics), so every result is bit for bit the same."""
+    cdef CharRec* r
+    cdef int n = s.n_ce, j, kj, ksum = 0
+    cdef double a = 0.0, kbar, tbar = 0.0, sxy = 0.0, sxx = 0.0, T = s.T, d, ad, w, dk, tj
+    cdef double jit_sum2, jit_peak, jit_min, jit_max, bw_min, bw_max
+    if s.n_chars == s.cap_chars:
+        _grow_chars(s)
+        if s.oom:
+            return
+    r = &s.chars[s.n_chars]
     r.t_start_ns = _ns(s, s.t_start)
     r.t_end_ns = _ns(s, t_end)
     r.value = s.value
@@ -240,17 +286,6 @@ cdef void _emit_char(St* s, double t_end, int is_break) noexcept nogil:
     r.pad0 = 0
     r.pad1 = 0
     r.bit_ns = HUGE_VAL - HUGE_VAL  # NaN
-    if n >= 2:
-        for j in range(n):
-            kbar += s.ce_k[j]
-            tbar += s.ce_t[j]
-        kbar /= n
-        tbar /= n
-        for j in range(n):
-            sxy += (s.ce_k[j] - kbar) * (s.ce_t[j] - tbar)
-            sxx += (s.ce_k[j] - kbar) * (s.ce_k[j] - kbar)
-        if sxx > 0:
-            r.bit_ns = sxy / sxx * s.ns_per_sample
     if not r.parity_ok:
         s.n_parity_err += 1
     if not r.framing_ok:
@@ -259,41 +294,116 @@ cdef void _emit_char(St* s, double t_end, int is_break) noexcept nogil:
         s.n_breaks += 1
         if t_end - s.t_start < s.break_min:
             s.break_min = t_end - s.t_start
+    s.n_chars += 1
+    if n < 2:
+        return
+    for j in range(n):           # sums of small integers: exact in any order
+        ksum += s.ce_k[j]
+        tbar += s.ce_t[j]
+        if not is_break:
+            a += s.ce_t[j] - s.ce_k[j] * T
+    kbar = <double>ksum
+    kbar /= n
+    tbar /= n
+    if is_break:
+        for j in range(n):
+            dk = s.ce_k[j] - kbar
+            sxy += dk * (s.ce_t[j] - tbar)
+            sxx += dk * dk
+        if sxx > 0:
+            r.bit_ns = sxy / sxx * s.ns_per_sample
+        return
+    a /= n
+    jit_sum2 = s.jit_sum2
+    jit_peak = s.jit_peak
+    jit_min = s.jit_min
+    jit_max = s.jit_max
+    bw_min = s.bw_min
+    bw_max = s.bw_max
+    for j in range(n):
+        kj = s.ce_k[j]
+        tj = s.ce_t[j]
+        d = tj - kj * T - a
+        jit_sum2 += d * d
+        ad = fabs(d)
+        if ad > jit_peak:
+            jit_peak = ad
+        if d < jit_min:
+            jit_min = d
+        if d > jit_max:
+            jit_max = d
+        dk = kj - kbar
+        sxy += dk * (tj - tbar)
+        sxx += dk * dk
+        if j > 0 and kj > s.ce_k[j - 1]:
+            w = (tj - s.ce_t[j - 1]) / (kj - s.ce_k[j - 1])
+            if w < bw_min:
+                bw_min = w
+            if w > bw_max:
+                bw_max = w
+    s.jit_sum2 = jit_sum2
+    s.jit_n += n
+    s.jit_peak = jit_peak
+    s.jit_min = jit_min
+    s.jit_max = jit_max
+    s.bw_min = bw_min
+    s.bw_max = bw_max
+    s.sxy += sxy
+    s.sxx += sxx
+    if sxx > 0:
+        r.bit_ns = sxy / sxx * s.ns_per_sample
+
+
+cdef void _close_char(St* s) noexcept nogil:
+    """The last bit centre of a character has been read: its fields from the sampled bits."""
+    cdef unsigned int bits = s.bits
+    cdef int db = s.data_bits, k = 1 + db
+    s.in_char = 0
+    s.value = (bits >> 1) & ((1u << db) - 1)
+    if s.parity != 0:
+        s.par_bit = (bits >> k) & 1
+        k += 1
     else:
-        _char_stats(s)
-    _push_char(s, &r)
+        s.par_bit = 0
+    s.stop_bad = 1 if (~bits) & (((1u << s.frame_bits) - 1) & ~((1u << k) - 1)) else 0
+    if s.stop_bad and s.value == 0 and (s.parity == 0 or s.par_bit == 0) and s.level == 0 \
+            and s.n_ce == 1:
+        s.in_break = 1
+        s.break_start = s.t_start
+    else:
+        _emit_char(s, s.next_center - 0.5 * s.T, 0)
 
 
-cdef void _advance(St* s, double t) noexcept nogil:
+cdef inline void _advance(St* s, double t) noexcept nogil:
     """Read every bit centre before ``t`` at the current line level."""
-    cdef int b, idx
-    while s.in_char and s.next_center < t:
-        b = s.level
-        idx = s.bit_idx
-        if idx == 0:
-            if b == 1:           # back at mark before the start bit's centre: false start
-                s.in_char = 0
-                s.n_false_start += 1
-                return
-        elif idx <= s.data_bits:
-            s.value |= (<unsigned int>b) << (idx - 1)
-        elif s.parity != 0 and idx == s.data_bits + 1:
-            s.par_bit = b
-        elif b == 0:
-            s.stop_bad = 1
-        s.bit_idx += 1
-        s.next_center += s.T
-        if s.bit_idx == s.frame_bits:
+    cdef int idx, idx0, fb
+    cdef double nc, T
+    if not s.in_char or not s.next_center < t:
+        return
+    idx = s.bit_idx
+    nc = s.next_center
+    T = s.T
+    if idx == 0:
+        if s.level == 1:         # back at mark before the start bit's centre: false start
             s.in_char = 0
-            if s.stop_bad and s.value == 0 and (s.parity == 0 or s.par_bit == 0) and s.level == 0 \
-                    and s.n_ce == 1:
-                s.in_break = 1
-                s.break_start = s.t_start
-            else:
-                _emit_char(s, s.next_center - 0.5 * s.T, 0)
+            s.n_false_start += 1
+            return
+        idx = 1                  # the start bit, space
+        nc += T
+    idx0 = idx
+    fb = s.frame_bits
+    while idx < fb and nc < t:
+        idx += 1
+        nc += T
+    if s.level:
+        s.bits |= ((1u << idx) - 1) & ~((1u << idx0) - 1)
+    s.bit_idx = idx
+    s.next_center = nc
+    if idx == fb:
+        _close_char(s)
 
 
-cdef void _uart_edge(St* s, double t, int logic) noexcept nogil:
+cdef inline void _uart_edge(St* s, double t, int logic) noexcept nogil:
     _advance(s, t)
     if s.in_char:
         if s.n_ce < MAXBITS + 4:
@@ -315,6 +425,7 @@ cdef void _uart_edge(St* s, double t, int logic) noexcept nogil:
         s.t_start = t
         s.bit_idx = 0
         s.next_center = t + 0.5 * s.T
+        s.bits = 0
         s.value = 0
         s.par_bit = 0
         s.stop_bad = 0
@@ -323,91 +434,54 @@ cdef void _uart_edge(St* s, double t, int logic) noexcept nogil:
         s.n_ce = 1
 
 
-cdef inline void _cmp_edge(St* s, double t, int high) noexcept nogil:
-    """An edge from the comparator: raw level ``high`` after it."""
-    cdef int logic = high if s.mark_high else 1 - high
-    if s.analysis_only:
-        _push_edge(s, t, logic)
-        return
-    if s.has_pend:
-        if t - s.pend_t < s.glitch_max:
-            _push_glitch(s, s.pend_t, t - s.pend_t)
-            s.has_pend = 0
-            return
-        if s.keep_edges:
-            _push_edge(s, s.pend_t, s.pend_logic)
-        _uart_edge(s, s.pend_t, s.pend_logic)
-    s.has_pend = 1
-    s.pend_t = t
-    s.pend_logic = logic
-
-
-cdef inline void _slow(St* s, double pv, double v, double base) noexcept nogil:
-    """One sample outside the quiet band: ``base`` is the position of the previous sample."""
+cdef void _edges_out(St* s, const double* et, const uint8_t* eh, int ne) noexcept nogil:
+    """The comparator's edges of a stretch of samples, in order (raw level ``eh[k]`` after each):
+    glitch filter, then the start-stop machine."""
+    cdef int k, logic, mh = s.mark_high
     cdef double t
-    if v < s.vmin:
-        s.vmin = v
-    if v > s.vmax:
-        s.vmax = v
-    if s.state == 0:
-        if pv < s.p10 and v >= s.p10:
-            s.last_up10 = base + (s.p10 - pv) / (v - pv)
-        if pv < s.mid and v >= s.mid:
-            s.last_up_mid = base + (s.mid - pv) / (v - pv)
-        if s.pend_fall and pv > s.p10 and v <= s.p10:
-            t = base + (s.p10 - pv) / (v - pv) - s.fall_t90
-            s.pend_fall = 0
-            s.n_fall += 1
-            s.sum_fall += t
-            if t > s.max_fall:
-                s.max_fall = t
-        if v > s.hi:
-            s.state = 1
-            s.pend_fall = 0
-            s.pend_rise = 1
-            s.rise_t10 = s.last_up10
-            if pv < s.p90 and v >= s.p90:
-                t = base + (s.p90 - pv) / (v - pv) - s.rise_t10
-                s.pend_rise = 0
-                s.n_rise += 1
-                s.sum_rise += t
-                if t > s.max_rise:
-                    s.max_rise = t
-            _cmp_edge(s, s.last_up_mid, 1)
-    else:
-        if pv > s.p90 and v <= s.p90:
-            s.last_dn90 = base + (s.p90 - pv) / (v - pv)
-        if pv > s.mid and v <= s.mid:
-            s.last_dn_mid = base + (s.mid - pv) / (v - pv)
-        if s.pend_rise and pv < s.p90 and v >= s.p90:
-            t = base + (s.p90 - pv) / (v - pv) - s.rise_t10
-            s.pend_rise = 0
-            s.n_rise += 1
-            s.sum_rise += t
-            if t > s.max_rise:
-                s.max_rise = t
-        if v < s.lo:
-            s.state = 0
-            s.pend_rise = 0
-            s.pend_fall = 1
-            s.fall_t90 = s.last_dn90
-            if pv > s.p10 and v <= s.p10:
-                t = base + (s.p10 - pv) / (v - pv) - s.fall_t90
-                s.pend_fall = 0
-                s.n_fall += 1
-                s.sum_fall += t
-                if t > s.max_fall:
-                    s.max_fall = t
-            _cmp_edge(s, s.last_dn_mid, 0)
+    if s.analysis_only:
+        for k in range(ne):
+            _push_edge(s, et[k], eh[k] if mh else 1 - eh[k])
+        return
+    for k in range(ne):
+        t = et[k]
+        logic = eh[k] if mh else 1 - eh[k]
+        if s.has_pend:
+            if t - s.pend_t < s.glitch_max:
+                _push_glitch(s, s.pend_t, t - s.pend_t)
+                s.has_pend = 0
+                continue
+            if s.keep_edges:
+                _push_edge(s, s.pend_t, s.pend_logic)
+            _uart_edge(s, s.pend_t, s.pend_logic)
+        s.has_pend = 1
+        s.pend_t = t
+        s.pend_logic = logic
+
+
+DEF EBUF = 1024
 
 
 cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
+    """Comparator over ``n`` samples; its edges go to _edges_out in batches of up to EBUF."""
     cdef Py_ssize_t i = 0, j, b
     cdef int cnt
-    cdef double pv, v
+    cdef double pv, v, bp, t
     cdef int64_t base = s.pos
     cdef sample_t gl, gh
     cdef double glf, ghf
+    # comparator state, thresholds and rise/fall statistics in locals
+    cdef int state, pend_rise, pend_fall
+    cdef double lo, mid, hi, p10, p90, g_low, g_high
+    cdef double lum, ldm, lu10, ld90, rise_t10, fall_t90, vmin, vmax, svmin, svmax
+    cdef int64_t n_rise, n_fall
+    cdef double sum_rise, max_rise, sum_fall, max_fall
+    cdef double hmin, hscale
+    cdef int64_t* hist
+    cdef Py_ssize_t nbins
+    cdef double et[EBUF]
+    cdef uint8_t eh[EBUF]
+    cdef int ne = 0
     if n <= 0:
         return
     if not s.have_prev:
@@ -417,21 +491,27 @@ cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
         s.state = 1 if v > s.mid else 0
         s.last_up_mid = s.last_dn_mid = s.last_up10 = s.last_dn90 = <double>base
         s.vmin = s.vmax = v
+    vmin = s.vmin
+    vmax = s.vmax
     # strided histogram on absolute index multiple of HSTRIDE
     if s.hist != NULL:
+        hist = s.hist
+        nbins = s.nbins
+        hmin = s.hmin
+        hscale = s.hscale
         j = (HSTRIDE - (base % HSTRIDE)) % HSTRIDE
         while j < n:
             v = <double>x[j]
-            if v < s.vmin:
-                s.vmin = v
-            if v > s.vmax:
-                s.vmax = v
-            b = <Py_ssize_t>((v - s.hmin) * s.hscale)
-            if v < s.hmin or b < 0:
+            if v < vmin:
+                vmin = v
+            if v > vmax:
+                vmax = v
+            b = <Py_ssize_t>((v - hmin) * hscale)
+            if v < hmin or b < 0:
                 b = 0
-            elif b >= s.nbins:
-                b = s.nbins - 1
-            s.hist[b] += 1
+            elif b >= nbins:
+                b = nbins - 1
+            hist[b] += 1
             j += HSTRIDE
     # conservative guards in the sample type: x < gl implies (double)x < g_low
     if sample_t is float:
@@ -466,42 +546,165 @@ cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
                 ghf = -128.0
         gl = <sample_t>glf     # x < ceil(g) <=> x < g for integers
         gh = <sample_t>ghf     # x > floor(g) <=> x > g
+    state = s.state
+    pend_rise = s.pend_rise
+    pend_fall = s.pend_fall
+    lo = s.lo
+    mid = s.mid
+    hi = s.hi
+    p10 = s.p10
+    p90 = s.p90
+    g_low = s.g_low
+    g_high = s.g_high
+    lum = s.last_up_mid
+    ldm = s.last_dn_mid
+    lu10 = s.last_up10
+    ld90 = s.last_dn90
+    rise_t10 = s.rise_t10
+    fall_t90 = s.fall_t90
+    n_rise = s.n_rise
+    n_fall = s.n_fall
+    sum_rise = s.sum_rise
+    sum_fall = s.sum_fall
+    max_rise = s.max_rise
+    max_fall = s.max_fall
+    # the samples outside the quiet band come after the histogram's in the reference order: their
+    # extremes are kept apart and merged at the end (same result, ties included)
+    svmin = INFINITY
+    svmax = -INFINITY
     pv = s.prev
     while i < n:
-        if s.state == 0:
-            if pv < s.g_low:
-                while i + 16 <= n:          # 16 at a time, branch-free (vectorises)
-                    cnt = 0
-                    for j in range(16):
-                        cnt += x[i + j] >= gl
-                    if cnt:
-                        break
-                    i += 16
-                while i < n and x[i] < gl:
-                    i += 1
+        if state == 0:
+            if pv < g_low:
+                if sample_t is float:
+                    i = _skip_below_f32(x, i, n, gl)
+                else:
+                    while i + 16 <= n:          # 16 at a time, branch-free (vectorises)
+                        cnt = 0
+                        for j in range(16):
+                            cnt += x[i + j] >= gl
+                        if cnt:
+                            break
+                        i += 16
+                    while i < n and x[i] < gl:
+                        i += 1
                 if i >= n:
                     break
                 if i > 0:
                     pv = <double>x[i - 1]
+            v = <double>x[i]
+            bp = <double>(base + i - 1)
+            if v < svmin:
+                svmin = v
+            if v > svmax:
+                svmax = v
+            if pv < p10 and v >= p10:
+                lu10 = bp + (p10 - pv) / (v - pv)
+            if pv < mid and v >= mid:
+                lum = bp + (mid - pv) / (v - pv)
+            if pend_fall and pv > p10 and v <= p10:
+                t = bp + (p10 - pv) / (v - pv) - fall_t90
+                pend_fall = 0
+                n_fall += 1
+                sum_fall += t
+                if t > max_fall:
+                    max_fall = t
+            if v > hi:
+                state = 1
+                pend_fall = 0
+                pend_rise = 1
+                rise_t10 = lu10
+                if pv < p90 and v >= p90:
+                    t = bp + (p90 - pv) / (v - pv) - rise_t10
+                    pend_rise = 0
+                    n_rise += 1
+                    sum_rise += t
+                    if t > max_rise:
+                        max_rise = t
+                et[ne] = lum
+                eh[ne] = 1
+                ne += 1
+                if ne == EBUF:
+                    _edges_out(s, et, eh, ne)
+                    ne = 0
         else:
-            if pv > s.g_high:
-                while i + 16 <= n:
-                    cnt = 0
-                    for j in range(16):
-                        cnt += x[i + j] <= gh
-                    if cnt:
-                        break
-                    i += 16
-                while i < n and x[i] > gh:
-                    i += 1
+            if pv > g_high:
+                if sample_t is float:
+                    i = _skip_above_f32(x, i, n, gh)
+                else:
+                    while i + 16 <= n:
+                        cnt = 0
+                        for j in range(16):
+                            cnt += x[i + j] <= gh
+                        if cnt:
+                            break
+                        i += 16
+                    while i < n and x[i] > gh:
+                        i += 1
                 if i >= n:
                     break
                 if i > 0:
                     pv = <double>x[i - 1]
-        v = <double>x[i]
-        _slow(s, pv, v, <double>(base + i - 1))
+            v = <double>x[i]
+            bp = <double>(base + i - 1)
+            if v < svmin:
+                svmin = v
+            if v > svmax:
+                svmax = v
+            if pv > p90 and v <= p90:
+                ld90 = bp + (p90 - pv) / (v - pv)
+            if pv > mid and v <= mid:
+                ldm = bp + (mid - pv) / (v - pv)
+            if pend_rise and pv < p90 and v >= p90:
+                t = bp + (p90 - pv) / (v - pv) - rise_t10
+                pend_rise = 0
+                n_rise += 1
+                sum_rise += t
+                if t > max_rise:
+                    max_rise = t
+            if v < lo:
+                state = 0
+                pend_rise = 0
+                pend_fall = 1
+                fall_t90 = ld90
+                if pv > p10 and v <= p10:
+                    t = bp + (p10 - pv) / (v - pv) - fall_t90
+                    pend_fall = 0
+                    n_fall += 1
+                    sum_fall += t
+                    if t > max_fall:
+                        max_fall = t
+                et[ne] = ldm
+                eh[ne] = 0
+                ne += 1
+                if ne == EBUF:
+                    _edges_out(s, et, eh, ne)
+                    ne = 0
         pv = v
         i += 1
+    if ne:
+        _edges_out(s, et, eh, ne)
+    s.state = state
+    s.pend_rise = pend_rise
+    s.pend_fall = pend_fall
+    s.last_up_mid = lum
+    s.last_dn_mid = ldm
+    s.last_up10 = lu10
+    s.last_dn90 = ld90
+    s.rise_t10 = rise_t10
+    s.fall_t90 = fall_t90
+    s.n_rise = n_rise
+    s.n_fall = n_fall
+    s.sum_rise = sum_rise
+    s.sum_fall = sum_fall
+    s.max_rise = max_rise
+    s.max_fall = max_fall
+    if svmin < vmin:
+        vmin = svmin
+    if svmax > vmax:
+        vmax = svmax
+    s.vmin = vmin
+    s.vmax = vmax
     s.prev = <double>x[n - 1]
     s.pos = base + n
 
@@ -642,7 +845,7 @@ cdef class UartDecoder:
         # comparator edges of the prefix -> bit period
         self.s.analysis_only = 1
         self._feed_raw(buf)
-        pos = np.array([self.s.edges[k].pos for k in range(self.s.n_edges)], dtype=np.float64)
+        pos = np.ascontiguousarray(self.take_edges()["pos"], dtype=np.float64)
         self.s.T = estimate_bit_period(pos, self.s.fs, self.nominal_baud, self.glitch_ui)
         # reset the streaming state and decode the prefix for real
         self.s.analysis_only = 0
