@@ -84,6 +84,154 @@ def cmd_parse(args) -> int:
     return 1 if bad else 0
 
 
+# --- rig line, serve, read, token --------------------------------------------------------------------
+def _wait_for_ctrl_c(what) -> int:
+    import threading
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        what.close()
+    return 0
+
+
+def cmd_line(args) -> int:
+    from rig.link import VirtualLine
+
+    line = VirtualLine(hhu_mode=args.hhu_mode, meter_mode=args.meter_mode).start()
+    if args.json:
+        print(json.dumps({"hhu_port": line.hhu_port, "meter_port": line.meter_port}), flush=True)
+    else:
+        print(f"hhu side:   {line.hhu_port}\nmeter side: {line.meter_port}\n"
+              "running until Ctrl-C", flush=True)
+    return _wait_for_ctrl_c(line)
+
+
+def _policy(args):
+    from rig.server import TimingPolicy
+    return TimingPolicy(args.policy)
+
+
+def cmd_serve(args) -> int:
+    from rig.profile import load_profile
+    from rig.server import MeterEmulator, MeterServer
+
+    profile = load_profile(args.profile)
+    emu = MeterEmulator(profile, policy=_policy(args))
+
+    def log(event):
+        if args.json:
+            print(json.dumps(event), flush=True)
+        else:
+            ans = f" -> {event['answer']!r}" if event["answer"] is not None else ""
+            print(f"[{event['state']}] {event['event']}{ans}", flush=True)
+
+    server = MeterServer(_open_port(args.port, profile), profile, emulator=emu, log=log)
+    print(f"meter emulator on {args.port} ({server.port.latency}); Ctrl-C stops", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.port.close()
+    return 0
+
+
+def _open_port(url, profile):
+    from rig.link import Port, PortError
+    try:
+        return Port(url, baud=profile.character.initial_baud, fmt=profile.character.format)
+    except PortError as e:
+        raise UsageError(str(e)) from None
+
+
+class _Session:
+    """A client on --port, or on the embedded default (the meter emulator on a virtual line)."""
+
+    def __init__(self, args):
+        from rig.profile import load_profile
+        self.profile = load_profile(args.profile)
+        self.embedded = None
+        url = args.port
+        if url is None:
+            from rig.embedded import EmbeddedMeter
+            self.embedded = EmbeddedMeter(self.profile).start()
+            url = self.embedded.hhu_port
+        from rig.client import Client
+        self.client = Client(_open_port(url, self.profile), self.profile)
+
+    def __enter__(self):
+        return self.client
+
+    def __exit__(self, *exc):
+        self.client.close()
+        if self.embedded is not None:
+            self.embedded.close()
+
+
+def cmd_read(args) -> int:
+    from rig.client import ClientError
+
+    out, bad = [], 0
+    with _Session(args) as hhu:
+        try:
+            hhu.identify()
+            for reg in args.registers:
+                try:
+                    value, ex = hhu.read(reg)
+                    out.append({"register": reg, "value": value, "exchange": ex.as_dict()})
+                except ClientError as e:
+                    bad += 1
+                    out.append({"register": reg, "error": str(e),
+                                "exchange": e.exchange.as_dict() if e.exchange else None})
+            hhu.sign_off()
+        except ClientError as e:
+            print(f"rig: error: {e}", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(out, indent=1))
+    else:
+        for r in out:
+            if "error" in r:
+                print(f"{r['register']:22s} ERROR {r['error']}")
+            else:
+                ex = r["exchange"]
+                print(f"{r['register']:22s} {r['value']:20s} tr {ex['tr_ms']:8.1f} ms  "
+                      f"{'ok' if ex['ok'] else 'FAIL'}")
+    return 1 if bad else 0
+
+
+def cmd_token(args) -> int:
+    from rig.client import ClientError, TokenLockoutActive
+    from rig.tokens import Token, TokenError
+
+    try:
+        Token.parse(args.token)
+    except TokenError as e:
+        raise UsageError(str(e)) from None
+
+    with _Session(args) as hhu:
+        try:
+            hhu.identify()
+            result = hhu.transfer_token(args.token)
+            hhu.sign_off()
+        except TokenLockoutActive as e:
+            print(f"rig: error: {e}", file=sys.stderr)
+            return 1
+        except ClientError as e:
+            print(f"rig: error: {e}", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=1))
+    else:
+        print(f"token {result.token}: {result.status_name} (tokenStatus {result.status}), "
+              f"executed in {result.execution_ns / 1e6:.0f} ms")
+        for name, (code, text) in result.results.items():
+            print(f"  {name:22s} {code:3d} {text}")
+    return 0 if result.accepted else 1
+
+
 # --- the command -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
@@ -102,6 +250,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", metavar="FILE", help="profile overriding the default (limits, ta)")
     p.add_argument("--json", action="store_true", help="one JSON object per frame")
     p.set_defaults(func=cmd_parse)
+
+    p = sub.add_parser("line", help="start a virtual line and print its two tty paths",
+                       description="A virtual serial line (two pty pairs and a bridge at line rate) for "
+                                   "use with other programs; runs until Ctrl-C.")
+    p.add_argument("--hhu-mode", choices=["wire", "chars"], default="wire",
+                   help="wire: the HHU side writes 7E1 wire bytes (rig); chars: 7-bit characters "
+                        "(a program that set 7E1 on the tty)")
+    p.add_argument("--meter-mode", choices=["wire", "chars"], default="wire")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_line)
+
+    p = sub.add_parser("serve", help="run the meter emulator on a port",
+                       description="The meter emulator (IEC 62055-52 server) on any pyserial URL; "
+                                   "logs every exchange.")
+    p.add_argument("--port", required=True, metavar="URL")
+    p.add_argument("--profile", metavar="FILE")
+    p.add_argument("--policy", choices=["typical", "min", "max"], default="typical",
+                   help="reaction time tr: typical, at the minimum or at the maximum")
+    p.add_argument("--json", action="store_true", help="one JSON object per exchange")
+    p.set_defaults(func=cmd_serve)
+
+    for name, helptext in (("read", "read registers from a meter"),
+                           ("token", "transfer a token to a meter and read the results")):
+        p = sub.add_parser(name, help=helptext,
+                           description=helptext + "; with no --port, from the meter emulator on a "
+                                                  "virtual line (the embedded default).")
+        p.add_argument("--port", metavar="URL", help="the meter's port (any pyserial URL)")
+        p.add_argument("--profile", metavar="FILE")
+        p.add_argument("--json", action="store_true")
+        if name == "read":
+            p.add_argument("registers", nargs="+", metavar="REGISTER", help="register name or registerID")
+            p.set_defaults(func=cmd_read)
+        else:
+            p.add_argument("token", metavar="TOKEN", help="20-digit STS token")
+            p.set_defaults(func=cmd_token)
 
     try:
         from rig import decode_cli
