@@ -1,0 +1,173 @@
+"""Timing bench: how exactly the rig times what it sends, over the virtual line at 9600 Bd.
+
+1. Reaction time: one side sends a request, the other answers exactly TR after the end of the
+   request; the requester measures the reaction time from the arrival of the characters. The error
+   is measured minus scheduled. Two answerers in the same run, alternating: the rig (rig._clock:
+   sleep_until, then write) and a plain time.sleep() version.
+2. Inter-character gaps: an answer of 20 characters with GAP between characters; the receiver
+   measures the gaps. The rig (rig._clock.write_paced) against time.sleep() per character.
+3. The rig's own overhead per exchange (client and meter emulator threads' CPU time, HHU reading
+   tokenStatus from the emulator) as a share of the line time of the exchange.
+
+Run: python benches/timing.py [--rounds 200]
+Errors include the virtual line's own latency (pty, bridge thread): both columns carry it alike.
+"""
+import argparse
+import ctypes
+import os
+import resource
+import threading
+import time
+
+import numpy as np
+
+from rig import _clock, _framing
+from rig.exchange import FrameReader
+from rig.link import Port, VirtualLine
+
+BAUD = 9600
+TR_NS = 20_000_000
+GAP_NS = 2_000_000
+
+
+_libc = ctypes.CDLL(None)
+
+
+def default_timer_slack(on: bool) -> None:
+    """The time.sleep() column runs as plain code would: with Linux's default 50 us timer slack
+    (rig._clock sets 1 us for the threads of a rig process)."""
+    _libc.prctl(29, 50_000 if on else _clock.TIMER_SLACK_NS, 0, 0, 0)  # PR_SET_TIMERSLACK
+
+
+def answer_rig(port, wire, at_ns):
+    return _clock.write_at(port.fd, wire, at_ns) - at_ns
+
+
+def answer_sleep(port, wire, at_ns):
+    time.sleep(max(0, at_ns - time.monotonic_ns()) / 1e9)
+    os.write(port.fd, wire)
+    return time.monotonic_ns() - at_ns
+
+
+def paced_rig(port, wire, times):
+    return list(_clock.write_paced(port.fd, wire, times) - times)
+
+
+def paced_sleep(port, wire, times):
+    sent = []
+    for k, t in enumerate(times):
+        time.sleep(max(0, int(t) - time.monotonic_ns()) / 1e9)
+        os.write(port.fd, wire[k:k + 1])
+        sent.append(time.monotonic_ns() - int(t))
+    return sent
+
+
+def stats(errors_ns):
+    a = np.abs(np.asarray(errors_ns, dtype=np.float64)) / 1e3
+    return np.percentile(a, 50), np.percentile(a, 99), a.max()
+
+
+def reaction_and_gaps(rounds):
+    """The answerer runs in its own thread, as a meter would; the requester measures."""
+    request = _framing.encode_command("R", "1", "04()")
+    answer = _framing.add_parity(_framing.encode_data("04(0)"))
+    long_answer = _framing.add_parity(_framing.encode_data("C003(0123456789AB)"))
+    errors = {"rig": [], "time.sleep": []}
+    gap_errors = {"rig": [], "time.sleep": []}
+    send_errors = {"rig": [], "time.sleep": []}
+    with VirtualLine() as line:
+        hhu = Port(line.hhu_port, baud=BAUD)
+        meter = Port(line.meter_port, baud=BAUD)
+        hhu_reader = FrameReader(hhu, _framing.Framer("even"), ta_ns=1_500_000_000)
+        meter_reader = FrameReader(meter, _framing.Framer("even"), ta_ns=1_500_000_000)
+        char_ns = hhu.char_ns
+        plan = []  # what the answerer does for each request it gets
+
+        def answerer():
+            for name, what in plan:
+                frame = meter_reader.next_frame(_clock.now_ns() + 5_000_000_000)
+                default_timer_slack(name == "time.sleep")
+                if what == "tr":
+                    send_errors[name].append(
+                        (answer_rig if name == "rig" else answer_sleep)(meter, answer, frame.t_last_ns + TR_NS))
+                else:
+                    sched = _clock.schedule(frame.t_last_ns + TR_NS, len(long_answer), char_ns + GAP_NS)
+                    send_errors[name] += (paced_rig if name == "rig" else paced_sleep)(meter, long_answer, sched)
+
+        for i in range(rounds):
+            name = "rig" if i % 2 == 0 else "time.sleep"
+            plan += [(name, "tr"), (name, "gap")]
+        thread = threading.Thread(target=answerer)
+        thread.start()
+        for name, what in plan:
+            sent = hhu.write(request, at_ns=_clock.now_ns() + 5_000_000)
+            req_end = int(sent[-1]) + char_ns
+            if what == "tr":
+                got = hhu_reader.next_frame(_clock.now_ns() + 2_000_000_000)
+                errors[name].append(got.t_first_ns - char_ns - req_end - TR_NS)
+            else:  # every gap between the characters of the answer
+                data, times = b"", []
+                deadline = _clock.now_ns() + 2_000_000_000
+                while len(data) < len(long_answer) and _clock.now_ns() < deadline:
+                    d, t = hhu.read(deadline, max_bytes=len(long_answer) - len(data))
+                    data += d
+                    times += list(t)
+                gap_errors[name] += list(np.diff(np.array(times)) - (char_ns + GAP_NS))
+        thread.join()
+        hhu.close()
+        meter.close()
+    return send_errors, errors, gap_errors
+
+
+def overhead(exchanges):
+    from rig.client import Client
+    from rig.embedded import EmbeddedMeter
+    from rig.profile import load_profile
+    from rig.server import MeterEmulator, TimingPolicy
+
+    profile = load_profile()
+    emu = MeterEmulator(profile, policy=TimingPolicy("min"))
+    with EmbeddedMeter(profile, emulator=emu) as meter, Client(meter.hhu_port, profile) as hhu:
+        hhu.identify()
+        server_clock = time.pthread_getcpuclockid(meter.server._thread.ident)
+        r0 = resource.getrusage(resource.RUSAGE_THREAD)
+        c0, s0 = time.thread_time_ns(), time.clock_gettime_ns(server_clock)
+        line_ns = 0
+        for _ in range(exchanges):
+            _, ex = hhu.read("tokenStatus")
+            line_ns += (len(ex.request) + len(ex.answer)) * hhu.port.char_ns
+        client_cpu = time.thread_time_ns() - c0
+        server_cpu = time.clock_gettime_ns(server_clock) - s0
+        r1 = resource.getrusage(resource.RUSAGE_THREAD)
+        hhu.sign_off()
+    client_user = int((r1.ru_utime - r0.ru_utime) * 1e9)
+    return client_cpu, client_user, server_cpu, line_ns
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--exchanges", type=int, default=50)
+    args = ap.parse_args()
+    print(f"virtual line at {BAUD} Bd; reaction target tr = {TR_NS / 1e6:g} ms, "
+          f"gap target = char + {GAP_NS / 1e6:g} ms; {args.rounds} rounds, alternating")
+    sends, errors, gaps = reaction_and_gaps(args.rounds)
+    for title, table in (("send time error: the clock alone (write returned - scheduled)", sends),
+                         ("reaction time error as the other side measures it over the virtual line", errors),
+                         ("inter-character gap error as the other side measures it", gaps)):
+        print(f"{title}, |error| in us:")
+        res = {}
+        for name, errs in table.items():
+            res[name] = stats(errs)
+            print(f"  {name:11s} p50 {res[name][0]:8.1f}   p99 {res[name][1]:8.1f}   max {res[name][2]:8.1f}")
+        print(f"  time.sleep / rig at p99: {res['time.sleep'][1] / res['rig'][1]:.1f}x")
+    c, cu, s, line_ns = overhead(args.exchanges)
+    print(f"overhead over {args.exchanges} exchanges (read tokenStatus): line time {line_ns / 1e6:.1f} ms")
+    print(f"  client CPU {c / 1e6:.1f} ms = {100 * c / line_ns:.2f} % of the line time "
+          f"(user {100 * cu / line_ns:.2f} %, kernel {100 * (c - cu) / line_ns:.2f} %: a wake-up per character)")
+    print(f"  meter emulator CPU {s / 1e6:.1f} ms = {100 * s / line_ns:.2f} %")
+    print(f"  both: {100 * (c + s) / line_ns:.2f} % of the line time")
+
+
+if __name__ == "__main__":
+    main()
