@@ -273,3 +273,34 @@ def test_uart_sampling_tolerates_small_speed_errors(w, err):
 def test_uart_sampling_at_half_speed_garbles():
     got = sample_char(0x55, 9600, 4800)
     assert got is None or got != (0x55, True)
+
+
+def test_port_sends_characters_with_bad_parity_on_request(ports):
+    line, a, b = ports
+    a.write(MSG, bad_parity=(2, 9))
+    data, _ = read_all(b, len(MSG))
+    (frame,) = _framing.Framer("even").feed(data)
+    assert frame.parity_errors == 2 and frame.parity_at == 2 and frame.data == MSG
+
+
+def test_parmrk_marks_from_a_real_uart_become_wire_bytes_with_bad_parity(line):
+    """A real UART is not available here: the mark decoder is fed what Linux gives with PARMRK
+    (\\377 \\0 c for a character with a parity error), split across reads."""
+    p = Port(line.hhu_port, baud=9600, soft_parity=False)
+    try:
+        t = np.arange(5, dtype=np.int64)
+        out1, _ = p._unmark(b"AB\xff\x00", t[:4])
+        out2, times2 = p._unmark(b"C", t[4:])
+        assert out1 == _framing.add_parity(b"AB")
+        assert out2 == bytes([_framing.add_parity(b"C")[0] ^ 0x80]) and list(times2) == [4]
+        (frame,) = _framing.Framer("even").feed(out1 + out2 + _framing.add_parity(b"\x06"))
+        assert frame.kind == "garbage"
+        assert _framing.strip_parity(out1 + out2)[1] == 2
+    finally:
+        p.close()
+
+
+@pytest.mark.parametrize("url, virtual", [("socket://127.0.0.1:1", True), ("loop://", True),
+                                          ("rfc2217://127.0.0.1:1", False), ("/dev/null", False)])
+def test_which_urls_carry_wire_bytes(url, virtual):
+    assert is_virtual(url) == virtual
