@@ -59,6 +59,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, replace
 
+from rig._framing import E_TRUNCATED
 from rig.profile import Profile, Timing, load_profile
 from rig.protocol.messages import (
     Ack, BreakCommand, Data, DataSet, ExecuteCommand, IDRequest, IDResponse, Message, Nak, OptionSelect,
@@ -416,14 +417,16 @@ class MeterEmulator:
             if frame.kind == "garbage":
                 return self._silent(f"garbage ignored ({len(frame.data)} bytes)")
             why = "; ".join(frame.errors_list()) or "bad frame"
+            if frame.errors & E_TRUNCATED:
+                # cut short by the start of another frame: the client has moved on (it repeats
+                # after its timeout); a NAK now would answer that next frame out of turn
+                return self._silent(f"{frame.kind} frame cut short ignored: {why}")
             if self.state == PROGRAMMING:
                 return self._answer(Nak(), now_ns, f"NAK: {frame.kind} frame: {why}")
             return self._silent(f"bad {frame.kind} frame ignored in {self.state}: {why}")
         try:
             msg = message_from_frame(frame)
-        except (ProtocolError, UnicodeDecodeError) as e:
-            # UnicodeDecodeError: with parity "none" the framer checks the BCC on 7 bits, so a BCC
-            # byte above 0x7F passes as good, and message_from_frame cannot decode it.
+        except ProtocolError as e:
             if self.state == PROGRAMMING:
                 return self._answer(Nak(), now_ns, f"NAK: {e}")
             return self._silent(f"bad {frame.kind} frame ignored in {self.state}: {e}")

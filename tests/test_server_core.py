@@ -408,12 +408,21 @@ def bad_syntax():
     (bad_bcc(), "none", "bcc: expected"),
     (bad_parity(), "even", "parity: 1 character"),
     (bad_syntax(), "none", "syntax: excluded character '*'"),
-    (b"\x01R1\x0204(", "none", "syntax: frame cut short"),
 ])
 def test_frames_with_errors_get_nak_in_programming_mode(s, data, parity, says):
     s.login()
     (r,) = s.raw(data, parity=parity)
     assert r.answer == Nak() and says in r.event and r.send_at_ns == s.t + 220 * MS
+
+
+def test_frame_cut_short_by_the_next_frame_is_ignored_and_the_next_answered(s):
+    """Regression: a NAK for a frame the client had abandoned (it repeated the write after its
+    timeout) answered the repeat out of turn and put client and meter a message apart."""
+    s.login()
+    cut, whole = b"\x01R1\x0204(", ReadCommand.of("04").to_bytes()
+    r_cut, r_whole = s.raw(cut + whole)
+    assert r_cut.answer is None and "cut short" in r_cut.event
+    assert isinstance(r_whole.answer, Data)
 
 
 def test_frame_with_an_inter_character_gap_over_ta_gets_nak(s):

@@ -206,3 +206,44 @@ def test_random_bytes_then_a_fresh_session_is_answered(profile):
         hhu.identify()
         assert hhu.read("tokenStatus")[0] == "0"
         assert meter.server.error is None
+
+
+FAULTS_ON_THE_TOKEN_WRITE = {
+    # kind: (fault arguments, placed relative to the token write's first character)
+    "bit_flip": dict(kind="bit_flip", offset=12, bit=3),
+    "parity": dict(kind="parity", offset=15),
+    "drop": dict(kind="drop", offset=20, count=2),
+    "duplicate": dict(kind="duplicate", offset=20),
+    "insert": dict(kind="insert", offset=8, data=b"\x95"),
+    "truncate": dict(kind="truncate", offset=18),
+    "break": dict(kind="break", offset=0, ns=30_000_000),
+    "echo": dict(kind="echo"),
+}
+
+
+@pytest.mark.parametrize("name", list(FAULTS_ON_THE_TOKEN_WRITE))
+def test_each_fault_on_a_token_write_is_recovered_and_the_token_applied_once(profile, name):
+    args = dict(FAULTS_ON_THE_TOKEN_WRITE[name])
+    with EmbeddedMeter(profile) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        direction = "both" if name == "echo" else "to_meter"
+        offset = args.pop("offset", None)
+        at = None if offset is None else meter.line.sent("to_meter") + offset
+        meter.line.inject(Fault(direction=direction, at=at, **args))
+        result = hhu.transfer_token(TOKEN)
+        meter.line.clear_faults()
+        hhu.sign_off()
+    assert result.accepted
+    write = result.exchanges[0]
+    if name not in ("break", "echo"):  # these leave the write itself intact
+        assert write.attempts + write.naks_sent >= 2 and write.recovered
+    assert [a.text for a in meter.emulator.tokens.applied] == [TOKEN]
+
+
+def test_a_line_too_bad_to_recover_fails_clearly_and_applies_nothing(profile):
+    with EmbeddedMeter(profile) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        meter.line.inject(Fault("baud_error", direction="to_meter", percent=12.0))
+        with pytest.raises(ClientError, match=r"write TokenData: .* \(after \d request\(s\)"):
+            hhu.transfer_token(TOKEN)
+    assert meter.emulator.tokens.applied == []
