@@ -6,10 +6,13 @@ Columns, side by side in one run on the same bytes:
   framer       rig Framer alone (Frame objects, parity/BCC/syntax checked)
   records      rig Framer alone, Framer.feed_records(): the same frames as one numpy array
   model        the plain-Python model of the same framer (rig._framing_model) + the same messages
-  iec62056-21  the PyPI library `iec62056-21` (install it in the bench's own environment:
-               `pip install iec62056-21`); it has no stream framer and no parity handling, so it
-               is given its best case: parity stripped with bytes.translate, frames split at ETX,
-               then AnswerDataMessage.from_bytes() (BCC check and data-set parsing).
+  iec62056-21  the PyPI library `iec62056-21` (a test dependency of the rig, or
+               `pip install iec62056-21`), given its best case: parity stripped with
+               bytes.translate (it has no parity handling), frames split at ETX with bytes.index
+               (its framing is in its transport), then AnswerDataMessage.from_bytes() (BCC check
+               and data-set parsing).
+  lib reader   the library's own framing path: its transport's read() (one recv(1) per
+               character) over an in-memory transport, then AnswerDataMessage.from_bytes().
 Run: python benches/framing.py [--messages 10000] [--repeat 5]
 """
 import argparse
@@ -68,6 +71,31 @@ def run_library(wire, AnswerDataMessage):
     return out
 
 
+def run_library_reader(wire, lib):
+    """The library's own framing path: BaseTransport.read() (one recv(1) per character, BCC
+    check) and AnswerDataMessage.from_bytes, over an in-memory transport fed the stripped bytes."""
+    text = wire.translate(STRIP)
+
+    class Memory(lib.transports.BaseTransport):
+        def __init__(self):
+            super().__init__(timeout=30)
+            self.pos = 0
+
+        def _recv(self, chars):
+            out = text[self.pos:self.pos + chars]
+            self.pos += chars
+            return out
+
+        def _send(self, data):
+            pass
+
+    t = Memory()
+    out = []
+    while t.pos < len(text):
+        out.append(lib.messages.AnswerDataMessage.from_bytes(t.read()))
+    return out
+
+
 def best_of(fn, wire, repeat):
     times = []
     for _ in range(repeat):
@@ -89,20 +117,23 @@ def main():
     cols = [("rig", run_rig), ("rig+sets", run_rig_sets), ("framer", run_framer),
             ("records", run_records)]
     try:
+        import iec62056_21.messages
+        import iec62056_21.transports
         from iec62056_21.messages import AnswerDataMessage
         cols.append(("iec62056-21", lambda w: run_library(w, AnswerDataMessage)))
+        cols.append(("lib reader", lambda w: run_library_reader(w, iec62056_21)))
     except ImportError:
         print("iec62056-21: not installed in this environment (pip install iec62056-21); column skipped")
     cols.append(("model", run_model))
     results = {}
     for name, fn in cols:
-        reps = args.repeat if name != "model" else max(1, args.repeat // 3)
+        reps = args.repeat if name not in ("model", "lib reader") else max(1, args.repeat // 3)
         best, med, out = best_of(fn, wire, reps)
         assert len(out) == args.messages, (name, len(out))
         results[name] = best
         print(f"{name:12s} {mb / (best / 1e9):10.1f} MB/s   best {best / 1e6:8.2f} ms   median {med / 1e6:8.2f} ms")
     print("ratios (higher is faster for the first named):")
-    for other in ("iec62056-21", "model"):
+    for other in ("iec62056-21", "lib reader", "model"):
         if other in results:
             for name in ("rig", "rig+sets", "framer", "records"):
                 print(f"  {name} / {other}: {results[other] / results[name]:8.1f}x")
