@@ -1,0 +1,1031 @@
+"""Drivers by capability over pyvisa: :class:`Scope`, :class:`Generator`, :class:`Supply`, :class:`Meter`.
+
+A driver is given a VISA resource string and an instrument model (name or
+:class:`~rig.bench.models.InstrumentModel`) and speaks only the model's command vocabulary; it never
+names a model.  Settings are declared one per line, pymeasure-style, with their validator::
+
+    scale = Control("channel_scale", "channel_scale?", "vertical scale, V/div", validator=facts_range("vertical_scale"))
+
+On open the driver picks the pyvisa backend (``@py`` for TCPIP/ASRL, ``@sim`` when asked, the default
+otherwise), checks the ``*IDN?`` answer against the model and, after every configuration, the error
+queue (``SYST:ERR?``).  Timeouts, garbage answers and short binary blocks become
+:class:`InstrumentError` naming the instrument and the command.  Instruments with outputs switch them
+off on open, on close, on context-manager exit, when the instrument stops answering, and through
+:data:`rig.bench.safety.OUTPUTS` at exit and on Ctrl-C.  Settings that would exceed the DUT's limits
+(:class:`rig.bench.safety.DutLimits`) raise :class:`~rig.bench.safety.SafetyError` before anything is sent.
+"""
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from rig.bench.models import InstrumentModel, load_model, sim_resource, write_sim_library
+from rig.bench.safety import OUTPUTS, DutLimits, SafetyError
+from rig.measurement import Measurement
+
+__all__ = ["BlockError", "Control", "Generator", "Instrument", "InstrumentError", "Meter", "Scope",
+           "ScopeWaveform", "Supply", "open_instrument", "parse_block", "SafetyError"]
+
+OVERLOAD = 9.0e37          # SCPI "not a number / overload" answers are 9.9E37 (and 9.91E37)
+
+
+class InstrumentError(RuntimeError):
+    """An instrument that cannot be used as asked: wrong identity, no answer, garbage, error queue."""
+
+
+class BlockError(ValueError):
+    """A malformed or short IEEE 488.2 definite-length block."""
+
+
+# --------------------------------------------------------------------------- IEEE 488.2 blocks
+def block_header(data: bytes) -> tuple[int, int]:
+    """``(header length, payload length)`` of the definite-length block starting ``data``.
+
+    Raises :class:`BlockError` when ``data`` is not (yet) a whole header."""
+    if len(data) < 1:
+        raise BlockError("empty answer where a binary block '#<n><length><data>' was expected")
+    if data[:1] != b"#":
+        raise BlockError(f"not a binary block: starts with {bytes(data[:12])!r}, not '#'")
+    if len(data) < 2:
+        raise BlockError("binary block header cut short after '#'")
+    nd = data[1:2]
+    if nd == b"0":
+        raise BlockError("indefinite-length block '#0' is not supported; expected '#<n><length><data>'")
+    if not nd.isdigit():
+        raise BlockError(f"binary block header: digit count {nd!r} is not a digit 1-9")
+    n = int(nd)
+    digits = bytes(data[2:2 + n])
+    if len(digits) < n:
+        raise BlockError(f"binary block header cut short: {n} length digits announced, {len(digits)} present")
+    if not digits.isdigit():
+        raise BlockError(f"binary block header: length {digits!r} is not {n} decimal digits")
+    return 2 + n, int(digits)
+
+
+def parse_block(data: bytes, termination: bytes | None = None) -> tuple[bytes, int]:
+    """The payload of the IEEE 488.2 definite-length block ``#<n><length><payload>`` at the start of
+    ``data`` and the number of bytes used (header + payload, plus ``termination`` if it follows).
+
+    Raises :class:`BlockError` for a header that is not one, an indefinite-length block, and a
+    payload shorter than announced (a short block)."""
+    data = bytes(data)
+    hlen, length = block_header(data)
+    payload = data[hlen:hlen + length]
+    if len(payload) < length:
+        raise BlockError(f"short binary block: {length} bytes announced, {len(payload)} received")
+    used = hlen + length
+    if termination and data[used:used + len(termination)] == termination:
+        used += len(termination)
+    return payload, used
+
+
+# --------------------------------------------------------------------------- declarative settings
+def in_range(low: float | None, high: float | None, unit: str = "") -> Callable:
+    """Validator: a number within [low, high]."""
+    def check(owner, value):
+        v = float(value)
+        if (low is not None and v < low) or (high is not None and v > high):
+            raise ValueError(f"{owner.name}: {v:g} {unit} is outside {low:g} .. {high:g} {unit}".replace("  ", " "))
+        return v
+    return check
+
+
+def facts_range(fact: str, unit: str = "") -> Callable:
+    """Validator: a number within the model's ``facts[fact] = [low, high]`` (no check if not stated)."""
+    def check(owner, value):
+        rng = owner.model.facts.get(fact)
+        if rng:
+            return in_range(rng[0], rng[1], unit)(owner, value)
+        return float(value)
+    return check
+
+
+def facts_word(fact: str) -> Callable:
+    """Validator: a word of the model's ``facts[fact]`` (a list of words, or a mapping of our names ->
+    the model's words); returns the model's word."""
+    def check(owner, value):
+        words = owner.model.facts.get(fact)
+        if words is None:
+            return value
+        if isinstance(words, dict):
+            if value in words:
+                return words[value]
+            if value in words.values():
+                return value
+            raise ValueError(f"{owner.name}: {value!r} is not one of {sorted(words)}")
+        if str(value).upper() not in [str(w).upper() for w in words]:
+            raise ValueError(f"{owner.name}: {value!r} is not one of {list(words)}")
+        return value
+    return check
+
+
+class Control:
+    """One instrument setting: a vocabulary setter key, an optional query key, a validator.
+
+    On a :class:`Channel` the ``{ch}`` field is the channel's number.  ``validator(owner, value)``
+    returns the value to send or raises (ValueError, SafetyError) before anything is sent.  The
+    last value written is remembered in ``owner.state`` (used by the safety checks)."""
+
+    def __init__(self, set_key: str | None, get_key: str | None = None, doc: str = "", *,
+                 validator: Callable | None = None, cast: Callable = float, check_errors: bool = False):
+        self.set_key, self.get_key, self.doc = set_key, get_key, doc
+        self.validator, self.cast, self.check_errors = validator, cast, check_errors
+        self.__doc__ = doc
+
+    def __set_name__(self, owner, name):
+        self.attr = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        if self.get_key is None:
+            raise AttributeError(f"{self.attr} can be set but not read back")
+        return obj._instrument._query_cast(self.get_key, self.cast, **obj._fields())
+
+    def __set__(self, obj, value):
+        if self.set_key is None:
+            raise AttributeError(f"{self.attr} is read-only")
+        if self.validator is not None:
+            value = self.validator(obj, value)
+        obj._instrument._write(self.set_key, value=value, **obj._fields())
+        obj.state[self.attr] = value
+        if self.check_errors:
+            obj._instrument.check_errors(f"{self.attr} = {value!r}")
+
+
+def _bool_answer(text: str) -> bool:
+    t = text.strip().upper()
+    if t in ("1", "ON", "+1"):
+        return True
+    if t in ("0", "OFF", "+0"):
+        return False
+    raise ValueError(text)
+
+
+# --------------------------------------------------------------------------- opening resources
+_SIM_FILES: list[str] = []
+_RMS: dict[str, Any] = {}
+
+
+def _cleanup_sim_files() -> None:
+    for f in _SIM_FILES:
+        try:
+            os.unlink(f)
+        except OSError:
+            pass
+
+
+atexit.register(_cleanup_sim_files)
+
+
+def _backend_for(resource: str, backend: str | None, sim: bool) -> str:
+    if backend:
+        return backend
+    if sim:
+        return "@sim"
+    r = resource.upper()
+    if r.startswith("TCPIP") or r.startswith("ASRL"):
+        return "@py"
+    return ""
+
+
+def _resource_manager(backend: str, model: InstrumentModel, sim_library: str | Path | None):
+    import pyvisa
+
+    if backend == "@sim":
+        if sim_library is None:
+            fd, path = tempfile.mkstemp(prefix=f"rig-sim-{model.name}-", suffix=".yaml")
+            os.close(fd)
+            _SIM_FILES.append(path)
+            write_sim_library(path, [model])
+            sim_library = path
+        backend = f"{sim_library}@sim"
+    if backend not in _RMS:
+        _RMS[backend] = pyvisa.ResourceManager(backend) if backend else pyvisa.ResourceManager()
+    return _RMS[backend]
+
+
+# --------------------------------------------------------------------------- the base driver
+class Instrument:
+    """An instrument of one capability, driven through its model's command vocabulary.
+
+    ``resource``: a VISA resource string (``TCPIP::127.0.0.1::5025::SOCKET``, ``ASRL/dev/ttyUSB0::INSTR``,
+    ``USB0::...::INSTR``); None with ``sim=True`` opens the model's pyvisa-sim device.
+    ``backend``: a pyvisa backend string overriding the choice; ``sim_library``: a pyvisa-sim file
+    (default: one generated from the model's ``sim`` section).  ``limits``: the DUT's maximums.
+    ``timeout``: seconds per answer.  ``sent`` keeps every command written, in order.
+    """
+
+    capability = ""
+
+    def __init__(self, resource: str | None, model: str | InstrumentModel, *, role: str | None = None,
+                 limits: DutLimits | None = None, backend: str | None = None, sim: bool = False,
+                 sim_library: str | Path | None = None, timeout: float = 2.0, check_idn: bool = True,
+                 reset: bool = False):
+        self.model = load_model(model)
+        if self.model.capability != self.capability:
+            raise InstrumentError(f"model {self.model.name} ({self.model.model}) is a {self.model.capability}, "
+                                  f"not a {self.capability}")
+        sim = sim or backend == "@sim" or (backend or "").endswith("@sim")
+        if resource is None:
+            if not sim:
+                raise InstrumentError(f"{self.capability} {self.model.model}: no VISA resource given")
+            resource = sim_resource(self.model)
+        self.resource_name = resource
+        self.role = role or self.capability
+        self.limits = limits
+        self.timeout = float(timeout)
+        self.name = f"{self.role} {self.model.model} at {resource}"
+        self.label = f"{self.role} {self.model.model.split()[-1]}"   # "supply DP832", for safety messages
+        self.sent: list[str] = []
+        self.state: dict = {}
+        self._instrument = self
+        self._res = None
+        self._ready = False
+        be = _backend_for(resource, backend, sim)
+        try:
+            rm = _resource_manager(be, self.model, sim_library)
+            res = rm.open_resource(resource)
+        except Exception as e:  # noqa: BLE001 - pyvisa raises many kinds here
+            raise InstrumentError(f"{self.name}: cannot open the resource (backend {be or 'default'}): {e}") from e
+        res.read_termination = self.model.read_termination
+        res.write_termination = self.model.write_termination
+        res.timeout = int(self.timeout * 1000)
+        try:
+            res.encoding = "latin-1"
+        except AttributeError:
+            pass
+        self._res = res
+        try:
+            if check_idn:
+                self.idn = self._query("idn?")
+                if not self.model.idn_matches(self.idn):
+                    raise InstrumentError(f"{resource} is not a {self.model.model} (model {self.model.name}): "
+                                          f"*IDN? answered {self.idn!r}, expected {self.model.idn!r}")
+            if reset:
+                self._write("reset")
+                self._query("opc?")
+            self._write("clear_status")
+            self._ready = True
+            self._opened()
+        except BaseException:
+            self._close_resource()
+            raise
+
+    def _opened(self) -> None:
+        """Hook run once the identity is checked (drivers switch outputs off here)."""
+
+    # -- context manager
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self) -> None:
+        self._close_resource()
+
+    def _close_resource(self) -> None:
+        res, self._res = self._res, None
+        if res is not None:
+            try:
+                res.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    @property
+    def is_open(self) -> bool:
+        return self._res is not None
+
+    def _fields(self) -> dict:
+        return {}
+
+    # -- I/O
+    def _require_open(self, what: str):
+        if self._res is None:
+            raise InstrumentError(f"{self.name}: closed; cannot send {what!r}")
+        return self._res
+
+    def _fail(self, text: str, reason: str, exc: BaseException | None = None) -> InstrumentError:
+        self._on_failure()
+        return InstrumentError(f"{self.name}: {text!r}: {reason}")
+
+    def _on_failure(self) -> None:
+        """Hook after a timeout or garbage answer (instruments with outputs switch them off)."""
+
+    def send(self, text: str) -> None:
+        """Write one SCPI line (no vocabulary check: prefer the drivers' methods)."""
+        res = self._require_open(text)
+        self.sent.append(text)
+        try:
+            res.write(text)
+        except Exception as e:  # noqa: BLE001
+            raise self._fail(text, f"write failed: {e}", e) from e
+
+    def ask(self, text: str) -> str:
+        """Write one SCPI query and return its answer (stripped); timeouts become InstrumentError."""
+        self.send(text)
+        return self._read(text)
+
+    def _read(self, text: str) -> str:
+        import pyvisa
+
+        try:
+            answer = self._res.read()
+        except pyvisa.errors.VisaIOError as e:
+            if e.error_code == pyvisa.constants.StatusCode.error_timeout:
+                raise self._fail(text, f"no answer within {self.timeout:g} s (timeout)", e) from e
+            raise self._fail(text, f"read failed: {e}", e) from e
+        except Exception as e:  # noqa: BLE001
+            raise self._fail(text, f"read failed: {e}", e) from e
+        answer = answer.strip()
+        if any(ord(c) < 32 or ord(c) > 126 for c in answer):
+            raise self._fail(text, f"garbage answer {answer[:40]!r}")
+        return answer
+
+    def _write(self, key: str, **fields) -> None:
+        self.send(self.model.command(key, **fields))
+
+    def _query(self, key: str, **fields) -> str:
+        return self.ask(self.model.command(key, **fields))
+
+    def _query_cast(self, key: str, cast: Callable = float, **fields):
+        text = self.model.command(key, **fields)
+        answer = self.ask(text)
+        try:
+            if cast is bool:
+                return _bool_answer(answer)
+            if cast is float:
+                v = float(answer.split(",")[0])
+                return None if abs(v) >= OVERLOAD or math.isnan(v) else v
+            return cast(answer)
+        except (TypeError, ValueError):
+            raise self._fail(text, f"garbage answer {answer[:40]!r}, expected {getattr(cast, '__name__', cast)}") \
+                from None
+
+    def errors(self, limit: int = 32) -> list[str]:
+        """Drain the error queue: every entry whose code is not 0."""
+        out = []
+        for _ in range(limit):
+            text = self.model.command("error?")
+            answer = self.ask(text)
+            code = answer.split(",")[0].strip()
+            try:
+                n = int(code)
+            except ValueError:
+                raise self._fail(text, f"garbage answer {answer[:40]!r}, expected '<code>,\"<message>\"'") from None
+            if n == 0:
+                break
+            out.append(answer)
+        return out
+
+    def check_errors(self, context: str = "configuration") -> None:
+        """Raise :class:`InstrumentError` if the error queue holds anything (after ``context``)."""
+        last = self.sent[-1] if self.sent else ""
+        errs = self.errors()
+        if errs:
+            raise InstrumentError(f"{self.name}: the instrument reports an error after {context} "
+                                  f"(last command {last!r}): " + "; ".join(errs))
+
+    def wait_complete(self) -> None:
+        answer = self._query("opc?")
+        if answer.strip().lstrip("+") != "1":
+            raise self._fail(self.model.command("opc?"), f"garbage answer {answer!r}, expected 1")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class Channel:
+    """One channel of an instrument: settings declared with :class:`Control` get ``ch`` filled in."""
+
+    def __init__(self, instrument: Instrument, ch: int):
+        if ch not in instrument.model.channels:
+            raise ValueError(f"{instrument.name}: no channel {ch}; channels are {instrument.model.channels}")
+        self._instrument = instrument
+        self.ch = ch
+        self.model = instrument.model
+        self.name = f"{instrument.label} CH{ch}"
+        self.state: dict = {}
+
+    def _fields(self) -> dict:
+        return {"ch": self.ch}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+# --------------------------------------------------------------------------- outputs
+class OutputInstrument(Instrument):
+    """An instrument whose outputs reach the DUT: off on open, close, failure, exit and Ctrl-C."""
+
+    channel_class = Channel
+
+    def _opened(self) -> None:
+        self.channels = {c: self.channel_class(self, c) for c in self.model.channels}
+        self.outputs_off()
+        OUTPUTS.register(self)
+
+    def ch(self, n: int):
+        try:
+            return self.channels[n]
+        except KeyError:
+            raise ValueError(f"{self.name}: no channel {n}; channels are {list(self.channels)}") from None
+
+    def outputs_off(self) -> None:
+        for c in self.model.channels:
+            self._write("output_off", ch=c)
+
+    def output_off(self, ch: int = 1) -> None:
+        self._write("output_off", ch=ch)
+
+    def output_state(self, ch: int = 1) -> bool:
+        return self._query_cast("output?", bool, ch=ch)
+
+    def emergency_off(self) -> None:
+        """Every output off without raising and without waiting for answers; a pending partial command
+        is ended first (a Ctrl-C may have interrupted a write)."""
+        res = self._res
+        if res is None:
+            return
+        try:
+            res.timeout = min(res.timeout, 500)
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            res.write_raw(self.model.write_termination.encode())
+        except Exception:  # noqa: BLE001
+            pass
+        for c in self.model.channels:
+            text = self.model.command("output_off", ch=c)
+            try:
+                self.sent.append(text)
+                res.write(text)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _on_failure(self) -> None:
+        if self._ready:          # never command an instrument whose identity is not established
+            self.emergency_off()
+
+    def close(self) -> None:
+        try:
+            if self._res is not None:
+                self.emergency_off()
+        finally:
+            OUTPUTS.unregister(self)
+            self._close_resource()
+
+
+# --------------------------------------------------------------------------- scope
+@dataclass
+class ScopeWaveform:
+    """A transferred waveform scaled to volts: sample ``i`` is at ``t0 + i * dt`` seconds."""
+
+    channel: int
+    volts: np.ndarray
+    t0: float
+    dt: float
+    preamble: dict
+
+    @property
+    def sample_rate(self) -> float:
+        return 1.0 / self.dt
+
+    @property
+    def times(self) -> np.ndarray:
+        return self.t0 + self.dt * np.arange(len(self.volts))
+
+    def __len__(self) -> int:
+        return len(self.volts)
+
+
+class ScopeChannel(Channel):
+    display = Control("channel_display", None, "show the channel: ON|OFF", validator=lambda o, v: "ON" if v in (True, 1, "ON", "on") else "OFF")
+    scale = Control("channel_scale", "channel_scale?", "vertical scale, V/div", validator=facts_range("vertical_scale", "V/div"))
+    offset = Control("channel_offset", "channel_offset?", "vertical offset, V")
+    coupling = Control("channel_coupling", "channel_coupling?", "input coupling AC|DC|GND", validator=facts_word("couplings"), cast=str)
+
+
+class Scope(Instrument):
+    """An oscilloscope: channels, timebase, edge (and serial) trigger, single capture, waveforms,
+    built-in measurements as :class:`~rig.measurement.Measurement`."""
+
+    capability = "scope"
+    timebase = Control("timebase_scale", "timebase_scale?", "horizontal scale, s/div", validator=facts_range("timebase_scale", "s/div"))
+    trigger_level = Control("trigger_edge_level", "trigger_edge_level?", "edge trigger level, V")
+
+    def _opened(self) -> None:
+        self.channels = {c: ScopeChannel(self, c) for c in self.model.channels}
+
+    def ch(self, n: int) -> ScopeChannel:
+        try:
+            return self.channels[n]
+        except KeyError:
+            raise ValueError(f"{self.name}: no channel {n}; channels are {list(self.channels)}") from None
+
+    # -- configuration (each checks the error queue)
+    def configure_channel(self, ch: int, scale: float, offset: float = 0.0, coupling: str = "DC",
+                          display: bool = True) -> None:
+        c = self.ch(ch)
+        c.display = display
+        c.coupling = coupling
+        c.scale = scale
+        c.offset = offset
+        self.check_errors(f"configuring CH{ch}")
+
+    def configure_timebase(self, scale: float, offset: float | None = None) -> None:
+        self.timebase = scale
+        if offset is not None and self.model.has("timebase_offset"):
+            self._write("timebase_offset", value=float(offset))
+        self.check_errors("configuring the timebase")
+
+    def edge_trigger(self, ch: int, level: float, slope: str = "rising", sweep: str = "single") -> None:
+        self.ch(ch)
+        slope_w = facts_word("slopes")(self, slope)
+        sweep_w = facts_word("sweeps")(self, sweep)
+        self._write("trigger_mode_edge")
+        self._write("trigger_edge_source", ch=ch)
+        self._write("trigger_edge_slope", value=slope_w)
+        self.trigger_level = level
+        self._write("trigger_sweep", value=sweep_w)
+        self.check_errors(f"edge trigger on CH{ch}")
+
+    @property
+    def has_serial_trigger(self) -> bool:
+        return self.model.has("trigger_mode_serial") and self.model.has("trigger_serial_source")
+
+    def serial_trigger(self, ch: int, baud: int, fmt: str = "7E1", when: str = "start",
+                       level: float | None = None, data: int | None = None, sweep: str = "single") -> None:
+        """Trigger on a UART character (``fmt``: data bits, parity N/E/O, stop bits, e.g. "7E1")."""
+        if not self.has_serial_trigger:
+            raise InstrumentError(f"{self.name}: model {self.model.name} has no serial trigger")
+        self.ch(ch)
+        bits, parity, stop = int(fmt[0]), fmt[1].upper(), fmt[2:]
+        self._write("trigger_mode_serial")
+        self._write("trigger_serial_source", ch=ch)
+        for key, value in (("trigger_serial_baud", int(baud)),
+                           ("trigger_serial_when", facts_word("serial_when")(self, when)),
+                           ("trigger_serial_bits", bits),
+                           ("trigger_serial_parity", facts_word("parities")(self, parity)),
+                           ("trigger_serial_stop", stop),
+                           ("trigger_serial_level", None if level is None else float(level)),
+                           ("trigger_serial_data", data)):
+            if value is not None and self.model.has(key):
+                self._write(key, value=value)
+        self._write("trigger_sweep", value=facts_word("sweeps")(self, sweep))
+        self.check_errors(f"serial trigger on CH{ch}")
+
+    # -- acquisition
+    def run(self) -> None:
+        self._write("run")
+
+    def stop(self) -> None:
+        self._write("stop")
+
+    def single(self) -> None:
+        """Arm one acquisition."""
+        self._write("single")
+
+    def triggered(self) -> bool:
+        state = self._query("trigger_status?").strip().upper()
+        states = self.model.facts.get("trigger_states", {})
+        captured = [s.upper() for s in states.get("captured", ["STOP", "TD"])]
+        waiting = [s.upper() for s in states.get("waiting", ["WAIT", "RUN", "AUTO"])]
+        if state in captured:
+            return True
+        if state in waiting:
+            return False
+        raise self._fail(self.model.command("trigger_status?"), f"garbage answer {state!r}, expected one of "
+                                                                f"{captured + waiting}")
+
+    def wait_triggered(self, timeout: float, poll: float = 0.01) -> None:
+        """Wait until the armed acquisition has triggered and completed; InstrumentError at the deadline."""
+        deadline = time.monotonic_ns() + int(timeout * 1e9)
+        while True:
+            if self.triggered():
+                return
+            now = time.monotonic_ns()
+            if now >= deadline:
+                raise InstrumentError(f"{self.name}: no trigger within {timeout:g} s "
+                                      f"({self.model.command('trigger_status?')!r} still waiting)")
+            time.sleep(min(poll, (deadline - now) / 1e9))
+
+    def acquire(self, timeout: float) -> None:
+        """Arm a single acquisition and wait for it (deadline ``timeout`` seconds)."""
+        self.single()
+        self.wait_triggered(timeout)
+
+    # -- waveform transfer
+    def preamble(self) -> dict:
+        text = self.model.command("waveform_preamble?")
+        answer = self.ask(text)
+        names = self.model.facts["waveform"].get("preamble")
+        parts = [p.strip() for p in answer.split(",")]
+        if not names or len(parts) < len(names):
+            raise self._fail(text, f"garbage preamble {answer[:80]!r}: expected {len(names or [])} fields {names}")
+        try:
+            return {n: float(p) for n, p in zip(names, parts)}
+        except ValueError:
+            raise self._fail(text, f"garbage preamble {answer[:80]!r}: fields are not numbers") from None
+
+    def read_block(self, text: str) -> bytes:
+        """Send query ``text`` and read its IEEE 488.2 definite-length block answer (and termination)."""
+        import pyvisa
+
+        self.send(text)
+        res = self._res
+        buf = bytearray()
+
+        def need(n: int, what: str) -> None:
+            while len(buf) < n:
+                try:
+                    chunk, _status = res.visalib.read(res.session, max(1, min(n - len(buf), 1 << 20)))
+                except pyvisa.errors.VisaIOError as e:
+                    if e.error_code == pyvisa.constants.StatusCode.error_timeout:
+                        raise self._fail(text, f"{what}: {len(buf)} bytes received, {n} needed, then no data "
+                                               f"within {self.timeout:g} s (timeout)") from e
+                    raise self._fail(text, f"{what}: read failed: {e}") from e
+                buf.extend(chunk)
+
+        need(2, "short binary block (header)")
+        try:
+            if buf[:1] != b"#":
+                raise BlockError(f"not a binary block: starts with {bytes(buf[:2])!r}, not '#'")
+            if buf[1:2].isdigit() and buf[1:2] != b"0":
+                need(2 + int(buf[1:2]), "short binary block (header)")
+            _hlen, length = block_header(bytes(buf))
+            need(_hlen + length, "short binary block")
+            payload, used = parse_block(bytes(buf))
+        except BlockError as e:
+            raise self._fail(text, str(e)) from None
+        term = self.model.read_termination.encode()
+        rest = bytes(buf[used:])
+        if len(rest) < len(term):
+            need(used + len(term), "binary block without its termination")
+            rest = bytes(buf[used:])
+        if rest[:len(term)] != term:
+            raise self._fail(text, f"garbage after the binary block: {rest[:20]!r}")
+        return payload
+
+    def waveform(self, ch: int, points: int | None = None) -> ScopeWaveform:
+        """The acquired waveform of channel ``ch`` in volts (all points of the acquisition memory in
+        the model's transfer mode, or ``points``), read in chunks of ``max_points_per_read``."""
+        self.ch(ch)
+        wf = self.model.facts["waveform"]
+        self._write("waveform_source", ch=ch)
+        self._write("waveform_mode", value=wf.get("mode", "NORMal"))
+        self._write("waveform_format", value=wf.get("format", "BYTE"))
+        if points is not None and self.model.has("waveform_points"):
+            self._write("waveform_points", value=int(points))
+        pre = self.preamble()
+        total = int(pre.get("points", 0)) or int(points or 0)
+        if points is not None:
+            total = min(total, int(points)) if total else int(points)
+        step = int(wf.get("max_points_per_read") or 0)
+        cmd = self.model.command("waveform_data?")
+        if step and total > step and self.model.has("waveform_start") and self.model.has("waveform_stop"):
+            parts = []
+            for start in range(1, total + 1, step):
+                stop = min(start + step - 1, total)
+                self._write("waveform_start", value=start)
+                self._write("waveform_stop", value=stop)
+                parts.append(self.read_block(cmd))
+            raw = b"".join(parts)
+        else:
+            raw = self.read_block(cmd)
+        dtype = np.dtype(wf.get("dtype", "B"))
+        if wf.get("byte_order") == "big":
+            dtype = dtype.newbyteorder(">")
+        if len(raw) % dtype.itemsize:
+            raise self._fail(cmd, f"binary block of {len(raw)} bytes is not a whole number of "
+                                  f"{dtype.itemsize}-byte samples")
+        codes = np.frombuffer(raw, dtype=dtype).astype(np.float64)
+        yinc, yorg, yref = pre.get("y_increment", 1.0), pre.get("y_origin", 0.0), pre.get("y_reference", 0.0)
+        if wf.get("y_origin_in", "codes") == "codes":
+            volts = (codes - yorg - yref) * yinc
+        else:
+            volts = (codes - yref) * yinc + yorg
+        xinc, xorg, xref = pre.get("x_increment", 1.0), pre.get("x_origin", 0.0), pre.get("x_reference", 0.0)
+        self.check_errors(f"waveform transfer of CH{ch}")
+        return ScopeWaveform(ch, volts, xorg - xref * xinc, xinc, pre)
+
+    # -- built-in measurements
+    def _measure(self, key: str, name: str, unit: str, ch: int, low, high, basis) -> Measurement:
+        self.ch(ch)
+        value = self._query_cast(key, float, ch=ch)
+        return Measurement(name, value, unit, low, high, basis)
+
+    def measure_amplitude(self, ch: int, low=None, high=None, basis: str = "", name: str = "amplitude") -> Measurement:
+        return self._measure("measure_amplitude?", name, "V", ch, low, high, basis)
+
+    def measure_rise_time(self, ch: int, low=None, high=None, basis: str = "", name: str = "rise_time") -> Measurement:
+        return self._measure("measure_rise_time?", name, "s", ch, low, high, basis)
+
+    def measure_fall_time(self, ch: int, low=None, high=None, basis: str = "", name: str = "fall_time") -> Measurement:
+        return self._measure("measure_fall_time?", name, "s", ch, low, high, basis)
+
+    def measure_frequency(self, ch: int, low=None, high=None, basis: str = "", name: str = "frequency") -> Measurement:
+        return self._measure("measure_frequency?", name, "Hz", ch, low, high, basis)
+
+
+# --------------------------------------------------------------------------- generator
+def _safe_amplitude(chan, value):
+    v = float(value)
+    lim = chan._instrument.limits
+    if lim is not None:
+        lim.check_span(chan.name, v, chan._instrument._known(chan, "offset"))
+    fr = chan.model.facts.get("amplitude_vpp")
+    if fr:
+        in_range(fr[0], fr[1], "Vpp")(chan, v)
+    return v
+
+
+def _safe_offset(chan, value):
+    v = float(value)
+    lim = chan._instrument.limits
+    if lim is not None:
+        lim.check_span(chan.name, chan._instrument._known(chan, "amplitude"), v)
+    fr = chan.model.facts.get("offset_v")
+    if fr:
+        in_range(fr[0], fr[1], "V")(chan, v)
+    return v
+
+
+class GeneratorChannel(Channel):
+    amplitude = Control("amplitude", "amplitude?", "amplitude, Vpp (open circuit)", validator=_safe_amplitude)
+    offset = Control("offset", "offset?", "d.c. offset, V", validator=_safe_offset)
+    frequency = Control("frequency", None, "frequency, Hz", validator=facts_range("frequency_hz", "Hz"))
+    pulse_width = Control("pulse_width", None, "pulse width, s", validator=facts_range("pulse_width_s", "s"))
+
+
+class Generator(OutputInstrument):
+    """A function / arbitrary waveform generator: arbitrary upload, noise, pulse, burst, levels, output."""
+
+    capability = "generator"
+    channel_class = GeneratorChannel
+
+    def _opened(self) -> None:
+        super()._opened()
+        if self.model.has("byte_order"):
+            self._write("byte_order")
+        for c in self.model.channels:
+            if self.model.has("load_high_z"):
+                self._write("load_high_z", ch=c)     # amplitudes are then the open-circuit values
+        self.check_errors("opening")
+
+    def _known(self, chan: GeneratorChannel, attr: str) -> float:
+        """The programmed amplitude/offset of ``chan`` (remembered, else queried)."""
+        if attr not in chan.state:
+            chan.state[attr] = getattr(chan, attr) or 0.0
+        return float(chan.state[attr])
+
+    def set_levels(self, ch: int, amplitude: float, offset: float = 0.0) -> None:
+        """Amplitude (Vpp) and offset, written in the order whose intermediate state is also safe."""
+        c = self.ch(ch)
+        if self.limits is not None:
+            self.limits.check_span(c.name, amplitude, offset)
+        if abs(amplitude) <= abs(self._known(c, "amplitude")):
+            c.amplitude = amplitude
+            c.offset = offset
+        else:
+            c.offset = offset
+            c.amplitude = amplitude
+
+    def arbitrary(self, ch: int, samples, sample_rate: float, amplitude: float, offset: float = 0.0,
+                  name: str = "RIG") -> None:
+        """Upload ``samples`` (floats in -1 .. 1: full scale is ``offset ± amplitude/2``) as one binary
+        block of DAC codes and play them at ``sample_rate``."""
+        c = self.ch(ch)
+        arb = self.model.facts["arb"]
+        x = np.asarray(samples, dtype=np.float64)
+        if x.ndim != 1 or not len(x):
+            raise ValueError(f"{c.name}: samples must be a non-empty 1-D sequence")
+        if not np.all(np.isfinite(x)) or np.max(np.abs(x)) > 1.0:
+            raise ValueError(f"{c.name}: samples must be finite and within -1 .. 1 (full scale)")
+        if len(x) > int(arb.get("max_points", len(x))) or len(x) < int(arb.get("min_points", 1)):
+            raise ValueError(f"{c.name}: {len(x)} samples; the model takes {arb.get('min_points', 1)} .. "
+                             f"{arb.get('max_points')}")
+        if self.limits is not None:
+            self.limits.check_span(c.name, amplitude, offset)
+        sr = arb.get("sample_rate")
+        if sr:
+            in_range(sr[0], sr[1], "Sa/s")(c, sample_rate)
+        lo, hi = int(arb["dac_min"]), int(arb["dac_max"])
+        codes = np.round((x + 1.0) / 2.0 * (hi - lo) + lo).astype(np.int64)
+        dtype = np.dtype(arb.get("datatype", "h")).newbyteorder("<" if arb.get("byte_order", "little") == "little" else ">")
+        payload = codes.astype(dtype).tobytes()
+        self.output_off(ch)
+        self._write("arb_clear", ch=ch)
+        head = self.model.command("arb_upload", ch=ch, name=name)
+        self._send_block(head, payload)
+        self.check_errors(f"uploading {len(x)} points to CH{ch}")
+        self._write("function_arbitrary", ch=ch)
+        self._write("arb_select", ch=ch, name=name)
+        self._write("arb_sample_rate", ch=ch, value=float(sample_rate))
+        self.set_levels(ch, amplitude, offset)
+        self.check_errors(f"arbitrary waveform on CH{ch}")
+
+    def _send_block(self, head: str, payload: bytes) -> None:
+        from rig.bench.models import encode_block
+
+        res = self._require_open(head)
+        data = head.encode("latin-1") + encode_block(payload) + self.model.write_termination.encode()
+        self.sent.append(f"{head}<block of {len(payload)} bytes>")
+        try:
+            res.write_raw(data)
+        except Exception as e:  # noqa: BLE001
+            raise self._fail(head, f"write of a {len(payload)}-byte block failed: {e}", e) from e
+
+    def noise(self, ch: int, amplitude: float, offset: float = 0.0, bandwidth: float | None = None) -> None:
+        c = self.ch(ch)
+        if self.limits is not None:
+            self.limits.check_span(c.name, amplitude, offset)
+        self._write("function_noise", ch=ch)
+        if bandwidth is not None and self.model.has("noise_bandwidth"):
+            self._write("noise_bandwidth", ch=ch, value=float(facts_range("noise_bandwidth_hz", "Hz")(c, bandwidth)))
+        self.set_levels(ch, amplitude, offset)
+        self.check_errors(f"noise on CH{ch}")
+
+    def pulse(self, ch: int, frequency: float, width: float, low: float, high: float,
+              edge: float | None = None) -> None:
+        """Pulses between ``low`` and ``high`` volts (open circuit)."""
+        c = self.ch(ch)
+        amplitude, offset = high - low, (high + low) / 2
+        if self.limits is not None:
+            self.limits.check_span(c.name, amplitude, offset)
+        self._write("function_pulse", ch=ch)
+        c.frequency = frequency
+        c.pulse_width = width
+        if edge is not None and self.model.has("pulse_edge"):
+            self._write("pulse_edge", ch=ch, value=float(edge))
+        self.set_levels(ch, amplitude, offset)
+        self.check_errors(f"pulse on CH{ch}")
+
+    def burst(self, ch: int, cycles: int, period: float | None = None, trigger: str | None = "bus") -> None:
+        """Burst mode: ``cycles`` per trigger (``trigger``: the model's trigger_sources key, or None
+        with ``period`` for an internal period)."""
+        self.ch(ch)
+        if self.model.has("burst_mode_triggered"):
+            self._write("burst_mode_triggered", ch=ch)
+        self._write("burst_cycles", ch=ch, value=int(cycles))
+        if period is not None and self.model.has("burst_period"):
+            self._write("burst_period", ch=ch, value=float(period))
+        if trigger is not None and self.model.has("trigger_source"):
+            self._write("trigger_source", ch=ch, value=facts_word("trigger_sources")(self, trigger))
+        self._write("burst_state", ch=ch, value="ON")
+        self.check_errors(f"burst on CH{ch}")
+
+    def burst_off(self, ch: int) -> None:
+        self._write("burst_state", ch=ch, value="OFF")
+
+    def trigger(self) -> None:
+        self._write("trigger")
+
+    def output_on(self, ch: int = 1) -> None:
+        """Switch the output on, after checking the programmed levels against the DUT limits."""
+        c = self.ch(ch)
+        if self.limits is not None:
+            amp = self._query_cast("amplitude?", float, ch=ch) or 0.0
+            off = self._query_cast("offset?", float, ch=ch) or 0.0
+            self.limits.check_span(c.name, amp, off)
+        self._write("output_on", ch=ch)
+        self.check_errors(f"output on, CH{ch}")
+
+
+# --------------------------------------------------------------------------- supply
+def _safe_voltage(chan, value):
+    v = float(value)
+    if chan._instrument.limits is not None:
+        chan._instrument.limits.check_voltage(chan.name, v)
+    vmax = chan._instrument.model.channel_facts(chan.ch).get("voltage_max")
+    if vmax is not None and not 0 <= v <= vmax:
+        raise ValueError(f"{chan.name}: {v:g} V is outside the channel's range 0 .. {vmax:g} V")
+    return v
+
+
+def _safe_current(chan, value):
+    i = float(value)
+    if chan._instrument.limits is not None:
+        chan._instrument.limits.check_current(chan.name, i)
+    imax = chan._instrument.model.channel_facts(chan.ch).get("current_max")
+    if imax is not None and not 0 <= i <= imax:
+        raise ValueError(f"{chan.name}: {i:g} A is outside the channel's range 0 .. {imax:g} A")
+    return i
+
+
+class SupplyChannel(Channel):
+    voltage = Control("voltage", "voltage?", "set voltage, V", validator=_safe_voltage)
+    current_limit = Control("current_limit", "current_limit?", "current limit, A", validator=_safe_current)
+
+    @property
+    def measured_voltage(self) -> float | None:
+        return self._instrument._query_cast("measure_voltage?", float, ch=self.ch)
+
+    @property
+    def measured_current(self) -> float | None:
+        return self._instrument._query_cast("measure_current?", float, ch=self.ch)
+
+
+class Supply(OutputInstrument):
+    """A d.c. supply: voltage, current limit (and protection levels where the model has them), output,
+    measured voltage and current."""
+
+    capability = "supply"
+    channel_class = SupplyChannel
+
+    def configure(self, ch: int, voltage: float, current_limit: float) -> None:
+        """Set voltage and current limit (each checked against the DUT limits before it is sent); where
+        the model has them, the protection levels are set just above, within the model's maximums."""
+        c = self.ch(ch)
+        _safe_voltage(c, voltage)
+        _safe_current(c, current_limit)
+        c.current_limit = current_limit
+        c.voltage = voltage
+        cf = self.model.channel_facts(ch)
+        if self.limits is not None and self.model.has("over_voltage_protection"):
+            level = min(self.limits.voltage_max, cf.get("ovp_max", self.limits.voltage_max))
+            if level > 0 and level >= voltage:
+                self._write("over_voltage_protection", ch=ch, value=float(level))
+                if self.model.has("over_voltage_protection_on"):
+                    self._write("over_voltage_protection_on", ch=ch)
+        if self.limits is not None and self.model.has("over_current_protection"):
+            level = min(self.limits.current_max, cf.get("ocp_max", self.limits.current_max))
+            if level > 0 and level >= current_limit:
+                self._write("over_current_protection", ch=ch, value=float(level))
+                if self.model.has("over_current_protection_on"):
+                    self._write("over_current_protection_on", ch=ch)
+        self.check_errors(f"configuring CH{ch}")
+
+    def output_on(self, ch: int = 1) -> None:
+        """Switch the output on, after reading back the programmed voltage and current limit and
+        checking them against the DUT limits (the instrument may hold settings from before)."""
+        c = self.ch(ch)
+        v = self._query_cast("voltage?", float, ch=ch) or 0.0
+        i = self._query_cast("current_limit?", float, ch=ch) or 0.0
+        _safe_voltage(c, v)
+        _safe_current(c, i)
+        self._write("output_on", ch=ch)
+        self.check_errors(f"output on, CH{ch}")
+
+    def measure_voltage(self, ch: int = 1, low=None, high=None, basis: str = "", name: str = "supply_voltage") -> Measurement:
+        return Measurement(name, self.ch(ch).measured_voltage, "V", low, high, basis)
+
+    def measure_current(self, ch: int = 1, low=None, high=None, basis: str = "", name: str = "supply_current") -> Measurement:
+        return Measurement(name, self.ch(ch).measured_current, "A", low, high, basis)
+
+
+# --------------------------------------------------------------------------- meter
+class Meter(Instrument):
+    """A multimeter: DC voltage and DC current readings."""
+
+    capability = "meter"
+
+    def _range(self, value, fact: str) -> str:
+        if value is None or str(value).upper() in ("AUTO", "DEF", "MIN", "MAX"):
+            return "AUTO" if value is None else str(value).upper()
+        v = float(value)
+        ranges = self.model.facts.get(fact)
+        if ranges and v > max(ranges):
+            raise ValueError(f"{self.name}: range {v:g} is above the largest, {max(ranges):g}")
+        return f"{v:g}"
+
+    def configure_voltage_dc(self, range_v: float | str | None = None, nplc: float | None = None) -> None:
+        self._write("configure_voltage_dc", value=self._range(range_v, "voltage_ranges"))
+        if nplc is not None and self.model.has("nplc"):
+            self._write("nplc", value=float(nplc))
+        self.check_errors("configuring DC volts")
+        self.state["function"] = "voltage_dc"
+
+    def configure_current_dc(self, range_a: float | str | None = None) -> None:
+        self._write("configure_current_dc", value=self._range(range_a, "current_ranges"))
+        self.check_errors("configuring DC current")
+        self.state["function"] = "current_dc"
+
+    def read(self) -> float | None:
+        """One reading in the configured function (None on overload)."""
+        return self._query_cast("read?", float)
+
+    def voltage_dc(self, low=None, high=None, basis: str = "", name: str = "dc_voltage") -> Measurement:
+        return Measurement(name, self._query_cast("measure_voltage_dc?", float), "V", low, high, basis)
+
+    def current_dc(self, low=None, high=None, basis: str = "", name: str = "dc_current") -> Measurement:
+        return Measurement(name, self._query_cast("measure_current_dc?", float), "A", low, high, basis)
+
+
+DRIVERS = {"scope": Scope, "generator": Generator, "supply": Supply, "meter": Meter}
+
+
+def open_instrument(resource: str | None, model: str | InstrumentModel, **kw) -> Instrument:
+    """The driver for ``model``'s capability, opened on ``resource``."""
+    m = load_model(model)
+    return DRIVERS[m.capability](resource, m, **kw)
