@@ -1,0 +1,181 @@
+"""Bench configuration (TOML): the interface option, the DUT's electrical limits, the instruments by role.
+
+::
+
+    [bench]
+    option = "current-loop"          # optical | current-loop | voltage (or 1, 2, 3)
+
+    [dut]                            # optional: restate the DUT's maximums (defaults: FACTS.md §6)
+    voltage_max = 30.0               # V
+    voltage_min = -30.0              # V
+    current_max = 0.030              # A
+
+    [instruments.supply]             # roles: scope, generator, supply, meter (each optional)
+    model = "rigol-dp832"            # an instruments/*.yaml stem (or a path to a model file)
+    resource = "TCPIP::192.168.1.20::INSTR"
+    channel = 1                      # optional: the channel wired to the DUT
+    backend = "@py"                  # optional: pyvisa backend override
+    timeout = 2.0                    # optional: seconds per answer
+
+``load_bench(None)`` is the virtual bench: every role with the shipped models and no resource yet;
+the virtual bench fills the resource strings at run time with :meth:`BenchConfig.with_resources`.
+"""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rig.bench.models import CAPABILITIES, InstrumentModel, ModelError, load_model
+from rig.bench.safety import DutLimits
+from rig.physical.options import get_option
+
+ROLES = CAPABILITIES    # a role is the capability the instrument plays on the bench
+
+#: The virtual bench: one shipped model per role.
+VIRTUAL_MODELS = {"scope": "rigol-ds1000z", "generator": "keysight-33500b", "supply": "rigol-dp832",
+                  "meter": "keysight-34461a"}
+
+
+class ConfigError(ValueError):
+    """A bench configuration that cannot be used: names the file, the key and what was expected."""
+
+    def __init__(self, path, key: str | None, reason: str):
+        self.path, self.key, self.reason = path, key, reason
+        super().__init__(f"{path}" + (f": {key}" if key else "") + f": {reason}")
+
+
+@dataclass(frozen=True)
+class InstrumentConfig:
+    role: str
+    model: InstrumentModel
+    resource: str | None = None
+    channel: int | None = None
+    backend: str | None = None
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    option: str
+    limits: DutLimits
+    instruments: dict[str, InstrumentConfig] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def virtual(self) -> bool:
+        return self.path is None
+
+    def with_resources(self, resources: dict[str, str], backend: str | None = None) -> "BenchConfig":
+        """A copy with the VISA resource string of each role in ``resources`` (and, if given, the
+        backend), e.g. ``{"scope": "TCPIP::127.0.0.1::5025::SOCKET"}``."""
+        unknown = set(resources) - set(self.instruments)
+        if unknown:
+            raise ConfigError(self.path or "<virtual bench>", "instruments",
+                              f"no instrument for role(s) {sorted(unknown)}; roles are {sorted(self.instruments)}")
+        inst = dict(self.instruments)
+        for role, res in resources.items():
+            inst[role] = replace(inst[role], resource=res, backend=backend or inst[role].backend)
+        return replace(self, instruments=inst)
+
+    def open(self, role: str, **kw):
+        """The driver for ``role``, opened with the bench's DUT limits."""
+        from rig.bench.drivers import DRIVERS
+
+        try:
+            ic = self.instruments[role]
+        except KeyError:
+            raise ConfigError(self.path or "<virtual bench>", f"instruments.{role}",
+                              f"no instrument for this role; roles are {sorted(self.instruments)}") from None
+        if ic.resource is None and not kw.get("sim"):
+            raise ConfigError(self.path or "<virtual bench>", f"instruments.{role}.resource",
+                              "no VISA resource yet (the virtual bench fills it with with_resources())")
+        kw.setdefault("limits", self.limits)
+        kw.setdefault("timeout", ic.timeout)
+        if ic.backend:
+            kw.setdefault("backend", ic.backend)
+        return DRIVERS[ic.model.capability](ic.resource, ic.model, role=role, **kw)
+
+
+def _expect(path, key, value, types, what):
+    types = types if isinstance(types, tuple) else (types,)
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise ConfigError(path, key, f"expected {what}, got {value!r}")
+    return value
+
+
+def parse_bench(data: dict, path: Path | str) -> BenchConfig:
+    top = set(data) - {"bench", "dut", "instruments"}
+    if top:
+        raise ConfigError(path, sorted(top)[0], "unknown table; expected [bench], [dut], [instruments.<role>]")
+    bench = _expect(path, "bench", data.get("bench", {}), dict, "a table")
+    unknown = set(bench) - {"option", "name"}
+    if unknown:
+        raise ConfigError(path, f"bench.{sorted(unknown)[0]}", "unknown key; expected option, name")
+    option = bench.get("option", "current-loop")
+    try:
+        opt = get_option(option)
+    except ValueError:
+        raise ConfigError(path, "bench.option", f"expected optical, current-loop or voltage (or 1, 2, 3), "
+                                                f"got {option!r}") from None
+    dut = _expect(path, "dut", data.get("dut", {}), dict, "a table")
+    overrides = {}
+    for k, v in dut.items():
+        if k not in ("voltage_max", "voltage_min", "current_max"):
+            raise ConfigError(path, f"dut.{k}", "unknown key; expected voltage_max, voltage_min (V), current_max (A)")
+        overrides[k] = _expect(path, f"dut.{k}", v, (int, float), "a number")
+    try:
+        limits = DutLimits.for_option(opt, **overrides)
+    except ValueError as e:
+        raise ConfigError(path, "dut", str(e)) from None
+    insts = _expect(path, "instruments", data.get("instruments", {}), dict, "a table of roles")
+    out = {}
+    for role, t in insts.items():
+        where = f"instruments.{role}"
+        if role not in ROLES:
+            raise ConfigError(path, where, f"unknown role; expected one of {list(ROLES)}")
+        _expect(path, where, t, dict, "a table")
+        unknown = set(t) - {"model", "resource", "channel", "backend", "timeout"}
+        if unknown:
+            raise ConfigError(path, f"{where}.{sorted(unknown)[0]}",
+                              "unknown key; expected model, resource, channel, backend, timeout")
+        if "model" not in t:
+            raise ConfigError(path, f"{where}.model", "missing: an instrument model name (instruments/*.yaml stem)")
+        name = _expect(path, f"{where}.model", t["model"], str, "a model name")
+        try:
+            model = load_model(name)
+        except ModelError as e:
+            raise ConfigError(path, f"{where}.model", str(e)) from None
+        if model.capability != role:
+            raise ConfigError(path, f"{where}.model", f"{name} is a {model.capability}, not a {role}")
+        resource = t.get("resource")
+        if resource is not None:
+            _expect(path, f"{where}.resource", resource, str, "a VISA resource string")
+        channel = t.get("channel")
+        if channel is not None:
+            _expect(path, f"{where}.channel", channel, int, "a channel number")
+            if channel not in model.channels:
+                raise ConfigError(path, f"{where}.channel", f"expected one of {model.channels} ({model.model})")
+        backend = t.get("backend")
+        if backend is not None:
+            _expect(path, f"{where}.backend", backend, str, "a pyvisa backend such as '@py'")
+        timeout = _expect(path, f"{where}.timeout", t.get("timeout", 2.0), (int, float), "seconds")
+        if timeout <= 0:
+            raise ConfigError(path, f"{where}.timeout", f"expected seconds > 0, got {timeout!r}")
+        out[role] = InstrumentConfig(role, model, resource, channel, backend, float(timeout))
+    return BenchConfig(opt.name, limits, out, Path(path) if not str(path).startswith("<") else None)
+
+
+def load_bench(path: Path | str | None = None) -> BenchConfig:
+    """A bench from a TOML file; None: the virtual bench (shipped models, resources to be filled in)."""
+    if path is None:
+        return BenchConfig("current-loop", DutLimits.for_option("current-loop"),
+                           {r: InstrumentConfig(r, load_model(m)) for r, m in VIRTUAL_MODELS.items()})
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigError(p, None, f"cannot read: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(p, None, f"not valid TOML: {e}") from None
+    return parse_bench(data, p)
