@@ -347,12 +347,12 @@ class InstrumentModel:
         """
         if isinstance(line, (bytes, bytearray)):
             line = bytes(line).decode("latin-1")
-        text = line.rstrip("\r\n") if not line.rstrip("\r\n").endswith("#") else line
         for key, template in self.commands.items():
             rx = self._regex.get(key)
             if rx is None:
                 rx = self._regex[key] = _template_regex(template)
-            m = rx.fullmatch(text.strip() if "{block}" not in template else text.lstrip())
+            # a block may end in CR/LF bytes of its own: only a block-less line is stripped
+            m = rx.fullmatch(line.strip() if "{block}" not in template else line.lstrip())
             if not m:
                 continue
             fields: dict[str, Any] = {}
