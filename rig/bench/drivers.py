@@ -234,7 +234,7 @@ class Instrument:
         if self.model.capability != self.capability:
             raise InstrumentError(f"model {self.model.name} ({self.model.model}) is a {self.model.capability}, "
                                   f"not a {self.capability}")
-        sim = sim or backend == "@sim" or (backend or "").endswith("@sim")
+        sim = sim or sim_library is not None or (backend or "").endswith("@sim")
         if resource is None:
             if not sim:
                 raise InstrumentError(f"{self.capability} {self.model.model}: no VISA resource given")
@@ -402,7 +402,7 @@ class Instrument:
             raise self._fail(self.model.command("opc?"), f"garbage answer {answer!r}, expected 1")
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name}>"
+        return f"<{type(self).__name__} {getattr(self, 'name', '(not open)')}>"
 
 
 class Channel:
@@ -646,14 +646,14 @@ class Scope(Instrument):
         res = self._res
         buf = bytearray()
 
-        def need(n: int, what: str) -> None:
+        def need(n: int, what: str, base: int = 0) -> None:
             while len(buf) < n:
                 try:
                     chunk, _status = res.visalib.read(res.session, max(1, min(n - len(buf), 1 << 20)))
                 except pyvisa.errors.VisaIOError as e:
                     if e.error_code == pyvisa.constants.StatusCode.error_timeout:
-                        raise self._fail(text, f"{what}: {len(buf)} bytes received, {n} needed, then no data "
-                                               f"within {self.timeout:g} s (timeout)") from e
+                        raise self._fail(text, f"{what}: {len(buf) - base} of {n - base} bytes received, then "
+                                               f"no data within {self.timeout:g} s (timeout)") from e
                     raise self._fail(text, f"{what}: read failed: {e}") from e
                 buf.extend(chunk)
 
@@ -664,7 +664,7 @@ class Scope(Instrument):
             if buf[1:2].isdigit() and buf[1:2] != b"0":
                 need(2 + int(buf[1:2]), "short binary block (header)")
             _hlen, length = block_header(bytes(buf))
-            need(_hlen + length, "short binary block")
+            need(_hlen + length, "short binary block", base=_hlen)
             payload, used = parse_block(bytes(buf))
         except BlockError as e:
             raise self._fail(text, str(e)) from None
