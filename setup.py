@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy
 from Cython.Build import cythonize
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 
 HERE = Path(__file__).parent
 
@@ -22,6 +22,14 @@ extensions = [
 ]
 
 setup(
+    # instruments/ (one YAML file per instrument model) sits at the top of the repository and is
+    # installed as the package data directory rig/instruments.
+    packages=find_packages(include=["rig", "rig.*"]) + ["rig.instruments"],
+    package_dir={"rig.instruments": "instruments"},
+    package_data={
+        "rig": ["profiles/*.toml", "samples/*", "plans/*.toml", "py.typed"],
+        "rig.instruments": ["*.yaml"],
+    },
     ext_modules=cythonize(
         extensions,
         compiler_directives={
