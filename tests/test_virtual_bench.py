@@ -1,0 +1,295 @@
+"""The virtual bench over real TCP with pyvisa-py: identities and error queues, a scope capture of a
+session decoded into exactly the wire record, a generator noise burst the HHU client recovers from,
+the supply starving the current loop, and garbage that does not kill a server."""
+import random
+import socket
+import time
+
+import numpy as np
+import pytest
+
+pyvisa = pytest.importorskip("pyvisa")
+
+from rig import _clock  # noqa: E402
+from rig.bench import loop as loopmodel  # noqa: E402
+from rig.bench.virtual import VirtualBench, line_chars  # noqa: E402
+from rig.client import Client, ClientError  # noqa: E402
+from rig.embedded import EmbeddedMeter  # noqa: E402
+from rig.link import Fault, VirtualLine  # noqa: E402
+from rig.physical.analysis import decode  # noqa: E402
+from rig.profile import load_profile  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def rm():
+    r = pyvisa.ResourceManager("@py")
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def profile(tmp_path_factory):
+    """Default profile with a shorter command timeout, so a starved loop fails quickly."""
+    f = tmp_path_factory.mktemp("profile") / "quick.toml"
+    f.write_text("[timing]\ncommand_timeout_ms = 400\n")
+    return load_profile(f)
+
+
+def wait_for(pred, timeout=5.0, what="condition"):
+    """Poll ``pred`` until true; fail at the deadline (the events here have no other signal)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+class Inst:
+    """A pyvisa-py session speaking a virtual instrument's model vocabulary."""
+
+    def __init__(self, rm, bench, role):
+        self.model = bench.instruments[role].model
+        self.res = rm.open_resource(bench.resources[role], read_termination=self.model.read_termination,
+                                    write_termination=self.model.write_termination, timeout=3000)
+
+    def w(self, key, **f):
+        self.res.write(self.model.command(key, **f))
+
+    def q(self, key, **f):
+        return self.res.query(self.model.command(key, **f)).strip()
+
+    def close(self):
+        self.res.close()
+
+
+@pytest.fixture
+def session(profile):
+    with EmbeddedMeter(profile) as meter, VirtualBench(meter.line, settings={"memory_depth": 240_000}) as bench, \
+            Client(meter.hhu_port, profile) as hhu:
+        yield meter, bench, hhu
+
+
+ROLES = ("scope", "generator", "supply", "meter")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_idn_and_error_queue_of_each_instrument(rm, role):
+    with VirtualLine() as line, VirtualBench(line) as bench:
+        assert bench.resources[role].startswith("TCPIP::127.0.0.1::") and bench.resources[role].endswith("::SOCKET")
+        i = Inst(rm, bench, role)
+        try:
+            idn = i.q("idn?")
+            assert i.model.idn_matches(idn) and "RIG-VIRTUAL" in idn
+            assert i.q("error?") == '0,"No error"'
+            i.res.write("BOGus:HEADer 3")
+            i.res.write("*FOO")
+            assert i.q("error?") == '-113,"Undefined header"'
+            assert i.q("error?") == '-113,"Undefined header"'
+            assert i.q("error?") == '0,"No error"'
+            i.res.write("NOPE")
+            i.w("clear_status")
+            assert i.q("error?") == '0,"No error"'
+            assert i.q("opc?") == "1"
+            # several units in one message, long or short forms, any case
+            i.res.write(i.model.command("clear_status") + ";" + i.model.command("clear_status").lower())
+            assert i.q("error?") == '0,"No error"'
+        finally:
+            i.close()
+
+
+def test_bad_parameters_queue_errors(rm):
+    with VirtualLine() as line, VirtualBench(line) as bench:
+        s = Inst(rm, bench, "supply")
+        s.w("voltage", ch=1, value="twelve")
+        assert s.q("error?").startswith("-104,")
+        s.w("voltage", ch=1, value="12.5")
+        assert float(s.q("voltage?", ch=1)) == 12.5
+        s.w("voltage", ch=7, value="1")          # the DP832 has three channels
+        assert s.q("error?").startswith("-224,")
+        s.close()
+
+
+def scope_capture(scope, ch, timeout=5.0):
+    """Wait for the single acquisition, then read channel ``ch`` as the Rigol manual says: RAW
+    BYTE in chunks of max_points_per_read, scaled by the preamble.  Returns (volts, dt, x_origin)."""
+    wait_for(lambda: scope.q("trigger_status?") == "STOP", timeout, "the single acquisition")
+    scope.w("waveform_source", ch=ch)
+    scope.w("waveform_mode", value="RAW")
+    scope.w("waveform_format", value="BYTE")
+    names = scope.model.facts["waveform"]["preamble"]
+    pre = dict(zip(names, map(float, scope.q("waveform_preamble?").split(","))))
+    total, step = int(pre["points"]), scope.model.facts["waveform"]["max_points_per_read"]
+    parts = []
+    for start in range(1, total + 1, step):
+        scope.w("waveform_start", value=start)
+        scope.w("waveform_stop", value=min(start + step - 1, total))
+        parts.append(scope.res.query_binary_values(scope.model.command("waveform_data?"), datatype="B",
+                                                   container=np.array))
+    codes = np.concatenate(parts).astype(np.float64)
+    assert len(codes) == total
+    volts = (codes - pre["y_origin"] - pre["y_reference"]) * pre["y_increment"]
+    return volts, pre["x_increment"], pre["x_origin"]
+
+
+def test_scope_capture_decodes_into_the_wire_record(rm, session):
+    meter, bench, hhu = session
+    line = meter.line
+    hhu.identify()                                   # now at 9600 Bd
+    scope = Inst(rm, bench, "scope")
+    scope.w("timebase_scale", value=0.1)             # 1.2 s screen
+    scope.w("timebase_offset", value=0.5)            # from 100 ms before the trigger
+    scope.w("channel_scale", ch=1, value=0.5)        # 100 Ω shunt: 20.5 mA -> 2.05 V
+    scope.w("channel_offset", ch=1, value=-1.0)
+    scope.w("trigger_mode_edge")
+    scope.w("trigger_edge_source", ch=1)
+    scope.w("trigger_edge_slope", value="NEGative")  # the start bit of the current loop
+    scope.w("trigger_edge_level", value=1.0)
+    scope.w("single")
+    assert scope.q("trigger_status?") == "WAIT"
+    # a parity error in the meter's answer: the client NAKs it and the meter repeats
+    line.inject(Fault("parity", direction="to_hhu", at=line.sent("to_hhu") + 4))
+    value, ex = hhu.read("protocolVersion")
+    assert value == hhu.profile.emulator.register_values["protocolVersion"]
+    assert ex.naks_sent == 1
+    volts, dt, x0 = scope_capture(scope, 1)
+    acq = bench.instruments["scope"].acq
+    assert acq.t0_ns - acq.trigger_ns == pytest.approx(x0 * 1e9, abs=1)
+    res = decode(volts / bench.probe_gain(), 1.0 / dt, "current-loop", 9600)
+    want = line_chars(line.record(), ("to_meter", "to_hhu"), acq.t0_ns, acq.t0_ns + acq.duration_ns)
+    assert len(want) > 40
+    assert res.values == bytes(c.line & 0x7F for c in want)
+    parity_ok = [bool(p) for p in res.chars["parity_ok"]]
+    assert parity_ok == [(bin(c.line).count("1") % 2 == 0) for c in want]
+    assert parity_ok.count(False) == 1              # the fault, as it was on the wire
+    bit_ns = 1e9 / 9600
+    t_dec = res.chars["t_start_ns"].astype(np.int64) + acq.t0_ns
+    t_rec = np.array([c.t_start_ns for c in want])
+    assert np.max(np.abs(t_dec - t_rec)) <= 0.05 * bit_ns + dt * 1e9
+    assert res.measurement("baud_error").passed
+    assert res.levels["mark"] == pytest.approx(bench.loop.mark_ma, abs=0.25)
+    assert scope.q("error?") == '0,"No error"'
+    scope.close()
+
+
+def test_generator_noise_burst_brings_naks_and_repeats(rm, session):
+    meter, bench, hhu = session
+    hhu.identify()
+    gen = Inst(rm, bench, "generator")
+    gen.w("function_noise", ch=1)
+    gen.w("amplitude", ch=1, value=10)
+    gen.w("offset", ch=1, value=5)
+    gen.w("frequency", ch=1, value=10)               # 1 cycle at 10 Hz: a 100 ms burst
+    gen.w("burst_mode_triggered", ch=1)
+    gen.w("burst_cycles", ch=1, value=1)
+    gen.w("trigger_source", ch=1, value="BUS")
+    gen.w("burst_state", ch=1, value="ON")
+    gen.w("output_on", ch=1)
+    assert bench.faults == ()                        # armed, not yet triggered
+    ber = loopmodel.noise_ber("current-loop", 10, 5, bench.loop)
+    assert 0.1 < ber < 0.2
+    t_trg = _clock.now_ns()
+    gen.w("trigger")
+    assert gen.q("opc?") == "1"                      # the trigger is in
+    (burst,) = bench.faults
+    assert burst.kind == "noise" and burst.ber == ber and burst.duration_ns == 100_000_000
+    assert t_trg <= burst.start_ns <= _clock.now_ns()
+    value, ex = hhu.read("protocolVersion")
+    assert value == hhu.profile.emulator.register_values["protocolVersion"]
+    assert ex.attempts + ex.naks_sent + ex.naks_received > 1 and ex.recovered
+    hit = [c for c in meter.line.record() if "noise" in c.faults]
+    assert hit and all(c.t_end_ns > burst.start_ns and
+                       c.t_start_ns < burst.start_ns + burst.duration_ns for c in hit)
+    gen.w("output_off", ch=1)
+    assert gen.q("output?", ch=1) == "0"
+    # continuous noise while the output is on: a standing fault, gone with the output
+    gen.w("burst_state", ch=1, value="OFF")
+    gen.w("output_on", ch=1)
+    assert gen.q("opc?") == "1"
+    assert [f.ber for f in bench.faults] == [ber]
+    gen.w("output_off", ch=1)
+    assert gen.q("opc?") == "1"
+    assert bench.faults == ()
+    gen.close()
+
+
+def test_supply_below_the_loop_minimum_breaks_communication_and_restoring_recovers(rm, session):
+    meter, bench, hhu = session
+    hhu.identify()
+    sup, dmm = Inst(rm, bench, "supply"), Inst(rm, bench, "meter")
+    dmm.w("configure_current_dc", value="AUTO")
+    assert float(dmm.q("read?")) == pytest.approx(0.0205)        # (24 - 3.5 V) / 1 kΩ
+    assert float(dmm.q("measure_voltage_dc?")) == pytest.approx(24.0)
+    sup.w("voltage", ch=1, value=5)                              # 1.5 mA: below the receiver's 3 mA
+    assert float(sup.q("measure_current?", ch=1)) == pytest.approx(0.0015)
+    assert float(dmm.q("measure_current_dc?")) == pytest.approx(0.0015)
+    assert bench.loop.link == "broken"
+    assert {f.kind for f in bench.faults} == {"drop"}
+    with pytest.raises(ClientError, match="no answer"):
+        hhu.read("protocolVersion")
+    lost = [c for c in meter.line.record() if c.direction == "to_meter" and "drop" in c.faults]
+    assert lost and all(c.received == -1 for c in lost)
+    sup.w("voltage", ch=1, value=24)
+    assert sup.q("opc?") == "1"
+    assert bench.faults == () and bench.loop.link == "ok"
+    value, ex = hhu.read("protocolVersion")
+    assert value == hhu.profile.emulator.register_values["protocolVersion"] and ex.attempts == 1
+    # between the receiver's thresholds: bit errors; the current limit counts as well
+    sup.w("current_limit", ch=1, value=0.006)
+    assert sup.q("opc?") == "1"
+    assert bench.loop.mark_ma == pytest.approx(6.0) and bench.loop.constant_current
+    (f,) = bench.faults
+    assert f.kind == "noise" and f.ber == pytest.approx(0.25)
+    sup.w("output_off", ch=1)
+    assert float(dmm.q("measure_current_dc?")) == 0.0
+    sup.close()
+    dmm.close()
+
+
+def test_loop_model_numbers():
+    s = loopmodel.loop_state(24.0, 0.03)
+    assert s.mark_ma == pytest.approx(20.5) and s.link == "ok" and s.ber == 0
+    assert all(m.passed for m in s.measurements())
+    assert loopmodel.loop_state(14.0, 0.03).mark_ma == pytest.approx(10.5)
+    assert not loopmodel.loop_state(14.0, 0.03).measurements()[0].passed   # sender mark < 11 mA
+    assert loopmodel.loop_state(3.0).link == "broken"
+    assert loopmodel.loop_state(24.0, output=False).ber == 1.0
+    assert loopmodel.noise_ber("current-loop", 0.0) == 0.0
+    assert loopmodel.noise_ber("current-loop", 20.0) > loopmodel.noise_ber("current-loop", 10.0) > 0
+    assert loopmodel.noise_ber("voltage", 0.0, offset_v=20.0) == 0.5
+    assert loopmodel.glitch_ber("current-loop", 1.0, 1000, 1e-5) == 0.0      # too small to reach
+    assert loopmodel.glitch_ber("current-loop", 10.0, 1000, 1e-5) == pytest.approx(0.01)
+
+
+def test_garbage_does_not_kill_a_server(rm):
+    rnd = random.Random(7)
+    with VirtualLine() as line, VirtualBench(line, models={"scope": "rigol-ds1000z"}) as bench:
+        port = bench.ports["scope"]
+        junk = [bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 3000))) for _ in range(20)]
+        junk += [b"\x00\xff\xfe;;;::\n", b"*IDN\n", b":WAV:DATA? #9000000010abc\n", b"#5\n",
+                 b":CHAN1:SCAL " + b"9" * 400 + b"\n", b":CHAN1:SCAL 1e999\n", b"\n\n\r\n",
+                 b":TIM:MAIN:SCAL " + b"x" * (2 << 20) + b"\n"]   # 2 MiB: beyond the input buffer
+        for j in junk:
+            with socket.create_connection(("127.0.0.1", port)) as s:
+                s.sendall(j)
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            s.sendall(b"\x01\x02 garbage\n" + b"#" + b"\n*IDN?\n")
+            s.settimeout(3)
+            got = b""
+            while not got.endswith(b"\n"):
+                got += s.recv(4096)
+            assert got.startswith(b"RIGOL TECHNOLOGIES,")
+            s.sendall(b"oops\xff\n:SYST:ERR?\n")
+            got = b""
+            while not got.endswith(b"\n"):
+                got += s.recv(4096)
+            assert got == b'-113,"Undefined header"\n'
+        i = Inst(rm, bench, "scope")
+        assert i.model.idn_matches(i.q("idn?"))
+        errs = []
+        while (e := i.q("error?")) != '0,"No error"':
+            errs.append(int(e.split(",")[0]))
+        assert errs and set(errs) <= {-113, -104, -222, -363, -350, -102}
+        i.close()
