@@ -451,9 +451,10 @@ class OutputInstrument(Instrument):
     def output_state(self, ch: int = 1) -> bool:
         return self._query_cast("output?", bool, ch=ch)
 
-    def emergency_off(self) -> None:
-        """Every output off without raising and without waiting for answers; a pending partial command
-        is ended first (a Ctrl-C may have interrupted a write)."""
+    def emergency_off(self, flush: bool = False) -> None:
+        """Every output off without raising and without waiting for answers.  ``flush``: first end a
+        possibly half-written command with a bare termination (a signal may have interrupted a write;
+        the instrument then sees one bad or empty line, not an OUTP OFF glued to a fragment)."""
         res = self._res
         if res is None:
             return
@@ -461,10 +462,11 @@ class OutputInstrument(Instrument):
             res.timeout = min(res.timeout, 500)
         except Exception:  # noqa: BLE001
             pass
-        try:
-            res.write_raw(self.model.write_termination.encode())
-        except Exception:  # noqa: BLE001
-            pass
+        if flush:
+            try:
+                res.write_raw(self.model.write_termination.encode())
+            except Exception:  # noqa: BLE001
+                pass
         for c in self.model.channels:
             text = self.model.command("output_off", ch=c)
             try:

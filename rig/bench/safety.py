@@ -110,8 +110,8 @@ def _g(x: float) -> str:
 class OutputRegistry:
     """Open instruments with outputs; :meth:`all_off` switches every one off (best effort, never raises).
 
-    An instrument registers with ``register(instr)``; it must have ``emergency_off()`` (switch all
-    outputs off without raising) and a ``name``.  :meth:`install` hooks atexit, SIGINT and SIGTERM
+    An instrument registers with ``register(instr)``; it must have ``emergency_off(flush=False)``
+    (switch all outputs off without raising; ``flush`` after a signal) and a ``name``.  :meth:`install` hooks atexit, SIGINT and SIGTERM
     once (signals only from the main thread; elsewhere atexit alone)."""
 
     def __init__(self) -> None:
@@ -140,9 +140,10 @@ class OutputRegistry:
     def all_off(self, why: str = "") -> list[str]:
         """Switch every registered output off; returns the failures (instrument: reason)."""
         failures = []
+        interrupted = why in ("SIGINT", "SIGTERM")
         for instr in list(self):
             try:
-                instr.emergency_off()
+                instr.emergency_off(flush=interrupted)
                 self.log.append(f"off ({why}): {getattr(instr, 'name', instr)}")
             except BaseException as e:      # noqa: BLE001 - keep going through every instrument
                 failures.append(f"{getattr(instr, 'name', instr)}: {e}")
