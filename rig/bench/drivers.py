@@ -651,7 +651,8 @@ class Scope(Instrument):
         def need(n: int, what: str, base: int = 0) -> None:
             while len(buf) < n:
                 try:
-                    chunk, _status = res.visalib.read(res.session, max(1, min(n - len(buf), 1 << 20)))
+                    with res.ignore_warning(pyvisa.constants.StatusCode.success_max_count_read):
+                        chunk, _status = res.visalib.read(res.session, max(1, min(n - len(buf), 1 << 20)))
                 except pyvisa.errors.VisaIOError as e:
                     if e.error_code == pyvisa.constants.StatusCode.error_timeout:
                         raise self._fail(text, f"{what}: {len(buf) - base} of {n - base} bytes received, then "
