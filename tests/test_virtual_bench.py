@@ -1,8 +1,10 @@
 """The virtual bench over real TCP with pyvisa-py: identities and error queues, a scope capture of a
 session decoded into exactly the wire record, a generator noise burst the HHU client recovers from,
 the supply starving the current loop, and garbage that does not kill a server."""
+import json
 import random
 import socket
+import threading
 import time
 
 import numpy as np
@@ -293,3 +295,74 @@ def test_garbage_does_not_kill_a_server(rm):
             errs.append(int(e.split(",")[0]))
         assert errs and set(errs) <= {-113, -104, -222, -363, -350, -102}
         i.close()
+
+
+def test_cli_list_and_capture_through_the_drivers(profile, tmp_path, capsys):
+    from rig import bench_cli, decode_cli
+
+    with EmbeddedMeter(profile) as meter, VirtualBench(meter.line) as bench, Client(meter.hhu_port, profile) as hhu:
+        cfg = tmp_path / "bench.toml"
+        cfg.write_text(bench_cli.bench_config_text(bench.bench()))
+        assert bench_cli.main(["bench", "list", "--config", str(cfg), "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)["instruments"]
+        assert {r["role"] for r in rows} == set(ROLES) and all(r["reachable"] and r["idn_matches"] for r in rows)
+        hhu.identify()
+        out = tmp_path / "cap.npy"
+        # armed on the start bit (single sweep, through the Scope driver), then a read: the screen
+        # holds the request and the answer
+        rc = []
+        t = threading.Thread(target=lambda: rc.append(bench_cli.main(
+            ["bench", "capture", "--config", str(cfg), "--out", str(out), "--timeout", "5"])))
+        t.start()
+        wait_for(lambda: bench.instruments["scope"].state == "wait", what="the scope armed")
+        hhu.read("protocolVersion")
+        t.join(10)
+        assert rc == [0]
+        printed = capsys.readouterr().out
+        meta = json.loads(out.with_suffix(".json").read_text())
+        assert meta["option"] == "current-loop" and meta["unit"] == "mA"
+        assert f"--sample-rate {meta['sample_rate']:.10g}" in printed
+        acq = bench.instruments["scope"].acq
+        want = line_chars(meter.line.record(), ("to_meter", "to_hhu"), acq.t0_ns, acq.t0_ns + acq.duration_ns)
+        assert {c.direction for c in want} == {"to_meter", "to_hhu"}
+        assert decode_cli.main(["decode", str(out), "--sample-rate", str(meta["sample_rate"]), "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        assert [c["value"] for c in got["chars"]] == [c.line & 0x7F for c in want]
+
+
+def test_cli_list_reports_what_is_not_reachable(tmp_path, capsys):
+    from rig import bench_cli
+
+    with socket.socket() as s:             # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = tmp_path / "bench.toml"
+    cfg.write_text(f'[instruments.meter]\nmodel = "keysight-34461a"\n'
+                   f'resource = "TCPIP::127.0.0.1::{port}::SOCKET"\ntimeout = 0.5\n')
+    assert bench_cli.main(["bench", "list", "--config", str(cfg)]) == 1
+    assert "not reachable" in capsys.readouterr().out
+
+
+def test_cli_serve_prints_resources_and_runs_until_ctrl_c(rm, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "served.toml"
+    proc = subprocess.Popen([sys.executable, "-m", "rig.bench_cli", "bench", "serve", "--json",
+                             "--write-config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(proc.stdout.readline())     # printed once everything is up
+        assert set(info["resources"]) == set(ROLES) and info["hhu_port"].startswith("/dev/pts/")
+        from rig.bench.config import load_bench
+        served = load_bench(cfg)
+        assert {r: ic.resource for r, ic in served.instruments.items()} == info["resources"]
+        with served.open("meter") as dmm:                # part A's driver on the served instrument
+            assert dmm.current_dc().value == pytest.approx(0.0205)
+        with Client(info["hhu_port"]) as hhu:            # and the line, with the meter emulator on it
+            hhu.identify()
+            assert hhu.read("protocolVersion")[1].ok
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err
