@@ -21,7 +21,7 @@ What the instruments do to and see of the virtual line (rig.link.VirtualLine):
   included: the record's ``line`` byte is what was on the wire).  ``run``: a read returns the screen
   ending now; ``stop``: freezes that; ``single``: arms, triggers on the first edge of the trigger
   source's slope on the line (or on ``force_trigger``), and the acquisition is done once the screen
-  after the trigger has passed.  Channels probe one direction or the shared line (config ``probes``).
+  after the trigger has passed.  Channels probe one direction or the shared line (setting ``probes``).
 - generator: its output disturbs the line through a coupling network (rig.bench.loop): noise with
   the output on is a noise fault (bit error rate from the amplitude relative to the interface's swing),
   pulses are glitches (a bit error rate from their duty), a burst (burst on, then a trigger) is a noise
@@ -100,9 +100,8 @@ def line_edges(record, directions: Iterable[str], t0_ns: int, t1_ns: int):
     for c in record:
         if c.direction not in dirs or c.line < 0 or c.t_end_ns <= c.t_start_ns:
             continue
-        if c.t_end_ns < t0_ns - 1 or c.t_start_ns >= t1_ns:
-            if c.t_start_ns >= t1_ns or not (c.index == -1 and c.t_end_ns >= t0_ns):
-                continue
+        if c.t_end_ns < t0_ns or c.t_start_ns >= t1_ns:
+            continue   # over before the screen (the line back at mark), or after it
         if c.index == -1 and "break" in c.faults:
             per[c.direction].append((c.t_start_ns, c.t_end_ns, [0]))
         else:
@@ -466,9 +465,9 @@ class Acquisition:
 
 
 class VirtualScope(VirtualInstrument):
-    """A scope whose channels probe the virtual line (config ``probes``) through a probe of
+    """A scope whose channels probe the virtual line (setting ``probes``) through a probe of
     ``probe_gain`` volts per unit of the option.  The acquisition memory holds ``memory_depth``
-    points (config, default 120 000: the vocabulary has no memory-depth command; assumed) over
+    points (setting ``memory_depth``, default 120 000: the vocabulary has no memory-depth command; assumed) over
     the screen (divisions x timebase scale); the screen transfer (mode NORMal) has the model's
     ``screen_points``."""
 
@@ -494,6 +493,7 @@ class VirtualScope(VirtualInstrument):
         self.armed_ns = 0
         self.trigger_ns: int | None = None
         self.acq: Acquisition | None = None
+        self._wf = None
         self.wmode = "normal"              # normal | raw | max
         self.wformat = "byte"              # byte | word | ascii
         self.wstart, self.wstop = 1, None
@@ -716,11 +716,13 @@ class VirtualScope(VirtualInstrument):
         acq = self._acq()
         total = self._points()
         stop = total if stop is None else stop
-        cfg = self.bench.settings
-        wf = line_waveform(acq.record, self.bench.option, acq.t0_ns, acq.duration_ns, total,
-                           self._dirs(ch), acq.levels, cfg.get("rise_time_s", 0.0),
-                           cfg.get("scope_noise", 0.0), self.bench.seed)
-        return wf.render(start - 1, stop).astype(np.float64) * self.bench.probe_gain()
+        key = (ch, total)
+        if self._wf is None or self._wf[0] is not acq or self._wf[1] != key:   # one synthesis per acquisition
+            cfg = self.bench.settings
+            self._wf = (acq, key, line_waveform(acq.record, self.bench.option, acq.t0_ns, acq.duration_ns,
+                                                total, self._dirs(ch), acq.levels, cfg.get("rise_time_s", 0.0),
+                                                cfg.get("scope_noise", 0.0), self.bench.seed))
+        return self._wf[2].render(start - 1, stop).astype(np.float64) * self.bench.probe_gain()
 
     def q_waveform_data(self, f):
         total = self._points()
@@ -794,8 +796,7 @@ class VirtualGenerator(VirtualInstrument):
         self.arb = {c: None for c in chans}
         self.srate = {c: 40e3 for c in chans}
         self.swapped = False
-        if self.bench is not None:
-            self.bench.generator_changed(self)
+        self.bench.generator_changed(self)
 
     def _set(self, table, f, value):
         ch = self.channel(f)
@@ -924,23 +925,23 @@ class VirtualGenerator(VirtualInstrument):
 class VirtualSupply(VirtualInstrument):
     capability = "supply"
 
+    def __init__(self, role, model, bench):
+        super().__init__(role, model, bench)
+        # power-on state of the virtual bench: the loop channel powered as an HHU powers it
+        init = bench.settings.get("supply") or {}
+        ch = bench.loop_channel
+        self.volts[ch] = float(init.get("voltage", 24.0))
+        self.limit[ch] = float(init.get("current_limit", 0.03))
+        self.output[ch] = bool(init.get("output", True))
+
     def reset(self) -> None:
+        """*RST: every output off at 0 V (the loop goes dead, as with a real supply)."""
         super().reset()
         chans = self.model.channels
-        init = dict(self.bench.settings.get("supply") or {}) if self.bench is not None else {}
-        first = getattr(self, "_reset_once", False)
         self.volts = {c: 0.0 for c in chans}
         self.limit = {c: 0.1 for c in chans}
         self.output = {c: False for c in chans}
-        if not first:
-            # power-on state of the virtual bench: the loop channel powered as an HHU powers it
-            ch = self.bench.loop_channel if self.bench is not None else 1
-            self.volts[ch] = float(init.get("voltage", 24.0))
-            self.limit[ch] = float(init.get("current_limit", 0.03))
-            self.output[ch] = bool(init.get("output", True))
-            self._reset_once = True
-        elif self.bench is not None:
-            self.bench.loop_changed()
+        self.bench.loop_changed()
 
     def _set(self, table, f, value):
         table[self.channel(f)] = value
@@ -1099,6 +1100,7 @@ class VirtualBench:
         self._seeds = self.seed * 1000
         self.host = str(cfg.get("host", "127.0.0.1"))
         self._lock = threading.RLock()
+        self._started = False
         self._owned: dict[str, tuple[Fault, ...]] = {}
         self._bursts: list[Fault] = []
         self.instruments: dict[str, VirtualInstrument] = {}
@@ -1125,7 +1127,7 @@ class VirtualBench:
     # -- roles
     def by_capability(self, capability: str) -> VirtualInstrument | None:
         for inst in self.instruments.values():
-            if inst is not None and inst.capability == capability:
+            if inst.capability == capability:
                 return inst
         return None
 
@@ -1182,7 +1184,8 @@ class VirtualBench:
                          if f.start_ns is None or f.start_ns + f.duration_ns > now)
 
     def loop_changed(self) -> None:
-        if self.option.name != "current-loop":
+        """The supply changed: the loop's faults on the line follow (current loop only)."""
+        if not self._started or self.option.name != "current-loop":
             return
         with self._lock:
             state = self.loop
@@ -1204,18 +1207,20 @@ class VirtualBench:
         self.generator_changed(None)   # the generator's effect depends on the loop's levels
 
     def generator_changed(self, gen: VirtualGenerator | None) -> None:
+        """The generator changed: its standing disturbance of the line follows (a burst waits for
+        its trigger)."""
         gen = gen or self.by_capability("generator")
-        if not isinstance(gen, VirtualGenerator) or not hasattr(gen, "burst"):
+        if not self._started or not isinstance(gen, VirtualGenerator):
             return
         with self._lock:
             ch = self.generator_channel
-            ber = 0.0 if gen.burst.get(ch) else gen.effect(ch, self.option, self.loop)
+            ber = 0.0 if gen.burst[ch] else gen.effect(ch, self.option, self.loop)
+            kind = "bit_flip" if gen.function[ch] == "pulse" else "noise"
             prev = self._owned.get("generator", ())
-            if prev and prev[0].ber == ber:
+            if (not prev and ber == 0) or (prev and prev[0].ber == ber and prev[0].kind == kind):
                 return
             faults = ()
             if ber > 0:
-                kind = "bit_flip" if gen.function[ch] == "pulse" else "noise"
                 if kind == "noise":
                     faults = (Fault("noise", ber=ber, start_ns=_clock.now_ns(), duration_ns=FOREVER_NS,
                                     seed=self._seed()),)
@@ -1229,10 +1234,7 @@ class VirtualBench:
         if not (gen.burst.get(ch) and gen.output.get(ch)):
             return
         with self._lock:
-            saved_burst = gen.burst[ch]
-            gen.burst[ch] = False
             ber = gen.effect(ch, self.option, self.loop)
-            gen.burst[ch] = saved_burst
             if ber <= 0:
                 return
             self._bursts.append(Fault("noise", ber=ber, start_ns=_clock.now_ns(),
@@ -1253,6 +1255,7 @@ class VirtualBench:
         except OSError:
             self.close()
             raise
+        self._started = True
         self.loop_changed()
         self.generator_changed(None)
         return self
@@ -1271,6 +1274,7 @@ class VirtualBench:
         self._servers.clear()
         self._threads.clear()
         with self._lock:
+            self._started = False
             self._bursts = []
             old = [f for fs in self._owned.values() for f in fs]
             self._owned.clear()
