@@ -286,12 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("token", metavar="TOKEN", help="20-digit STS token")
             p.set_defaults(func=cmd_token)
 
-    try:
-        from rig import decode_cli
-    except ImportError:
-        pass
-    else:
-        decode_cli.add_parser(sub)
+    from rig import bench_cli, decode_cli
+    decode_cli.add_parser(sub)
+    bench_cli.add_parser(sub)
     return ap
 
 
