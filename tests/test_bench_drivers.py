@@ -432,7 +432,9 @@ def test_supply_over_tcp_with_pyvisa_py_switches_off_on_close():
             p.output_on(1)
             assert p.output_state(1) is True
             assert OUTPUTS and p in list(OUTPUTS)
-        assert stub.wait_for(lambda lines: lines[-3:] == [":OUTPut CH1,OFF", ":OUTPut CH2,OFF", ":OUTPut CH3,OFF"])
+        # every output off, then *OPC?: close returns once the instrument has done it
+        assert stub.wait_for(lambda lines: lines[-4:] == [":OUTPut CH1,OFF", ":OUTPut CH2,OFF",
+                                                          ":OUTPut CH3,OFF", "*OPC?"])
         assert p not in list(OUTPUTS)
     finally:
         stub.close()

@@ -366,3 +366,33 @@ def test_cli_serve_prints_resources_and_runs_until_ctrl_c(rm, tmp_path):
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=10)
     assert proc.returncode == 0, err
+
+
+def test_each_driver_against_the_virtual_bench_over_tcp(session):
+    """The drivers users run on hardware (rig.bench.drivers), on the virtual bench's SCPI servers."""
+    meter, bench, hhu = session
+    cfg = bench.bench()
+    with cfg.open("supply") as supply:          # opening switches the output off: the loop breaks
+        supply.configure(1, 24.0, 0.03)
+        supply.output_on(1)
+        v = supply.measure_voltage(1)
+        assert v.value == pytest.approx(24.0, abs=0.1) and v.unit == "V"
+        with cfg.open("meter") as dmm:
+            dmm.configure_current_dc()
+            i = dmm.current_dc(low=0.011, high=0.030, basis="IEC 62056-21 §4 (mark)")
+            assert i.verdict == "pass" and i.value == pytest.approx(bench.loop.mark_ma / 1000, rel=0.01)
+        hhu.identify()
+        assert hhu.read("tokenStatus")[0] == "0"
+        with cfg.open("generator") as gen:
+            gen.noise(1, amplitude=20.0)
+            gen.output_on(1)
+            assert any(f.kind in ("noise", "bit_flip") for f in meter.line.faults)
+        assert not [f for f in bench.faults]   # closing the generator switched its output off
+        with cfg.open("scope") as scope:
+            scope.configure_channel(1, scale=5.0)
+            scope.configure_timebase(0.005)
+            scope.run()
+            wf = scope.waveform(1)
+            assert len(wf) > 1000 and wf.sample_rate > 0
+            amp = scope.measure_amplitude(1)
+            assert amp.unit and amp.value is not None

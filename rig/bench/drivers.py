@@ -208,9 +208,15 @@ def _resource_manager(backend: str, model: InstrumentModel, sim_library: str | P
             write_sim_library(path, [model])
             sim_library = path
         backend = f"{sim_library}@sim"
-    if backend not in _RMS:
-        _RMS[backend] = pyvisa.ResourceManager(backend) if backend else pyvisa.ResourceManager()
-    return _RMS[backend]
+    rm = _RMS.get(backend)
+    if rm is not None:
+        try:
+            rm.session  # pyvisa shares one manager per library: someone else may have closed it
+        except pyvisa.errors.InvalidSession:
+            rm = None
+    if rm is None:
+        rm = _RMS[backend] = pyvisa.ResourceManager(backend) if backend else pyvisa.ResourceManager()
+    return rm
 
 
 # --------------------------------------------------------------------------- the base driver
@@ -483,6 +489,10 @@ class OutputInstrument(Instrument):
         try:
             if self._res is not None:
                 self.emergency_off()
+                try:  # wait until the instrument has done it: closing must mean "outputs are off"
+                    self._res.query(self.model.command("opc?"))
+                except Exception:  # noqa: BLE001 - an instrument that no longer answers: nothing more to do
+                    pass
         finally:
             OUTPUTS.unregister(self)
             self._close_resource()
