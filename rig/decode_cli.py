@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -17,12 +18,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "parity/framing verdicts, the frames in them, bit timings, levels and measurements "
                     "checked against the option's limits.")
     p.add_argument("capture", help=".npy (read in chunks: any size), .csv (time,value or value) or .wav")
-    p.add_argument("--option", choices=sorted(OPTIONS), default="current-loop",
-                   help="interface option: units, polarity and limits (default current-loop)")
+    p.add_argument("--option", choices=sorted(OPTIONS), default=None,
+                   help="interface option: units, polarity and limits (default: the capture's "
+                        "sidecar .json from `rig bench capture`, else current-loop)")
     p.add_argument("--baud", default="auto", help="nominal speed in Bd, or 'auto' (default)")
     p.add_argument("--framing", default="7E1", help="character format, e.g. 7E1 (default), 8N1")
     p.add_argument("--sample-rate", type=float, default=None, dest="sample_rate",
-                   help="samples per second (needed for .npy; .wav and timed .csv carry it)")
+                   help="samples per second (.wav, timed .csv and a .npy with its sidecar .json carry it)")
     p.add_argument("--scale", type=float, default=1.0, help="value = raw * scale + offset")
     p.add_argument("--offset", type=float, default=0.0)
     p.add_argument("--thresholds", type=float, nargs=2, metavar=("LOW", "HIGH"), default=None,
@@ -38,6 +40,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     from rig.physical.analysis import decode, load_capture
 
+    args.option_default = args.option is None
+    if args.option is None:
+        args.option = "current-loop"
+    sidecar = Path(args.capture).with_suffix(".json")  # `rig bench capture` writes one
+    if args.capture.endswith(".npy") and sidecar.exists():
+        try:
+            meta = json.loads(sidecar.read_text())
+        except (OSError, ValueError) as e:
+            print(f"rig decode: {sidecar}: {e}", file=sys.stderr)
+            return 2
+        if args.sample_rate is None and meta.get("sample_rate"):
+            args.sample_rate = float(meta["sample_rate"])
+        if args.option_default and meta.get("option") in OPTIONS:
+            args.option = meta["option"]
     try:
         cap = load_capture(args.capture, args.sample_rate)
         if cap.sample_rate is None:
