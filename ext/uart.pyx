@@ -13,6 +13,9 @@ Pipeline, per sample then per edge (all in C, GIL released, no Python object per
    bit is read at its centre, re-synchronised on every edge inside the character; a character whose
    bits are all space including the stop bit is a break, closed by the next space->mark edge.
 
+For float32 captures step 1 runs in ext/uart_simd.h (64-sample blocks of compare masks, SIMD chosen
+at run time; the same results as the sample loop of ``_run``, which serves the other sample types).
+
 Levels (histogram), thresholds and the bit period (baud auto-detect or refinement of a nominal
 baud) come from a prefix of ``analysis_samples`` samples, buffered by the decoder, so the result is
 the same however the capture is cut into chunks.  Positions are float64 sample indices inside the
@@ -132,76 +135,43 @@ cdef struct St:
 
 cdef extern from *:
     """
-    #if defined(__SSE2__) && defined(__GNUC__)
-    #include <emmintrin.h>
-    #define RIG_UART_SSE2 1
-    #endif
-    /* The quiet-stretch scans of _run for float32, 16 samples per step as before: a block is skipped
-       when none of its samples is >= g (<= g), and otherwise the scan stops at the first sample that is
-       not < g (not > g), which is what the scalar loops of the reference do (NaN included). */
-    static inline Py_ssize_t rig_uart_skip_below_f32(const float *x, Py_ssize_t i, Py_ssize_t n, float g) {
-    #ifdef RIG_UART_SSE2
-        const __m128 G = _mm_set1_ps(g);
-        while (i + 16 <= n) {
-            __m128 a = _mm_loadu_ps(x + i), b = _mm_loadu_ps(x + i + 4);
-            __m128 c = _mm_loadu_ps(x + i + 8), d = _mm_loadu_ps(x + i + 12);
-            int m = _mm_movemask_ps(_mm_cmpnlt_ps(a, G)) | (_mm_movemask_ps(_mm_cmpnlt_ps(b, G)) << 4)
-                  | (_mm_movemask_ps(_mm_cmpnlt_ps(c, G)) << 8) | (_mm_movemask_ps(_mm_cmpnlt_ps(d, G)) << 12);
-            if (m) {
-                int ge = _mm_movemask_ps(_mm_cmpge_ps(a, G)) | _mm_movemask_ps(_mm_cmpge_ps(b, G))
-                       | _mm_movemask_ps(_mm_cmpge_ps(c, G)) | _mm_movemask_ps(_mm_cmpge_ps(d, G));
-                if (ge)
-                    return i + __builtin_ctz((unsigned)m);
-            }
-            i += 16;
-        }
-    #else
-        while (i + 16 <= n) {
-            int cnt = 0, j;
-            for (j = 0; j < 16; j++) cnt += x[i + j] >= g;
-            if (cnt) break;
-            i += 16;
-        }
-    #endif
-        while (i < n && x[i] < g) i++;
-        return i;
-    }
-    static inline Py_ssize_t rig_uart_skip_above_f32(const float *x, Py_ssize_t i, Py_ssize_t n, float g) {
-    #ifdef RIG_UART_SSE2
-        const __m128 G = _mm_set1_ps(g);
-        while (i + 16 <= n) {
-            __m128 a = _mm_loadu_ps(x + i), b = _mm_loadu_ps(x + i + 4);
-            __m128 c = _mm_loadu_ps(x + i + 8), d = _mm_loadu_ps(x + i + 12);
-            int m = _mm_movemask_ps(_mm_cmpngt_ps(a, G)) | (_mm_movemask_ps(_mm_cmpngt_ps(b, G)) << 4)
-                  | (_mm_movemask_ps(_mm_cmpngt_ps(c, G)) << 8) | (_mm_movemask_ps(_mm_cmpngt_ps(d, G)) << 12);
-            if (m) {
-                int le = _mm_movemask_ps(_mm_cmple_ps(a, G)) | _mm_movemask_ps(_mm_cmple_ps(b, G))
-                       | _mm_movemask_ps(_mm_cmple_ps(c, G)) | _mm_movemask_ps(_mm_cmple_ps(d, G));
-                if (le)
-                    return i + __builtin_ctz((unsigned)m);
-            }
-            i += 16;
-        }
-    #else
-        while (i + 16 <= n) {
-            int cnt = 0, j;
-            for (j = 0; j < 16; j++) cnt += x[i + j] <= g;
-            if (cnt) break;
-            i += 16;
-        }
-    #endif
-        while (i < n && x[i] > g) i++;
-        return i;
-    }
     /* floor(y) as an integer, without a libm call (|y| < 2**62) */
     static inline int64_t rig_uart_floor_i64(double y) {
         int64_t k = (int64_t)y;
         return k - ((double)k > y);
     }
     """
-    Py_ssize_t _skip_below_f32 "rig_uart_skip_below_f32"(const float* x, Py_ssize_t i, Py_ssize_t n, float g) noexcept nogil
-    Py_ssize_t _skip_above_f32 "rig_uart_skip_above_f32"(const float* x, Py_ssize_t i, Py_ssize_t n, float g) noexcept nogil
     int64_t _floor_i64 "rig_uart_floor_i64"(double y) noexcept nogil
+    int _popcount "__builtin_popcount"(unsigned int v) noexcept nogil
+
+
+cdef extern from "uart_simd.h":
+    ctypedef struct rig_thr_t:
+        pass
+    ctypedef struct rig_cmp_t:
+        double lo, mid, hi, p10, p90, g_low, g_high
+        int state, pend_rise, pend_fall
+        double lum, ldm, lu10, ld90, rise_t10, fall_t90
+        int64_t n_rise, n_fall
+        double sum_rise, max_rise, sum_fall, max_fall
+        double svmin, svmax
+        double prev
+        int64_t base
+        int64_t* hist
+        int64_t nbins
+        double hmin, hscale, hvmin, hvmax
+    void _cmp_setup "rig_cmp_setup"(rig_cmp_t* c) noexcept nogil
+    void _cmp_finish "rig_cmp_finish"(rig_cmp_t* c, const float* x) noexcept nogil
+    Py_ssize_t _cmp_f32 "rig_cmp_f32"(rig_cmp_t* c, const float* x, Py_ssize_t i, Py_ssize_t n,
+                                      double* et, uint8_t* eh, int* ne, int cap) noexcept nogil
+    int _set_simd "rig_uart_set_simd"(int level) noexcept nogil
+    int _centres "rig_uart_centres"(double nc, double T, double t, int rem, double* out) noexcept nogil
+
+
+def _simd_level(int level=-1):
+    """Instruction set of the float32 comparator: -1 the best the CPU has, else at most 0 (plain C),
+    1 (AVX2) or 2 (AVX-512).  Returns the level in use (for tests and benches)."""
+    return _set_simd(level)
 
 
 cdef inline int64_t _ns(St* s, double pos) noexcept nogil:
@@ -247,9 +217,7 @@ cdef void _push_glitch(St* s, double pos, double width) noexcept nogil:
 
 
 cdef inline int _parity_of(unsigned int v, int nbits, int kind) noexcept nogil:
-    cdef int ones = 0, i
-    for i in range(nbits):
-        ones += (v >> i) & 1
+    cdef int ones = _popcount(v & ((1u << nbits) - 1))
     if kind == 1:
         return (ones & 1) ^ 1
     if kind == 2:
@@ -392,11 +360,8 @@ cdef inline void _advance(St* s, double t) noexcept nogil:
         nc += T
     idx0 = idx
     fb = s.frame_bits
-    while idx < fb and nc < t:
-        idx += 1
-        nc += T
-    if s.level:
-        s.bits |= ((1u << idx) - 1) & ~((1u << idx0) - 1)
+    idx += _centres(nc, T, t, fb - idx, &nc)      # the same additions, without a branch per bit
+    s.bits |= ((1u << idx) - 1) & ~((1u << idx0) - 1) & (0u - <unsigned int>s.level)
     s.bit_idx = idx
     s.next_center = nc
     if idx == fb:
@@ -438,32 +403,193 @@ cdef void _edges_out(St* s, const double* et, const uint8_t* eh, int ne) noexcep
     """The comparator's edges of a stretch of samples, in order (raw level ``eh[k]`` after each):
     glitch filter, then the start-stop machine."""
     cdef int k, logic, mh = s.mark_high
-    cdef double t
+    cdef double t, te, nc, T, half, gmax, pend_t, next_center
+    cdef int has_pend, pend_logic, in_char, in_break, level, bit_idx, n_ce, fb, keep, lg, idx, idx0
+    cdef unsigned int bits
     if s.analysis_only:
         for k in range(ne):
             _push_edge(s, et[k], eh[k] if mh else 1 - eh[k])
         return
+    # the start-stop machine's state in locals (registers) across the edges; written back to ``s``
+    # around the rare calls (character closed, break ended) and at the end
+    has_pend = s.has_pend
+    pend_t = s.pend_t
+    pend_logic = s.pend_logic
+    in_char = s.in_char
+    in_break = s.in_break
+    level = s.level
+    bit_idx = s.bit_idx
+    n_ce = s.n_ce
+    next_center = s.next_center
+    bits = s.bits
+    T = s.T
+    half = 0.5 * s.T
+    gmax = s.glitch_max
+    fb = s.frame_bits
+    keep = s.keep_edges
     for k in range(ne):
         t = et[k]
         logic = eh[k] if mh else 1 - eh[k]
-        if s.has_pend:
-            if t - s.pend_t < s.glitch_max:
-                _push_glitch(s, s.pend_t, t - s.pend_t)
-                s.has_pend = 0
+        if has_pend:
+            if t - pend_t < gmax:
+                _push_glitch(s, pend_t, t - pend_t)
+                has_pend = 0
                 continue
-            if s.keep_edges:
-                _push_edge(s, s.pend_t, s.pend_logic)
-            _uart_edge(s, s.pend_t, s.pend_logic)
-        s.has_pend = 1
-        s.pend_t = t
-        s.pend_logic = logic
+            if keep:
+                _push_edge(s, pend_t, pend_logic)
+            # _uart_edge(s, pend_t, pend_logic), with _advance, on the locals
+            te = pend_t
+            lg = pend_logic
+            if in_char and next_center < te:
+                idx = bit_idx
+                if idx == 0 and level == 1:       # back at mark before the start bit's centre
+                    in_char = 0
+                    s.n_false_start += 1
+                else:
+                    nc = next_center
+                    if idx == 0:
+                        idx = 1
+                        nc += T
+                    idx0 = idx
+                    idx += _centres(nc, T, te, fb - idx, &nc)
+                    bits |= ((1u << idx) - 1) & ~((1u << idx0) - 1) & (0u - <unsigned int>level)
+                    bit_idx = idx
+                    next_center = nc
+                    if idx == fb:
+                        s.bits = bits
+                        s.level = level
+                        s.n_ce = n_ce
+                        s.bit_idx = idx
+                        s.next_center = nc
+                        _close_char(s)
+                        in_char = 0
+                        in_break = s.in_break
+            if in_char:
+                if n_ce < MAXBITS + 4:
+                    s.ce_t[n_ce] = te
+                    s.ce_k[n_ce] = bit_idx
+                    n_ce += 1
+                next_center = te + half
+                level = lg
+            elif in_break:
+                level = lg
+                if lg == 1:
+                    in_break = 0
+                    s.in_break = 0
+                    s.level = level
+                    s.n_ce = n_ce
+                    _emit_char(s, te, 1)
+            else:
+                level = lg
+                if lg == 0:
+                    in_char = 1
+                    s.t_start = te
+                    bit_idx = 0
+                    next_center = te + half
+                    bits = 0
+                    s.value = 0
+                    s.par_bit = 0
+                    s.stop_bad = 0
+                    s.ce_t[0] = te
+                    s.ce_k[0] = 0
+                    n_ce = 1
+        has_pend = 1
+        pend_t = t
+        pend_logic = logic
+    s.has_pend = has_pend
+    s.pend_t = pend_t
+    s.pend_logic = pend_logic
+    s.in_char = in_char
+    s.in_break = in_break
+    s.level = level
+    s.bit_idx = bit_idx
+    s.n_ce = n_ce
+    s.next_center = next_center
+    s.bits = bits
 
 
 DEF EBUF = 1024
 
 
+cdef void _run_f32(St* s, const float* x, Py_ssize_t n, double vmin, double vmax) noexcept nogil:
+    """The comparator of _run for float32 samples, in blocks of 64 (uart_simd.h); same results."""
+    cdef rig_cmp_t c
+    cdef double et[EBUF]
+    cdef uint8_t eh[EBUF]
+    cdef int ne = 0
+    cdef Py_ssize_t i = 0
+    c.lo = s.lo
+    c.mid = s.mid
+    c.hi = s.hi
+    c.p10 = s.p10
+    c.p90 = s.p90
+    c.g_low = s.g_low
+    c.g_high = s.g_high
+    c.state = s.state
+    c.pend_rise = s.pend_rise
+    c.pend_fall = s.pend_fall
+    c.lum = s.last_up_mid
+    c.ldm = s.last_dn_mid
+    c.lu10 = s.last_up10
+    c.ld90 = s.last_dn90
+    c.rise_t10 = s.rise_t10
+    c.fall_t90 = s.fall_t90
+    c.n_rise = s.n_rise
+    c.n_fall = s.n_fall
+    c.sum_rise = s.sum_rise
+    c.sum_fall = s.sum_fall
+    c.max_rise = s.max_rise
+    c.max_fall = s.max_fall
+    c.svmin = INFINITY
+    c.svmax = -INFINITY
+    c.prev = s.prev
+    c.base = s.pos
+    c.hist = s.hist
+    c.nbins = s.nbins
+    c.hmin = s.hmin
+    c.hscale = s.hscale
+    c.hvmin = vmin
+    c.hvmax = vmax
+    _cmp_setup(&c)
+    while i < n:
+        i = _cmp_f32(&c, x, i, n, et, eh, &ne, EBUF)
+        if ne > EBUF - 64 or i >= n:
+            if ne:
+                _edges_out(s, et, eh, ne)
+            ne = 0
+    _cmp_finish(&c, x)
+    s.state = c.state
+    s.pend_rise = c.pend_rise
+    s.pend_fall = c.pend_fall
+    s.last_up_mid = c.lum
+    s.last_dn_mid = c.ldm
+    s.last_up10 = c.lu10
+    s.last_dn90 = c.ld90
+    s.rise_t10 = c.rise_t10
+    s.fall_t90 = c.fall_t90
+    s.n_rise = c.n_rise
+    s.n_fall = c.n_fall
+    s.sum_rise = c.sum_rise
+    s.sum_fall = c.sum_fall
+    s.max_rise = c.max_rise
+    s.max_fall = c.max_fall
+    vmin = c.hvmin
+    vmax = c.hvmax
+    if c.svmin < vmin:
+        vmin = c.svmin
+    if c.svmax > vmax:
+        vmax = c.svmax
+    s.vmin = vmin
+    s.vmax = vmax
+    s.prev = <double>x[n - 1]
+    s.pos = s.pos + n
+
+
 cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
-    """Comparator over ``n`` samples; its edges go to _edges_out in batches of up to EBUF."""
+    """Comparator over ``n`` samples; its edges go to _edges_out in batches of up to EBUF.
+
+    float32 goes to _run_f32 (64-sample blocks of compare masks, uart_simd.h) after the set-up; this
+    sample loop (the reference the masks reproduce) serves float64, int16 and int8."""
     cdef Py_ssize_t i = 0, j, b
     cdef int cnt
     cdef double pv, v, bp, t
@@ -493,6 +619,9 @@ cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
         s.vmin = s.vmax = v
     vmin = s.vmin
     vmax = s.vmax
+    if sample_t is float:       # the histogram is done in the comparator's pass
+        _run_f32(s, x, n, vmin, vmax)
+        return
     # strided histogram on absolute index multiple of HSTRIDE
     if s.hist != NULL:
         hist = s.hist
@@ -514,14 +643,7 @@ cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
             hist[b] += 1
             j += HSTRIDE
     # conservative guards in the sample type: x < gl implies (double)x < g_low
-    if sample_t is float:
-        gl = <float>s.g_low
-        if <double>gl >= s.g_low:
-            gl = nextafterf(gl, -INFINITY)
-        gh = <float>s.g_high
-        if <double>gh <= s.g_high:
-            gh = nextafterf(gh, INFINITY)
-    elif sample_t is double:
+    if sample_t is double:
         gl = s.g_low
         gh = s.g_high
     else:
@@ -576,18 +698,15 @@ cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
     while i < n:
         if state == 0:
             if pv < g_low:
-                if sample_t is float:
-                    i = _skip_below_f32(x, i, n, gl)
-                else:
-                    while i + 16 <= n:          # 16 at a time, branch-free (vectorises)
-                        cnt = 0
-                        for j in range(16):
-                            cnt += x[i + j] >= gl
-                        if cnt:
-                            break
-                        i += 16
-                    while i < n and x[i] < gl:
-                        i += 1
+                while i + 16 <= n:              # 16 at a time, branch-free (vectorises)
+                    cnt = 0
+                    for j in range(16):
+                        cnt += x[i + j] >= gl
+                    if cnt:
+                        break
+                    i += 16
+                while i < n and x[i] < gl:
+                    i += 1
                 if i >= n:
                     break
                 if i > 0:
@@ -629,18 +748,15 @@ cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
                     ne = 0
         else:
             if pv > g_high:
-                if sample_t is float:
-                    i = _skip_above_f32(x, i, n, gh)
-                else:
-                    while i + 16 <= n:
-                        cnt = 0
-                        for j in range(16):
-                            cnt += x[i + j] <= gh
-                        if cnt:
-                            break
-                        i += 16
-                    while i < n and x[i] > gh:
-                        i += 1
+                while i + 16 <= n:
+                    cnt = 0
+                    for j in range(16):
+                        cnt += x[i + j] <= gh
+                    if cnt:
+                        break
+                    i += 16
+                while i < n and x[i] > gh:
+                    i += 1
                 if i >= n:
                     break
                 if i > 0:

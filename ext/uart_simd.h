@@ -1,0 +1,553 @@
+/* Float32 comparator of rig._uart (ext/uart.pyx), block form; and the start-stop machine's bit-centre
+ * count.  Results are bit for bit those of the scalar sample loop in _run (kept there for float64,
+ * int16 and int8).
+ *
+ * The scalar reference walks the samples one at a time with a hysteresis state and checks, at every
+ * sample it looks at, which thresholds the pair (x[i-1], x[i]) crosses.  None of those crossings
+ * depends on the state, only on the two samples, so here they are computed for 64 samples at a time
+ * as bit masks (a compare + movemask per threshold and direction); the state machine then runs over
+ * the masks, one step per edge: the next flip is the next set bit of `x > hi` (state low) or `x < lo`
+ * (state high), the edge time comes from the last mid crossing of the segment before the flip, the
+ * 10 %/90 % times from the last/first crossing, each interpolated once, when used, with the same
+ * expression on the same two samples as the reference.  The samples the reference looks at (its
+ * min/max statistics) are the ones its quiet-stretch skip does not jump over: a mask as well.  A block
+ * whose 64 samples (and the one before) are all beyond the quiet threshold of the state is skipped
+ * after one compare per vector.  The strided level histogram (every 16th sample) is done in the same
+ * pass, in the reference's order and arithmetic.
+ *
+ * Float/double compares: for a float x and a double T, (double)x >= T <=> x >= fc(T) (fc: smallest
+ * float >= T), (double)x <= T <=> x <= ff(T) (largest float <= T); NaN compares false in both, and
+ * (double)x < T <=> x <= ff(T) and not x >= fc(T).
+ *
+ * Three builds of the kernel, chosen at run time (cpuid): AVX-512 (F+BW), AVX2, and a baseline one
+ * (SSE2 on x86-64, plain C elsewhere or with RIG_UART_NO_SIMD); all give the same masks, so the same
+ * results.
+ */
+#ifndef RIG_UART_SIMD_BODY
+#ifndef RIG_UART_SIMD_H
+#define RIG_UART_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(RIG_UART_NO_SIMD)
+#include <immintrin.h>
+#define RIG_UART_X86 1
+#endif
+
+typedef struct {
+    float c10, f10, cm, fm, c90, f90;  /* x >= c <=> (double)x >= T; x <= f <=> (double)x <= T */
+    float fhi;                         /* x > fhi <=> (double)x > hi */
+    float clo;                         /* x < clo <=> (double)x < lo */
+    float gl, cgl;                     /* skip rule, state low: x < gl; previous < g_low: x < cgl */
+    float gh, fgh;                     /* state high: x > gh; previous > g_high: x > fgh */
+    float smin, smax;                  /* running min/max of the samples looked at (exact floats) */
+} rig_thr_t;
+
+typedef struct {
+    uint64_t ge10, le10, gem, lem, ge90, le90, uh, dl, q0, p0, q1, p1, ls, gs;
+} rig_masks_t;
+
+typedef struct {
+    double lo, mid, hi, p10, p90, g_low, g_high;
+    rig_thr_t th;
+    int state, pend_rise, pend_fall;
+    double lum, ldm, lu10, ld90, rise_t10, fall_t90;
+    int64_t n_rise, n_fall;
+    double sum_rise, max_rise, sum_fall, max_fall;
+    double svmin, svmax;
+    int64_t iu10, ium, id90, idm;  /* index of the latest crossing not yet interpolated, or -1 */
+    /* strided level histogram (every 16th absolute sample), done in the same pass; hist NULL: none */
+    int64_t *hist;
+    int64_t nbins;
+    double hmin, hscale, hvmin, hvmax;
+    double prev;            /* the sample before x[0] of this run */
+    int64_t base;           /* absolute index of x[0] */
+    /* the previous sample's compares (0/1), carried into bit 0 of the next block */
+    uint64_t c_lt10, c_gt10, c_ltm, c_gtm, c_lt90, c_gt90, c_p0, c_p1;
+} rig_cmp_t;
+
+#define RIG_PV(K) ((K) > 0 ? (double)x[(K) - 1] : prev0)
+/* the reference's crossing time between samples K-1 and K, the same expression */
+#define RIG_AT(K, T) ((double)(base + (K) - 1) + ((T) - RIG_PV(K)) / ((double)x[K] - RIG_PV(K)))
+
+static inline float rig_fc(double t) {  /* smallest float >= t */
+    float f = (float)t;
+    if ((double)f < t) f = nextafterf(f, INFINITY);
+    return f;
+}
+static inline float rig_ff(double t) {  /* largest float <= t */
+    float f = (float)t;
+    if ((double)f > t) f = nextafterf(f, -INFINITY);
+    return f;
+}
+
+/* thresholds and the carries from c->prev; call at the start of every run */
+static inline void rig_cmp_setup(rig_cmp_t *c) {
+    double pv = c->prev;
+    float gl = (float)c->g_low, gh = (float)c->g_high;
+    if ((double)gl >= c->g_low) gl = nextafterf(gl, -INFINITY);
+    if ((double)gh <= c->g_high) gh = nextafterf(gh, INFINITY);
+    c->th.c10 = rig_fc(c->p10); c->th.f10 = rig_ff(c->p10);
+    c->th.cm = rig_fc(c->mid); c->th.fm = rig_ff(c->mid);
+    c->th.c90 = rig_fc(c->p90); c->th.f90 = rig_ff(c->p90);
+    c->th.fhi = rig_ff(c->hi);
+    c->th.clo = rig_fc(c->lo);
+    c->th.gl = gl; c->th.cgl = rig_fc(c->g_low);
+    c->th.gh = gh; c->th.fgh = rig_ff(c->g_high);
+    c->c_lt10 = pv < c->p10; c->c_gt10 = pv > c->p10;
+    c->c_ltm = pv < c->mid; c->c_gtm = pv > c->mid;
+    c->c_lt90 = pv < c->p90; c->c_gt90 = pv > c->p90;
+    c->c_p0 = pv < c->g_low; c->c_p1 = pv > c->g_high;
+    c->iu10 = c->ium = c->id90 = c->idm = -1;
+    c->th.smin = (float)c->svmin;   /* +-inf or a float sample: exact */
+    c->th.smax = (float)c->svmax;
+}
+
+/* end of a run over x: the crossings still kept as indices become times */
+static inline void rig_cmp_finish(rig_cmp_t *c, const float *x) {
+    const int64_t base = c->base;
+    const double prev0 = c->prev;
+    if (c->iu10 >= 0) c->lu10 = RIG_AT(c->iu10, c->p10);
+    if (c->ium >= 0) c->lum = RIG_AT(c->ium, c->mid);
+    if (c->id90 >= 0) c->ld90 = RIG_AT(c->id90, c->p90);
+    if (c->idm >= 0) c->ldm = RIG_AT(c->idm, c->mid);
+    c->iu10 = c->ium = c->id90 = c->idm = -1;
+}
+
+/* plain C masks of nb <= 64 samples */
+static inline void rig_masks_c(const float *x, int nb, const rig_thr_t *t, rig_masks_t *m) {
+    uint64_t ge10 = 0, le10 = 0, gem = 0, lem = 0, ge90 = 0, le90 = 0, uh = 0, dl = 0;
+    uint64_t q0 = 0, p0 = 0, q1 = 0, p1 = 0, ls = 0, gs = 0;
+    int j;
+    for (j = 0; j < nb; j++) {
+        float v = x[j];
+        uint64_t b = (uint64_t)1 << j;
+        if (v >= t->c10) ge10 |= b;
+        if (v <= t->f10) le10 |= b;
+        if (v >= t->cm) gem |= b;
+        if (v <= t->fm) lem |= b;
+        if (v >= t->c90) ge90 |= b;
+        if (v <= t->f90) le90 |= b;
+        if (v > t->fhi) uh |= b;
+        if (v < t->clo) dl |= b;
+        if (v < t->gl) q0 |= b;
+        if (v < t->cgl) p0 |= b;
+        if (v > t->gh) q1 |= b;
+        if (v > t->fgh) p1 |= b;
+        if (v < t->smin) ls |= b;
+        if (v > t->smax) gs |= b;
+    }
+    m->ge10 = ge10; m->le10 = le10; m->gem = gem; m->lem = lem; m->ge90 = ge90; m->le90 = le90;
+    m->uh = uh; m->dl = dl; m->q0 = q0; m->p0 = p0; m->q1 = q1; m->p1 = p1; m->ls = ls; m->gs = gs;
+}
+
+/* 1 when all 64 samples are quiet for the state: x < gl (state low) or x > gh (state high) */
+static inline int rig_quiet_c(const float *x, const rig_thr_t *t, int state) {
+    int j, ok = 1;
+    if (state) { for (j = 0; j < 64; j++) ok &= x[j] > t->gh; }
+    else { for (j = 0; j < 64; j++) ok &= x[j] < t->gl; }
+    return ok;
+}
+
+#if defined(__SSE2__) && defined(RIG_UART_X86)
+static inline __attribute__((always_inline)) int rig_quiet_c64(const float *x, const rig_thr_t *t, int state) {
+    __m128 acc;
+    int k;
+    if (state) {
+        const __m128 G = _mm_set1_ps(t->gh);
+        acc = _mm_cmpgt_ps(_mm_loadu_ps(x), G);
+        for (k = 1; k < 16; k++) acc = _mm_and_ps(acc, _mm_cmpgt_ps(_mm_loadu_ps(x + 4 * k), G));
+    } else {
+        const __m128 G = _mm_set1_ps(t->gl);
+        acc = _mm_cmplt_ps(_mm_loadu_ps(x), G);
+        for (k = 1; k < 16; k++) acc = _mm_and_ps(acc, _mm_cmplt_ps(_mm_loadu_ps(x + 4 * k), G));
+    }
+    return _mm_movemask_ps(acc) == 0xF;
+}
+#else
+#define rig_quiet_c64 rig_quiet_c
+#endif
+
+#if defined(__SSE2__) && defined(RIG_UART_X86)
+/* SSE2 (every x86-64): 4 samples per compare */
+static inline __attribute__((always_inline)) void rig_masks_c64(const float *x, const rig_thr_t *t,
+                                                                rig_masks_t *m) {
+    __m128 v[16];
+    int k;
+    for (k = 0; k < 16; k++) v[k] = _mm_loadu_ps(x + 4 * k);
+#define RIG_M1(dst, thr, cmp) do { __m128 T_ = _mm_set1_ps(thr); uint64_t r_ = 0;                     \
+        for (k = 0; k < 16; k++) r_ |= (uint64_t)(unsigned)_mm_movemask_ps(cmp(v[k], T_)) << (4 * k); \
+        m->dst = r_; } while (0)
+    RIG_M1(ge10, t->c10, _mm_cmpge_ps); RIG_M1(le10, t->f10, _mm_cmple_ps);
+    RIG_M1(gem, t->cm, _mm_cmpge_ps); RIG_M1(lem, t->fm, _mm_cmple_ps);
+    RIG_M1(ge90, t->c90, _mm_cmpge_ps); RIG_M1(le90, t->f90, _mm_cmple_ps);
+    RIG_M1(uh, t->fhi, _mm_cmpgt_ps); RIG_M1(dl, t->clo, _mm_cmplt_ps);
+    RIG_M1(q0, t->gl, _mm_cmplt_ps); RIG_M1(p0, t->cgl, _mm_cmplt_ps);
+    RIG_M1(q1, t->gh, _mm_cmpgt_ps); RIG_M1(p1, t->fgh, _mm_cmpgt_ps);
+    RIG_M1(ls, t->smin, _mm_cmplt_ps); RIG_M1(gs, t->smax, _mm_cmpgt_ps);
+#undef RIG_M1
+}
+#else
+static inline __attribute__((always_inline)) void rig_masks_c64(const float *x, const rig_thr_t *t,
+                                                                rig_masks_t *m) {
+    rig_masks_c(x, 64, t, m);
+}
+#endif
+
+#ifdef RIG_UART_X86
+__attribute__((target("avx2"), always_inline))
+static inline void rig_masks_avx2(const float *x, const rig_thr_t *t, rig_masks_t *m) {
+    __m256 v[8];
+    int k;
+    for (k = 0; k < 8; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
+#define RIG_M2(dst, thr, op) do { __m256 T_ = _mm256_set1_ps(thr); uint64_t r_ = 0;                \
+        for (k = 0; k < 8; k++)                                                                    \
+            r_ |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v[k], T_, op)) << (8 * k);  \
+        m->dst = r_; } while (0)
+    RIG_M2(ge10, t->c10, _CMP_GE_OQ); RIG_M2(le10, t->f10, _CMP_LE_OQ);
+    RIG_M2(gem, t->cm, _CMP_GE_OQ); RIG_M2(lem, t->fm, _CMP_LE_OQ);
+    RIG_M2(ge90, t->c90, _CMP_GE_OQ); RIG_M2(le90, t->f90, _CMP_LE_OQ);
+    RIG_M2(uh, t->fhi, _CMP_GT_OQ); RIG_M2(dl, t->clo, _CMP_LT_OQ);
+    RIG_M2(q0, t->gl, _CMP_LT_OQ); RIG_M2(p0, t->cgl, _CMP_LT_OQ);
+    RIG_M2(q1, t->gh, _CMP_GT_OQ); RIG_M2(p1, t->fgh, _CMP_GT_OQ);
+    RIG_M2(ls, t->smin, _CMP_LT_OQ); RIG_M2(gs, t->smax, _CMP_GT_OQ);
+#undef RIG_M2
+}
+
+__attribute__((target("avx2"), always_inline))
+static inline int rig_quiet_avx2(const float *x, const rig_thr_t *t, int state) {
+    __m256 acc;
+    int k;
+    if (state) {
+        const __m256 G = _mm256_set1_ps(t->gh);
+        acc = _mm256_cmp_ps(_mm256_loadu_ps(x), G, _CMP_GT_OQ);
+        for (k = 1; k < 8; k++) acc = _mm256_and_ps(acc, _mm256_cmp_ps(_mm256_loadu_ps(x + 8 * k), G, _CMP_GT_OQ));
+    } else {
+        const __m256 G = _mm256_set1_ps(t->gl);
+        acc = _mm256_cmp_ps(_mm256_loadu_ps(x), G, _CMP_LT_OQ);
+        for (k = 1; k < 8; k++) acc = _mm256_and_ps(acc, _mm256_cmp_ps(_mm256_loadu_ps(x + 8 * k), G, _CMP_LT_OQ));
+    }
+    return _mm256_movemask_ps(acc) == 0xFF;
+}
+
+__attribute__((target("avx512f,avx512bw"), always_inline))
+static inline int rig_quiet_avx512(const float *x, const rig_thr_t *t, int state) {
+    __mmask16 k;
+    if (state) {
+        const __m512 G = _mm512_set1_ps(t->gh);
+        k = _mm512_cmp_ps_mask(_mm512_loadu_ps(x), G, _CMP_GT_OQ);
+        k = _mm512_mask_cmp_ps_mask(k, _mm512_loadu_ps(x + 16), G, _CMP_GT_OQ);
+        k = _mm512_mask_cmp_ps_mask(k, _mm512_loadu_ps(x + 32), G, _CMP_GT_OQ);
+        k = _mm512_mask_cmp_ps_mask(k, _mm512_loadu_ps(x + 48), G, _CMP_GT_OQ);
+    } else {
+        const __m512 G = _mm512_set1_ps(t->gl);
+        k = _mm512_cmp_ps_mask(_mm512_loadu_ps(x), G, _CMP_LT_OQ);
+        k = _mm512_mask_cmp_ps_mask(k, _mm512_loadu_ps(x + 16), G, _CMP_LT_OQ);
+        k = _mm512_mask_cmp_ps_mask(k, _mm512_loadu_ps(x + 32), G, _CMP_LT_OQ);
+        k = _mm512_mask_cmp_ps_mask(k, _mm512_loadu_ps(x + 48), G, _CMP_LT_OQ);
+    }
+    return k == 0xFFFF;
+}
+
+__attribute__((target("avx512f,avx512bw"), always_inline))
+static inline void rig_masks_avx512(const float *x, const rig_thr_t *t, rig_masks_t *m) {
+    __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    __m512 c = _mm512_loadu_ps(x + 32), d = _mm512_loadu_ps(x + 48);
+#define RIG_M5(dst, thr, op) do { __m512 T_ = _mm512_set1_ps(thr);                                  \
+        __mmask32 lo_ = _mm512_kunpackw((__mmask32)_mm512_cmp_ps_mask(b, T_, op),                   \
+                                        (__mmask32)_mm512_cmp_ps_mask(a, T_, op));                  \
+        __mmask32 hi_ = _mm512_kunpackw((__mmask32)_mm512_cmp_ps_mask(d, T_, op),                   \
+                                        (__mmask32)_mm512_cmp_ps_mask(c, T_, op));                  \
+        m->dst = (uint64_t)_cvtmask64_u64(_mm512_kunpackd((__mmask64)hi_, (__mmask64)lo_)); } while (0)
+    RIG_M5(ge10, t->c10, _CMP_GE_OQ); RIG_M5(le10, t->f10, _CMP_LE_OQ);
+    RIG_M5(gem, t->cm, _CMP_GE_OQ); RIG_M5(lem, t->fm, _CMP_LE_OQ);
+    RIG_M5(ge90, t->c90, _CMP_GE_OQ); RIG_M5(le90, t->f90, _CMP_LE_OQ);
+    RIG_M5(uh, t->fhi, _CMP_GT_OQ); RIG_M5(dl, t->clo, _CMP_LT_OQ);
+    RIG_M5(q0, t->gl, _CMP_LT_OQ); RIG_M5(p0, t->cgl, _CMP_LT_OQ);
+    RIG_M5(q1, t->gh, _CMP_GT_OQ); RIG_M5(p1, t->fgh, _CMP_GT_OQ);
+    RIG_M5(ls, t->smin, _CMP_LT_OQ); RIG_M5(gs, t->smax, _CMP_GT_OQ);
+#undef RIG_M5
+}
+#endif
+
+#define RIG_UART_SIMD_BODY 1
+#define RIG_KNAME rig_cmp_f32_c
+#define RIG_KATTR
+#define RIG_KMASKS rig_masks_c64
+#define RIG_KQUIET rig_quiet_c64
+#include "uart_simd.h"
+#undef RIG_KNAME
+#undef RIG_KATTR
+#undef RIG_KMASKS
+#undef RIG_KQUIET
+#ifdef RIG_UART_X86
+#define RIG_KNAME rig_cmp_f32_avx2
+#define RIG_KATTR __attribute__((target("avx2")))
+#define RIG_KMASKS rig_masks_avx2
+#define RIG_KQUIET rig_quiet_avx2
+#include "uart_simd.h"
+#undef RIG_KNAME
+#undef RIG_KATTR
+#undef RIG_KMASKS
+#undef RIG_KQUIET
+#define RIG_KNAME rig_cmp_f32_avx512
+#define RIG_KATTR __attribute__((target("avx512f,avx512bw")))
+#define RIG_KMASKS rig_masks_avx512
+#define RIG_KQUIET rig_quiet_avx512
+#include "uart_simd.h"
+#undef RIG_KNAME
+#undef RIG_KATTR
+#undef RIG_KMASKS
+#undef RIG_KQUIET
+#endif
+#undef RIG_UART_SIMD_BODY
+#undef RIG_HIST_BLOCK
+
+/* Bit centres of the start-stop machine: how many of nc, nc + T, (nc + T) + T, ... (T added one at a
+   time, exactly as the reference loop does) are < t, at most rem; *out is the first one not counted.
+   Four candidates at once and a prefix count (no branch per bit); a longer run goes on one by one. */
+static inline int rig_uart_centres(double nc, double T, double t, int rem, double *out) {
+    double v[5];
+    int c, j, ok = 1;
+    v[0] = nc;
+    for (j = 1; j < 5; j++) v[j] = v[j - 1] + T;
+    c = 0;
+    for (j = 0; j < 4; j++) { ok &= v[j] < t; c += ok; }
+    if (c > rem) c = rem;
+    if (c < 4) { *out = v[c]; return c; }
+    nc = v[4];
+    while (c < rem && nc < t) { c++; nc += T; }
+    *out = nc;
+    return c;
+}
+
+/* 0 plain C, 1 AVX2, 2 AVX-512; -1 not chosen yet */
+static int rig_uart_simd_level = -1;
+
+static int rig_uart_simd_detect(void) {
+#ifdef RIG_UART_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return 2;
+    if (__builtin_cpu_supports("avx2")) return 1;
+#endif
+    return 0;
+}
+
+/* level < 0: the best the CPU has; else at most that level.  Returns the level in use. */
+static int rig_uart_set_simd(int level) {
+    int best = rig_uart_simd_detect();
+    rig_uart_simd_level = (level < 0 || level > best) ? best : level;
+    return rig_uart_simd_level;
+}
+
+static inline Py_ssize_t rig_cmp_f32(rig_cmp_t *c, const float *x, Py_ssize_t i, Py_ssize_t n,
+                                     double *et, uint8_t *eh, int *ne, int cap) {
+    if (rig_uart_simd_level < 0) rig_uart_set_simd(-1);
+#ifdef RIG_UART_X86
+    if (rig_uart_simd_level == 2) return rig_cmp_f32_avx512(c, x, i, n, et, eh, ne, cap);
+    if (rig_uart_simd_level == 1) return rig_cmp_f32_avx2(c, x, i, n, et, eh, ne, cap);
+#endif
+    return rig_cmp_f32_c(c, x, i, n, et, eh, ne, cap);
+}
+
+#endif /* RIG_UART_SIMD_H */
+
+#else /* RIG_UART_SIMD_BODY: the kernel, once per instruction set */
+
+#ifndef RIG_AT
+#define RIG_PV(K) ((K) > 0 ? (double)x[(K) - 1] : prev0)
+/* the reference's crossing time between samples K-1 and K, same expression */
+#define RIG_AT(K, T) ((double)(base + (K) - 1) + ((T) - RIG_PV(K)) / ((double)x[K] - RIG_PV(K)))
+#endif
+
+#ifndef RIG_HIST_BLOCK
+#define RIG_HIST_BLOCK(NB) do {                                                                   \
+        if (hist) {   /* the reference's histogram loop, same order, same arithmetic */           \
+            int j_;                                                                                \
+            for (j_ = hoff; j_ < (NB); j_ += 16) {                                                 \
+                double v_ = (double)x[i + j_];                                                     \
+                int64_t b_;                                                                        \
+                hvmin = v_ < hvmin ? v_ : hvmin;                                                   \
+                hvmax = v_ > hvmax ? v_ : hvmax;                                                   \
+                b_ = (int64_t)((v_ - hmin) * hscale);                                              \
+                if (v_ < hmin || b_ < 0) b_ = 0;                                                   \
+                else if (b_ >= nbins) b_ = nbins - 1;                                              \
+                hist[b_] += 1;                                                                     \
+            }                                                                                      \
+        } } while (0)
+#endif
+
+/* Blocks of 64 samples from x[i] while i < n and there is room for 64 more edges in et/eh (cap);
+   returns the index reached.  The latest 10/50/90 % crossings of a segment are kept as sample
+   indices and interpolated only when used (at a flip, or by rig_cmp_finish at the end of a run). */
+RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i, Py_ssize_t n,
+                                      double *et, uint8_t *eh, int *ne_p, int cap) {
+    const double mid = c->mid, p10 = c->p10, p90 = c->p90, g_low = c->g_low, g_high = c->g_high;
+    rig_thr_t th = c->th;
+    const int64_t base = c->base;
+    const double prev0 = c->prev;
+    int state = c->state, pend_rise = c->pend_rise, pend_fall = c->pend_fall;
+    double lum = c->lum, ldm = c->ldm, lu10 = c->lu10, ld90 = c->ld90;
+    int64_t iu10 = c->iu10, ium = c->ium, id90 = c->id90, idm = c->idm;
+    double rise_t10 = c->rise_t10, fall_t90 = c->fall_t90;
+    int64_t n_rise = c->n_rise, n_fall = c->n_fall;
+    double sum_rise = c->sum_rise, max_rise = c->max_rise, sum_fall = c->sum_fall, max_fall = c->max_fall;
+    double svmin = c->svmin, svmax = c->svmax;
+    int64_t *const hist = c->hist;
+    const int64_t nbins = c->nbins;
+    const double hmin = c->hmin, hscale = c->hscale;
+    double hvmin = c->hvmin, hvmax = c->hvmax;
+    const int hoff = (int)((16 - base % 16) % 16);   /* blocks start at multiples of 64 */
+    uint64_t c_lt10 = c->c_lt10, c_gt10 = c->c_gt10, c_ltm = c->c_ltm, c_gtm = c->c_gtm;
+    uint64_t c_lt90 = c->c_lt90, c_gt90 = c->c_gt90, c_p0 = c->c_p0, c_p1 = c->c_p1;
+    int ne = *ne_p;
+    float tail[64];
+    while (i < n && ne <= cap - 64) {
+        rig_masks_t m;
+        uint64_t valid, lt10, gt10, ltm, gtm, lt90, gt90;
+        uint64_t U10, D10, UM, DM, U90, D90, E0, E1, exam = 0, rng, fm, reg, mm;
+        int nb, p = 0, f;
+        /* quiet block: every sample beyond the quiet threshold of the state, and the one before too:
+           no crossing, no flip, no sample looked at (the reference's skip); only the histogram */
+        while (n - i >= 64 && (state ? c_p1 : c_p0) && RIG_KQUIET(x + i, &th, state)) {
+            double pv;
+            nb = 64;
+            RIG_HIST_BLOCK(64);
+            pv = (double)x[i + 63];
+            c_lt10 = pv < p10; c_gt10 = pv > p10; c_ltm = pv < mid; c_gtm = pv > mid;
+            c_lt90 = pv < p90; c_gt90 = pv > p90; c_p0 = pv < g_low; c_p1 = pv > g_high;
+            i += 64;
+        }
+        if (i >= n) break;
+        if (n - i >= 64) {
+            nb = 64;
+            valid = ~(uint64_t)0;
+            RIG_KMASKS(x + i, &th, &m);
+        } else {
+            nb = (int)(n - i);
+            valid = ((uint64_t)1 << nb) - 1;
+            memcpy(tail, x + i, (size_t)nb * sizeof(float));
+            rig_masks_c(tail, nb, &th, &m);
+        }
+        RIG_HIST_BLOCK(nb);
+        /* x < T <=> x <= ff(T) and not x >= fc(T); x > T likewise (NaN: neither) */
+        lt10 = m.le10 & ~m.ge10; gt10 = m.ge10 & ~m.le10;
+        ltm = m.lem & ~m.gem; gtm = m.gem & ~m.lem;
+        lt90 = m.le90 & ~m.ge90; gt90 = m.ge90 & ~m.le90;
+        U10 = ((lt10 << 1) | c_lt10) & m.ge10;
+        D10 = ((gt10 << 1) | c_gt10) & m.le10;
+        UM = ((ltm << 1) | c_ltm) & m.gem;
+        DM = ((gtm << 1) | c_gtm) & m.lem;
+        U90 = ((lt90 << 1) | c_lt90) & m.ge90;
+        D90 = ((gt90 << 1) | c_gt90) & m.le90;
+        E0 = ~(((m.p0 << 1) | c_p0) & m.q0);
+        E1 = ~(((m.p1 << 1) | c_p1) & m.q1);
+        c_lt10 = lt10 >> 63; c_gt10 = gt10 >> 63; c_ltm = ltm >> 63; c_gtm = gtm >> 63;
+        c_lt90 = lt90 >> 63; c_gt90 = gt90 >> 63; c_p0 = m.p0 >> 63; c_p1 = m.p1 >> 63;
+        for (;;) {
+            rng = valid & (~(uint64_t)0 << p);
+            if (state == 0) {
+                fm = m.uh & rng;
+                f = fm ? __builtin_ctzll(fm) : 63;
+                reg = rng & ((((uint64_t)2) << f) - 1);
+                exam |= reg & E0;
+                mm = U10 & reg;
+                iu10 = mm ? (int64_t)i + 63 - __builtin_clzll(mm) : iu10;
+                mm = UM & reg;
+                ium = mm ? (int64_t)i + 63 - __builtin_clzll(mm) : ium;
+                mm = D10 & reg;
+                if (pend_fall && mm) {
+                    double t = RIG_AT(i + __builtin_ctzll(mm), p10) - fall_t90;
+                    pend_fall = 0;
+                    n_fall += 1;
+                    sum_fall += t;
+                    if (t > max_fall) max_fall = t;
+                }
+                if (!fm) break;
+                state = 1;
+                pend_fall = 0;
+                if (iu10 >= 0) { lu10 = RIG_AT(iu10, p10); iu10 = -1; }
+                if (ium >= 0) { lum = RIG_AT(ium, mid); ium = -1; }
+                rise_t10 = lu10;
+                pend_rise = 1;
+                if ((U90 >> f) & 1) {
+                    double t = RIG_AT(i + f, p90) - rise_t10;
+                    pend_rise = 0;
+                    n_rise += 1;
+                    sum_rise += t;
+                    if (t > max_rise) max_rise = t;
+                }
+                et[ne] = lum;
+                eh[ne] = 1;
+                ne++;
+            } else {
+                fm = m.dl & rng;
+                f = fm ? __builtin_ctzll(fm) : 63;
+                reg = rng & ((((uint64_t)2) << f) - 1);
+                exam |= reg & E1;
+                mm = D90 & reg;
+                id90 = mm ? (int64_t)i + 63 - __builtin_clzll(mm) : id90;
+                mm = DM & reg;
+                idm = mm ? (int64_t)i + 63 - __builtin_clzll(mm) : idm;
+                mm = U90 & reg;
+                if (pend_rise && mm) {
+                    double t = RIG_AT(i + __builtin_ctzll(mm), p90) - rise_t10;
+                    pend_rise = 0;
+                    n_rise += 1;
+                    sum_rise += t;
+                    if (t > max_rise) max_rise = t;
+                }
+                if (!fm) break;
+                state = 0;
+                pend_rise = 0;
+                if (id90 >= 0) { ld90 = RIG_AT(id90, p90); id90 = -1; }
+                if (idm >= 0) { ldm = RIG_AT(idm, mid); idm = -1; }
+                fall_t90 = ld90;
+                pend_fall = 1;
+                if ((D10 >> f) & 1) {
+                    double t = RIG_AT(i + f, p10) - fall_t90;
+                    pend_fall = 0;
+                    n_fall += 1;
+                    sum_fall += t;
+                    if (t > max_fall) max_fall = t;
+                }
+                et[ne] = ldm;
+                eh[ne] = 0;
+                ne++;
+            }
+            p = f + 1;
+            if (p >= nb) break;
+        }
+        /* min/max of the samples the reference looks at, in order (strict < / > keep the first of
+           equal values); only those beyond the running extremes can change them */
+        exam &= m.ls | m.gs;
+        if (exam) {
+            while (exam) {
+                double v = (double)x[i + __builtin_ctzll(exam)];
+                exam &= exam - 1;
+                svmin = v < svmin ? v : svmin;
+                svmax = v > svmax ? v : svmax;
+            }
+            th.smin = (float)svmin;
+            th.smax = (float)svmax;
+        }
+        i += nb;
+    }
+    c->state = state; c->pend_rise = pend_rise; c->pend_fall = pend_fall;
+    c->lum = lum; c->ldm = ldm; c->lu10 = lu10; c->ld90 = ld90;
+    c->iu10 = iu10; c->ium = ium; c->id90 = id90; c->idm = idm;
+    c->rise_t10 = rise_t10; c->fall_t90 = fall_t90;
+    c->n_rise = n_rise; c->n_fall = n_fall;
+    c->sum_rise = sum_rise; c->max_rise = max_rise; c->sum_fall = sum_fall; c->max_fall = max_fall;
+    c->svmin = svmin; c->svmax = svmax;
+    c->hvmin = hvmin; c->hvmax = hvmax;
+    c->th = th;
+    c->c_lt10 = c_lt10; c->c_gt10 = c_gt10; c->c_ltm = c_ltm; c->c_gtm = c_gtm;
+    c->c_lt90 = c_lt90; c->c_gt90 = c_gt90; c->c_p0 = c_p0; c->c_p1 = c_p1;
+    *ne_p = ne;
+    return i;
+}
+
+#endif /* RIG_UART_SIMD_BODY */
