@@ -67,7 +67,25 @@ def stats(errors_ns):
     return np.percentile(a, 50), np.percentile(a, 99), a.max()
 
 
-def reaction_and_gaps(rounds):
+class LineProcess:
+    """The virtual line run by `rig line` in its own process (no GIL shared with the bench)."""
+
+    def __enter__(self):
+        import json
+        import subprocess
+        import sys
+        self.proc = subprocess.Popen([sys.executable, "-m", "rig", "line", "--json"], stdout=subprocess.PIPE, text=True)
+        paths = json.loads(self.proc.stdout.readline())
+        self.hhu_port, self.meter_port = paths["hhu_port"], paths["meter_port"]
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(10)
+
+
+def reaction_and_gaps(rounds, line_process=False):
     """The answerer runs in its own thread, as a meter would; the requester measures."""
     request = _framing.encode_command("R", "1", "04()")
     answer = _framing.add_parity(_framing.encode_data("04(0)"))
@@ -75,7 +93,7 @@ def reaction_and_gaps(rounds):
     errors = {"rig": [], "time.sleep": []}
     gap_errors = {"rig": [], "time.sleep": []}
     send_errors = {"rig": [], "time.sleep": []}
-    with VirtualLine() as line:
+    with (LineProcess() if line_process else VirtualLine()) as line:
         hhu = Port(line.hhu_port, baud=BAUD)
         meter = Port(line.meter_port, baud=BAUD)
         hhu_reader = FrameReader(hhu, _framing.Framer("even"), ta_ns=1_500_000_000)
@@ -132,26 +150,33 @@ def overhead(exchanges):
         server_clock = time.pthread_getcpuclockid(meter.server._thread.ident)
         r0 = resource.getrusage(resource.RUSAGE_THREAD)
         c0, s0 = time.thread_time_ns(), time.clock_gettime_ns(server_clock)
-        line_ns = 0
+        line_ns = latency_ns = 0
         for _ in range(exchanges):
+            # when the request could have gone out: now, or tr_min after the last answer
+            ready = max(_clock.now_ns(), hhu._last_end_ns + profile.timing.tr_min_fast_ns)
             _, ex = hhu.read("tokenStatus")
+            done = _clock.now_ns()
             line_ns += (len(ex.request) + len(ex.answer)) * hhu.port.char_ns
+            # the rig's own delay: before the request goes out, and after the answer is in
+            latency_ns += (ex.request_start_ns - ready) + (done - ex.answer_last_ns)
         client_cpu = time.thread_time_ns() - c0
         server_cpu = time.clock_gettime_ns(server_clock) - s0
         r1 = resource.getrusage(resource.RUSAGE_THREAD)
         hhu.sign_off()
     client_user = int((r1.ru_utime - r0.ru_utime) * 1e9)
-    return client_cpu, client_user, server_cpu, line_ns
+    return client_cpu, client_user, server_cpu, line_ns, latency_ns
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--exchanges", type=int, default=50)
+    ap.add_argument("--line-process", action="store_true",
+                    help="run the virtual line in its own process (`rig line`) instead of a thread")
     args = ap.parse_args()
     print(f"virtual line at {BAUD} Bd; reaction target tr = {TR_NS / 1e6:g} ms, "
           f"gap target = char + {GAP_NS / 1e6:g} ms; {args.rounds} rounds, alternating")
-    sends, errors, gaps = reaction_and_gaps(args.rounds)
+    sends, errors, gaps = reaction_and_gaps(args.rounds, args.line_process)
     for title, table in (("send time error: the clock alone (write returned - scheduled)", sends),
                          ("reaction time error as the other side measures it over the virtual line", errors),
                          ("inter-character gap error as the other side measures it", gaps)):
@@ -161,8 +186,10 @@ def main():
             res[name] = stats(errs)
             print(f"  {name:11s} p50 {res[name][0]:8.1f}   p99 {res[name][1]:8.1f}   max {res[name][2]:8.1f}")
         print(f"  time.sleep / rig at p99: {res['time.sleep'][1] / res['rig'][1]:.1f}x")
-    c, cu, s, line_ns = overhead(args.exchanges)
+    c, cu, s, line_ns, lat = overhead(args.exchanges)
     print(f"overhead over {args.exchanges} exchanges (read tokenStatus): line time {line_ns / 1e6:.1f} ms")
+    print(f"  delay the rig adds to the exchanges (request out after it could go, result back after the "
+          f"answer is in): {lat / 1e6:.2f} ms = {100 * lat / line_ns:.2f} % of the line time")
     print(f"  client CPU {c / 1e6:.1f} ms = {100 * c / line_ns:.2f} % of the line time "
           f"(user {100 * cu / line_ns:.2f} %, kernel {100 * (c - cu) / line_ns:.2f} %: a wake-up per character)")
     print(f"  meter emulator CPU {s / 1e6:.1f} ms = {100 * s / line_ns:.2f} %")

@@ -42,7 +42,9 @@ class FrameReader:
                     continue
                 return None
             quiet = self.quiet_chars * self.port.char_ns
-            data, times = self.port.read(deadline_ns, idle_ns=quiet)
+            # back as soon as characters came: a frame is done at its last character, not after
+            # a quiet spell (that would add three character times to every exchange)
+            data, times = self.port.read(deadline_ns, idle_ns=0)
             if data:
                 self.wire += data
                 self._last_rx_ns = int(times[-1])
