@@ -245,14 +245,3 @@ def cmd_capture(args) -> int:
     print(f"decode with: rig decode {out} --sample-rate {wf.sample_rate:.10g} --option {opt.name}")
     return 0
 
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rig")
-    sub = ap.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = ap.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -138,14 +138,3 @@ def write_vcd(path, res) -> None:
                 last = t
             f.write(v + "\n")
 
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="rig")
-    sub = ap.add_subparsers(dest="command", required=True)
-    add_parser(sub)
-    args = ap.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

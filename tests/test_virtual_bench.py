@@ -298,12 +298,13 @@ def test_garbage_does_not_kill_a_server(rm):
 
 
 def test_cli_list_and_capture_through_the_drivers(profile, tmp_path, capsys):
-    from rig import bench_cli, decode_cli
+    from rig import bench_cli
+    from rig.cli import main as rig_main
 
     with EmbeddedMeter(profile) as meter, VirtualBench(meter.line) as bench, Client(meter.hhu_port, profile) as hhu:
         cfg = tmp_path / "bench.toml"
         cfg.write_text(bench_cli.bench_config_text(bench.bench()))
-        assert bench_cli.main(["bench", "list", "--config", str(cfg), "--json"]) == 0
+        assert rig_main(["bench", "list", "--config", str(cfg), "--json"]) == 0
         rows = json.loads(capsys.readouterr().out)["instruments"]
         assert {r["role"] for r in rows} == set(ROLES) and all(r["reachable"] and r["idn_matches"] for r in rows)
         hhu.identify()
@@ -311,7 +312,7 @@ def test_cli_list_and_capture_through_the_drivers(profile, tmp_path, capsys):
         # armed on the start bit (single sweep, through the Scope driver), then a read: the screen
         # holds the request and the answer
         rc = []
-        t = threading.Thread(target=lambda: rc.append(bench_cli.main(
+        t = threading.Thread(target=lambda: rc.append(rig_main(
             ["bench", "capture", "--config", str(cfg), "--out", str(out), "--timeout", "5"])))
         t.start()
         wait_for(lambda: bench.instruments["scope"].state == "wait", what="the scope armed")
@@ -325,13 +326,14 @@ def test_cli_list_and_capture_through_the_drivers(profile, tmp_path, capsys):
         acq = bench.instruments["scope"].acq
         want = line_chars(meter.line.record(), ("to_meter", "to_hhu"), acq.t0_ns, acq.t0_ns + acq.duration_ns)
         assert {c.direction for c in want} == {"to_meter", "to_hhu"}
-        assert decode_cli.main(["decode", str(out), "--sample-rate", str(meta["sample_rate"]), "--json"]) == 0
+        assert rig_main(["decode", str(out), "--sample-rate", str(meta["sample_rate"]), "--json"]) == 0
         got = json.loads(capsys.readouterr().out)
         assert [c["value"] for c in got["chars"]] == [c.line & 0x7F for c in want]
 
 
 def test_cli_list_reports_what_is_not_reachable(tmp_path, capsys):
     from rig import bench_cli
+    from rig.cli import main as rig_main
 
     with socket.socket() as s:             # a port with nobody listening
         s.bind(("127.0.0.1", 0))
@@ -339,7 +341,7 @@ def test_cli_list_reports_what_is_not_reachable(tmp_path, capsys):
     cfg = tmp_path / "bench.toml"
     cfg.write_text(f'[instruments.meter]\nmodel = "keysight-34461a"\n'
                    f'resource = "TCPIP::127.0.0.1::{port}::SOCKET"\ntimeout = 0.5\n')
-    assert bench_cli.main(["bench", "list", "--config", str(cfg)]) == 1
+    assert rig_main(["bench", "list", "--config", str(cfg)]) == 1
     assert "not reachable" in capsys.readouterr().out
 
 
@@ -349,7 +351,7 @@ def test_cli_serve_prints_resources_and_runs_until_ctrl_c(rm, tmp_path):
     import sys
 
     cfg = tmp_path / "served.toml"
-    proc = subprocess.Popen([sys.executable, "-m", "rig.bench_cli", "bench", "serve", "--json",
+    proc = subprocess.Popen([sys.executable, "-m", "rig", "bench", "serve", "--json",
                              "--write-config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         info = json.loads(proc.stdout.readline())     # printed once everything is up
