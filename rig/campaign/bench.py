@@ -1,0 +1,222 @@
+"""A bench at run time: what a case talks to, whatever is behind it.
+
+Role meter-dut: the rig plays the client (HHU) against a meter. `kind = "embedded"`: the meter
+emulator on a virtual line (EmbeddedMeter); `kind = "port"`: a real meter behind a port URL.
+Role hhu-dut: the rig plays the server (MeterServer on the port) against an HHU. `kind =
+"embedded"`: the rig's own Client stands in for the HHU on the other side of a virtual line and is
+driven through a session on request (`stimulate`); `kind = "port"`: a real HHU, whose operator
+starts the session.
+
+What only a virtual bench can do (faults, the wire record, power cycles, the emulator's token
+account) is None / raises BenchUnsupported elsewhere; cases check `bench.line` first.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+from rig import _clock
+from rig.campaign.plan import BenchSpec
+from rig.client import Client, ClientError
+from rig.profile import Profile
+from rig.tokens import TokenSpec
+
+
+class BenchUnsupported(Exception):
+    """The bench cannot do what a case asks (e.g. inject faults on real hardware)."""
+
+
+class Bench:
+    def __init__(self, spec: BenchSpec, profile: Profile):
+        self.spec = spec
+        self.profile = profile
+        self.line = None            # VirtualLine when embedded
+        self.meter = None           # EmbeddedMeter (meter-dut, embedded)
+        self.server = None          # MeterServer (hhu-dut)
+        self._client: Client | None = None
+        self._identified = False
+        self._tokens_issued = 0
+        self._hhu_thread: threading.Thread | None = None
+        self.hhu_error: BaseException | None = None
+        self._quiet_until = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def open(self) -> "Bench":
+        s = self.spec
+        if s.role == "meter-dut":
+            if s.kind == "embedded":
+                from rig.embedded import EmbeddedMeter
+                from rig.server import MeterEmulator, TimingPolicy
+                emu = MeterEmulator(self.profile, policy=TimingPolicy(s.policy))
+                self.meter = EmbeddedMeter(self.profile, emulator=emu).start()
+                self.line = self.meter.line
+        else:
+            from rig.server import MeterEmulator, MeterServer, TimingPolicy
+            emu = MeterEmulator(self.profile, policy=TimingPolicy(s.policy))
+            if s.kind == "embedded":
+                from rig.link import VirtualLine
+                self.line = VirtualLine().start()
+                self.server = MeterServer(self.line.meter_port, self.profile, emulator=emu).start()
+            else:
+                self.server = MeterServer(s.port, self.profile, emulator=emu).start()
+        return self
+
+    def close(self) -> None:
+        self.drop_session()
+        if self._hhu_thread is not None:
+            self._hhu_thread.join(30)
+        if self.meter is not None:
+            self.meter.close()
+        if self.server is not None:
+            self.server.stop()
+        if self.meter is None and self.line is not None:
+            self.line.close()
+
+    @property
+    def emulator(self):
+        if self.meter is not None:
+            return self.meter.emulator
+        if self.server is not None:
+            return self.server.emulator
+        return None
+
+    @property
+    def port_url(self) -> str:
+        """Where the rig's client talks (meter-dut) or where the stand-in HHU talks (hhu-dut)."""
+        if self.line is not None:
+            return self.line.hhu_port
+        return self.spec.port
+
+    # -- the client side (meter-dut) -------------------------------------------------------------
+    def client(self, profile: Profile | None = None) -> Client:
+        """A new client on the line (the caller closes it); one at a time on a port."""
+        self.drop_session()
+        self._settle()
+        return Client(self.port_url, profile or self.profile)
+
+    def _settle(self) -> None:
+        # after a BreakCommand the meter switches back to the initial speed: a new IDRequest
+        # right away would meet it still at the old speed (speed_switch_guard, assumed)
+        _clock.sleep_until(self._quiet_until)
+
+    def session(self) -> Client:
+        """An identified client in programming mode, kept between cases (one identification
+        serves many cases); a case that spoils it calls drop_session()."""
+        if self._client is None:
+            self._settle()
+            self._client = Client(self.port_url, self.profile)
+            self._identified = False
+        self._client.exchanges.clear()
+        if not self._identified:
+            try:
+                self._client.identify()
+            except ClientError:
+                # the meter may still be in an earlier session at the switched speed: end it there
+                self._break_at(self.profile.character.max_baud)
+                self._client.exchanges.clear()
+                self._client.identify()
+            self._identified = True
+        return self._client
+
+    def _break_at(self, baud: int) -> None:
+        c = self._client
+        c.port.set_baud(baud)
+        c.sign_off()
+
+    def drop_session(self, sign_off: bool = True) -> None:
+        c, self._client = self._client, None
+        if c is not None:
+            try:
+                if sign_off and self._identified:
+                    c.sign_off()
+            except Exception:
+                pass
+            c.close()
+            t = self.profile.timing
+            self._quiet_until = _clock.now_ns() + t.speed_switch_guard_ns + t.tr_min_fast_ns
+        self._identified = False
+
+    def with_repeats(self, n: int) -> Profile:
+        return replace(self.profile, protocol=replace(self.profile.protocol, nak_repeats=n))
+
+    # -- virtual-only abilities ------------------------------------------------------------------
+    def need_line(self, what: str):
+        if self.line is None:
+            raise BenchUnsupported(f"{what} needs a virtual line (bench {self.spec.name!r} is {self.spec.kind}); "
+                                   "on hardware use the bench's generator")
+        return self.line
+
+    def power_cycle(self) -> None:
+        """The meter restarts (embedded: the emulator's power_cycle)."""
+        emu = self.emulator
+        if emu is None:
+            raise BenchUnsupported("power cycle: needs the embedded meter or a bench supply (not yet)")
+        self.drop_session(sign_off=False)
+        emu.power_cycle()
+        server = self.meter.server if self.meter is not None else self.server
+        server.port.set_baud(self.profile.character.initial_baud)  # the restarted meter's UART
+
+    def accepted_tokens(self, n: int, credit: float = 1.0) -> list[str]:
+        """n tokens the DUT will accept, never used before. Embedded: made up and added to the
+        emulator's test-token table (a vending system's job for a real meter)."""
+        emu = self.emulator
+        if emu is None:
+            raise BenchUnsupported("accepted tokens: a real meter needs tokens from its vending system "
+                                   "(give them as the case's `tokens` parameter)")
+        model = emu.tokens
+        out = []
+        accept = model.table["56746304125830196637"].outcome if "56746304125830196637" in model.table else None
+        if accept is None:
+            from rig.tokens import make_outcome
+            accept = make_outcome(self.profile, "Accept")
+        for _ in range(n):
+            self._tokens_issued += 1
+            # below 2**66 as a token must be; varied digits, so that a fault dropping two
+            # neighbouring characters is not hidden by equal characters cancelling in the BCC
+            text = f"7{self._tokens_issued:06d}1357924680135"
+            model.table[text] = TokenSpec(text, accept, credit, None, "issued by the campaign")
+            out.append(text)
+        return out
+
+    def account(self):
+        """The meter's token account (embedded only): token -> {entered, applied, credit}."""
+        emu = self.emulator
+        return None if emu is None else emu.tokens
+
+    # -- the HHU stand-in (hhu-dut) --------------------------------------------------------------
+    def stimulate(self, script) -> None:
+        """Make the HHU run a session. Embedded: the rig's Client on the HHU side runs `script(client)`
+        in a thread; hardware: nothing to do here (the operator starts the HHU's session)."""
+        if self.spec.role != "hhu-dut":
+            raise BenchUnsupported("stimulate: only on an hhu-dut bench")
+        if self.line is None:
+            return
+        self.hhu_error = None
+        self._reset_meter()
+
+        def run():
+            try:
+                with Client(self.line.hhu_port, self.profile) as hhu:
+                    script(hhu)
+            except BaseException as e:  # seen by the case
+                self.hhu_error = e
+
+        self._hhu_thread = threading.Thread(target=run, name="hhu-stand-in", daemon=True)
+        self._hhu_thread.start()
+
+    def _reset_meter(self) -> None:
+        """The rig's meter back to its start state at the initial speed (a session the stand-in
+        HHU left unfinished would otherwise hold it until its inactivity timeout)."""
+        emu = self.emulator
+        if emu is not None and emu.state != "start":
+            emu.power_cycle()
+            self.server.port.set_baud(self.profile.character.initial_baud)
+
+    def wait_hhu(self, timeout_s: float) -> bool:
+        if self._hhu_thread is None:
+            return True
+        self._hhu_thread.join(timeout_s)
+        done = not self._hhu_thread.is_alive()
+        if done:
+            self._hhu_thread = None
+        return done

@@ -1,0 +1,378 @@
+"""Plans: what a campaign runs, in TOML; validated with the file, line, key and what was expected.
+
+    name = "conformance"
+    description = "..."
+
+    [profile]                       # optional: a profile file and/or overrides in profile syntax
+    file = "my-meter.toml"          #   relative to the plan
+    [profile.emulator]
+    execution_ms = 200
+
+    [[bench]]                       # one or more; cases on different benches may run in parallel
+    name = "embedded"
+    kind = "embedded"               # embedded: the meter emulator (or HHU stand-in) on a virtual line
+                                    # port: a real line at `port` (any pyserial URL)
+    role = "meter-dut"              # meter-dut: the rig plays the client; hhu-dut: the rig plays the server
+    interface = "optical"           # optical | current-loop | voltage
+    instruments = { scope = "TCPIP::192.168.1.5::INSTR" }     # VISA resources (recorded; see README)
+
+    [[case]]
+    use = "meter/6.4/messages"      # a case of the library (rig.campaign.cases.LIBRARY)
+    name = "messages"               # unique in the plan; default: `use`
+    bench = "embedded"              # default: the first bench
+    repeat = 1
+    params = { register = "tokenStatus" }
+    sweep = { percent = { start = 0.0, stop = 8.0, step = 0.5 } }   # or a list of values
+    stop = { below = { measurement = "success_rate", value = 0.5 }, max_failures = 3, max_duration_s = 60 }
+
+Everything is checked before anything runs: unknown keys, wrong types, unknown cases, parameters a
+case does not take, benches that do not exist, a role the case cannot play.
+"""
+from __future__ import annotations
+
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PLANS_DIR = Path(__file__).resolve().parent.parent / "plans"
+ROLES = ("meter-dut", "hhu-dut")
+KINDS = ("embedded", "port")
+INTERFACES = ("optical", "current-loop", "voltage")
+POLICIES = ("typical", "min", "max")
+
+
+class PlanError(ValueError):
+    """A plan that cannot be run: `file:line: key: expected ..., got ...`."""
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    name: str
+    kind: str = "embedded"
+    role: str = "meter-dut"
+    interface: str = "optical"
+    port: str | None = None
+    policy: str = "typical"
+    instruments: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stop:
+    below: tuple[str, float] | None = None      # stop once this measurement of a step is below value
+    max_failures: int | None = None             # stop after this many failed steps
+    max_duration_s: float | None = None         # stop starting steps after this long
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    key: str
+    use: str
+    bench: str
+    repeat: int
+    params: dict
+    sweep: dict            # param -> list of values (in order)
+    stop: Stop
+    line: int              # where it is in the plan
+
+    def steps(self) -> list[tuple[str, dict]]:
+        """(step key, parameters) for every step: the sweep's points in order, each `repeat` times."""
+        names = list(self.sweep)
+        points = list(itertools.product(*(self.sweep[n] for n in names))) if names else [()]
+        out = []
+        for point in points:
+            p = dict(zip(names, point))
+            for rep in range(self.repeat):
+                key = ",".join([f"{n}={_fmt(v)}" for n, v in p.items()] + [f"rep={rep}"])
+                out.append((key, {**self.params, **p, "rep": rep}))
+        return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    description: str
+    benches: dict[str, BenchSpec]
+    cases: list[CaseSpec]
+    profile_file: str | None
+    profile_overrides: dict
+    text: str
+    path: str | None
+    base_dir: str
+    stop_on_failure: bool = False
+    parallel: bool = True
+
+    def load_profile(self):
+        """The profile the plan names: the default, a file, and the plan's overrides on top."""
+        from rig.campaign.profiles import profile_for_plan
+        return profile_for_plan(self)
+
+
+def _fmt(v) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# locating keys in the text, for messages
+
+def key_line(text: str, path: tuple) -> int | None:
+    """The line (1-based) where a dotted key path is defined, best effort: `case`, 2, `repeat`
+    finds the third [[case]] table's `repeat`; the deepest part found wins."""
+    lines = text.splitlines()
+    best = None
+    table: tuple = ()
+    counts: dict[str, int] = {}
+    for n, raw in enumerate(lines, 1):
+        s = raw.split("#", 1)[0].strip() if not raw.strip().startswith(("'", '"')) else raw.strip()
+        if not s:
+            continue
+        m = re.match(r"^\[\[\s*([A-Za-z0-9_.\-\"]+)\s*\]\]$", s)
+        if m:
+            name = m.group(1)
+            counts[name] = counts.get(name, -1) + 1
+            parts = name.split(".")
+            table = tuple(parts[:-1]) + (parts[-1], counts[name])
+            if _prefix(table, path):
+                best = _better(best, n, len(table), path)
+            continue
+        m = re.match(r"^\[\s*([A-Za-z0-9_.\-\"]+)\s*\]$", s)
+        if m:
+            parts = m.group(1).replace('"', "").split(".")
+            # [case.sweep] after [[case]] belongs to the latest case
+            if parts[0] in counts:
+                table = (parts[0], counts[parts[0]], *parts[1:])
+            else:
+                table = tuple(parts)
+            if _prefix(table, path):
+                best = _better(best, n, len(table), path)
+            continue
+        m = re.match(r'^("?)([A-Za-z0-9_\-.]+)\1\s*=', s)
+        if m:
+            full = table + tuple(m.group(2).split("."))
+            if _prefix(full, path):
+                best = _better(best, n, len(full), path)
+                # an inline table, `params = { x = 1 }`: the inner key on the same line
+                if len(path) > len(full) and isinstance(path[len(full)], str) \
+                        and re.search(rf"[{{,]\s*{re.escape(path[len(full)])}\s*=", s):
+                    best = _better(best, n, len(full) + 1, path)
+    return best[0] if best else None
+
+
+def _prefix(a: tuple, b: tuple) -> bool:
+    return len(a) <= len(b) and tuple(b[: len(a)]) == tuple(a)
+
+
+def _better(best, line, depth, path):
+    if best is None or depth > best[1]:
+        return (line, depth)
+    return best
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+class _Checker:
+    def __init__(self, file: str, text: str):
+        self.file, self.text = file, text
+
+    def fail(self, path: tuple, expected: str, got: Any = ...) -> PlanError:
+        line = key_line(self.text, path)
+        where = f"{self.file}:{line}" if line else self.file
+        dotted = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path))
+        got_s = "" if got is ... else f", got {got!r}"
+        return PlanError(f"{where}: {dotted}: expected {expected}{got_s}")
+
+    def keys(self, table: dict, path: tuple, allowed: tuple[str, ...], required: tuple[str, ...] = ()):
+        if not isinstance(table, dict):
+            raise self.fail(path, "a table", table)
+        for k in table:
+            if k not in allowed:
+                raise self.fail(path + (k,), f"one of the keys {', '.join(allowed)} (unknown key {k!r})")
+        for k in required:
+            if k not in table:
+                raise self.fail(path, f"a key {k!r}")
+
+    def text_(self, v, path, choices=None, default=None):
+        if v is None:
+            return default
+        if not isinstance(v, str) or (choices is not None and v not in choices):
+            raise self.fail(path, "one of " + ", ".join(map(repr, choices)) if choices else "a string", v)
+        return v
+
+    def int_(self, v, path, lo=0, default=None):
+        if v is None:
+            return default
+        if type(v) is not int or v < lo:
+            raise self.fail(path, f"an integer >= {lo}", v)
+        return v
+
+    def num_(self, v, path, default=None, positive=False):
+        if v is None:
+            return default
+        if type(v) not in (int, float) or (positive and v <= 0):
+            raise self.fail(path, "a number" + (" > 0" if positive else ""), v)
+        return float(v)
+
+
+def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | None = None) -> Plan:
+    """A plan from a file, a shipped plan's name (`conformance`), or `text` (resume: the text stored
+    with the run); raises PlanError naming file, line, key and what was expected."""
+    from rig.campaign.cases import LIBRARY
+
+    path = resolve_plan(source) if text is None else Path(source)
+    file = str(source if text is not None else path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise PlanError(f"{file}: cannot read the plan: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise PlanError(f"{file}: not UTF-8 text: {e}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
+        where = f"{file}:{m.group(1)}" if m else file
+        raise PlanError(f"{where}: not valid TOML: {e}") from None
+    c = _Checker(file, text)
+    c.keys(data, (), ("name", "description", "profile", "bench", "case", "stop_on_failure", "parallel"),
+           ("case",))
+    name = c.text_(data.get("name"), ("name",), default=Path(file).stem)
+    description = c.text_(data.get("description"), ("description",), default="")
+    stop_on_failure = data.get("stop_on_failure", False)
+    if type(stop_on_failure) is not bool:
+        raise c.fail(("stop_on_failure",), "true or false", stop_on_failure)
+    parallel = data.get("parallel", True)
+    if type(parallel) is not bool:
+        raise c.fail(("parallel",), "true or false", parallel)
+
+    # profile
+    prof = data.get("profile", {})
+    profile_file, overrides = None, {}
+    if isinstance(prof, str):
+        profile_file = prof
+    elif isinstance(prof, dict):
+        overrides = dict(prof)
+        profile_file = overrides.pop("file", None)
+        if profile_file is not None and not isinstance(profile_file, str):
+            raise c.fail(("profile", "file"), "a path to a profile file", profile_file)
+    else:
+        raise c.fail(("profile",), "a profile file path or a table of profile overrides", prof)
+    base = base_dir or str(Path(file).resolve().parent)
+
+    # benches
+    raw_benches = data.get("bench", [{"name": "embedded"}])
+    if isinstance(raw_benches, dict):
+        raw_benches = [raw_benches]
+        bench_path = lambda i: ("bench",)  # noqa: E731
+    else:
+        bench_path = lambda i: ("bench", i)  # noqa: E731
+    if not isinstance(raw_benches, list) or not raw_benches:
+        raise c.fail(("bench",), "a [bench] table or [[bench]] tables", raw_benches)
+    benches: dict[str, BenchSpec] = {}
+    for i, b in enumerate(raw_benches):
+        p = bench_path(i)
+        c.keys(b, p, ("name", "kind", "role", "interface", "port", "policy", "instruments"))
+        bname = c.text_(b.get("name"), p + ("name",), default="embedded" if i == 0 else f"bench{i}")
+        if bname in benches:
+            raise c.fail(p + ("name",), "a bench name not used by another bench", bname)
+        kind = c.text_(b.get("kind"), p + ("kind",), KINDS, "embedded")
+        role = c.text_(b.get("role"), p + ("role",), ROLES, "meter-dut")
+        interface = c.text_(b.get("interface"), p + ("interface",), INTERFACES, "optical")
+        policy = c.text_(b.get("policy"), p + ("policy",), POLICIES, "typical")
+        port = c.text_(b.get("port"), p + ("port",))
+        if kind == "port" and not port:
+            raise c.fail(p, "a key 'port' (a pyserial URL) for kind = 'port'")
+        if kind == "embedded" and port:
+            raise c.fail(p + ("port",), "no port for kind = 'embedded' (it makes its own virtual line)", port)
+        inst = b.get("instruments", {})
+        c.keys(inst, p + ("instruments",), ("scope", "generator", "supply", "meter"))
+        for k, v in inst.items():
+            c.text_(v, p + ("instruments", k))
+        benches[bname] = BenchSpec(bname, kind, role, interface, port, policy, dict(inst))
+
+    # cases
+    raw_cases = data["case"]
+    if not isinstance(raw_cases, list) or not raw_cases:
+        raise c.fail(("case",), "one or more [[case]] tables", raw_cases)
+    cases: list[CaseSpec] = []
+    seen: set[str] = set()
+    first_bench = next(iter(benches))
+    for i, rc in enumerate(raw_cases):
+        p = ("case", i)
+        c.keys(rc, p, ("use", "name", "bench", "repeat", "params", "sweep", "stop"), ("use",))
+        use = c.text_(rc["use"], p + ("use",))
+        if use not in LIBRARY:
+            raise c.fail(p + ("use",), f"a case of the library ({', '.join(sorted(LIBRARY))})", use)
+        case = LIBRARY[use]
+        key = c.text_(rc.get("name"), p + ("name",), default=use)
+        if key in seen:
+            raise c.fail(p + ("name",), f"a case name not used by another case (give `name` to use {use!r} twice)", key)
+        seen.add(key)
+        bench = c.text_(rc.get("bench"), p + ("bench",), tuple(benches), first_bench)
+        if benches[bench].role not in case.roles:
+            raise c.fail(p + ("use",), f"a case for a bench with role {benches[bench].role!r} "
+                         f"(bench {bench!r}); {use!r} is for {', '.join(case.roles)}", use)
+        repeat = c.int_(rc.get("repeat"), p + ("repeat",), 1, 1)
+        params = rc.get("params", {})
+        c.keys(params, p + ("params",), tuple(case.params))
+        merged = dict(case.params)
+        for k, v in params.items():
+            merged[k] = case.check_param(k, v, lambda exp, k=k, v=v: c.fail(p + ("params", k), exp, v))
+        sweep_raw = rc.get("sweep", {})
+        c.keys(sweep_raw, p + ("sweep",), tuple(case.params))
+        sweep: dict[str, list] = {}
+        for k, spec in sweep_raw.items():
+            sp = p + ("sweep", k)
+            if isinstance(spec, list):
+                if not spec:
+                    raise c.fail(sp, "a non-empty list of values", spec)
+                values = spec
+            elif isinstance(spec, dict):
+                c.keys(spec, sp, ("start", "stop", "step"), ("start", "stop", "step"))
+                start, stop_ = c.num_(spec["start"], sp + ("start",)), c.num_(spec["stop"], sp + ("stop",))
+                step = c.num_(spec["step"], sp + ("step",), positive=True)
+                n = int(round(abs(stop_ - start) / step)) + 1
+                if n > 10_000:
+                    raise c.fail(sp + ("step",), "at most 10000 points", n)
+                sign = 1 if stop_ >= start else -1
+                values = [round(start + sign * j * step, 9) for j in range(n)]
+                if all(type(spec[x]) is int for x in ("start", "stop", "step")):
+                    values = [int(v) for v in values]
+            else:
+                raise c.fail(sp, "a list of values or a table {start, stop, step}", spec)
+            sweep[k] = [case.check_param(k, v, lambda exp, v=v: c.fail(sp, exp, v)) for v in values]
+        st = rc.get("stop", {})
+        c.keys(st, p + ("stop",), ("below", "max_failures", "max_duration_s"))
+        below = None
+        if "below" in st:
+            b = st["below"]
+            c.keys(b, p + ("stop", "below"), ("measurement", "value"), ("measurement", "value"))
+            below = (c.text_(b["measurement"], p + ("stop", "below", "measurement")),
+                     c.num_(b["value"], p + ("stop", "below", "value")))
+        stop = Stop(below, c.int_(st.get("max_failures"), p + ("stop", "max_failures"), 1),
+                    c.num_(st.get("max_duration_s"), p + ("stop", "max_duration_s"), positive=True))
+        cases.append(CaseSpec(key, use, bench, repeat, merged, sweep, stop, key_line(text, p) or 0))
+    plan = Plan(name, description, benches, cases, profile_file, overrides, text, str(path), base,
+                stop_on_failure, parallel)
+    # the profile must load too (its errors name the plan)
+    from rig.campaign.profiles import check_profile
+    check_profile(plan, c)
+    return plan
+
+
+def resolve_plan(source: str | Path) -> Path:
+    """A path, or the name of a shipped plan (`conformance` -> rig/plans/conformance.toml)."""
+    p = Path(source)
+    if p.exists() or p.suffix or "/" in str(source):
+        return p
+    shipped = PLANS_DIR / f"{source}.toml"
+    if shipped.exists():
+        return shipped
+    raise PlanError(f"{source}: no such plan file, and not a shipped plan ({', '.join(shipped_plans())})")
+
+
+def shipped_plans() -> list[str]:
+    return sorted(p.stem for p in PLANS_DIR.glob("*.toml"))

@@ -1,0 +1,340 @@
+"""The result store: one SQLite file in WAL mode holding runs, cases, steps and what each step measured.
+
+    store = Store.open("rig-results.sqlite")      # default: $RIG_STORE, else ./rig-results.sqlite
+    run = store.new_run(plan)                     # plan text kept, so a resume needs no file
+    store.record_step(case_id, StepRecord(...))   # one transaction: the step and all it measured
+
+A step is written whole, in one transaction, once it is over: a run killed at any moment (Ctrl-C,
+a crash, SIGKILL) leaves every finished step and nothing half-written; WAL recovery makes the
+file open cleanly afterwards. (case, step key) is unique, so no step is ever recorded twice and a
+resume runs exactly the steps that are missing.
+
+Tables: runs, cases, steps, measurements (name, value, unit, low, high, verdict, basis),
+exchanges (request/answer bytes and their times), captures (zlib-compressed samples, referenced
+by step).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import sqlite3
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rig.measurement import FAIL, PASS, Measurement
+
+DEFAULT_STORE = "rig-results.sqlite"
+SCHEMA_VERSION = 1
+
+# verdicts of steps, cases and runs
+ERROR = "error"          # the step could not be carried out (bench or DUT broke the procedure)
+SKIPPED = "skipped"      # not run: a stop condition ended its case first
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, plan_path TEXT, plan_text TEXT NOT NULL,
+    plan_dir TEXT, status TEXT NOT NULL, verdict TEXT, started_at REAL NOT NULL,
+    finished_at REAL, pid INTEGER, host TEXT, note TEXT);
+CREATE TABLE IF NOT EXISTS cases (
+    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id), key TEXT NOT NULL,
+    use TEXT NOT NULL, clause TEXT, title TEXT, bench TEXT, position INTEGER NOT NULL,
+    planned_steps INTEGER, params TEXT, status TEXT NOT NULL, verdict TEXT, stop_reason TEXT,
+    UNIQUE (run_id, key));
+CREATE TABLE IF NOT EXISTS steps (
+    id INTEGER PRIMARY KEY, case_id INTEGER NOT NULL REFERENCES cases(id), key TEXT NOT NULL,
+    position INTEGER NOT NULL, params TEXT, verdict TEXT NOT NULL, error TEXT, notes TEXT,
+    started_at REAL, finished_at REAL,
+    UNIQUE (case_id, key));
+CREATE TABLE IF NOT EXISTS measurements (
+    id INTEGER PRIMARY KEY, step_id INTEGER NOT NULL REFERENCES steps(id), seq INTEGER NOT NULL,
+    name TEXT NOT NULL, value REAL, unit TEXT, low REAL, high REAL, verdict TEXT NOT NULL, basis TEXT);
+CREATE TABLE IF NOT EXISTS exchanges (
+    id INTEGER PRIMARY KEY, step_id INTEGER NOT NULL REFERENCES steps(id), seq INTEGER NOT NULL,
+    name TEXT, request BLOB, answer BLOB, answer_kind TEXT,
+    request_start_ns INTEGER, request_end_ns INTEGER, answer_first_ns INTEGER, answer_last_ns INTEGER,
+    tr_ns INTEGER, max_ta_ns INTEGER, attempts INTEGER, naks_sent INTEGER, naks_received INTEGER,
+    ok INTEGER, errors TEXT, recovered TEXT);
+CREATE TABLE IF NOT EXISTS captures (
+    id INTEGER PRIMARY KEY, step_id INTEGER NOT NULL REFERENCES steps(id), name TEXT NOT NULL,
+    option TEXT, sample_rate REAL, n_samples INTEGER, dtype TEXT, encoding TEXT NOT NULL,
+    data BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS steps_case ON steps(case_id);
+CREATE INDEX IF NOT EXISTS meas_step ON measurements(step_id);
+CREATE INDEX IF NOT EXISTS exch_step ON exchanges(step_id);
+CREATE INDEX IF NOT EXISTS capt_step ON captures(step_id);
+"""
+
+
+class StoreError(Exception):
+    """A store that cannot be opened or does not hold what was asked for; names the file."""
+
+
+def default_path() -> str:
+    return os.environ.get("RIG_STORE") or DEFAULT_STORE
+
+
+@dataclass
+class Capture:
+    """Samples kept with a step (a scope capture, real or synthesised)."""
+    name: str
+    samples: object                 # numpy array
+    sample_rate: float
+    option: str = ""
+
+
+@dataclass
+class StepRecord:
+    """What one step produced. The verdict is computed: error if it could not be carried out,
+    fail if any measurement failed, else pass."""
+    key: str
+    position: int
+    params: dict = field(default_factory=dict)
+    measurements: list[Measurement] = field(default_factory=list)
+    exchanges: list = field(default_factory=list)      # rig.exchange.Exchange
+    captures: list[Capture] = field(default_factory=list)
+    error: str | None = None
+    notes: dict = field(default_factory=dict)
+    started_at: float = 0.0
+    finished_at: float = 0.0
+
+    @property
+    def verdict(self) -> str:
+        if self.error:
+            return ERROR
+        return FAIL if any(m.verdict == FAIL for m in self.measurements) else PASS
+
+
+def combine(verdicts) -> str:
+    """A verdict over several: error beats fail beats pass; nothing to judge is pass."""
+    v = set(verdicts)
+    for worst in (ERROR, FAIL):
+        if worst in v:
+            return worst
+    return PASS
+
+
+class Store:
+    """The SQLite result store. Thread-safe: one connection, every write under a lock."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = str(path)
+        self._lock = threading.RLock()
+        try:
+            self.db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"{self.path}: cannot open the result store: {e}") from None
+        self.db.row_factory = sqlite3.Row
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str] | None = None) -> "Store":
+        return cls(path or default_path())
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- writing ------------------------------------------------------------------------------------
+    def _tx(self):
+        store = self
+
+        class _T:
+            def __enter__(self_):
+                store._lock.acquire()
+                store.db.execute("BEGIN IMMEDIATE")
+                return store.db
+
+            def __exit__(self_, et, ev, tb):
+                try:
+                    store.db.execute("ROLLBACK" if et else "COMMIT")
+                finally:
+                    store._lock.release()
+        return _T()
+
+    def new_run(self, name: str, plan_text: str, plan_path: str | None, plan_dir: str | None) -> int:
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO runs (name, plan_path, plan_text, plan_dir, status, started_at, pid, host) "
+                "VALUES (?, ?, ?, ?, 'running', ?, ?, ?)",
+                (name, plan_path, plan_text, plan_dir, time.time(), os.getpid(), socket.gethostname()))
+            return cur.lastrowid
+
+    def claim_run(self, run_id: int) -> None:
+        """This process now runs it (a resume)."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status='running', pid=?, host=?, finished_at=NULL WHERE id=?",
+                       (os.getpid(), socket.gethostname(), run_id))
+
+    def finish_run(self, run_id: int, status: str, verdict: str | None, note: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE runs SET status=?, verdict=?, finished_at=?, note=? WHERE id=?",
+                       (status, verdict, time.time(), note, run_id))
+
+    def ensure_case(self, run_id: int, key: str, use: str, clause: str, title: str, bench: str,
+                    position: int, planned_steps: int, params: dict) -> int:
+        with self._tx() as db:
+            row = db.execute("SELECT id FROM cases WHERE run_id=? AND key=?", (run_id, key)).fetchone()
+            if row is not None:
+                db.execute("UPDATE cases SET planned_steps=? WHERE id=?", (planned_steps, row[0]))
+                return row[0]
+            cur = db.execute(
+                "INSERT INTO cases (run_id, key, use, clause, title, bench, position, planned_steps, params, status) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                (run_id, key, use, clause, title, bench, position, planned_steps, _json(params)))
+            return cur.lastrowid
+
+    def finish_case(self, case_id: int, status: str, verdict: str | None, stop_reason: str | None = None) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE cases SET status=?, verdict=?, stop_reason=? WHERE id=?",
+                       (status, verdict, stop_reason, case_id))
+
+    def record_step(self, case_id: int, step: StepRecord) -> int:
+        """Write a finished step with everything it produced, all or nothing."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO steps (case_id, key, position, params, verdict, error, notes, started_at, finished_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (case_id, step.key, step.position, _json(step.params), step.verdict, step.error,
+                 _json(step.notes), step.started_at, step.finished_at))
+            sid = cur.lastrowid
+            db.executemany(
+                "INSERT INTO measurements (step_id, seq, name, value, unit, low, high, verdict, basis) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(sid, i, m.name, _num(m.value), m.unit, m.low, m.high, m.verdict, m.basis)
+                 for i, m in enumerate(step.measurements)])
+            db.executemany(
+                "INSERT INTO exchanges (step_id, seq, name, request, answer, answer_kind, request_start_ns, "
+                "request_end_ns, answer_first_ns, answer_last_ns, tr_ns, max_ta_ns, attempts, naks_sent, "
+                "naks_received, ok, errors, recovered) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                [(sid, i, e.name, bytes(e.request), bytes(e.answer), e.answer_kind, e.request_start_ns,
+                  e.request_end_ns, e.answer_first_ns, e.answer_last_ns, e.tr_ns, e.max_ta_ns, e.attempts,
+                  e.naks_sent, e.naks_received, int(e.ok), _json(e.errors), _json(e.recovered))
+                 for i, e in enumerate(step.exchanges)])
+            for c in step.captures:
+                blob, dtype, n = _compress(c.samples)
+                db.execute("INSERT INTO captures (step_id, name, option, sample_rate, n_samples, dtype, encoding, data) "
+                           "VALUES (?, ?, ?, ?, ?, ?, 'zlib+npy', ?)", (sid, c.name, c.option, c.sample_rate, n, dtype, blob))
+            return sid
+
+    # -- reading ------------------------------------------------------------------------------------
+    def run(self, run_id: int) -> sqlite3.Row:
+        row = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: no run {run_id} (see `rig runs`)")
+        return row
+
+    def runs(self) -> list[dict]:
+        out = []
+        for r in self.db.execute("SELECT * FROM runs ORDER BY id"):
+            d = dict(r)
+            d.pop("plan_text")
+            if d["status"] == "running" and not _alive(d["pid"], d["host"]):
+                d["status"] = "interrupted"
+            c = self.db.execute(
+                "SELECT count(*), sum(verdict='pass'), sum(verdict='fail'), sum(verdict='error') FROM cases WHERE run_id=?",
+                (r["id"],)).fetchone()
+            d.update(cases=c[0], passed=c[1] or 0, failed=c[2] or 0, errors=c[3] or 0)
+            d["steps"] = self.db.execute(
+                "SELECT count(*) FROM steps JOIN cases ON steps.case_id=cases.id WHERE run_id=?", (r["id"],)).fetchone()[0]
+            out.append(d)
+        return out
+
+    def cases(self, run_id: int) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM cases WHERE run_id=? ORDER BY position", (run_id,))]
+
+    def steps(self, case_id: int) -> list[dict]:
+        return [dict(r) for r in self.db.execute("SELECT * FROM steps WHERE case_id=? ORDER BY position", (case_id,))]
+
+    def step_keys(self, case_id: int) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT key FROM steps WHERE case_id=?", (case_id,))}
+
+    def measurements(self, step_id: int) -> list[Measurement]:
+        return [Measurement(r["name"], r["value"], r["unit"], r["low"], r["high"], r["basis"])
+                for r in self.db.execute("SELECT * FROM measurements WHERE step_id=? ORDER BY seq", (step_id,))]
+
+    def capture(self, capture_id: int):
+        r = self.db.execute("SELECT * FROM captures WHERE id=?", (capture_id,)).fetchone()
+        if r is None:
+            raise StoreError(f"{self.path}: no capture {capture_id}")
+        import numpy as np
+        return np.load(io.BytesIO(zlib.decompress(r["data"])), allow_pickle=False), r["sample_rate"]
+
+    def table(self, run_id: int, name: str) -> tuple[list[str], list[tuple]]:
+        """Rows of one table for a run, flattened with the case and step they belong to (for export)."""
+        q = {
+            "cases": "SELECT c.* FROM cases c WHERE c.run_id=? ORDER BY c.position",
+            "steps": "SELECT c.key AS case_key, c.use, c.clause, s.id, s.key, s.position, s.params, s.verdict, "
+                     "s.error, s.notes, s.started_at, s.finished_at FROM steps s JOIN cases c ON s.case_id=c.id "
+                     "WHERE c.run_id=? ORDER BY c.position, s.position",
+            "measurements": "SELECT c.key AS case_key, c.clause, s.key AS step_key, s.params AS step_params, "
+                            "m.name, m.value, m.unit, m.low, m.high, m.verdict, m.basis FROM measurements m "
+                            "JOIN steps s ON m.step_id=s.id JOIN cases c ON s.case_id=c.id WHERE c.run_id=? "
+                            "ORDER BY c.position, s.position, m.seq",
+            "exchanges": "SELECT c.key AS case_key, s.key AS step_key, e.seq, e.name, e.request, e.answer, "
+                         "e.answer_kind, e.request_start_ns, e.request_end_ns, e.answer_first_ns, e.answer_last_ns, "
+                         "e.tr_ns, e.max_ta_ns, e.attempts, e.naks_sent, e.naks_received, e.ok, e.errors, e.recovered "
+                         "FROM exchanges e JOIN steps s ON e.step_id=s.id JOIN cases c ON s.case_id=c.id "
+                         "WHERE c.run_id=? ORDER BY c.position, s.position, e.seq",
+            "captures": "SELECT c.key AS case_key, s.key AS step_key, k.id, k.name, k.option, k.sample_rate, "
+                        "k.n_samples, k.dtype, k.encoding FROM captures k JOIN steps s ON k.step_id=s.id "
+                        "JOIN cases c ON s.case_id=c.id WHERE c.run_id=? ORDER BY c.position, s.position",
+        }[name]
+        cur = self.db.execute(q, (run_id,))
+        return [d[0] for d in cur.description], [tuple(r) for r in cur.fetchall()]
+
+
+def _json(v) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def _num(v):
+    if v is None or isinstance(v, (int, float)):
+        return v
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _compress(samples) -> tuple[bytes, str, int]:
+    import numpy as np
+    a = np.asarray(samples)
+    buf = io.BytesIO()
+    np.save(buf, a, allow_pickle=False)
+    return zlib.compress(buf.getvalue(), 6), str(a.dtype), int(a.size)
+
+
+def _alive(pid, host) -> bool:
+    if not pid or host != socket.gethostname():
+        return True  # cannot tell from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_alive(row) -> bool:
+    return _alive(row["pid"], row["host"])
+
+
+def path_of(store: Store) -> Path:
+    return Path(store.path)
