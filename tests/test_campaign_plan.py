@@ -1,0 +1,61 @@
+"""Plan validation: a bad plan fails before anything runs, naming file, line, key and what was expected."""
+import pytest
+
+from rig.campaign.plan import PlanError, load_plan, shipped_plans
+
+GOOD = '''
+name = "t"
+[[bench]]
+name = "m"
+[[case]]
+use = "meter/6.6/read"
+[[case]]
+use = "electrical/margin"
+params = { quantity = "baud_error" }
+sweep = { amount = { start = 0.0, stop = 2.0, step = 0.5 } }
+'''
+
+
+def write(tmp_path, text):
+    p = tmp_path / "plan.toml"
+    p.write_text(text)
+    return p
+
+
+def test_a_good_plan_loads_with_its_steps(tmp_path):
+    plan = load_plan(write(tmp_path, GOOD))
+    margin = plan.cases[1]
+    assert [p["amount"] for _, p in margin.steps()] == [0.0, 0.5, 1.0, 1.5, 2.0]
+    assert margin.steps()[0][0] == "amount=0,rep=0"
+
+
+@pytest.mark.parametrize("name", shipped_plans())
+def test_every_shipped_plan_is_valid(name):
+    assert load_plan(name).cases
+
+
+@pytest.mark.parametrize("change, says", [
+    (("use = \"meter/6.6/read\"", "use = \"meter/6.6/nope\""), r"plan.toml:6: case\[0\].use: expected a case of the library"),
+    (("[[case]]\nuse = \"meter/6.6/read\"", "[[case]]\nuse = \"meter/6.6/read\"\nrepeat = 0"),
+     r"plan.toml:7: case\[0\].repeat: expected an integer >= 1, got 0"),
+    (("quantity = \"baud_error\"", "quantity = \"sunshine\""),
+     r"plan.toml:9: case\[1\].params.quantity: expected one of 'baud_error'"),
+    (("step = 0.5", "step = 0"), r"plan.toml:10: case\[1\].sweep.amount.step: expected a number > 0, got 0"),
+    (("name = \"m\"", "name = \"m\"\ncolour = \"red\""), r"plan.toml:5: bench\[0\].colour: expected one of the keys"),
+    (("name = \"m\"", "name = \"m\"\nkind = \"port\""), r"plan.toml:3: bench\[0\]: expected a key 'port'"),
+    (("name = \"t\"", "name = \"t\"\n[profile.timing]\nta_ms = \"fast\""),
+     r"plan.toml:4: profile.timing.ta_ms: expected an integer 1..60000 \(milliseconds\), got 'fast'"),
+    (("[[case]]\nuse = \"meter/6.6/read\"", "[[case]]\nuse = \"hhu/6.4/session\""),
+     r"case\[0\].use: expected a case for a bench with role 'meter-dut'"),
+    (("name = \"t\"", "name = = \"t\""), r"plan.toml:2: not valid TOML"),
+])
+def test_bad_plans_name_file_line_key_and_expectation(tmp_path, change, says):
+    old, new = change
+    assert old in GOOD
+    with pytest.raises(PlanError, match=says):
+        load_plan(write(tmp_path, GOOD.replace(old, new, 1)))
+
+
+def test_unknown_plan_name_lists_the_shipped_ones():
+    with pytest.raises(PlanError, match="not a shipped plan .*conformance"):
+        load_plan("no-such-plan")
