@@ -9,7 +9,9 @@
  * the masks, one step per edge: the next flip is the next set bit of `x > hi` (state low) or `x < lo`
  * (state high), the edge time comes from the last mid crossing of the segment before the flip, the
  * 10 %/90 % times from the last/first crossing, each interpolated once, when used, with the same
- * expression on the same two samples as the reference.  The samples the reference looks at (its
+ * expression on the same two samples as the reference.  One code path serves both states (per-state
+ * masks and thresholds picked by index); the next block's masks are computed before the current
+ * block's walk, so that they survive the mispredicted end of the walk.  The samples the reference looks at (its
  * min/max statistics) are the ones its quiet-stretch skip does not jump over: a mask as well.  A block
  * whose 64 samples (and the one before) are all beyond the quiet threshold of the state is skipped
  * after one compare per vector.  The strided level histogram (every 16th sample) is done in the same
@@ -404,14 +406,26 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
     uint64_t c_lt90 = c->c_lt90, c_gt90 = c->c_gt90, c_p0 = c->c_p0, c_p1 = c->c_p1;
     int ne = *ne_p;
     float tail[64];
+    /* per state s (0 low, 1 high): A the 10/90 % crossing kept before a flip, B the mid crossing;
+       the measure at the flip and the pending one; statistics by direction (0 rise, 1 fall) */
+    const double TA[2] = {p10, p90}, TM[2] = {p90, p10};
+    double vA[2] = {lu10, ld90}, vB[2] = {lum, ldm}, tb[2] = {rise_t10, fall_t90};
+    int64_t iA = state ? id90 : iu10, iB = state ? idm : ium;
+    int pend = state ? pend_rise : pend_fall;
+    int64_t nm[2] = {n_rise, n_fall};
+    double sm[2] = {sum_rise, sum_fall}, mx[2] = {max_rise, max_fall};
+    rig_masks_t m, mnext;
+    Py_ssize_t mnext_i = -1;     /* block whose masks are in mnext (computed one block ahead) */
+    Py_ssize_t qnext_i = -1;     /* block whose quiet tests (either state) are in qlo/qhi */
+    int qlo = 0, qhi = 0;
     while (i < n && ne <= cap - 64) {
-        rig_masks_t m;
         uint64_t valid, lt10, gt10, ltm, gtm, lt90, gt90;
-        uint64_t U10, D10, UM, DM, U90, D90, E0, E1, exam = 0, rng, fm, reg, mm;
+        uint64_t U10, D10, UM, DM, U90, D90, E0, E1, exam = 0, rng, fm, reg;
         int nb, p = 0, f;
         /* quiet block: every sample beyond the quiet threshold of the state, and the one before too:
            no crossing, no flip, no sample looked at (the reference's skip); only the histogram */
-        while (n - i >= 64 && (state ? c_p1 : c_p0) && RIG_KQUIET(x + i, &th, state)) {
+        while (n - i >= 64 && (state ? c_p1 : c_p0)
+               && (qnext_i == i ? (state ? qhi : qlo) : RIG_KQUIET(x + i, &th, state))) {
             double pv;
             nb = 64;
             RIG_HIST_BLOCK(64);
@@ -424,7 +438,17 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
         if (n - i >= 64) {
             nb = 64;
             valid = ~(uint64_t)0;
-            RIG_KMASKS(x + i, &th, &m);
+            if (mnext_i == i) m = mnext;
+            else RIG_KMASKS(x + i, &th, &m);
+            /* the next block's masks now, ahead of this block's data-dependent branches (they are not
+               thrown away when the end of the walk below is mispredicted).  Its ls/gs bounds may be
+               older than this block's update: a superset of samples to visit, same result. */
+            if (n - i >= 128) {   /* (not for a block that will likely be skipped as quiet) */
+                qlo = RIG_KQUIET(x + i + 64, &th, 0);
+                qhi = RIG_KQUIET(x + i + 64, &th, 1);
+                qnext_i = i + 64;
+                if (!(qlo | qhi)) { RIG_KMASKS(x + i + 64, &th, &mnext); mnext_i = i + 64; }
+            }
         } else {
             nb = (int)(n - i);
             valid = ((uint64_t)1 << nb) - 1;
@@ -446,79 +470,48 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
         E1 = ~(((m.p1 << 1) | c_p1) & m.q1);
         c_lt10 = lt10 >> 63; c_gt10 = gt10 >> 63; c_ltm = ltm >> 63; c_gtm = gtm >> 63;
         c_lt90 = lt90 >> 63; c_gt90 = gt90 >> 63; c_p0 = m.p0 >> 63; c_p1 = m.p1 >> 63;
-        for (;;) {
-            rng = valid & (~(uint64_t)0 << p);
-            if (state == 0) {
-                fm = m.uh & rng;
+        {
+            const uint64_t Fm[2] = {m.uh, m.dl}, Am[2] = {U10, D90}, Bm[2] = {UM, DM};
+            const uint64_t Pm[2] = {D10, U90}, Mm[2] = {U90, D10}, Em[2] = {E0, E1};
+            for (;;) {
+                uint64_t A_, B_, P_;
+                rng = valid & (~(uint64_t)0 << p);
+                fm = Fm[state] & rng;
                 f = fm ? __builtin_ctzll(fm) : 63;
                 reg = rng & ((((uint64_t)2) << f) - 1);
-                exam |= reg & E0;
-                mm = U10 & reg;
-                iu10 = mm ? (int64_t)i + 63 - __builtin_clzll(mm) : iu10;
-                mm = UM & reg;
-                ium = mm ? (int64_t)i + 63 - __builtin_clzll(mm) : ium;
-                mm = D10 & reg;
-                if (pend_fall && mm) {
-                    double t = RIG_AT(i + __builtin_ctzll(mm), p10) - fall_t90;
-                    pend_fall = 0;
-                    n_fall += 1;
-                    sum_fall += t;
-                    if (t > max_fall) max_fall = t;
+                exam |= reg & Em[state];
+                A_ = Am[state] & reg;
+                iA = A_ ? (int64_t)i + 63 - __builtin_clzll(A_) : iA;
+                B_ = Bm[state] & reg;
+                iB = B_ ? (int64_t)i + 63 - __builtin_clzll(B_) : iB;
+                P_ = Pm[state] & reg;
+                if (pend && P_) {
+                    double t = RIG_AT(i + __builtin_ctzll(P_), TA[state]) - tb[1 - state];
+                    int d = 1 - state;
+                    pend = 0;
+                    nm[d] += 1;
+                    sm[d] += t;
+                    if (t > mx[d]) mx[d] = t;
                 }
                 if (!fm) break;
-                state = 1;
-                pend_fall = 0;
-                if (iu10 >= 0) { lu10 = RIG_AT(iu10, p10); iu10 = -1; }
-                if (ium >= 0) { lum = RIG_AT(ium, mid); ium = -1; }
-                rise_t10 = lu10;
-                pend_rise = 1;
-                if ((U90 >> f) & 1) {
-                    double t = RIG_AT(i + f, p90) - rise_t10;
-                    pend_rise = 0;
-                    n_rise += 1;
-                    sum_rise += t;
-                    if (t > max_rise) max_rise = t;
+                if (iA >= 0) { vA[state] = RIG_AT(iA, TA[state]); iA = -1; }
+                if (iB >= 0) { vB[state] = RIG_AT(iB, mid); iB = -1; }
+                tb[state] = vA[state];
+                pend = 1;
+                if ((Mm[state] >> f) & 1) {
+                    double t = RIG_AT(i + f, TM[state]) - tb[state];
+                    pend = 0;
+                    nm[state] += 1;
+                    sm[state] += t;
+                    if (t > mx[state]) mx[state] = t;
                 }
-                et[ne] = lum;
-                eh[ne] = 1;
+                et[ne] = vB[state];
+                eh[ne] = (uint8_t)(1 - state);
                 ne++;
-            } else {
-                fm = m.dl & rng;
-                f = fm ? __builtin_ctzll(fm) : 63;
-                reg = rng & ((((uint64_t)2) << f) - 1);
-                exam |= reg & E1;
-                mm = D90 & reg;
-                id90 = mm ? (int64_t)i + 63 - __builtin_clzll(mm) : id90;
-                mm = DM & reg;
-                idm = mm ? (int64_t)i + 63 - __builtin_clzll(mm) : idm;
-                mm = U90 & reg;
-                if (pend_rise && mm) {
-                    double t = RIG_AT(i + __builtin_ctzll(mm), p90) - rise_t10;
-                    pend_rise = 0;
-                    n_rise += 1;
-                    sum_rise += t;
-                    if (t > max_rise) max_rise = t;
-                }
-                if (!fm) break;
-                state = 0;
-                pend_rise = 0;
-                if (id90 >= 0) { ld90 = RIG_AT(id90, p90); id90 = -1; }
-                if (idm >= 0) { ldm = RIG_AT(idm, mid); idm = -1; }
-                fall_t90 = ld90;
-                pend_fall = 1;
-                if ((D10 >> f) & 1) {
-                    double t = RIG_AT(i + f, p10) - fall_t90;
-                    pend_fall = 0;
-                    n_fall += 1;
-                    sum_fall += t;
-                    if (t > max_fall) max_fall = t;
-                }
-                et[ne] = ldm;
-                eh[ne] = 0;
-                ne++;
+                state ^= 1;
+                p = f + 1;
+                if (p >= nb) break;
             }
-            p = f + 1;
-            if (p >= nb) break;
         }
         /* min/max of the samples the reference looks at, in order (strict < / > keep the first of
            equal values); only those beyond the running extremes can change them */
@@ -535,6 +528,10 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
         }
         i += nb;
     }
+    lu10 = vA[0]; ld90 = vA[1]; lum = vB[0]; ldm = vB[1]; rise_t10 = tb[0]; fall_t90 = tb[1];
+    iu10 = state ? -1 : iA; ium = state ? -1 : iB; id90 = state ? iA : -1; idm = state ? iB : -1;
+    pend_rise = state ? pend : 0; pend_fall = state ? 0 : pend;
+    n_rise = nm[0]; n_fall = nm[1]; sum_rise = sm[0]; sum_fall = sm[1]; max_rise = mx[0]; max_fall = mx[1];
     c->state = state; c->pend_rise = pend_rise; c->pend_fall = pend_fall;
     c->lum = lum; c->ldm = ldm; c->lu10 = lu10; c->ld90 = ld90;
     c->iu10 = iu10; c->ium = ium; c->id90 = id90; c->idm = idm;
