@@ -261,7 +261,11 @@ def decode(capture, sample_rate: float | None = None, option="current-loop", bau
     parts.append(dec.finish())
     if keep_edges:
         edge_parts.append(dec.take_edges())
-    chars = np.concatenate(parts) if parts else np.zeros(0)
+    if parts:  # numpy copies a structured dtype field by field; as raw records it is one copy
+        raw = np.dtype((np.void, parts[0].dtype.itemsize))
+        chars = np.concatenate([p.view(raw) for p in parts]).view(parts[0].dtype)
+    else:
+        chars = np.zeros(0)
     edges = np.concatenate(edge_parts) if keep_edges else None
     res = build_result(chars, dec.stats(), dec.histogram(), dec.take_glitches(), opt, cf, float(fs),
                        baud, scale, offset, dec.level_source or "", edges)
