@@ -192,13 +192,18 @@ class Client:
     def _receive(self, name: str, ex_from: Message, expect, ex: Exchange) -> Exchange:
         p = self.profile
         repeats = p.protocol.nak_repeats
+        said_end = ex.request_end_ns  # end of what we said last: the request, or our NAK
         while True:
             # the answer must start within the command timeout; its first character arrives
             # one character time later, plus the latency of the OS (assumed 20 ms at most)
-            deadline = ex.request_end_ns + p.timing.command_timeout_ns + self.port.char_ns + 20_000_000
+            deadline = said_end + p.timing.command_timeout_ns + self.port.char_ns + 20_000_000
             frame = self.reader.next_frame(deadline)
-            while frame is not None and frame.kind == "garbage":
-                ex.errors.append(f"garbage before the answer: {len(frame.data)} byte(s)")
+            while frame is not None and (frame.kind == "garbage" or self._stale(frame, said_end)):
+                if frame.kind == "garbage":
+                    ex.errors.append(f"garbage before the answer: {len(frame.data)} byte(s)")
+                else:
+                    ex.errors.append(f"ignored a {frame.kind} frame that began before our request "
+                                     "ended: an answer to an earlier attempt")
                 frame = self.reader.next_frame(deadline)
             if frame is None:
                 problem = f"no answer within {p.timing.command_timeout_ns / 1e6:g} ms"
@@ -225,10 +230,11 @@ class Client:
             if frame is not None and not frame.ok:
                 ex.naks_sent += 1  # ask for the answer again
                 self._last_end_ns = frame.t_last_ns
-                self._send_nak()
+                said_end = self._send_nak()
             else:
                 self.reader.discard()
                 self._send(ex_from, ex)  # no answer, a NAK or a wrong answer: repeat the request
+                said_end = ex.request_end_ns
         # it came through, perhaps after repeats: the problems met on the way were recovered
         ex.recovered, ex.errors = ex.errors, []
         ex.message = msg
@@ -241,9 +247,22 @@ class Client:
         self._measure(ex)
         return ex
 
-    def _send_nak(self) -> None:
+    def _send_nak(self) -> int:
+        """NAK the answer; returns when the NAK is off the line."""
         at = max(_clock.now_ns(), self._last_end_ns + self.profile.timing.tr_min_fast_ns)
-        self.port.write(Nak().to_bytes(), at_ns=at)
+        chars = Nak().to_bytes()
+        times = self.port.write(chars, at_ns=at)
+        end = int(times[-1]) + self.port.char_ns
+        self.reader.expect_echo(chars, end + self.port.char_ns)
+        self._last_end_ns = end
+        return end
+
+    def _stale(self, frame, said_end: int) -> bool:
+        """A frame that began on the line before we finished speaking cannot answer what we said
+        (half duplex): it answers an earlier attempt. Only where the port has line timing."""
+        if not self.port.line_timed or frame.t_first_ns < 0:
+            return False
+        return frame.t_first_ns - self.port.char_ns < said_end - self.port.char_ns // 2
 
     def _measure(self, ex: Exchange) -> None:
         t = self.profile.timing

@@ -69,6 +69,20 @@ class FrameReader:
         """We just sent chars: on a line that echoes, a copy arriving before until_ns is ours."""
         self.echo = (chars, until_ns)
 
+    def hears_frame_before(self, deadline_ns: int) -> bool:
+        """Listen until the deadline: True as soon as a frame (not garbage) has come in. It stays
+        queued for next_frame. A meter uses it not to answer a request the client has given up on."""
+        while True:
+            if any(f.kind != "garbage" for f in self._frames):
+                return True
+            if _clock.now_ns() >= deadline_ns:
+                return False
+            data, times = self.port.read(deadline_ns, idle_ns=0)
+            if data:
+                self.wire += data
+                self._last_rx_ns = int(times[-1])
+                self._frames.extend(self.framer.feed(data, times))
+
     def discard(self) -> None:
         """Forget frames read but not taken, and any frame in progress."""
         self._frames.clear()

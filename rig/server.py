@@ -681,16 +681,23 @@ class MeterServer:
         sent = None
         if r.baud is not None and r.answer is None:
             self.port.set_baud(r.baud, at_ns=r.send_at_ns)
+        abandoned = False
         if r.answer is not None:
             if r.baud is not None:
                 self.port.set_baud(r.baud)
+            # half duplex: if the client speaks again before our answer is due, it has given up
+            # on it (it repeats after a timeout); answering now would answer its next request
+            if r.send_at_ns is not None:
+                abandoned = self.reader.hears_frame_before(r.send_at_ns - 1_000_000)
+        if r.answer is not None and not abandoned:
             chars = r.to_bytes()
             times = self.port.write(chars, at_ns=r.send_at_ns, gap_ns=r.char_gap_ns)
             self.reader.expect_echo(chars, int(times[-1]) + 3 * self.port.char_ns)
             sent = (chars, int(times[0]))
             if r.baud_after is not None:
                 self.port.set_baud(r.baud_after)
-        event = {"event": r.event, "state": self.emulator.state,
+        event = {"event": r.event + (" (answer abandoned: the client spoke first)" if abandoned else ""),
+                 "state": self.emulator.state,
                  "request": None if frame is None else frame.data.decode("ascii", "replace"),
                  "request_ok": None if frame is None else frame.ok,
                  "t_request_end_ns": None if frame is None else frame.t_last_ns,

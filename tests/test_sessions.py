@@ -247,3 +247,16 @@ def test_a_line_too_bad_to_recover_fails_clearly_and_applies_nothing(profile):
         with pytest.raises(ClientError, match=r"write TokenData: .* \(after \d request\(s\)"):
             hhu.transfer_token(TOKEN)
     assert meter.emulator.tokens.applied == []
+
+
+def test_a_write_delayed_past_the_command_timeout_keeps_client_and_meter_in_step(profile):
+    """Regression: the client timed out on a write whose end was held back on the line and repeated
+    it; the meter's answers to the late first copy were taken as answers to later requests."""
+    with EmbeddedMeter(profile) as meter, session(meter, profile) as hhu:
+        hhu.identify()
+        meter.line.inject(_fault_at_next_char(meter, "to_meter", kind="delay", offset=12, ns=1_700_000_000))
+        result = hhu.transfer_token(TOKEN)
+        value, _ = hhu.read("protocolVersion")
+        hhu.sign_off()
+    assert result.accepted and value == profile.emulator.register_values["protocolVersion"]
+    assert [a.text for a in meter.emulator.tokens.applied] == [TOKEN]

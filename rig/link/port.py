@@ -55,6 +55,9 @@ class Port:
         self.url = url
         self.fmt = fmt
         self.soft_parity = is_virtual(url) if soft_parity is None else soft_parity
+        # characters take their line time here (a UART, or the virtual line's pty); over a socket
+        # or loop:// they arrive at once, so send and arrival times say nothing of the line
+        self.line_timed = not url.startswith(("socket://", "loop://", "spy://"))
         bytesize, parity, stopbits, self.bits_per_char = _FORMATS[fmt]
         if self.soft_parity:
             bytesize, parity = serial.EIGHTBITS, serial.PARITY_NONE
