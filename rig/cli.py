@@ -287,8 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.set_defaults(func=cmd_token)
 
     from rig import bench_cli, decode_cli
+    from rig.campaign import cli as campaign_cli
     decode_cli.add_parser(sub)
     bench_cli.add_parser(sub)
+    campaign_cli.add_parsers(sub)
     return ap
 
 
