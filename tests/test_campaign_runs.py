@@ -54,8 +54,12 @@ def test_default_run_passes_and_exports(tmp_path):
     t0 = time.monotonic()
     r = rig("run", "--store", str(store), "--json")
     took = time.monotonic() - t0
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    runs = json.loads(r.stdout)
+    try:
+        runs = json.loads(r.stdout)
+    except ValueError:
+        raise AssertionError(f"rig run printed no JSON (exit {r.returncode}): {r.stderr[-3000:]}") from None
+    failed = [(c["case"], c.get("failures")) for run in runs for c in run["cases"] if c["verdict"] != "pass"]
+    assert r.returncode == 0 and not failed, failed
     assert [x["name"] for x in runs] == ["conformance", "electrical"]
     for run in runs:
         assert run["verdict"] == "pass" and run["status"] == "done"
