@@ -27,6 +27,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--store", help=store_help)
     p.add_argument("--json", action="store_true", help="print the results as JSON (no progress bars)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--junit", metavar="FILE.xml", help="also write the results as JUnit XML (Jenkins, GitLab)")
     p.set_defaults(func=cmd_run)
 
     p = subparsers.add_parser("runs", help="list the runs in the store")
@@ -116,6 +117,9 @@ def cmd_run(args) -> int:
                 code = 1
             if verdict == "stopped":
                 break
+        if getattr(args, "junit", None) and results:
+            from rig.junit import write_junit
+            write_junit(store, [r["id"] for r in results], args.junit)
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2, default=str))
     return code

@@ -1,0 +1,181 @@
+"""JUnit XML of runs in the result store, for Jenkins and GitLab.
+
+    write_junit(store, [run_id], "rig-junit.xml")
+
+One <testsuite> per run, one <testcase> per case and step (classname: the case key with its
+clause, name: the step key). A failed step carries a <failure> naming each failed measurement with
+its limits and the exchange(s) that failed; a step that could not be carried out an <error>; a case
+stopped before all its planned steps a <skipped> testcase for the rest. Every measurement is a
+<property> of its testcase ("value unit [low .. high] verdict"), the run's plan and verdict
+properties of its testsuite.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from rig.campaign.store import ERROR, Store
+from rig.measurement import FAIL, Measurement
+
+_MAX_EXCHANGES = 5   # exchanges quoted in a failure
+
+
+def _num(v) -> str:
+    return "" if v is None else f"{v:g}" if isinstance(v, (int, float)) else str(v)
+
+
+def measurement_value(m: Measurement) -> str:
+    """A measurement as one property value: '0.213 s [0.02 .. 1.5] pass (IEC 62056-21 §...)'."""
+    val = "n/a" if m.value is None else (f"{m.value:.6g}" if isinstance(m.value, (int, float)) else str(m.value))
+    text = f"{val} {m.unit}".rstrip()
+    if m.low is not None or m.high is not None:
+        text += f" [{_num(m.low)} .. {_num(m.high)}]"
+    text += f" {m.verdict}"
+    if m.basis:
+        text += f" ({m.basis})"
+    return text
+
+
+def _bytes(b) -> str:
+    if b is None:
+        return "-"
+    return repr(bytes(b))[1:]      # printable, with \x01 for control characters
+
+
+def _exchange_text(e: dict) -> str:
+    tr = "-" if e["tr_ns"] is None else f"{e['tr_ns'] / 1e6:.3f} ms"
+    ta = "-" if e["max_ta_ns"] is None else f"{e['max_ta_ns'] / 1e6:.3f} ms"
+    lines = [f"exchange {e['seq']} {e['name'] or ''}: {'ok' if e['ok'] else 'FAILED'}, answer {e['answer_kind'] or '-'}, "
+             f"tr {tr}, max ta {ta}, attempts {e['attempts']}, NAKs sent {e['naks_sent']} "
+             f"received {e['naks_received']}",
+             f"  request: {_bytes(e['request'])}",
+             f"  answer:  {_bytes(e['answer'])}"]
+    for key in ("errors", "recovered"):
+        v = json.loads(e[key]) if e[key] else None
+        if v:
+            lines.append(f"  {key}: {v}")
+    return "\n".join(lines)
+
+
+def _exchanges(store: Store, step_id: int) -> list[dict]:
+    return [dict(r) for r in store.db.execute("SELECT * FROM exchanges WHERE step_id=? ORDER BY seq", (step_id,))]
+
+
+def _failing_exchanges(store: Store, step_id: int) -> list[dict]:
+    """The exchanges that failed; when all went through, the last ones (what the measurements judge)."""
+    ex = _exchanges(store, step_id)
+    bad = [e for e in ex if not e["ok"]]
+    return (bad or ex)[-_MAX_EXCHANGES:]
+
+
+def _iso(t: float | None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t or 0))
+
+
+def _secs(a, b) -> str:
+    return f"{max(0.0, (b or 0) - (a or 0)):.3f}" if a and b else "0.000"
+
+
+def _properties(parent: ET.Element, props) -> None:
+    props = list(props)
+    if props:
+        el = ET.SubElement(parent, "properties")
+        for name, value in props:
+            ET.SubElement(el, "property", name=str(name), value=str(value))
+
+
+def _testcase(store: Store, case: dict, classname: str, step: dict) -> tuple[ET.Element, str]:
+    tc = ET.Element("testcase", name=step["key"], classname=classname,
+                    time=_secs(step["started_at"], step["finished_at"]))
+    ms = store.measurements(step["id"])
+    props = [(m.name, measurement_value(m)) for m in ms]
+    if step["params"] and step["params"] != "{}":
+        props.insert(0, ("params", step["params"]))
+    _properties(tc, props)
+    outcome = step["verdict"]
+    if step["error"] or outcome == ERROR:
+        err = ET.SubElement(tc, "error", message=step["error"] or "error", type="error")
+        err.text = "\n\n".join(_exchange_text(e) for e in _failing_exchanges(store, step["id"])) or None
+        outcome = ERROR
+    elif outcome == FAIL or any(m.verdict == FAIL for m in ms):
+        failed = [m for m in ms if m.verdict == FAIL]
+        msg = "; ".join(f"{m.name} = {measurement_value(m)}" for m in failed) or "step failed"
+        fl = ET.SubElement(tc, "failure", message=msg, type="fail")
+        body = [f"{m.name}: {measurement_value(m)}" for m in failed]
+        body += [_exchange_text(e) for e in _failing_exchanges(store, step["id"])]
+        fl.text = "\n\n".join(body)
+        outcome = FAIL
+    if step["notes"] and step["notes"] not in ("{}", "null"):
+        ET.SubElement(tc, "system-out").text = f"notes: {step['notes']}"
+    return tc, outcome
+
+
+def junit_element(store: Store, run_ids) -> ET.Element:
+    """The <testsuites> element for the runs."""
+    root = ET.Element("testsuites", name="rig")
+    totals = dict(tests=0, failures=0, errors=0, skipped=0)
+    total_time = 0.0
+    for run_id in run_ids:
+        run = store.run(run_id)
+        suite = ET.Element("testsuite", name=f"run {run_id} {run['name']}", id=str(run_id),
+                           hostname=run["host"] or "localhost", timestamp=_iso(run["started_at"]))
+        counts = dict(tests=0, failures=0, errors=0, skipped=0)
+        _properties(suite, [("run", run_id), ("plan", run["plan_path"] or run["name"]),
+                            ("status", run["status"]), ("verdict", run["verdict"] or "-"),
+                            ("store", store.path)] + ([("note", run["note"])] if run["note"] else []))
+        cases = []
+        for case in store.cases(run_id):
+            classname = f"{case['key']} ({case['clause']})" if case["clause"] else case["key"]
+            steps = store.steps(case["id"])
+            for step in steps:
+                tc, outcome = _testcase(store, case, classname, step)
+                cases.append(tc)
+                counts["tests"] += 1
+                if outcome == FAIL:
+                    counts["failures"] += 1
+                elif outcome == ERROR:
+                    counts["errors"] += 1
+            left = (case["planned_steps"] or 0) - len(steps)
+            if left > 0 or not steps:
+                tc = ET.Element("testcase", name="(steps not run)", classname=classname, time="0.000")
+                why = case["stop_reason"] or (f"{left} step(s) not run (run {run['status']})" if left > 0
+                                               else f"no step recorded (case {case['status']})")
+                ET.SubElement(tc, "skipped", message=why)
+                cases.append(tc)
+                counts["tests"] += 1
+                counts["skipped"] += 1
+        elapsed = max(0.0, (run["finished_at"] or run["started_at"]) - run["started_at"])
+        for k, v in counts.items():
+            suite.set(k, str(v))
+            totals[k] += v
+        suite.set("time", f"{elapsed:.3f}")
+        total_time += elapsed
+        suite.extend(cases)
+        root.append(suite)
+    for k, v in totals.items():
+        root.set(k, str(v))
+    root.set("time", f"{total_time:.3f}")
+    return root
+
+
+def junit_xml(store: Store, run_ids) -> bytes:
+    root = junit_element(store, run_ids)
+    ET.indent(root)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def write_junit(store: Store, run_ids, path: str | os.PathLike[str]) -> Path:
+    """Write the JUnit XML of the runs to path (written whole: a temporary file renamed)."""
+    if isinstance(run_ids, int):
+        run_ids = [run_ids]
+    data = junit_xml(store, list(run_ids))
+    path = Path(path)
+    if path.parent != Path(""):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
