@@ -44,20 +44,11 @@ class FrameReader:
             quiet = self.quiet_chars * self.port.char_ns
             # back as soon as characters came: a frame is done at its last character, not after
             # a quiet spell (that would add three character times to every exchange)
-            data, times = self.port.read(deadline_ns, idle_ns=0)
-            if data:
-                self.wire += data
-                self._last_rx_ns = int(times[-1])
-                self._frames.extend(self.framer.feed(data, times))
-            elif self.framer.ack_pending:
+            if not self._take(*self.port.read(deadline_ns, idle_ns=0)) and self.framer.ack_pending:
                 self._frames.extend(self.framer.flush())
             if not self._frames and self.framer.ack_pending:
                 # quiet after the ACK decides, even past the deadline (a few character times)
-                data, times = self.port.read(_clock.now_ns() + quiet)
-                if data:
-                    self.wire += data
-                    self._frames.extend(self.framer.feed(data, times))
-                else:
+                if not self._take(*self.port.read(_clock.now_ns() + quiet)):
                     self._frames.extend(self.framer.flush())
         frame = self._frames.popleft()
         sent, until = self.echo
@@ -77,11 +68,16 @@ class FrameReader:
                 return True
             if _clock.now_ns() >= deadline_ns:
                 return False
-            data, times = self.port.read(deadline_ns, idle_ns=0)
-            if data:
-                self.wire += data
-                self._last_rx_ns = int(times[-1])
-                self._frames.extend(self.framer.feed(data, times))
+            self._take(*self.port.read(deadline_ns, idle_ns=0))
+
+    def _take(self, data: bytes, times) -> bool:
+        """Characters read from the port into the framer; False when there were none."""
+        if not data:
+            return False
+        self.wire += data
+        self._last_rx_ns = int(times[-1])
+        self._frames.extend(self.framer.feed(data, times))
+        return True
 
     def discard(self) -> None:
         """Forget frames read but not taken, and any frame in progress."""
