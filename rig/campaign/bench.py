@@ -9,6 +9,10 @@ starts the session.
 
 What only a virtual bench can do (faults, the wire record, power cycles, the emulator's token
 account) is None / raises BenchUnsupported elsewhere; cases check `bench.line` first.
+
+Instruments (`instruments(option)`): on the embedded meter-dut bench, the virtual bench
+(rig.bench.virtual) on the emulator's line, one per interface option, reached through the pyvisa
+drivers of rig.bench.drivers exactly as hardware is; None elsewhere (cases fall back to stand-ins).
 """
 from __future__ import annotations
 
@@ -26,6 +30,69 @@ class BenchUnsupported(Exception):
     """The bench cannot do what a case asks (e.g. inject faults on real hardware)."""
 
 
+LOOP_SUPPLY_V = 24.0       # the loop powered as an HHU powers it (the virtual bench's power-on state)
+LOOP_LIMIT_A = 0.03
+
+
+class Instruments:
+    """The virtual bench's scope, generator, supply and meter on a line, for one interface option,
+    driven through rig.bench.drivers.  Drivers opened with `open(role)` stay open until `close()`
+    (closing the supply would switch the loop off); the supply, once opened, powers the loop at
+    LOOP_SUPPLY_V / LOOP_LIMIT_A.  `generator()` is opened per use (closing it switches its output off)."""
+
+    def __init__(self, line, option: str):
+        from rig.bench.virtual import VirtualBench
+        self.virtual = VirtualBench(line, option=option).start()
+        self.option = self.virtual.option
+        self.config = self.virtual.bench()
+        self._drivers: dict = {}
+
+    @property
+    def loop_channel(self) -> int:
+        return self.virtual.loop_channel
+
+    @property
+    def generator_channel(self) -> int:
+        return self.virtual.generator_channel
+
+    def probe_gain(self) -> float:
+        """Volts at the scope per unit of the option (the probe's conversion)."""
+        return self.virtual.probe_gain()
+
+    def scope_channel(self, direction: str) -> int:
+        """The scope channel probing one direction of the line (or both)."""
+        return next(ch for ch, d in sorted(self.virtual.probes.items()) if d == direction)
+
+    def model(self, role: str) -> str:
+        return self.config.instruments[role].model.name
+
+    def open(self, role: str):
+        d = self._drivers.get(role)
+        if d is None:
+            d = self.config.open(role)
+            self._drivers[role] = d
+            if role == "supply":      # opening switched the output off: power the loop again
+                self.power_loop()
+        return d
+
+    def power_loop(self, current_limit_a: float = LOOP_LIMIT_A, voltage: float = LOOP_SUPPLY_V) -> None:
+        sup = self.open("supply")
+        sup.configure(self.loop_channel, voltage, current_limit_a)
+        sup.output_on(self.loop_channel)
+
+    def generator(self):
+        return self.config.open("generator")
+
+    def close(self) -> None:
+        for d in self._drivers.values():
+            try:
+                d.close()
+            except Exception:
+                pass
+        self._drivers.clear()
+        self.virtual.close()
+
+
 class Bench:
     def __init__(self, spec: BenchSpec, profile: Profile):
         self.spec = spec
@@ -39,6 +106,7 @@ class Bench:
         self._hhu_thread: threading.Thread | None = None
         self.hhu_error: BaseException | None = None
         self._quiet_until = 0
+        self._instruments: dict[str, Instruments] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self) -> "Bench":
@@ -65,6 +133,9 @@ class Bench:
         self.drop_session()
         if self._hhu_thread is not None:
             self._hhu_thread.join(30)
+        for inst in self._instruments.values():
+            inst.close()
+        self._instruments.clear()
         if self.meter is not None:
             self.meter.close()
         if self.server is not None:
@@ -138,6 +209,23 @@ class Bench:
 
     def with_repeats(self, n: int) -> Profile:
         return replace(self.profile, protocol=replace(self.profile.protocol, nak_repeats=n))
+
+    # -- instruments -------------------------------------------------------------------------------
+    def instruments(self, option: str) -> Instruments | None:
+        """The virtual bench's instruments for an interface option on the embedded meter's line
+        (started on first use, kept until close); None when the bench is not the embedded meter-dut
+        default or pyvisa is not installed."""
+        if self.spec.kind != "embedded" or self.spec.role != "meter-dut" or self.line is None:
+            return None
+        inst = self._instruments.get(option)
+        if inst is None:
+            try:
+                import pyvisa  # noqa: F401
+                import pyvisa_py  # noqa: F401
+            except ImportError:
+                return None
+            inst = self._instruments[option] = Instruments(self.line, option)
+        return inst
 
     # -- virtual-only abilities ------------------------------------------------------------------
     def need_line(self, what: str):

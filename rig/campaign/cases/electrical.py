@@ -1,15 +1,28 @@
 """Electrical validation per interface option: levels, transitions, bit timing, and margins.
 
-Until the virtual bench (rig.bench.virtual) and its drivers are in, the "scope" is a capture
-synthesised from the virtual line's wire record (rig.physical.synth) and decoded by the rig's UART
-decoder (rig.physical.analysis), and a physical disturbance (noise, level, loop current) reaches
-the line as a channel: the characters a receiver meeting the option would read from the disturbed
-waveform (synthesised, then decoded with the option's fixed receiver thresholds) become bit-flip
-and drop faults on the virtual line. Baud error and bit error rate are line faults directly.
+On the embedded default (meter-dut, kind "embedded") the cases go through the instruments of the
+virtual bench (rig.bench.virtual, one per interface option, reached through the pyvisa drivers of
+rig.bench.drivers as hardware is; see Bench.instruments):
+
+- levels: the scope armed on the start-bit edge of one direction, one exchange, the capture read
+  through the Scope driver and decoded by rig.physical.analysis.decode; its measurements (levels,
+  transitions, bit timing) are judged against the option's limits; the current loop's mark current
+  is also read with the Meter.
+- margin, noise: Gaussian noise of `amount` Vpp from the Generator (output on during the exchange).
+- margin, loop_current: the Supply's current limit set to `amount` mA (the loop in constant current),
+  the loop current read with the Meter.
+- margin, baud error and bit error rate: line faults (no instrument does that); level: the stand-in.
+
+Elsewhere (hhu-dut, or no pyvisa) the stand-ins remain: the "scope" is a capture synthesised from
+the virtual line's wire record (rig.physical.synth), and a physical disturbance reaches the line as
+the characters a receiver meeting the option would read from the disturbed waveform (synthesised,
+then decoded with the option's fixed receiver thresholds), as bit-flip and drop faults.
 """
 from __future__ import annotations
 
 import numpy as np
+
+from dataclasses import replace
 
 from rig import _clock
 from rig.campaign.cases import case, summary
@@ -23,6 +36,8 @@ from rig.protocol import ReadCommand
 QUANTITIES = ("baud_error", "ber", "noise", "level", "loop_current")
 UNITS = {"baud_error": "%", "ber": "1/bit", "noise": "rms (option unit)", "level": "x nominal swing",
          "loop_current": "mA"}
+GENERATOR_NOISE_UNIT = "Vpp (generator noise)"
+SCREEN_CHARS = 80          # characters the scope's screen holds after the trigger (an answer's worth)
 
 
 def _option(ctx):
@@ -39,6 +54,9 @@ def levels(ctx):
     b = ctx.bench
     line = b.need_line("a capture synthesised from the wire record")
     opt = _option(ctx)
+    inst = b.instruments(opt.name) if b.spec.role == "meter-dut" else None
+    if inst is not None:
+        return _levels_by_scope(ctx, inst, opt, line)
     if b.spec.role == "meter-dut":
         hhu = b.session()
         t0 = _clock.now_ns()
@@ -66,6 +84,55 @@ def levels(ctx):
                 "count", len(sent), len(sent), "IEC 62056-21 §5")
     ctx.capture(f"{ctx.params['direction']} {opt.name}", samples, wf.sample_rate, opt.name)
     ctx.note(option=opt.name, baud=baud, characters=len(sent))
+
+
+def _levels_by_scope(ctx, inst, opt, line):
+    """Levels and bit timing from a single capture of the scope, through its driver."""
+    b = ctx.bench
+    direction = ctx.params["direction"]
+    hhu = b.session()
+    baud = float(hhu.port.baud)
+    vb = inst.virtual
+    # the DUT's signal as the virtual scope sees it (edge time and noise of the line; assumed)
+    vb.settings["rise_time_s"] = ctx.params["rise_time_ui"] / baud
+    vb.settings["scope_noise"] = ctx.params["noise"]
+    gain = inst.probe_gain()
+    mark, space = vb.line_levels()
+    ch = inst.scope_channel(direction)
+    scope = inst.open("scope")
+    span = max(abs(mark - space) * gain, 1e-3)
+    scope.configure_channel(ch, scale=span / 6, offset=-(mark + space) / 2 * gain)
+    screen = SCREEN_CHARS * 10 / baud
+    pre = 2 / baud                                  # two bits before the trigger
+    scope.configure_timebase(screen / 12, offset=screen / 2 - pre)
+    scope.edge_trigger(ch, level=(mark + space) / 2 * gain, slope="falling" if mark > space else "rising")
+    scope.single()
+    t_arm = _clock.now_ns()
+    _, ex = hhu.read(ctx.params["register"])
+    ctx.exchanges([ex])
+    scope.wait_triggered(timeout=5.0 + screen)
+    wf = scope.waveform(ch)
+    samples = (wf.volts / gain).astype(np.float32)
+    res = decode(samples, wf.sample_rate, opt.name, baud=baud)
+    where = f"scope {inst.model('scope')} CH{ch} ({direction})"
+    for m in res.measurements:
+        ctx.record.measurements.append(replace(m, basis=f"{m.basis}; {where}" if m.basis else where))
+    rec = [c for c in line.record() if c.direction == direction and c.index >= 0 and c.line >= 0
+           and c.t_start_ns >= t_arm]
+    sent = bytes(c.line & 0x7F for c in rec[:max(len(res.values), 1)])
+    ctx.measure("characters decoded as on the wire", sum(1 for a, b_ in zip(res.values, sent) if a == b_),
+                "count", len(sent), len(sent), f"IEC 62056-21 §5; {where} against the wire record")
+    ctx.capture(f"{where} {opt.name}", samples, wf.sample_rate, opt.name)
+    if opt.name == "current-loop":
+        from rig.physical.options import CURRENT_LOOP
+        dmm = inst.open("meter")
+        dmm.configure_current_dc()
+        i = dmm.current_dc()
+        lim = CURRENT_LOOP.tx_mark
+        ctx.measure("mark_current (meter)", None if i.value is None else i.value * 1e3, "mA", lim.low, lim.high,
+                    f"{lim.basis}; meter {inst.model('meter')} in the loop")
+    ctx.note(option=opt.name, baud=baud, characters=len(res.values), source="scope", scope=inst.model("scope"),
+             channel=ch, sample_rate=wf.sample_rate)
 
 
 def disturbance_faults(quantity, amount, opt, chars: bytes, baud: float, base_index: int, direction: str,
@@ -125,27 +192,63 @@ def margin(ctx):
     q, amount = ctx.params["quantity"], ctx.params["amount"]
     direction = ctx.params["direction"]
     repeats = ctx.params["repeats"]
+    opt = _option(ctx)
+    inst = b.instruments(opt.name) if q in ("noise", "loop_current") else None
+    gen = None
+    if inst is not None and q == "noise":
+        gen = inst.generator()
+    unit = GENERATOR_NOISE_UNIT if gen is not None else UNITS[q]
+
+    def disturb(i, hhu):
+        """Apply the amount for exchange i; returns the line faults to set (instruments: none)."""
+        if gen is not None:
+            ch = inst.generator_channel
+            if amount:
+                gen.noise(ch, amplitude=amount)
+                gen.output_on(ch)
+            else:
+                gen.output_off(ch)
+            return []
+        if inst is not None:      # loop current: the supply's current limit, the loop in constant current
+            inst.power_loop(current_limit_a=amount / 1000.0)
+            return []
+        if q == "baud_error":
+            return [Fault("baud_error", direction, percent=amount)] if amount else []
+        if q == "ber":
+            return [Fault("bit_flip", direction, ber=amount, seed=i + 1)] if amount else []
+        req = ReadCommand.of(reg.register_id).to_bytes(parity=True)
+        copies = 1 + hhu.profile.protocol.nak_repeats
+        faults, _ = disturbance_faults(q, amount, opt, req * copies, hhu.port.baud, line.sent("to_meter"),
+                                       "to_meter", seed=i + 1)
+        return faults
+
+    def undisturb():
+        if inst is None:
+            line.faults = []
+        elif gen is not None:
+            gen.output_off(inst.generator_channel)
+        elif inst is not None:
+            inst.power_loop()
+
     hhu = b.session()
     if repeats >= 0:
         hhu.profile = b.with_repeats(repeats)
     reg = p.registers[ctx.params["register"]]
     n = ctx.params["exchanges"]
     first_try = done = bit_errors = chars = 0
-    opt = _option(ctx)
+    loop_ma = []
     try:
         for i in range(n):
             t0 = _clock.now_ns()
-            idx = line.sent("to_meter")
-            if q == "baud_error":
-                faults = [Fault("baud_error", direction, percent=amount)] if amount else []
-            elif q == "ber":
-                faults = [Fault("bit_flip", direction, ber=amount, seed=i + 1)] if amount else []
-            else:
-                req = ReadCommand.of(reg.register_id).to_bytes(parity=True)
-                copies = 1 + hhu.profile.protocol.nak_repeats
-                faults, _ = disturbance_faults(q, amount, opt, req * copies, hhu.port.baud, idx, "to_meter",
-                                               seed=i + 1)
-            line.faults = faults
+            faults = disturb(i, hhu)
+            if inst is None:
+                line.faults = faults
+            if inst is not None and q == "loop_current":
+                dmm = inst.open("meter")
+                dmm.configure_current_dc()
+                r = dmm.current_dc()
+                if r.value is not None:
+                    loop_ma.append(r.value * 1e3)
             try:
                 _, ex = hhu.read(reg.name)
                 done += 1
@@ -154,21 +257,30 @@ def margin(ctx):
             except ClientError as e:
                 if e.exchange is not None:
                     ctx.exchanges([e.exchange])
-                line.faults = []
+                undisturb()
                 b.drop_session()  # BreakCommand on the clean line: the meter back to its start
                 hhu = b.session()
                 if repeats >= 0:
                     hhu.profile = b.with_repeats(repeats)
             finally:
-                line.faults = []
+                undisturb()
             for c in line.record():
                 if c.t_start_ns >= t0 and c.index >= 0 and (direction == "both" or c.direction == direction):
                     chars += 1
                     bit_errors += 8 if c.line < 0 else bin((c.sent ^ c.line) & 0xFF).count("1")
     finally:
-        line.faults = []
-        hhu.profile = p
-    ctx.info("amount", amount, UNITS[q])
+        try:
+            undisturb()
+        finally:
+            if gen is not None:
+                gen.close()       # output off
+            hhu.profile = p
+    ctx.info("amount", amount, unit)
+    if inst is not None:
+        ctx.note(source="generator" if gen is not None else "supply",
+                 instrument=inst.model("generator" if gen is not None else "supply"), option=opt.name)
+    if loop_ma:
+        ctx.measure("loop current (meter)", float(np.mean(loop_ma)), "mA")
     ctx.info("success_rate", first_try / n)
     ctx.info("completion_rate", done / n)
     ctx.info("bit_errors", bit_errors, "bits")
@@ -179,6 +291,7 @@ def margin(ctx):
 def margin_summary(ctx, steps):
     """The failure threshold: the smallest amount whose steps did not all succeed."""
     q = ctx.params["quantity"]
+    unit = next((m.unit for s in steps for m in s.measurements if m.name == "amount"), UNITS[q])
     by_amount: dict[float, list] = {}
     for s in steps:
         by_amount.setdefault(s.params["amount"], []).append(s.value("success_rate") or 0.0)
@@ -192,10 +305,10 @@ def margin_summary(ctx, steps):
                 last_good = a
         elif threshold is None:
             threshold = a
-    ctx.info("last amount that communicated", last_good, UNITS[q])
-    ctx.info("failure threshold", threshold, UNITS[q])
+    ctx.info("last amount that communicated", last_good, unit)
+    ctx.info("failure threshold", threshold, unit)
     must = ctx.params["must_work_at"]
     if must >= 0:  # every amount from nominal up to the worst case the plan names communicated
         growing = q in ("baud_error", "noise", "ber")
         ok = last_good is not None and (abs(last_good) >= must if growing else last_good <= must)
-        ctx.check(f"communicates at {must:g} {UNITS[q]}", ok, "plan (worst case the interface allows)")
+        ctx.check(f"communicates at {must:g} {unit}", ok, "plan (worst case the interface allows)")

@@ -1,0 +1,82 @@
+"""The electrical plan on the embedded default goes through the virtual bench's instruments: it
+passes, its levels come from a scope capture, the loop-current sweep fails where the loop model's
+receiver stops reading mark surely (9 mA), and the noise sweep finds a failure amplitude."""
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pyvisa")
+
+from rig.campaign.plan import load_plan  # noqa: E402
+from rig.campaign.runner import Runner, start_run  # noqa: E402
+from rig.campaign.store import Store  # noqa: E402
+from rig.physical.options import CURRENT_LOOP  # noqa: E402
+
+PLAN = Path(__file__).resolve().parents[1] / "rig" / "plans" / "electrical.toml"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    plan = load_plan(PLAN)
+    store = Store(tmp_path_factory.mktemp("electrical") / "e.sqlite")
+    run_id = start_run(plan, store)
+    verdict = Runner(plan, store, run_id).run()
+    cases = {c["key"]: c for c in store.cases(run_id)}
+    steps = {k: {s["key"]: s for s in store.steps(c["id"])} for k, c in cases.items()}
+    return store, verdict, cases, steps
+
+
+def measurements(store, step):
+    return {m.name: m for m in store.measurements(step["id"])}
+
+
+def test_the_electrical_plan_passes_on_the_embedded_default(run):
+    store, verdict, cases, steps = run
+    failed = {k: c["verdict"] for k, c in cases.items() if c["verdict"] != "pass"}
+    assert verdict == "pass" and not failed, failed
+    assert {"levels/optical", "levels/current-loop", "levels/voltage", "margin/baud-error",
+            "margin/loop-current", "margin/noise"} <= set(cases)
+
+
+@pytest.mark.parametrize("option", ["optical", "current-loop", "voltage"])
+def test_level_measurements_come_from_a_scope_capture(run, option):
+    store, _, _, steps = run
+    (step,) = steps[f"levels/{option}"].values()
+    ms = store.measurements(step["id"])
+    judged = [m for m in ms if m.low is not None or m.high is not None]
+    assert judged and all(m.verdict == "pass" for m in judged)
+    decoded = next(m for m in ms if m.name == "characters decoded as on the wire")
+    assert decoded.value == decoded.low > 0 and "scope" in decoded.basis
+    # the level measurements name the scope they were taken with
+    levels = [m for m in judged if m.name != "characters decoded as on the wire" and "(meter)" not in m.name]
+    assert levels and all("scope" in m.basis for m in levels)
+    # the capture itself is stored with the step, named after the scope and its channel
+    rows = store.db.execute("SELECT id, name, option FROM captures WHERE step_id=?", (step["id"],)).fetchall()
+    assert len(rows) == 1 and rows[0]["name"].startswith("scope ") and rows[0]["option"] == option
+    samples, rate = store.capture(rows[0]["id"])
+    assert len(samples) > 1000 and rate > 0
+
+
+def test_loop_current_sweep_fails_near_the_receivers_mark_threshold(run):
+    store, _, cases, steps = run
+    summary = measurements(store, steps["margin/loop-current"]["summary"])
+    threshold = summary["failure threshold"].value
+    step = 2.0                                    # the plan's sweep step
+    assert threshold is not None
+    assert abs(threshold - CURRENT_LOOP.rx_mark.low) <= step + 1e-9, threshold
+    assert summary["last amount that communicated"].value >= CURRENT_LOOP.rx_mark.low
+    # the loop current at each step was read with the meter, and the supply set it
+    for key, s in steps["margin/loop-current"].items():
+        if key == "summary":
+            continue
+        m = measurements(store, s)
+        assert m["loop current (meter)"].value == pytest.approx(m["amount"].value, abs=0.05)
+
+
+def test_noise_sweep_through_the_generator_finds_a_failure_amplitude(run):
+    store, _, _, steps = run
+    summary = measurements(store, steps["margin/noise"]["summary"])
+    threshold = summary["failure threshold"].value
+    assert threshold is not None and 0 < threshold <= 20
+    assert summary["failure threshold"].unit.startswith("Vpp")
+    assert summary["last amount that communicated"].value < threshold
