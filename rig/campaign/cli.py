@@ -109,7 +109,12 @@ def cmd_run(args) -> int:
             run_id = start_run(plan, store)
             if not args.json:
                 print(f"run {run_id}: plan {plan.name} ({plan.path}) -> {store.path}", flush=True)
-            verdict = _execute(plan, store, run_id, args)
+            try:
+                verdict = _execute(plan, store, run_id, args)
+            except OSError as e:  # a port or instrument of the bench that cannot be reached
+                _err(f"plan {plan.name}: {e}; what was recorded is kept: fix the bench and "
+                     f"`rig resume {run_id}`")
+                return 2
             results.append(run_summary(store, run_id))
             if not args.json:
                 print(report(store, run_id))
