@@ -825,6 +825,15 @@ cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
     s.pos = base + n
 
 
+cdef object _records(const void* src, Py_ssize_t n, size_t size, object dtype):
+    """n C records of `size` bytes as a numpy array of dtype (one copy)."""
+    out = np.empty(n, dtype)
+    cdef cnp.ndarray a = out
+    if n:
+        memcpy(cnp.PyArray_DATA(a), src, n * size)
+    return out
+
+
 cdef class UartDecoder:
     """Streaming UART waveform decoder: ``feed(chunk)`` any number of times, then ``finish()``.
 
@@ -1068,27 +1077,18 @@ cdef class UartDecoder:
         return self._drain()
 
     def _drain(self):
-        out = np.empty(self.s.n_chars, CHAR_DTYPE)
-        cdef cnp.ndarray a = out
-        if self.s.n_chars:
-            memcpy(cnp.PyArray_DATA(a), self.s.chars, self.s.n_chars * sizeof(CharRec))
+        out = _records(self.s.chars, self.s.n_chars, sizeof(CharRec), CHAR_DTYPE)
         self.s.n_chars = 0
         return out
 
     def take_edges(self):
         """Edges kept since the last call (keep_edges=True): positions in samples, mark 1/0."""
-        out = np.empty(self.s.n_edges, EDGE_DTYPE)
-        cdef cnp.ndarray a = out
-        if self.s.n_edges:
-            memcpy(cnp.PyArray_DATA(a), self.s.edges, self.s.n_edges * sizeof(EdgeRec))
+        out = _records(self.s.edges, self.s.n_edges, sizeof(EdgeRec), EDGE_DTYPE)
         self.s.n_edges = 0
         return out
 
     def take_glitches(self):
-        out = np.empty(self.s.n_glitches, GLITCH_DTYPE)
-        cdef cnp.ndarray a = out
-        if self.s.n_glitches:
-            memcpy(cnp.PyArray_DATA(a), self.s.glitches, self.s.n_glitches * sizeof(GlitchRec))
+        out = _records(self.s.glitches, self.s.n_glitches, sizeof(GlitchRec), GLITCH_DTYPE)
         self.s.n_glitches = 0
         return out
 
