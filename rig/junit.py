@@ -45,7 +45,8 @@ def _bytes(b) -> str:
     return repr(bytes(b))[1:]      # printable, with \x01 for control characters
 
 
-def _exchange_text(e: dict) -> str:
+def exchange_text(e: dict) -> str:
+    """One exchange as text: outcome, tr, ta, attempts, NAKs, the bytes both ways, errors."""
     tr = "-" if e["tr_ns"] is None else f"{e['tr_ns'] / 1e6:.3f} ms"
     ta = "-" if e["max_ta_ns"] is None else f"{e['max_ta_ns'] / 1e6:.3f} ms"
     lines = [f"exchange {e['seq']} {e['name'] or ''}: {'ok' if e['ok'] else 'FAILED'}, answer {e['answer_kind'] or '-'}, "
@@ -64,7 +65,7 @@ def _exchanges(store: Store, step_id: int) -> list[dict]:
     return [dict(r) for r in store.db.execute("SELECT * FROM exchanges WHERE step_id=? ORDER BY seq", (step_id,))]
 
 
-def _failing_exchanges(store: Store, step_id: int) -> list[dict]:
+def failing_exchanges(store: Store, step_id: int) -> list[dict]:
     """The exchanges that failed; when all went through, the last ones (what the measurements judge)."""
     ex = _exchanges(store, step_id)
     bad = [e for e in ex if not e["ok"]]
@@ -98,14 +99,14 @@ def _testcase(store: Store, case: dict, classname: str, step: dict) -> tuple[ET.
     outcome = step["verdict"]
     if step["error"] or outcome == ERROR:
         err = ET.SubElement(tc, "error", message=step["error"] or "error", type="error")
-        err.text = "\n\n".join(_exchange_text(e) for e in _failing_exchanges(store, step["id"])) or None
+        err.text = "\n\n".join(exchange_text(e) for e in failing_exchanges(store, step["id"])) or None
         outcome = ERROR
     elif outcome == FAIL or any(m.verdict == FAIL for m in ms):
         failed = [m for m in ms if m.verdict == FAIL]
         msg = "; ".join(f"{m.name} = {measurement_value(m)}" for m in failed) or "step failed"
         fl = ET.SubElement(tc, "failure", message=msg, type="fail")
         body = [f"{m.name}: {measurement_value(m)}" for m in failed]
-        body += [_exchange_text(e) for e in _failing_exchanges(store, step["id"])]
+        body += [exchange_text(e) for e in failing_exchanges(store, step["id"])]
         fl.text = "\n\n".join(body)
         outcome = FAIL
     if step["notes"] and step["notes"] not in ("{}", "null"):

@@ -1,4 +1,4 @@
-"""`rig run`, `rig runs`, `rig resume`, `rig export`: the campaign commands.
+"""`rig run`, `rig runs`, `rig resume`, `rig export`, `rig report`: the campaign commands.
 
 rig/cli.py wires them in with `rig.campaign.cli.add_parsers(subparsers)`; each parser's `func`
 takes the parsed arguments and returns the exit code: 0 only when every case passed, 1 when a
@@ -49,6 +49,14 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--store", help=store_help)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
+
+    p = subparsers.add_parser("report", help="write a run's report: one self-contained HTML file with plots "
+                              "(and JUnit XML with --junit)")
+    p.add_argument("run", type=int, help="run id (see `rig runs`)")
+    p.add_argument("--out", metavar="FILE.html", help="HTML file to write (default: rig-run-<id>.html)")
+    p.add_argument("--store", help=store_help)
+    p.add_argument("--junit", metavar="FILE.xml", help="also write the run as JUnit XML (as `rig run --junit`)")
+    p.set_defaults(func=cmd_report)
 
 
 def _err(msg: str) -> int:
@@ -187,6 +195,30 @@ def cmd_export(args) -> int:
     else:
         for f in files:
             print(f)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from rig.campaign.html_report import ReportError, default_out, write_report
+    path = args.store or default_path()
+    if not Path(path).is_file():
+        return _err(f"{path}: no result store there, so no run {args.run} to report "
+                    "(--store or $RIG_STORE names it)")
+    try:
+        store = _open_store(args)
+        with store:
+            store.run(args.run)
+            html = write_report(store, args.run, args.out or default_out(args.run))
+            print(f"report: {html}")
+            if args.junit:
+                from rig.junit import write_junit
+                try:
+                    xml = write_junit(store, [args.run], args.junit)
+                except OSError as e:
+                    raise ReportError(f"cannot write the JUnit XML to {args.junit}: {e.strerror or e}") from None
+                print(f"junit: {xml}")
+    except (StoreError, ReportError) as e:
+        return _err(str(e))
     return 0
 
 
