@@ -102,7 +102,7 @@ def _execute(plan, store, run_id, args) -> str:
 
 
 def cmd_run(args) -> int:
-    from rig.campaign.report import report, run_summary
+    from rig.campaign.report import print_summary, run_summary
     from rig.campaign.runner import start_run
     sources = args.plan or list(DEFAULT_PLANS)
     try:
@@ -125,7 +125,7 @@ def cmd_run(args) -> int:
                 return 2
             results.append(run_summary(store, run_id))
             if not args.json:
-                print(report(store, run_id))
+                print_summary(store, run_id)
             if verdict != "pass":
                 code = 1
             if verdict == "stopped":
@@ -139,7 +139,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from rig.campaign.report import report, run_summary
+    from rig.campaign.report import print_summary, run_summary
     try:
         store = _open_store(args)
         with store:
@@ -154,7 +154,7 @@ def cmd_resume(args) -> int:
             if args.json:
                 print(json.dumps(run_summary(store, args.run), indent=2, default=str))
             else:
-                print(report(store, args.run))
+                print_summary(store, args.run)
     except (PlanError, StoreError) as e:
         return _err(str(e))
     return 0 if verdict == "pass" else 1

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rig.campaign.report import run_summary
+from rig.campaign.report import clause_order, run_summary
 from rig.campaign.store import ERROR, Store, combine, is_alive
 from rig.measurement import FAIL, PASS
 
@@ -458,7 +458,7 @@ def _summary_html(s: dict, run_id: int) -> str:
         clauses.setdefault(c["clause"] or "(no clause)", []).append(c)
     out.append('<h3>By clause</h3><table id="summary-clauses"><thead><tr><th>clause</th><th>verdict</th>'
                '<th>cases</th><th>pass</th><th>fail</th><th>error</th></tr></thead><tbody>')
-    for clause in sorted(clauses, key=_clause_order):
+    for clause in sorted(clauses, key=clause_order):
         cs = clauses[clause]
         v = combine(c["verdict"] for c in cs) if all(c["verdict"] for c in cs) else "incomplete"
         out.append(f'<tr class="{_e(v)}"><td>{_e(clause)}</td><td class="verdict">{_badge(v)}</td>'
@@ -494,13 +494,6 @@ def _summary_html(s: dict, run_id: int) -> str:
         out.append("</tbody></table>")
     out.append("</section>")
     return "".join(out)
-
-
-def _clause_order(clause: str):
-    """IEC 62055-52 §6.3 before §6.10; then the text."""
-    import re
-    m = re.search(r"§(\d+(?:\.\d+)*)", clause)
-    return (0, tuple(int(x) for x in m.group(1).split(".")), clause) if m else (1, (), clause)
 
 
 def _plots_html(sections: list[PlotSection]) -> str:

@@ -1,9 +1,19 @@
-"""Reports of a run: a text table of cases (clause, verdict, failed measurements) and a JSON summary."""
+"""Reports of a run: the run's summary (cases, clauses, verdicts, failed measurements), as JSON,
+as plain text, and as a rich table on a terminal after `rig run` and `rig resume`.
+
+The HTML report with plots (`rig report`) is rig.campaign.html_report; it builds on run_summary.
+"""
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import sys
 
-from rig.campaign.store import Store
+from rig.campaign.store import ERROR, Store, default_path
+from rig.measurement import FAIL, PASS
+
+MAX_FAILURES = 5      # failed measurements listed per case in the terminal summaries
 
 
 def run_summary(store: Store, run_id: int) -> dict:
@@ -28,7 +38,27 @@ def run_summary(store: Store, run_id: int) -> dict:
     return row
 
 
+def clause_order(clause: str | None):
+    """Sort key: IEC 62055-52 §6.3 before §6.10, then §7; clauses without a § last."""
+    clause = clause or ""
+    m = re.search(r"§(\d+(?:\.\d+)*)", clause)
+    return (0, tuple(int(x) for x in m.group(1).split(".")), clause) if m else (1, (), clause)
+
+
+def report_command(store: Store, run_id: int) -> str:
+    """The command that writes this run's HTML report."""
+    where = "" if store.path == default_path() else f" --store {shlex.quote(store.path)}"
+    return f"rig report {run_id}{where}"
+
+
+def _limits(f: dict) -> str:
+    low = "" if f["low"] is None else f"{f['low']:g}"
+    high = "" if f["high"] is None else f"{f['high']:g}"
+    return f"[{low} .. {high}]"
+
+
 def report(store: Store, run_id: int) -> str:
+    """The plain-text summary (no terminal, or a log)."""
     s = run_summary(store, run_id)
     lines = [f"run {run_id} {s['name']}: {s['status']}, verdict {s['verdict'] or '-'}"]
     for c in s["cases"]:
@@ -36,12 +66,91 @@ def report(store: Store, run_id: int) -> str:
                      f"{c['clause']}")
         if c["stop_reason"]:
             lines.append(f"          stopped: {c['stop_reason']}")
-        for f in c["failures"][:5]:
+        for f in c["failures"][:MAX_FAILURES]:
             if "error" in f:
                 lines.append(f"          {f['step']}: error: {f['error']}")
             else:
-                lines.append(f"          {f['step']}: {f['name']} = {f['value']} {f['unit']} "
-                             f"[{'' if f['low'] is None else f['low']} .. {'' if f['high'] is None else f['high']}]")
-        if len(c["failures"]) > 5:
-            lines.append(f"          ... {len(c['failures']) - 5} more")
+                lines.append(f"          {f['step']}: {f['name']} = {f['value']} {f['unit']} {_limits(f)}")
+        if len(c["failures"]) > MAX_FAILURES:
+            lines.append(f"          ... {len(c['failures']) - MAX_FAILURES} more")
+    lines.append(f"results in {store.path}; HTML report: {report_command(store, run_id)}")
     return "\n".join(lines)
+
+
+_COLOURS = {PASS: "bold green", FAIL: "bold red", ERROR: "bold dark_orange"}
+
+
+def _verdict(v: str | None):
+    from rich.text import Text
+    v = v or "-"
+    return Text(v, style=_COLOURS.get(v, "dim"))
+
+
+def summary_renderable(store: Store, run_id: int):
+    """The run's summary for a terminal: cases by clause with coloured verdicts, the counts, the
+    failed measurements with their limits, where the results are and how to get the HTML report."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+    s = run_summary(store, run_id)
+    cases = s["cases"]
+    head = Text.assemble((f"run {run_id} {s['name']}", "bold"), f": {s['status']}, verdict ",
+                         _verdict(s["verdict"] or s["status"]))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    table.add_column("clause", overflow="fold", ratio=3)
+    table.add_column("case", overflow="fold", ratio=2)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("failed", justify="right", no_wrap=True)
+    by_clause: dict[str, list] = {}
+    for c in cases:
+        by_clause.setdefault(c["clause"] or "", []).append(c)
+    for clause in sorted(by_clause, key=clause_order):
+        for j, c in enumerate(by_clause[clause]):
+            nfail = len(c["failures"])
+            table.add_row(clause if j == 0 else "", c["case"], _verdict(c["verdict"] or c["status"]),
+                          f"{c['steps']}/{c['planned_steps'] or '?'}",
+                          Text(str(nfail), style="red" if nfail else "dim"))
+    counts = {v: sum(1 for c in cases if c["verdict"] == v) for v in (PASS, FAIL, ERROR)}
+    count_line = Text.assemble(f"{len(cases)} cases: ", *[
+        (f"{counts[v]} {v}" + (", " if v != ERROR else ""), _COLOURS[v] if counts[v] else "dim")
+        for v in (PASS, FAIL, ERROR)])
+    parts = [head, table, count_line]
+    failing = [c for c in cases if c["failures"]]
+    if failing:
+        ft = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="failed measurements",
+                   title_justify="left", title_style="bold red", expand=False)
+        for name in ("case", "step", "measurement", "value", "limits", "basis"):
+            ft.add_column(name, overflow="fold", justify="right" if name == "value" else "left")
+        for c in failing:
+            for f in c["failures"][:MAX_FAILURES]:
+                if "error" in f:
+                    ft.add_row(c["case"], f["step"], Text(f"error: {f['error']}", style="dark_orange"), "", "", "")
+                else:
+                    val = "n/a" if f["value"] is None else f"{f['value']:.6g}"
+                    ft.add_row(c["case"], f["step"], f["name"], Text(f"{val} {f['unit'] or ''}".rstrip(), style="red"),
+                               _limits(f), f["basis"] or "")
+            if len(c["failures"]) > MAX_FAILURES:
+                ft.add_row(c["case"], "", Text(f"... {len(c['failures']) - MAX_FAILURES} more", style="dim"),
+                           "", "", "")
+            if c["stop_reason"]:
+                ft.add_row(c["case"], "", Text(f"stopped: {c['stop_reason']}", style="dim"), "", "", "")
+        parts += [Text(""), ft]
+    parts.append(Text.assemble(("results ", "dim"), store.path, ("  HTML report: ", "dim"),
+                               (report_command(store, run_id), "bold cyan")))
+    return Group(*parts)
+
+
+def print_summary(store: Store, run_id: int, file=None, console=None) -> None:
+    """After `rig run` and `rig resume`: the rich summary on a terminal (or the console given),
+    the plain text otherwise."""
+    out = file or sys.stdout
+    if console is None:
+        isatty = getattr(out, "isatty", None)
+        if not (isatty and isatty()):
+            print(report(store, run_id), file=out, flush=True)
+            return
+        from rich.console import Console
+        console = Console(file=out)
+    console.print(summary_renderable(store, run_id))
