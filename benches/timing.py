@@ -1,16 +1,21 @@
 """Timing bench: how exactly the rig times what it sends, over the virtual line at 9600 Bd.
 
+0. The clock alone: sleep to a deadline 1 ms ahead, error = wake time minus deadline;
+   rig._clock.sleep_until against time.sleep(), alternating, in one thread.
 1. Reaction time: one side sends a request, the other answers exactly TR after the end of the
-   request; the requester measures the reaction time from the arrival of the characters. The error
-   is measured minus scheduled. Two answerers in the same run, alternating: the rig (rig._clock:
-   sleep_until, then write) and a plain time.sleep() version.
+   request as it received it. Measured three ways: when the answerer's write went out (the clock in
+   place), on the line (the virtual line's wire record, as a scope on the line sees it: end of the
+   request's last character to start of the answer's first), and by the requester from the arrival
+   of the characters. The error is measured minus scheduled. Two answerers in the same run,
+   alternating: the rig (rig._clock: sleep_until, then write) and a plain time.sleep() version.
 2. Inter-character gaps: an answer of 20 characters with GAP between characters; the receiver
    measures the gaps. The rig (rig._clock.write_paced) against time.sleep() per character.
 3. The rig's own overhead per exchange (client and meter emulator threads' CPU time, HHU reading
    tokenStatus from the emulator) as a share of the line time of the exchange.
 
 Run: python benches/timing.py [--rounds 200]
-Errors include the virtual line's own latency (pty, bridge thread): both columns carry it alike.
+Over the line, errors include the virtual line's own latency (pty hops, thread wake-ups): both
+columns carry it alike, and the bench prints it (the line's share of the reaction path).
 """
 import argparse
 import ctypes
@@ -62,6 +67,22 @@ def paced_sleep(port, wire, times):
     return sent
 
 
+def clock_alone(rounds):
+    """Deadline 1 ms ahead, error = wake time - deadline; the two sleepers alternate."""
+    errors = {"rig": [], "time.sleep": []}
+    for i in range(rounds):
+        name = "rig" if i % 2 == 0 else "time.sleep"
+        default_timer_slack(name == "time.sleep")
+        t = _clock.now_ns() + 1_000_000
+        if name == "rig":
+            _clock.sleep_until(t)
+        else:
+            time.sleep(max(0, t - time.monotonic_ns()) / 1e9)
+        errors[name].append(time.monotonic_ns() - t)
+    default_timer_slack(False)
+    return errors
+
+
 def stats(errors_ns):
     a = np.abs(np.asarray(errors_ns, dtype=np.float64)) / 1e3
     return np.percentile(a, 50), np.percentile(a, 99), a.max()
@@ -90,9 +111,14 @@ def reaction_and_gaps(rounds, line_process=False):
     request = _framing.encode_command("R", "1", "04()")
     answer = _framing.add_parity(_framing.encode_data("04(0)"))
     long_answer = _framing.add_parity(_framing.encode_data("C003(0123456789AB)"))
-    errors = {"rig": [], "time.sleep": []}
-    gap_errors = {"rig": [], "time.sleep": []}
-    send_errors = {"rig": [], "time.sleep": []}
+    names = ("rig", "time.sleep")
+    errors = {n: [] for n in names}
+    gap_errors = {n: [] for n in names}
+    send_errors = {n: [] for n in names}
+    wire_errors = {n: [] for n in names}
+    wire_gap_errors = {n: [] for n in names}
+    line_ns = []      # the line's own share of a reaction: request end -> answerer, answerer -> line
+    seen = []         # (name, when the answerer had the request, when its write went out)
     with (LineProcess() if line_process else VirtualLine()) as line:
         hhu = Port(line.hhu_port, baud=BAUD)
         meter = Port(line.meter_port, baud=BAUD)
@@ -106,8 +132,9 @@ def reaction_and_gaps(rounds, line_process=False):
                 frame = meter_reader.next_frame(_clock.now_ns() + 5_000_000_000)
                 default_timer_slack(name == "time.sleep")
                 if what == "tr":
-                    send_errors[name].append(
-                        (answer_rig if name == "rig" else answer_sleep)(meter, answer, frame.t_last_ns + TR_NS))
+                    err = (answer_rig if name == "rig" else answer_sleep)(meter, answer, frame.t_last_ns + TR_NS)
+                    send_errors[name].append(err)
+                    seen.append((frame.t_last_ns, frame.t_last_ns + TR_NS + err))
                 else:
                     sched = _clock.schedule(frame.t_last_ns + TR_NS, len(long_answer), char_ns + GAP_NS)
                     send_errors[name] += (paced_rig if name == "rig" else paced_sleep)(meter, long_answer, sched)
@@ -117,7 +144,10 @@ def reaction_and_gaps(rounds, line_process=False):
             plan += [(name, "tr"), (name, "gap")]
         thread = threading.Thread(target=answerer)
         thread.start()
+        wire = hasattr(line, "record")
         for name, what in plan:
+            if wire:
+                line.clear_record()
             sent = hhu.write(request, at_ns=_clock.now_ns() + 5_000_000)
             req_end = int(sent[-1]) + char_ns
             if what == "tr":
@@ -131,10 +161,23 @@ def reaction_and_gaps(rounds, line_process=False):
                     data += d
                     times += list(t)
                 gap_errors[name] += list(np.diff(np.array(times)) - (char_ns + GAP_NS))
+            if wire:  # the same exchange as the line carried it
+                rec = line.record()
+                req = [c for c in rec if c.direction == "to_meter"]
+                ans = [c for c in rec if c.direction == "to_hhu"]
+                if what == "tr":
+                    wire_errors[name].append(ans[0].t_start_ns - req[-1].t_end_ns - TR_NS)
+                    line_ns.append((req[-1].t_end_ns, ans[0].t_start_ns))
+                else:
+                    starts = np.array([c.t_start_ns for c in ans])
+                    wire_gap_errors[name] += list(np.diff(starts) - (char_ns + GAP_NS))
         thread.join()
         hhu.close()
         meter.close()
-    return send_errors, errors, gap_errors
+    # the line's own share: from the request's end on the line to the answerer having it, and from
+    # the answerer's write to the answer on the line (pty hops, the bridge's and answerer's wake-ups)
+    share = [(t_seen - end) + (start - t_sent) for (end, start), (t_seen, t_sent) in zip(line_ns, seen)]
+    return send_errors, wire_errors, errors, gap_errors, wire_gap_errors, share
 
 
 def overhead(exchanges):
@@ -176,16 +219,26 @@ def main():
     args = ap.parse_args()
     print(f"virtual line at {BAUD} Bd; reaction target tr = {TR_NS / 1e6:g} ms, "
           f"gap target = char + {GAP_NS / 1e6:g} ms; {args.rounds} rounds, alternating")
-    sends, errors, gaps = reaction_and_gaps(args.rounds, args.line_process)
-    for title, table in (("send time error: the clock alone (write returned - scheduled)", sends),
-                         ("reaction time error as the other side measures it over the virtual line", errors),
-                         ("inter-character gap error as the other side measures it", gaps)):
+    sends, wire, errors, gaps, wire_gaps, share = reaction_and_gaps(args.rounds, args.line_process)
+    tables = [("the clock alone: sleep to a deadline 1 ms ahead (woke - deadline)", clock_alone(10 * args.rounds)),
+              ("send time of an answer tr after the request (write returned - scheduled)", sends),
+              ("reaction time on the line (wire record, as a scope on the line sees it)", wire),
+              ("reaction time as the requester measures it (arrival of characters)", errors),
+              ("inter-character gap on the line (wire record)", wire_gaps),
+              ("inter-character gap as the receiver measures it", gaps)]
+    for title, table in tables:
+        if not all(table.values()):
+            continue  # the wire record is not there with --line-process
         print(f"{title}, |error| in us:")
         res = {}
         for name, errs in table.items():
             res[name] = stats(errs)
             print(f"  {name:11s} p50 {res[name][0]:8.1f}   p99 {res[name][1]:8.1f}   max {res[name][2]:8.1f}")
         print(f"  time.sleep / rig at p99: {res['time.sleep'][1] / res['rig'][1]:.1f}x")
+    if share:
+        p50, p99, mx = stats(share)
+        print(f"the line's own latency in a reaction (request end on the line -> answerer has it, plus its "
+              f"write -> answer on the line), us: p50 {p50:.1f}   p99 {p99:.1f}   max {mx:.1f}")
     c, cu, s, line_ns, lat = overhead(args.exchanges)
     print(f"overhead over {args.exchanges} exchanges (read tokenStatus): line time {line_ns / 1e6:.1f} ms")
     print(f"  delay the rig adds to the exchanges (request out after it could go, result back after the "

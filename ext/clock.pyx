@@ -590,6 +590,64 @@ def read_timestamped(fd, max_bytes, deadline_ns, idle_ns=-1):
         free(r.times)
 
 
+cdef enum:
+    MAX_WAIT_FDS = 16
+
+
+cdef int _wait_run(pollfd *pfds, int nfds, int64_t deadline, int *ready, int *err) noexcept nogil:
+    """ppoll until a descriptor is ready or the deadline: DONE (ready = how many), SIGCHECK, FAILED."""
+    cdef timespec ts
+    cdef int64_t wait
+    cdef int rc, i
+    while True:
+        wait = deadline - _now()
+        if wait < 0:
+            wait = 0
+        if wait > SLICE_NS:
+            wait = SLICE_NS
+        ts.tv_sec = <time_t>(wait // NS)
+        ts.tv_nsec = wait % NS
+        for i in range(nfds):
+            pfds[i].revents = 0
+        rc = ppoll(pfds, <nfds_t>nfds, &ts, NULL)
+        if rc < 0:
+            if errno == EINTR:
+                return SIGCHECK
+            err[0] = errno
+            return FAILED
+        if rc > 0 or wait < SLICE_NS:
+            ready[0] = rc
+            return DONE
+        return SIGCHECK             # a whole slice of quiet: let Python look at signals
+
+
+def wait_readable(fds, deadline_ns):
+    """The descriptors of fds (at most 16) that are readable (or hung up, or failed) as soon as one
+    is, or [] when deadline_ns passed first. Like select.poll, but to the nanosecond (poll() rounds
+    a timeout up to the next millisecond) and without the GIL."""
+    cdef pollfd pfds[MAX_WAIT_FDS]
+    cdef int nfds = 0, ready = 0, err = 0, st, i
+    cdef int64_t deadline = _i64(deadline_ns, "deadline_ns")
+    fd_list = list(fds)
+    if len(fd_list) > MAX_WAIT_FDS:
+        raise ValueError(f"wait_readable: at most {MAX_WAIT_FDS} descriptors, got {len(fd_list)}")
+    for f in fd_list:
+        pfds[nfds].fd = PyObject_AsFileDescriptor(f)
+        pfds[nfds].events = POLLIN
+        nfds += 1
+    while True:
+        with nogil:
+            st = _wait_run(pfds, nfds, deadline, &ready, &err)
+        if st == DONE:
+            break
+        if st == FAILED:
+            raise _oserror(err)
+        PyErr_CheckSignals()
+    if ready == 0:
+        return []
+    return [fd_list[i] for i in range(nfds) if pfds[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)]
+
+
 cdef object _times_out(const int64_t *times, Py_ssize_t n):
     out = np.empty(n, dtype=np.int64)
     cdef int64_t[::1] o = out

@@ -637,3 +637,53 @@ def test_read_is_interruptible_and_keeps_what_it_read(how, fds):
         _clock.read_timestamped(r, 10, t0 + 30 * S)
     assert _clock.now_ns() - t0 < 100 * MS + GENEROUS
     assert e.value.data == b"xy" and len(e.value.times_ns) == 2
+
+
+# --- wait_readable -------------------------------------------------------------------------------
+def test_wait_readable_names_the_ready_descriptors_at_once(fds):
+    r1, w1 = fds.pipe()
+    r2, w2 = fds.pipe()
+    os.write(w2, b"x")
+    t0 = _clock.now_ns()
+    assert _clock.wait_readable([r1, r2], t0 + 10 * S) == [r2]
+    assert _clock.now_ns() - t0 < GENEROUS
+
+
+def test_wait_readable_wakes_when_data_comes(fds):
+    r, w = fds.pipe()
+    t = threading.Timer(0.05, os.write, (w, b"x"))
+    t.start()
+    t0 = _clock.now_ns()
+    assert _clock.wait_readable([r], t0 + 10 * S) == [r]
+    t.join()
+    assert 50 * MS <= _clock.now_ns() - t0 < 50 * MS + GENEROUS
+
+
+def test_wait_readable_nothing_before_the_deadline_is_empty_and_not_early(fds):
+    r, _ = fds.pipe()
+    deadline = _clock.now_ns() + 3 * MS  # a millisecond poll() would round this
+    assert _clock.wait_readable([r], deadline) == []
+    assert _clock.now_ns() >= deadline
+
+
+def test_wait_readable_reports_a_hang_up(fds):
+    r, w = fds.pipe()
+    fds.close(w)
+    assert _clock.wait_readable([r], _clock.now_ns() + S) == [r]
+
+
+def test_wait_readable_arguments(fds):
+    r, _ = fds.pipe()
+    with pytest.raises(ValueError, match="at most 16"):
+        _clock.wait_readable([r] * 17, 0)
+    with pytest.raises(TypeError, match="deadline_ns"):
+        _clock.wait_readable([r], 1.5)
+
+
+@pytest.mark.parametrize("how", ["thread", "process"])
+def test_wait_readable_is_interruptible(how, fds):
+    r, _ = fds.pipe()
+    t0 = _clock.now_ns()
+    with signal_after(0.1, how), pytest.raises(Alarm):
+        _clock.wait_readable([r], t0 + 30 * S)
+    assert _clock.now_ns() - t0 < 100 * MS + GENEROUS

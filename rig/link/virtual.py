@@ -17,7 +17,6 @@ from __future__ import annotations
 import fcntl
 import heapq
 import os
-import select
 import struct
 import threading
 import tty
@@ -29,7 +28,7 @@ from rig.link.faults import Fault, sample_char
 
 SIDES = ("hhu", "meter")
 _TCGETS2 = 0x802C542A  # struct termios2, Linux: gives the real speeds, custom ones included
-_SPIN_NS = 300_000
+_SPIN_NS = 100_000   # wake this long before a delivery; sleep_until spins the last 50 us
 
 
 class WireChar(NamedTuple):
@@ -153,21 +152,15 @@ class VirtualLine:
             self.error = e
 
     def _loop(self) -> None:
-        poller = select.poll()
-        side_of = {}
-        for side, fd in self._masters.items():
-            poller.register(fd, select.POLLIN)
-            side_of[fd] = side
-        poller.register(self._wake_r, select.POLLIN)
+        side_of = {fd: side for side, fd in self._masters.items()}
+        fds = [*self._masters.values(), self._wake_r]
         pending: list = []  # heap of (t_deliver_ns, seq, side to write, byte)
         seq = 0
         while not self._stop:
-            timeout_ms = 100
-            if pending:
-                timeout_ms = max(0, (pending[0][0] - _clock.now_ns() - _SPIN_NS) // 1_000_000)
-            events = poller.poll(timeout_ms)
-            t = _clock.now_ns()
-            for fd, ev in events:
+            # wait (without the GIL, to the nanosecond) for characters or the next delivery: a
+            # millisecond poll() here would spin in Python and starve the roles' threads of the GIL
+            until = pending[0][0] - _SPIN_NS if pending else _clock.now_ns() + 100_000_000
+            for fd in _clock.wait_readable(fds, until):
                 if fd == self._wake_r:
                     os.read(fd, 64)
                     continue
@@ -177,8 +170,7 @@ class VirtualLine:
                     continue
                 except OSError:  # EIO: nobody has the slave open right now
                     continue
-                side = side_of[fd]
-                for item in self._accept(side, data, t):
+                for item in self._accept(side_of[fd], data, _clock.now_ns()):
                     heapq.heappush(pending, (item[0], seq, item[1], item[2]))
                     seq += 1
             while pending and pending[0][0] <= _clock.now_ns() + _SPIN_NS:
