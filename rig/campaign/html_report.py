@@ -590,6 +590,7 @@ def render_html(store: Store, run_id: int) -> str:
             f"{_e(s['store'])}, run {run_id}. Self-contained: no script, no external resource.</footer>"]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            "<link rel=\"icon\" href=\"data:,\">"
             f"<title>{_e(title)} ({_e(verdict)})</title><style>{_CSS}</style></head><body>"
             + "".join(body) + "</body></html>\n")
 
