@@ -5,21 +5,25 @@
  * The scalar reference walks the samples one at a time with a hysteresis state and checks, at every
  * sample it looks at, which thresholds the pair (x[i-1], x[i]) crosses.  None of those crossings
  * depends on the state, only on the two samples, so here they are computed for 64 samples at a time
- * as bit masks (a compare + movemask per threshold and direction); the state machine then runs over
- * the masks, one step per edge: the next flip is the next set bit of `x > hi` (state low) or `x < lo`
- * (state high), the edge time comes from the last mid crossing of the segment before the flip, the
- * 10 %/90 % times from the last/first crossing, each interpolated once, when used, with the same
- * expression on the same two samples as the reference.  One code path serves both states (per-state
- * masks and thresholds picked by index); the next block's masks are computed before the current
- * block's walk, so that they survive the mispredicted end of the walk.  The samples the reference looks at (its
- * min/max statistics) are the ones its quiet-stretch skip does not jump over: a mask as well.  A block
- * whose 64 samples (and the one before) are all beyond the quiet threshold of the state is skipped
- * after one compare per vector.  The strided level histogram (every 16th sample) is done in the same
- * pass, in the reference's order and arithmetic.
+ * as bit masks (a compare + movemask per threshold and direction).  The state itself is a latch (set
+ * by x > hi, reset by x < lo, held otherwise): a carry chain, so one add with carry gives the state
+ * before and after each of the 64 samples, hence the flips.  The crossings that count are those made
+ * in the right state (mid and 10 %/90 % crossings before a flip), masks too; the rise/fall-time
+ * measurement is a latch as well (armed at a flip, ended by the first crossing of the far 10/90 %
+ * level up to the next flip).  Then one short step per flip: the last crossing at or before it
+ * (lzcnt) is the edge time, interpolated once, with the same expression on the same two samples as
+ * the reference.  No branch per sample, per transition sample or per kind of edge.  The samples the
+ * reference looks at (its min/max statistics) are the ones its quiet-stretch skip does not jump
+ * over: a mask as well, visited only when a sample of the block is beyond the running min/max.  A
+ * block whose 64 samples (and the one before) are all beyond the quiet threshold of the state is
+ * skipped after one compare per vector.  The strided level histogram (every 16th sample) is done in
+ * the same pass, in the reference's order and arithmetic.
  *
  * Float/double compares: for a float x and a double T, (double)x >= T <=> x >= fc(T) (fc: smallest
  * float >= T), (double)x <= T <=> x <= ff(T) (largest float <= T); NaN compares false in both, and
- * (double)x < T <=> x <= ff(T) and not x >= fc(T).
+ * (double)x < T <=> x <= ff(T) and not x >= fc(T).  When none of p10, mid, p90 is a float, x <= ff(T)
+ * is not x >= fc(T) for any other x than NaN; a block without NaN and without a sample beyond the
+ * running min/max then needs five compares per vector instead of fourteen.
  *
  * Three builds of the kernel, chosen at run time (cpuid): AVX-512 (F+BW), AVX2, and a baseline one
  * (SSE2 on x86-64, plain C elsewhere or with RIG_UART_NO_SIMD); all give the same masks, so the same
@@ -191,6 +195,26 @@ static inline __attribute__((always_inline)) void rig_masks_c64(const float *x, 
     RIG_M1(ls, t->smin, _mm_cmplt_ps); RIG_M1(gs, t->smax, _mm_cmpgt_ps);
 #undef RIG_M1
 }
+/* the five masks of a block without NaN when p10, mid and p90 are not floats and c10 <= clo (x <= f
+   is then not x >= c): x >= c10, >= cm, >= c90, > fhi, < clo; and whether a sample is beyond the
+   running min/max (returned) */
+static inline __attribute__((always_inline)) int rig_masks5_c64(const float *x, const rig_thr_t *t,
+                                                                rig_masks_t *m) {
+    __m128 v[16], mn, mx;
+    int k;
+    for (k = 0; k < 16; k++) v[k] = _mm_loadu_ps(x + 4 * k);
+#define RIG_M1(dst, thr, cmp) do { __m128 T_ = _mm_set1_ps(thr); uint64_t r_ = 0;                     \
+        for (k = 0; k < 16; k++) r_ |= (uint64_t)(unsigned)_mm_movemask_ps(cmp(v[k], T_)) << (4 * k); \
+        m->dst = r_; } while (0)
+    RIG_M1(ge10, t->c10, _mm_cmpge_ps); RIG_M1(gem, t->cm, _mm_cmpge_ps); RIG_M1(ge90, t->c90, _mm_cmpge_ps);
+    RIG_M1(uh, t->fhi, _mm_cmpgt_ps); RIG_M1(dl, t->clo, _mm_cmplt_ps);
+#undef RIG_M1
+    mn = v[0]; mx = v[0];
+    for (k = 1; k < 16; k++) { mn = _mm_min_ps(mn, v[k]); mx = _mm_max_ps(mx, v[k]); }
+    return _mm_movemask_ps(_mm_or_ps(_mm_cmplt_ps(mn, _mm_set1_ps(t->smin)),
+                                     _mm_cmpgt_ps(mx, _mm_set1_ps(t->smax))));
+}
+#define RIG_HAVE_MASKS5 1
 #else
 static inline __attribute__((always_inline)) void rig_masks_c64(const float *x, const rig_thr_t *t,
                                                                 rig_masks_t *m) {
@@ -216,6 +240,26 @@ static inline void rig_masks_avx2(const float *x, const rig_thr_t *t, rig_masks_
     RIG_M2(q1, t->gh, _CMP_GT_OQ); RIG_M2(p1, t->fgh, _CMP_GT_OQ);
     RIG_M2(ls, t->smin, _CMP_LT_OQ); RIG_M2(gs, t->smax, _CMP_GT_OQ);
 #undef RIG_M2
+}
+
+__attribute__((target("avx2"), always_inline))
+static inline int rig_masks5_avx2(const float *x, const rig_thr_t *t, rig_masks_t *m) {
+    __m256 v[8], mn, mx;
+    int k;
+    for (k = 0; k < 8; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
+#define RIG_M2(dst, thr, op) do { __m256 T_ = _mm256_set1_ps(thr); uint64_t r_ = 0;                \
+        for (k = 0; k < 8; k++)                                                                    \
+            r_ |= (uint64_t)(unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v[k], T_, op)) << (8 * k);  \
+        m->dst = r_; } while (0)
+    RIG_M2(ge10, t->c10, _CMP_GE_OQ); RIG_M2(gem, t->cm, _CMP_GE_OQ); RIG_M2(ge90, t->c90, _CMP_GE_OQ);
+    RIG_M2(uh, t->fhi, _CMP_GT_OQ); RIG_M2(dl, t->clo, _CMP_LT_OQ);
+#undef RIG_M2
+    mn = _mm256_min_ps(_mm256_min_ps(_mm256_min_ps(v[0], v[1]), _mm256_min_ps(v[2], v[3])),
+                       _mm256_min_ps(_mm256_min_ps(v[4], v[5]), _mm256_min_ps(v[6], v[7])));
+    mx = _mm256_max_ps(_mm256_max_ps(_mm256_max_ps(v[0], v[1]), _mm256_max_ps(v[2], v[3])),
+                       _mm256_max_ps(_mm256_max_ps(v[4], v[5]), _mm256_max_ps(v[6], v[7])));
+    return _mm256_movemask_ps(_mm256_or_ps(_mm256_cmp_ps(mn, _mm256_set1_ps(t->smin), _CMP_LT_OQ),
+                                           _mm256_cmp_ps(mx, _mm256_set1_ps(t->smax), _CMP_GT_OQ)));
 }
 
 __attribute__((target("avx2"), always_inline))
@@ -254,6 +298,25 @@ static inline int rig_quiet_avx512(const float *x, const rig_thr_t *t, int state
 }
 
 __attribute__((target("avx512f,avx512bw"), always_inline))
+static inline int rig_masks5_avx512(const float *x, const rig_thr_t *t, rig_masks_t *m) {
+    __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
+    __m512 c = _mm512_loadu_ps(x + 32), d = _mm512_loadu_ps(x + 48), mn, mx;
+#define RIG_M5(dst, thr, op) do { __m512 T_ = _mm512_set1_ps(thr);                                  \
+        __mmask32 lo_ = _mm512_kunpackw((__mmask32)_mm512_cmp_ps_mask(b, T_, op),                   \
+                                        (__mmask32)_mm512_cmp_ps_mask(a, T_, op));                  \
+        __mmask32 hi_ = _mm512_kunpackw((__mmask32)_mm512_cmp_ps_mask(d, T_, op),                   \
+                                        (__mmask32)_mm512_cmp_ps_mask(c, T_, op));                  \
+        m->dst = (uint64_t)_cvtmask64_u64(_mm512_kunpackd((__mmask64)hi_, (__mmask64)lo_)); } while (0)
+    RIG_M5(ge10, t->c10, _CMP_GE_OQ); RIG_M5(gem, t->cm, _CMP_GE_OQ); RIG_M5(ge90, t->c90, _CMP_GE_OQ);
+    RIG_M5(uh, t->fhi, _CMP_GT_OQ); RIG_M5(dl, t->clo, _CMP_LT_OQ);
+#undef RIG_M5
+    mn = _mm512_min_ps(_mm512_min_ps(a, b), _mm512_min_ps(c, d));
+    mx = _mm512_max_ps(_mm512_max_ps(a, b), _mm512_max_ps(c, d));
+    return (int)(_mm512_cmp_ps_mask(mn, _mm512_set1_ps(t->smin), _CMP_LT_OQ)
+                 | _mm512_cmp_ps_mask(mx, _mm512_set1_ps(t->smax), _CMP_GT_OQ));
+}
+
+__attribute__((target("avx512f,avx512bw"), always_inline))
 static inline void rig_masks_avx512(const float *x, const rig_thr_t *t, rig_masks_t *m) {
     __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
     __m512 c = _mm512_loadu_ps(x + 32), d = _mm512_loadu_ps(x + 48);
@@ -279,29 +342,37 @@ static inline void rig_masks_avx512(const float *x, const rig_thr_t *t, rig_mask
 #define RIG_KATTR
 #define RIG_KMASKS rig_masks_c64
 #define RIG_KQUIET rig_quiet_c64
+#ifdef RIG_HAVE_MASKS5
+#define RIG_KMASKS5 rig_masks5_c64
+#endif
 #include "uart_simd.h"
 #undef RIG_KNAME
 #undef RIG_KATTR
 #undef RIG_KMASKS
+#undef RIG_KMASKS5
 #undef RIG_KQUIET
 #ifdef RIG_UART_X86
 #define RIG_KNAME rig_cmp_f32_avx2
 #define RIG_KATTR __attribute__((target("avx2")))
 #define RIG_KMASKS rig_masks_avx2
+#define RIG_KMASKS5 rig_masks5_avx2
 #define RIG_KQUIET rig_quiet_avx2
 #include "uart_simd.h"
 #undef RIG_KNAME
 #undef RIG_KATTR
 #undef RIG_KMASKS
+#undef RIG_KMASKS5
 #undef RIG_KQUIET
 #define RIG_KNAME rig_cmp_f32_avx512
 #define RIG_KATTR __attribute__((target("avx512f,avx512bw")))
 #define RIG_KMASKS rig_masks_avx512
+#define RIG_KMASKS5 rig_masks5_avx512
 #define RIG_KQUIET rig_quiet_avx512
 #include "uart_simd.h"
 #undef RIG_KNAME
 #undef RIG_KATTR
 #undef RIG_KMASKS
+#undef RIG_KMASKS5
 #undef RIG_KQUIET
 #endif
 #undef RIG_UART_SIMD_BODY
@@ -382,20 +453,23 @@ static inline Py_ssize_t rig_cmp_f32(rig_cmp_t *c, const float *x, Py_ssize_t i,
 #endif
 
 /* Blocks of 64 samples from x[i] while i < n and there is room for 64 more edges in et/eh (cap);
-   returns the index reached.  The latest 10/50/90 % crossings of a segment are kept as sample
-   indices and interpolated only when used (at a flip, or by rig_cmp_finish at the end of a run). */
+   returns the index reached.
+
+   Per block, without a branch per sample or per edge kind: the compare masks; the comparator state
+   before (Sb) and after (S) every sample, from one add with carry (the hysteresis latch: set by
+   x > hi, reset by x < lo, held otherwise, is a carry chain: generate = set, propagate = not reset);
+   flips F = S ^ Sb; the crossings that matter in each state (mid and 10/90 % crossings before a
+   flip: masked by the state); the rise/fall end measurements, also latches (armed at a flip, the
+   first crossing of the far 10/90 % level up to the next flip ends it).  Then one short step per
+   flip: the last crossing at or before it (lzcnt) becomes the edge time, interpolated once.  The
+   latest crossing of each kind is kept as a sample index and interpolated only when used. */
 RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i, Py_ssize_t n,
                                       double *et, uint8_t *eh, int *ne_p, int cap) {
     const double mid = c->mid, p10 = c->p10, p90 = c->p90, g_low = c->g_low, g_high = c->g_high;
     rig_thr_t th = c->th;
     const int64_t base = c->base;
     const double prev0 = c->prev;
-    int state = c->state, pend_rise = c->pend_rise, pend_fall = c->pend_fall;
-    double lum = c->lum, ldm = c->ldm, lu10 = c->lu10, ld90 = c->ld90;
-    int64_t iu10 = c->iu10, ium = c->ium, id90 = c->id90, idm = c->idm;
-    double rise_t10 = c->rise_t10, fall_t90 = c->fall_t90;
-    int64_t n_rise = c->n_rise, n_fall = c->n_fall;
-    double sum_rise = c->sum_rise, max_rise = c->max_rise, sum_fall = c->sum_fall, max_fall = c->max_fall;
+    uint64_t state = (uint64_t)c->state, pend_rise = (uint64_t)c->pend_rise, pend_fall = (uint64_t)c->pend_fall;
     double svmin = c->svmin, svmax = c->svmax;
     int64_t *const hist = c->hist;
     const int64_t nbins = c->nbins;
@@ -406,26 +480,29 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
     uint64_t c_lt90 = c->c_lt90, c_gt90 = c->c_gt90, c_p0 = c->c_p0, c_p1 = c->c_p1;
     int ne = *ne_p;
     float tail[64];
-    /* per state s (0 low, 1 high): A the 10/90 % crossing kept before a flip, B the mid crossing;
-       the measure at the flip and the pending one; statistics by direction (0 rise, 1 fall) */
-    const double TA[2] = {p10, p90}, TM[2] = {p90, p10};
-    double vA[2] = {lu10, ld90}, vB[2] = {lum, ldm}, tb[2] = {rise_t10, fall_t90};
-    int64_t iA = state ? id90 : iu10, iB = state ? idm : ium;
-    int pend = state ? pend_rise : pend_fall;
-    int64_t nm[2] = {n_rise, n_fall};
-    double sm[2] = {sum_rise, sum_fall}, mx[2] = {max_rise, max_fall};
-    rig_masks_t m, mnext;
-    Py_ssize_t mnext_i = -1;     /* block whose masks are in mnext (computed one block ahead) */
-    Py_ssize_t qnext_i = -1;     /* block whose quiet tests (either state) are in qlo/qhi */
-    int qlo = 0, qhi = 0;
+    /* the five-mask path (RIG_KMASKS5) is exact when p10, mid and p90 are not floats and a sample
+       below c10 is below clo (then not (x >= c10 or x < clo) means NaN) */
+    const int fast = th.c10 != th.f10 && th.cm != th.fm && th.c90 != th.f90 && th.c10 <= th.clo;
+    /* by the state after a flip r (1: rising flip, 0: falling): the mid crossing (edge time) and the
+       10/90 % crossing (start of the transition) kept before it, as a run index (-1: the time in
+       vB/vA); the threshold of the start and of the end of the transition */
+    int64_t lB[2] = {c->idm, c->ium}, lA[2] = {c->id90, c->iu10};
+    double vB[2] = {c->ldm, c->lum}, vA[2] = {c->ld90, c->lu10};
+    const double TA[2] = {p90, p10}, TE[2] = {p10, p90};
+    /* statistics by direction d (0 rise, 1 fall) and the start of the transition being measured */
+    double tb[2] = {c->rise_t10, c->fall_t90};
+    int64_t nm[2] = {c->n_rise, c->n_fall};
+    double sm[2] = {c->sum_rise, c->sum_fall}, mx[2] = {c->max_rise, c->max_fall};
     while (i < n && ne <= cap - 64) {
+        rig_masks_t m;
         uint64_t valid, lt10, gt10, ltm, gtm, lt90, gt90;
-        uint64_t U10, D10, UM, DM, U90, D90, E0, E1, exam = 0, rng, fm, reg;
-        int nb, p = 0, f;
+        uint64_t U10, D10, UM, DM, U90, D90, H, L, Sb, S, F, R, D, RE, FE, Fw, exam, pm;
+        uint64_t Bw[2], Aw[2], Ew[2];
+        unsigned long long s1, s2;
+        int nb;
         /* quiet block: every sample beyond the quiet threshold of the state, and the one before too:
            no crossing, no flip, no sample looked at (the reference's skip); only the histogram */
-        while (n - i >= 64 && (state ? c_p1 : c_p0)
-               && (qnext_i == i ? (state ? qhi : qlo) : RIG_KQUIET(x + i, &th, state))) {
+        while (n - i >= 64 && (state ? c_p1 : c_p0) && RIG_KQUIET(x + i, &th, (int)state)) {
             double pv;
             nb = 64;
             RIG_HIST_BLOCK(64);
@@ -438,17 +515,18 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
         if (n - i >= 64) {
             nb = 64;
             valid = ~(uint64_t)0;
-            if (mnext_i == i) m = mnext;
-            else RIG_KMASKS(x + i, &th, &m);
-            /* the next block's masks now, ahead of this block's data-dependent branches (they are not
-               thrown away when the end of the walk below is mispredicted).  Its ls/gs bounds may be
-               older than this block's update: a superset of samples to visit, same result. */
-            if (n - i >= 128) {   /* (not for a block that will likely be skipped as quiet) */
-                qlo = RIG_KQUIET(x + i + 64, &th, 0);
-                qhi = RIG_KQUIET(x + i + 64, &th, 1);
-                qnext_i = i + 64;
-                if (!(qlo | qhi)) { RIG_KMASKS(x + i + 64, &th, &mnext); mnext_i = i + 64; }
-            }
+#ifdef RIG_KMASKS5
+            if (fast && !(RIG_KMASKS5(x + i, &th, &m) | (int)(~(m.ge10 | m.dl) != 0))) {
+                /* no NaN, none beyond the running min/max: x <= f is not x >= c; the quiet-rule
+                   masks only for the carry of the last sample; no sample to visit */
+                m.le10 = ~m.ge10; m.lem = ~m.gem; m.le90 = ~m.ge90;
+                m.ls = m.gs = 0;
+                m.q0 = m.q1 = 0;
+                m.p0 = (uint64_t)(x[i + 63] < th.cgl) << 63;
+                m.p1 = (uint64_t)(x[i + 63] > th.fgh) << 63;
+            } else
+#endif
+            RIG_KMASKS(x + i, &th, &m);
         } else {
             nb = (int)(n - i);
             valid = ((uint64_t)1 << nb) - 1;
@@ -466,57 +544,82 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
         DM = ((gtm << 1) | c_gtm) & m.lem;
         U90 = ((lt90 << 1) | c_lt90) & m.ge90;
         D90 = ((gt90 << 1) | c_gt90) & m.le90;
-        E0 = ~(((m.p0 << 1) | c_p0) & m.q0);
-        E1 = ~(((m.p1 << 1) | c_p1) & m.q1);
-        c_lt10 = lt10 >> 63; c_gt10 = gt10 >> 63; c_ltm = ltm >> 63; c_gtm = gtm >> 63;
-        c_lt90 = lt90 >> 63; c_gt90 = gt90 >> 63; c_p0 = m.p0 >> 63; c_p1 = m.p1 >> 63;
+        /* the comparator: state after sample k is H_k | (state after k-1 & ~L_k), the carry out of
+           bit k of (H | ~L) + H + state: Sb (state before each sample) = sum ^ propagate */
+        H = m.uh; L = m.dl;
         {
-            const uint64_t Fm[2] = {m.uh, m.dl}, Am[2] = {U10, D90}, Bm[2] = {UM, DM};
-            const uint64_t Pm[2] = {D10, U90}, Mm[2] = {U90, D10}, Em[2] = {E0, E1};
-            for (;;) {
-                uint64_t A_, B_, P_;
-                rng = valid & (~(uint64_t)0 << p);
-                fm = Fm[state] & rng;
-                f = fm ? __builtin_ctzll(fm) : 63;
-                reg = rng & ((((uint64_t)2) << f) - 1);
-                exam |= reg & Em[state];
-                A_ = Am[state] & reg;
-                iA = A_ ? (int64_t)i + 63 - __builtin_clzll(A_) : iA;
-                B_ = Bm[state] & reg;
-                iB = B_ ? (int64_t)i + 63 - __builtin_clzll(B_) : iB;
-                P_ = Pm[state] & reg;
-                if (pend && P_) {
-                    double t = RIG_AT(i + __builtin_ctzll(P_), TA[state]) - tb[1 - state];
-                    int d = 1 - state;
-                    pend = 0;
-                    nm[d] += 1;
-                    sm[d] += t;
-                    if (t > mx[d]) mx[d] = t;
-                }
-                if (!fm) break;
-                if (iA >= 0) { vA[state] = RIG_AT(iA, TA[state]); iA = -1; }
-                if (iB >= 0) { vB[state] = RIG_AT(iB, mid); iB = -1; }
-                tb[state] = vA[state];
-                pend = 1;
-                if ((Mm[state] >> f) & 1) {
-                    double t = RIG_AT(i + f, TM[state]) - tb[state];
-                    pend = 0;
-                    nm[state] += 1;
-                    sm[state] += t;
-                    if (t > mx[state]) mx[state] = t;
-                }
-                et[ne] = vB[state];
-                eh[ne] = (uint8_t)(1 - state);
-                ne++;
-                state ^= 1;
-                p = f + 1;
-                if (p >= nb) break;
+            uint64_t a = H | ~L, co;
+            s1 = a + H;
+            co = s1 < a;
+            s2 = s1 + state;
+            co |= s2 < s1;
+            Sb = (uint64_t)s2 ^ ~(H | L);
+            S = (Sb >> 1) | (co << 63);
+            state = co;
+        }
+        F = S ^ Sb; R = F & S; D = F & Sb;
+        /* rise end: armed at a rising flip, ended by the first 90 % up-crossing from the flip sample
+           on (measured) or by the falling flip (after its sample is checked); fall end likewise */
+        {
+            uint64_t A = R & ~U90, a = A | ~(U90 | D), co, q;
+            q = a + A;
+            co = q < a;
+            s1 = q + pend_rise;
+            co |= s1 < q;
+            RE = U90 & (R | ((uint64_t)s1 ^ (a ^ A)));
+            pend_rise = co;
+            A = D & ~D10; a = A | ~(D10 | R);
+            q = a + A;
+            co = q < a;
+            s1 = q + pend_fall;
+            co |= s1 < q;
+            FE = D10 & (D | ((uint64_t)s1 ^ (a ^ A)));
+            pend_fall = co;
+        }
+        /* an end pending from before this block: the first end at or before the first flip */
+        pm = ((RE & ~R) | (FE & ~D)) & (F ^ (F - 1));
+        if (pm) {
+            int e = __builtin_ctzll(pm), d = (int)(((FE & ~D) >> e) & 1);
+            double t = RIG_AT(i + e, TE[1 - d]) - tb[d];
+            nm[d] += 1;
+            sm[d] += t;
+            if (t > mx[d]) mx[d] = t;
+        }
+        Bw[1] = UM & ~Sb; Bw[0] = DM & Sb;
+        Aw[1] = U10 & ~Sb; Aw[0] = D90 & Sb;
+        Ew[1] = RE; Ew[0] = FE;
+        for (Fw = F; Fw; Fw &= Fw - 1) {
+            const int f = __builtin_ctzll(Fw);
+            const int r = (int)((S >> f) & 1), d = r ^ 1;
+            const uint64_t le = ((uint64_t)2 << f) - 1;
+            const uint64_t mB = Bw[r] & le, mA = Aw[r] & le;
+            const uint64_t nx = F & (~(uint64_t)1 << f);
+            const uint64_t mv = Ew[r] & (~(uint64_t)0 << f) & (nx ^ (nx - 1));
+            const int64_t iB = mB ? (int64_t)i + 63 - __builtin_clzll(mB) : lB[r];
+            const int64_t iA = mA ? (int64_t)i + 63 - __builtin_clzll(mA) : lA[r];
+            const double tB = iB >= 0 ? RIG_AT(iB, mid) : vB[r];
+            const double tA = iA >= 0 ? RIG_AT(iA, TA[r]) : vA[r];
+            et[ne] = tB;
+            eh[ne] = (uint8_t)r;
+            ne++;
+            tb[d] = tA;
+            if (mv) {
+                double t = RIG_AT(i + __builtin_ctzll(mv), TE[r]) - tA;
+                nm[d] += 1;
+                sm[d] += t;
+                if (t > mx[d]) mx[d] = t;
             }
         }
-        /* min/max of the samples the reference looks at, in order (strict < / > keep the first of
-           equal values); only those beyond the running extremes can change them */
-        exam &= m.ls | m.gs;
+        lB[1] = Bw[1] ? (int64_t)i + 63 - __builtin_clzll(Bw[1]) : lB[1];
+        lB[0] = Bw[0] ? (int64_t)i + 63 - __builtin_clzll(Bw[0]) : lB[0];
+        lA[1] = Aw[1] ? (int64_t)i + 63 - __builtin_clzll(Aw[1]) : lA[1];
+        lA[0] = Aw[0] ? (int64_t)i + 63 - __builtin_clzll(Aw[0]) : lA[0];
+        /* min/max of the samples the reference looks at (not skipped by its quiet rule), in order
+           (strict < / > keep the first of equal values); only those beyond the running extremes */
+        exam = valid & (m.ls | m.gs);
         if (exam) {
+            uint64_t E0 = ~(((m.p0 << 1) | c_p0) & m.q0), E1 = ~(((m.p1 << 1) | c_p1) & m.q1);
+            exam &= (~Sb & E0) | (Sb & E1);
             while (exam) {
                 double v = (double)x[i + __builtin_ctzll(exam)];
                 exam &= exam - 1;
@@ -526,18 +629,16 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
             th.smin = (float)svmin;
             th.smax = (float)svmax;
         }
+        c_lt10 = lt10 >> 63; c_gt10 = gt10 >> 63; c_ltm = ltm >> 63; c_gtm = gtm >> 63;
+        c_lt90 = lt90 >> 63; c_gt90 = gt90 >> 63; c_p0 = m.p0 >> 63; c_p1 = m.p1 >> 63;
         i += nb;
     }
-    lu10 = vA[0]; ld90 = vA[1]; lum = vB[0]; ldm = vB[1]; rise_t10 = tb[0]; fall_t90 = tb[1];
-    iu10 = state ? -1 : iA; ium = state ? -1 : iB; id90 = state ? iA : -1; idm = state ? iB : -1;
-    pend_rise = state ? pend : 0; pend_fall = state ? 0 : pend;
-    n_rise = nm[0]; n_fall = nm[1]; sum_rise = sm[0]; sum_fall = sm[1]; max_rise = mx[0]; max_fall = mx[1];
-    c->state = state; c->pend_rise = pend_rise; c->pend_fall = pend_fall;
-    c->lum = lum; c->ldm = ldm; c->lu10 = lu10; c->ld90 = ld90;
-    c->iu10 = iu10; c->ium = ium; c->id90 = id90; c->idm = idm;
-    c->rise_t10 = rise_t10; c->fall_t90 = fall_t90;
-    c->n_rise = n_rise; c->n_fall = n_fall;
-    c->sum_rise = sum_rise; c->max_rise = max_rise; c->sum_fall = sum_fall; c->max_fall = max_fall;
+    c->state = (int)state; c->pend_rise = (int)pend_rise; c->pend_fall = (int)pend_fall;
+    c->ldm = vB[0]; c->lum = vB[1]; c->ld90 = vA[0]; c->lu10 = vA[1];
+    c->idm = lB[0]; c->ium = lB[1]; c->id90 = lA[0]; c->iu10 = lA[1];
+    c->rise_t10 = tb[0]; c->fall_t90 = tb[1];
+    c->n_rise = nm[0]; c->n_fall = nm[1]; c->sum_rise = sm[0]; c->sum_fall = sm[1];
+    c->max_rise = mx[0]; c->max_fall = mx[1];
     c->svmin = svmin; c->svmax = svmax;
     c->hvmin = hvmin; c->hvmax = hvmax;
     c->th = th;
