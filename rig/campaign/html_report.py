@@ -27,6 +27,7 @@ import html
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from rig.measurement import FAIL, PASS
 PLOT_SECTIONS = ("plot-eye", "plot-bit-width", "plot-jitter", "plot-levels", "plot-tr", "plot-execution",
                  "plot-sweeps")
 EXECUTION_NAMES = ("message execution time", "execution")
+MAX_EYES = 24          # eye diagrams drawn; the captures beyond are named in a note
 
 
 class ReportError(Exception):
@@ -56,6 +58,7 @@ class Figure:
     png: bytes
     alt: str
     caption: str = ""
+    wide: bool = False                 # several panels: the whole width of the page
 
 
 @dataclass
@@ -116,9 +119,14 @@ class _RunData:
             self.decoded.append((c, samples, res))
 
     def label(self, c: dict) -> str:
+        """A capture, short: its case and step, and which of the step's captures (the direction in
+        its name, e.g. "(to_meter)", or its name)."""
         same_step = [x for x in self.captures if x["case_key"] == c["case_key"] and x["step_key"] == c["step_key"]]
         label = c["case_key"] if c["step_key"] in ("rep=0", "") else f"{c['case_key']} {c['step_key']}"
-        return label if len(same_step) == 1 else f"{label}: {c['name']}"
+        if len(same_step) == 1:
+            return label
+        m = re.search(r"\(([^)]*)\)", c["name"] or "")
+        return f"{label} ({m.group(1)})" if m else f"{label}: {c['name']}"
 
 
 def _run_profile(row, run_id: int):
@@ -145,7 +153,7 @@ def _eye_section(d: _RunData) -> PlotSection:
     sec = PlotSection("plot-eye", "Eye diagrams",
                       "Every bit of every decoded character of each stored capture, folded on its character's "
                       "bit period, over the interface option's limit mask (red: no trace may enter).")
-    for c, samples, res in d.decoded:
+    for c, samples, res in d.decoded[:MAX_EYES]:
         x, traces = plots.eye_traces(samples, res)
         if not len(traces):
             sec.remarks.append(f"capture {c['id']} ({d.label(c)}): no whole bit inside the capture")
@@ -155,6 +163,9 @@ def _eye_section(d: _RunData) -> PlotSection:
                                   f"{d.label(c)} — {res.option.name}, {len(res.chars)} characters, "
                                   f"{c['sample_rate'] / 1e6:g} MS/s; {mask_text}; "
                                   f"{'no trace in the mask' if hits == 0 else f'{hits} trace(s) in the mask'}"))
+    if len(d.decoded) > MAX_EYES:
+        sec.remarks.append(f"{len(d.decoded) - MAX_EYES} more capture(s) not drawn (the first {MAX_EYES} are), "
+                           f"from {d.label(d.decoded[MAX_EYES][0])} on")
     sec.remarks += d.capture_remarks
     if not sec.figures:
         sec.note = "No capture in this run could be drawn (the electrical levels cases store scope captures)."
@@ -174,13 +185,15 @@ def _timing_sections(d: _RunData) -> tuple[PlotSection, PlotSection]:
     for c, _samples, res in d.decoded:
         t = plots.bit_timing(res)
         if len(t.widths_ui):
-            widths[d.label(c)] = t.widths_ui
+            widths.setdefault(c["case_key"], []).append(t.widths_ui)
             lim_w.update({"bit_width_min": res.option.limits["bit_width_min"].low,
                           "bit_width_max": res.option.limits["bit_width_max"].high})
         if len(t.jitter_ui):
-            jitter[d.label(c)] = t.jitter_ui
+            jitter.setdefault(c["case_key"], []).append(t.jitter_ui)
             pk = res.option.limits["jitter_peak"].high
             lim_j.update({"-jitter_peak": -pk, "jitter_peak": pk})
+    widths = {k: np.concatenate(v) for k, v in widths.items()}     # one series per case
+    jitter = {k: np.concatenate(v) for k, v in jitter.items()}
     if widths:
         allw = np.concatenate(list(widths.values()))
         png = plots.histogram_figure(widths, "UI", "bit width (UI)", "bit widths of the decoded captures",
@@ -231,7 +244,7 @@ def _levels_section(d: _RunData) -> PlotSection:
     if panels:
         sec.figures.append(Figure(plots.levels_figure(panels), "mark and space levels against their limits",
                                   "; ".join(f"{p.title}: mark {_num(p.mark)}, space {_num(p.space)} {p.opt.unit}"
-                                            for p in panels)))
+                                            for p in panels), wide=len(panels) > 1))
     else:
         sec.note = "No mark or space level was measured in this run."
     return sec
@@ -347,7 +360,7 @@ def _sweep_section(d: _RunData) -> PlotSection:
         return sec
     sec.figures.append(Figure(plots.sweeps_figure(series), "success rate against the swept amount",
                               "; ".join(f"{s.title}: fails at {_num(s.threshold)} {s.unit}".rstrip()
-                                        for s in series)))
+                                        for s in series), wide=len(series) > 1))
     return sec
 
 
@@ -397,6 +410,7 @@ tr.fail td.verdict, tr.error td.verdict { font-weight: 700; }
 .badge.info { background: transparent; color: var(--skip); font-weight: 400; }
 #plots > .sections { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 0 22px; }
 #plots section.wide { grid-column: 1 / -1; }
+figure.wide { grid-column: 1 / -1; justify-self: start; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 14px; }
 figure { margin: 0; background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 8px; }
 figure img { max-width: 100%; height: auto; display: block; margin: 0 auto; }
@@ -440,7 +454,8 @@ def _when(t) -> str:
 
 def _img(fig: Figure) -> str:
     data = base64.b64encode(fig.png).decode("ascii")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(fig.alt)}">'
+    cls = ' class="wide"' if fig.wide else ""
+    return (f'<figure{cls}><img src="data:image/png;base64,{data}" alt="{_e(fig.alt)}">'
             f'<figcaption>{_e(fig.caption)}</figcaption></figure>')
 
 
@@ -499,7 +514,8 @@ def _summary_html(s: dict, run_id: int) -> str:
 def _plots_html(sections: list[PlotSection]) -> str:
     out = ['<section id="plots"><h2>Plots</h2><div class="sections">']
     for sec in sections:
-        cls = "plot" + (" nodata" if not sec.figures else "") + (" wide" if len(sec.figures) > 1 else "")
+        wide = len(sec.figures) > 1 or any(f.wide for f in sec.figures)
+        cls = "plot" + (" nodata" if not sec.figures else "") + (" wide" if wide else "")
         out.append(f'<section id="{sec.id}" class="{cls}">'
                    f'<h3>{_e(sec.title)}</h3><p class="about">{_e(sec.about)}</p>')
         if sec.figures:

@@ -204,8 +204,10 @@ def eye_figure(x: np.ndarray, traces: np.ndarray, opt: InterfaceOption, title: s
     ax.set_xlim(-0.5, 1.5)
     ax.set_ylim(*ylim)
     ax.set_xlabel("time (UI, one bit)")
-    ax.set_ylabel(f"{opt.quantity.split(' (')[0]} ({opt.unit})")
+    ax.set_ylabel(f"{opt.quantity.split(' (')[0].split(' at ')[0]} ({opt.unit})")
     verdict = "no trace in the mask" if hits == 0 else f"{hits} of {n} traces in the mask"
+    if len(title) > 60:
+        title = title[:59] + "…"
     ax.set_title(f"{title}\n{n} bits at {baud:.0f} Bd: {verdict}", color=PASS_COLOUR if hits == 0 else FAIL_COLOUR)
     return _png(fig), hits, mask.text
 
@@ -300,17 +302,18 @@ def levels_figure(panels: list[LevelsPanel]) -> bytes:
             a = lo if lim.low is None else lim.low
             b = hi if lim.high is None else lim.high
             ax.fill_between([xi - 0.35, xi + 0.35], a, b, color=PASS_COLOUR, alpha=0.15, linewidth=0)
-        for lim, txt in ((o.rx_mark, "receiver: surely mark"), (o.rx_space, "receiver: surely space")):
-            v = lim.low if lim.low is not None else lim.high
+        rx = [(lim.low if lim.low is not None else lim.high, lim, txt)
+              for lim, txt in ((o.rx_mark, "receiver: surely mark"), (o.rx_space, "receiver: surely space"))]
+        for k, (v, lim, txt) in enumerate(sorted(rx, key=lambda r: r[0])):   # lower label below its line
             ax.axhline(v, color="#555", linestyle=":", linewidth=1.0)
             ax.annotate(f"{txt} {'≥' if lim.low is not None else '≤'} {v:g}", (1.5, v), fontsize=6.5,
-                        color="#555", ha="right", va="bottom")
+                        color="#555", ha="right", va="top" if k == 0 else "bottom")
         for xi, v, ok in ((0, p.mark, p.mark_ok), (1, p.space, p.space_ok)):
             if v is None or not math.isfinite(v):
                 ax.annotate("not measured", (xi, (lo + hi) / 2), ha="center", color=FAIL_COLOUR, fontsize=8)
                 continue
             ax.plot([xi - 0.3, xi + 0.3], [v, v], color=PASS_COLOUR if ok else FAIL_COLOUR, linewidth=3)
-            ax.annotate(f"{v:.3g}", (xi + 0.32, v), fontsize=8, va="center",
+            ax.annotate(f"{v:.4g}", (xi + 0.32, v), fontsize=8, va="center",
                         color=PASS_COLOUR if ok else FAIL_COLOUR)
         ax.set_xlim(-0.6, 1.6)
         ax.set_ylim(lo, hi)
@@ -370,7 +373,7 @@ def sweeps_figure(series: list[SweepSeries]) -> bytes:
             ax.annotate(f"must work at {s.must_work_at:g}", (s.must_work_at, 0.5), rotation=90, fontsize=7,
                         color=PASS_COLOUR, ha="left", va="center", xytext=(2, 0), textcoords="offset points")
         ax.set_ylim(-0.05, 1.1)
-        ax.set_xlabel(f"{s.quantity} ({s.unit})" if s.unit else s.quantity)
+        ax.set_xlabel(f"{s.quantity} [{s.unit}]" if s.unit else s.quantity)
         ax.set_ylabel("rate")
         ax.set_title(s.title, fontsize=9)
     for j in range(len(series), rows * cols):
