@@ -41,6 +41,7 @@ from rig.measurement import FAIL, PASS
 PLOT_SECTIONS = ("plot-eye", "plot-bit-width", "plot-jitter", "plot-levels", "plot-tr", "plot-execution",
                  "plot-sweeps")
 EXECUTION_NAMES = ("message execution time", "execution")
+NO_CAPTURE = "No capture is stored with this run's steps (the electrical levels cases store scope captures)."
 MAX_EYES = 24          # eye diagrams drawn; the captures beyond are named in a note
 
 
@@ -168,7 +169,8 @@ def _eye_section(d: _RunData) -> PlotSection:
                            f"from {d.label(d.decoded[MAX_EYES][0])} on")
     sec.remarks += d.capture_remarks
     if not sec.figures:
-        sec.note = "No capture in this run could be drawn (the electrical levels cases store scope captures)."
+        sec.note = (NO_CAPTURE if not d.captures else
+                    "No capture in this run could be drawn (see below).")
     return sec
 
 
@@ -200,7 +202,7 @@ def _timing_sections(d: _RunData) -> tuple[PlotSection, PlotSection]:
                                      list(lim_w.items()), bins=61, fixed_range=(0.8, 1.2))
         bw.figures.append(Figure(png, "histogram of bit widths", _stats(allw, "UI")))
     else:
-        bw.note = "No bit widths: no decoded capture with two edges in a character."
+        bw.note = NO_CAPTURE if not d.captures else "No bit widths: no decoded capture with two edges in a character."
     if jitter:
         allj = np.concatenate(list(jitter.values()))
         rms = float(np.sqrt(np.mean(allj ** 2)))
@@ -210,7 +212,7 @@ def _timing_sections(d: _RunData) -> tuple[PlotSection, PlotSection]:
         jit.figures.append(Figure(png, "histogram of edge jitter",
                                   f"{len(allj)} edges, rms {rms:.3g} UI, peak {np.abs(allj).max():.3g} UI"))
     else:
-        jit.note = "No jitter: no decoded capture with two edges in a character."
+        jit.note = NO_CAPTURE if not d.captures else "No jitter: no decoded capture with two edges in a character."
     for sec in (bw, jit):
         sec.remarks += d.capture_remarks
     return bw, jit
