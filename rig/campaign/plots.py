@@ -82,9 +82,11 @@ def _char_windows(res):
     return start, period, res.fmt.frame_bits
 
 
-def bit_timing(res) -> BitTiming:
-    """Bit widths and jitter from a decode made with ``keep_edges=True`` (rig.physical.analysis.decode)."""
+def bit_timing(res, max_chars: int = 20_000) -> BitTiming:
+    """Bit widths and jitter from a decode made with ``keep_edges=True`` (rig.physical.analysis.decode),
+    over the first ``max_chars`` characters (a long capture's histogram does not need them all)."""
     starts, periods, nbits = _char_windows(res)
+    starts, periods = starts[:max_chars], periods[:max_chars]
     edges = res.edges
     if edges is None or not len(edges) or not len(starts):
         return BitTiming(np.zeros(0), np.zeros(0))
