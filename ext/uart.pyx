@@ -37,18 +37,85 @@ ctypedef fused sample_t:
     int16_t
     int8_t
 
-# --- output records ----------------------------------------------------------------------------
-cdef struct CharRec:
-    int64_t t_start_ns
-    int64_t t_end_ns
-    double bit_ns
-    uint16_t value
-    uint8_t parity_ok
-    uint8_t framing_ok
-    uint8_t is_break
-    uint8_t n_edges
-    uint8_t pad0
-    uint8_t pad1
+# --- output records and the decoder's state (C: ext/uart_sm.h) ------------------------------------
+cdef extern from "uart_sm.h":
+    ctypedef struct CharRec "rig_char_t":
+        int64_t t_start_ns
+        int64_t t_end_ns
+        double bit_ns
+        uint16_t value
+        uint8_t parity_ok
+        uint8_t framing_ok
+        uint8_t is_break
+        uint8_t n_edges
+        uint8_t pad0
+        uint8_t pad1
+    ctypedef struct EdgeRec "rig_edge_t":
+        double pos
+        int64_t mark
+    ctypedef struct GlitchRec "rig_glitch_t":
+        double pos
+        double width
+    ctypedef struct St "rig_st_t":
+        # configuration
+        double fs
+        double ns_per_sample
+        int64_t t0_ns
+        int data_bits
+        int parity          # 0 none 1 odd 2 even 3 mark 4 space
+        int stop_bits
+        int frame_bits
+        int mark_high       # raw high level is mark
+        double lo, mid, hi, p10, p90
+        double g_low, g_high
+        double T            # bit period in samples
+        double glitch_max   # samples
+        int analysis_only   # comparator edges only, into edges[]
+        int keep_edges
+        # comparator state
+        int64_t pos         # absolute index of the next sample
+        double prev
+        int have_prev
+        int state           # raw comparator: 0 low, 1 high
+        double last_up_mid, last_dn_mid, last_up10, last_dn90
+        int pend_rise, pend_fall
+        double rise_t10, fall_t90
+        # rise/fall statistics (samples)
+        int64_t n_rise, n_fall
+        double sum_rise, max_rise, sum_fall, max_fall
+        # glitch filter
+        int has_pend
+        double pend_t
+        int pend_logic
+        # start-stop machine
+        int level           # 1 mark, 0 space (after the glitch filter)
+        int in_char, in_break
+        # statistics
+        double jit_sum2, jit_peak, jit_min, jit_max
+        int64_t jit_n
+        double sxy, sxx
+        double bw_min, bw_max
+        int64_t n_false_start, n_parity_err, n_framing_err, n_breaks
+        double break_min
+        # histogram (strided)
+        int64_t *hist
+        int nbins
+        double hmin, hscale
+        double vmin, vmax
+        # outputs
+        CharRec *chars
+        Py_ssize_t n_chars, cap_chars
+        EdgeRec *edges
+        Py_ssize_t n_edges, cap_edges
+        GlitchRec *glitches
+        Py_ssize_t n_glitches, cap_glitches
+        int64_t glitch_count
+        int oom
+    void _push_edge "rig_push_edge"(St* s, double pos, int mark) noexcept nogil
+    void _uart_edge "rig_uart_edge"(St* s, double t, int logic) noexcept nogil
+    void _advance "rig_advance"(St* s, double t) noexcept nogil
+    void _emit_char "rig_emit_char"(St* s, double t_end, int is_break) noexcept nogil
+    void _edges_out "rig_edges_out"(St* s, const double* et, const uint8_t* eh, int ne) noexcept nogil
 
 CHAR_DTYPE = np.dtype([("t_start_ns", "<i8"), ("t_end_ns", "<i8"), ("bit_ns", "<f8"),
                        ("value", "<u2"), ("parity_ok", "u1"), ("framing_ok", "u1"),
@@ -56,93 +123,7 @@ CHAR_DTYPE = np.dtype([("t_start_ns", "<i8"), ("t_end_ns", "<i8"), ("bit_ns", "<
 EDGE_DTYPE = np.dtype([("pos", "<f8"), ("mark", "<i8")])
 GLITCH_DTYPE = np.dtype([("pos", "<f8"), ("width", "<f8")])
 
-cdef struct EdgeRec:
-    double pos
-    int64_t mark
-
-cdef struct GlitchRec:
-    double pos
-    double width
-
-DEF MAXBITS = 16
 DEF HSTRIDE = 16
-
-cdef struct St:
-    # configuration
-    double fs
-    double ns_per_sample
-    int64_t t0_ns
-    int data_bits
-    int parity          # 0 none 1 odd 2 even 3 mark 4 space
-    int stop_bits
-    int frame_bits
-    int mark_high       # raw high level is mark
-    double lo, mid, hi, p10, p90
-    double g_low, g_high
-    double T            # bit period in samples
-    double glitch_max   # samples
-    int analysis_only   # comparator edges only, into edges[]
-    int keep_edges
-    # comparator state
-    int64_t pos         # absolute index of the next sample
-    double prev
-    int have_prev
-    int state           # raw comparator: 0 low, 1 high
-    double last_up_mid, last_dn_mid, last_up10, last_dn90
-    int pend_rise, pend_fall
-    double rise_t10, fall_t90
-    # rise/fall statistics (samples)
-    int64_t n_rise, n_fall
-    double sum_rise, max_rise, sum_fall, max_fall
-    # glitch filter
-    int has_pend
-    double pend_t
-    int pend_logic
-    # start-stop machine
-    int level           # 1 mark, 0 space (after the glitch filter)
-    int in_char, in_break
-    double t_start, next_center
-    int bit_idx
-    unsigned int value
-    unsigned int bits   # line level at each bit centre read so far (bit k: bit k of the frame)
-    int par_bit, stop_bad
-    double ce_t[MAXBITS + 4]
-    int ce_k[MAXBITS + 4]
-    int n_ce
-    double break_start
-    # statistics
-    double jit_sum2, jit_peak, jit_min, jit_max
-    int64_t jit_n
-    double sxy, sxx
-    double bw_min, bw_max
-    int64_t n_false_start, n_parity_err, n_framing_err, n_breaks
-    double break_min
-    # histogram (strided)
-    int64_t *hist
-    int nbins
-    double hmin, hscale
-    double vmin, vmax
-    # outputs
-    CharRec *chars
-    Py_ssize_t n_chars, cap_chars
-    EdgeRec *edges
-    Py_ssize_t n_edges, cap_edges
-    GlitchRec *glitches
-    Py_ssize_t n_glitches, cap_glitches
-    int64_t glitch_count
-    int oom
-
-
-cdef extern from *:
-    """
-    /* floor(y) as an integer, without a libm call (|y| < 2**62) */
-    static inline int64_t rig_uart_floor_i64(double y) {
-        int64_t k = (int64_t)y;
-        return k - ((double)k > y);
-    }
-    """
-    int64_t _floor_i64 "rig_uart_floor_i64"(double y) noexcept nogil
-    int _popcount "__builtin_popcount"(unsigned int v) noexcept nogil
 
 
 cdef extern from "uart_simd.h":
@@ -165,347 +146,12 @@ cdef extern from "uart_simd.h":
     Py_ssize_t _cmp_f32 "rig_cmp_f32"(rig_cmp_t* c, const float* x, Py_ssize_t i, Py_ssize_t n,
                                       double* et, uint8_t* eh, int* ne, int cap) noexcept nogil
     int _set_simd "rig_uart_set_simd"(int level) noexcept nogil
-    int _centres "rig_uart_centres"(double nc, double T, double t, int rem, double* out) noexcept nogil
 
 
 def _simd_level(int level=-1):
     """Instruction set of the float32 comparator: -1 the best the CPU has, else at most 0 (plain C),
     1 (AVX2) or 2 (AVX-512).  Returns the level in use (for tests and benches)."""
     return _set_simd(level)
-
-
-cdef inline int64_t _ns(St* s, double pos) noexcept nogil:
-    return _floor_i64(pos * s.ns_per_sample + 0.5) + s.t0_ns
-
-
-cdef void _grow_chars(St* s) noexcept nogil:
-    cdef CharRec* p = <CharRec*>realloc(s.chars, (s.cap_chars * 2 + 64) * sizeof(CharRec))
-    if p == NULL:
-        s.oom = 1
-        return
-    s.chars = p
-    s.cap_chars = s.cap_chars * 2 + 64
-
-
-cdef void _push_edge(St* s, double pos, int mark) noexcept nogil:
-    cdef EdgeRec* p
-    if s.n_edges == s.cap_edges:
-        p = <EdgeRec*>realloc(s.edges, (s.cap_edges * 2 + 256) * sizeof(EdgeRec))
-        if p == NULL:
-            s.oom = 1
-            return
-        s.edges = p
-        s.cap_edges = s.cap_edges * 2 + 256
-    s.edges[s.n_edges].pos = pos
-    s.edges[s.n_edges].mark = mark
-    s.n_edges += 1
-
-
-cdef void _push_glitch(St* s, double pos, double width) noexcept nogil:
-    cdef GlitchRec* p
-    s.glitch_count += 1
-    if s.n_glitches == s.cap_glitches:
-        p = <GlitchRec*>realloc(s.glitches, (s.cap_glitches * 2 + 16) * sizeof(GlitchRec))
-        if p == NULL:
-            s.oom = 1
-            return
-        s.glitches = p
-        s.cap_glitches = s.cap_glitches * 2 + 16
-    s.glitches[s.n_glitches].pos = pos
-    s.glitches[s.n_glitches].width = width
-    s.n_glitches += 1
-
-
-cdef inline int _parity_of(unsigned int v, int nbits, int kind) noexcept nogil:
-    cdef int ones = _popcount(v & ((1u << nbits) - 1))
-    if kind == 1:
-        return (ones & 1) ^ 1
-    if kind == 2:
-        return ones & 1
-    if kind == 3:
-        return 1
-    return 0
-
-
-cdef void _emit_char(St* s, double t_end, int is_break) noexcept nogil:
-    """One character out; jitter, per-bit widths and the bit-period fit from its edges.
-
-    Same arithmetic, in the same order, as the two passes it replaces (grid fit for bit_ns, then the
-    statistics), so every result is bit for bit the same."""
-    cdef CharRec* r
-    cdef int n = s.n_ce, j, kj, ksum = 0
-    cdef double a = 0.0, kbar, tbar = 0.0, sxy = 0.0, sxx = 0.0, T = s.T, d, ad, w, dk, tj
-    cdef double jit_sum2, jit_peak, jit_min, jit_max, bw_min, bw_max
-    if s.n_chars == s.cap_chars:
-        _grow_chars(s)
-        if s.oom:
-            return
-    r = &s.chars[s.n_chars]
-    r.t_start_ns = _ns(s, s.t_start)
-    r.t_end_ns = _ns(s, t_end)
-    r.value = s.value
-    if s.parity != 0:
-        r.parity_ok = (s.par_bit == _parity_of(s.value, s.data_bits, s.parity))
-    else:
-        r.parity_ok = 1
-    r.framing_ok = 0 if s.stop_bad else 1
-    r.is_break = is_break
-    r.n_edges = n if n < 255 else 255
-    r.pad0 = 0
-    r.pad1 = 0
-    r.bit_ns = HUGE_VAL - HUGE_VAL  # NaN
-    if not r.parity_ok:
-        s.n_parity_err += 1
-    if not r.framing_ok:
-        s.n_framing_err += 1
-    if is_break:
-        s.n_breaks += 1
-        if t_end - s.t_start < s.break_min:
-            s.break_min = t_end - s.t_start
-    s.n_chars += 1
-    if n < 2:
-        return
-    for j in range(n):           # sums of small integers: exact in any order
-        ksum += s.ce_k[j]
-        tbar += s.ce_t[j]
-        if not is_break:
-            a += s.ce_t[j] - s.ce_k[j] * T
-    kbar = <double>ksum
-    kbar /= n
-    tbar /= n
-    if is_break:
-        for j in range(n):
-            dk = s.ce_k[j] - kbar
-            sxy += dk * (s.ce_t[j] - tbar)
-            sxx += dk * dk
-        if sxx > 0:
-            r.bit_ns = sxy / sxx * s.ns_per_sample
-        return
-    a /= n
-    jit_sum2 = s.jit_sum2
-    jit_peak = s.jit_peak
-    jit_min = s.jit_min
-    jit_max = s.jit_max
-    bw_min = s.bw_min
-    bw_max = s.bw_max
-    for j in range(n):
-        kj = s.ce_k[j]
-        tj = s.ce_t[j]
-        d = tj - kj * T - a
-        jit_sum2 += d * d
-        ad = fabs(d)
-        if ad > jit_peak:
-            jit_peak = ad
-        if d < jit_min:
-            jit_min = d
-        if d > jit_max:
-            jit_max = d
-        dk = kj - kbar
-        sxy += dk * (tj - tbar)
-        sxx += dk * dk
-        if j > 0 and kj > s.ce_k[j - 1]:
-            w = (tj - s.ce_t[j - 1]) / (kj - s.ce_k[j - 1])
-            if w < bw_min:
-                bw_min = w
-            if w > bw_max:
-                bw_max = w
-    s.jit_sum2 = jit_sum2
-    s.jit_n += n
-    s.jit_peak = jit_peak
-    s.jit_min = jit_min
-    s.jit_max = jit_max
-    s.bw_min = bw_min
-    s.bw_max = bw_max
-    s.sxy += sxy
-    s.sxx += sxx
-    if sxx > 0:
-        r.bit_ns = sxy / sxx * s.ns_per_sample
-
-
-cdef void _close_char(St* s) noexcept nogil:
-    """The last bit centre of a character has been read: its fields from the sampled bits."""
-    cdef unsigned int bits = s.bits
-    cdef int db = s.data_bits, k = 1 + db
-    s.in_char = 0
-    s.value = (bits >> 1) & ((1u << db) - 1)
-    if s.parity != 0:
-        s.par_bit = (bits >> k) & 1
-        k += 1
-    else:
-        s.par_bit = 0
-    s.stop_bad = 1 if (~bits) & (((1u << s.frame_bits) - 1) & ~((1u << k) - 1)) else 0
-    if s.stop_bad and s.value == 0 and (s.parity == 0 or s.par_bit == 0) and s.level == 0 \
-            and s.n_ce == 1:
-        s.in_break = 1
-        s.break_start = s.t_start
-    else:
-        _emit_char(s, s.next_center - 0.5 * s.T, 0)
-
-
-cdef inline void _advance(St* s, double t) noexcept nogil:
-    """Read every bit centre before ``t`` at the current line level."""
-    cdef int idx, idx0, fb
-    cdef double nc, T
-    if not s.in_char or not s.next_center < t:
-        return
-    idx = s.bit_idx
-    nc = s.next_center
-    T = s.T
-    if idx == 0:
-        if s.level == 1:         # back at mark before the start bit's centre: false start
-            s.in_char = 0
-            s.n_false_start += 1
-            return
-        idx = 1                  # the start bit, space
-        nc += T
-    idx0 = idx
-    fb = s.frame_bits
-    idx += _centres(nc, T, t, fb - idx, &nc)      # the same additions, without a branch per bit
-    s.bits |= ((1u << idx) - 1) & ~((1u << idx0) - 1) & (0u - <unsigned int>s.level)
-    s.bit_idx = idx
-    s.next_center = nc
-    if idx == fb:
-        _close_char(s)
-
-
-cdef inline void _uart_edge(St* s, double t, int logic) noexcept nogil:
-    _advance(s, t)
-    if s.in_char:
-        if s.n_ce < MAXBITS + 4:
-            s.ce_t[s.n_ce] = t
-            s.ce_k[s.n_ce] = s.bit_idx
-            s.n_ce += 1
-        s.next_center = t + 0.5 * s.T
-        s.level = logic
-        return
-    if s.in_break:
-        s.level = logic
-        if logic == 1:
-            s.in_break = 0
-            _emit_char(s, t, 1)
-        return
-    s.level = logic
-    if logic == 0:
-        s.in_char = 1
-        s.t_start = t
-        s.bit_idx = 0
-        s.next_center = t + 0.5 * s.T
-        s.bits = 0
-        s.value = 0
-        s.par_bit = 0
-        s.stop_bad = 0
-        s.ce_t[0] = t
-        s.ce_k[0] = 0
-        s.n_ce = 1
-
-
-cdef void _edges_out(St* s, const double* et, const uint8_t* eh, int ne) noexcept nogil:
-    """The comparator's edges of a stretch of samples, in order (raw level ``eh[k]`` after each):
-    glitch filter, then the start-stop machine."""
-    cdef int k, logic, mh = s.mark_high
-    cdef double t, te, nc, T, half, gmax, pend_t, next_center
-    cdef int has_pend, pend_logic, in_char, in_break, level, bit_idx, n_ce, fb, keep, lg, idx, idx0
-    cdef unsigned int bits
-    if s.analysis_only:
-        for k in range(ne):
-            _push_edge(s, et[k], eh[k] if mh else 1 - eh[k])
-        return
-    # the start-stop machine's state in locals (registers) across the edges; written back to ``s``
-    # around the rare calls (character closed, break ended) and at the end
-    has_pend = s.has_pend
-    pend_t = s.pend_t
-    pend_logic = s.pend_logic
-    in_char = s.in_char
-    in_break = s.in_break
-    level = s.level
-    bit_idx = s.bit_idx
-    n_ce = s.n_ce
-    next_center = s.next_center
-    bits = s.bits
-    T = s.T
-    half = 0.5 * s.T
-    gmax = s.glitch_max
-    fb = s.frame_bits
-    keep = s.keep_edges
-    for k in range(ne):
-        t = et[k]
-        logic = eh[k] if mh else 1 - eh[k]
-        if has_pend:
-            if t - pend_t < gmax:
-                _push_glitch(s, pend_t, t - pend_t)
-                has_pend = 0
-                continue
-            if keep:
-                _push_edge(s, pend_t, pend_logic)
-            # _uart_edge(s, pend_t, pend_logic), with _advance, on the locals
-            te = pend_t
-            lg = pend_logic
-            if in_char and next_center < te:
-                idx = bit_idx
-                if idx == 0 and level == 1:       # back at mark before the start bit's centre
-                    in_char = 0
-                    s.n_false_start += 1
-                else:
-                    nc = next_center
-                    if idx == 0:
-                        idx = 1
-                        nc += T
-                    idx0 = idx
-                    idx += _centres(nc, T, te, fb - idx, &nc)
-                    bits |= ((1u << idx) - 1) & ~((1u << idx0) - 1) & (0u - <unsigned int>level)
-                    bit_idx = idx
-                    next_center = nc
-                    if idx == fb:
-                        s.bits = bits
-                        s.level = level
-                        s.n_ce = n_ce
-                        s.bit_idx = idx
-                        s.next_center = nc
-                        _close_char(s)
-                        in_char = 0
-                        in_break = s.in_break
-            if in_char:
-                if n_ce < MAXBITS + 4:
-                    s.ce_t[n_ce] = te
-                    s.ce_k[n_ce] = bit_idx
-                    n_ce += 1
-                next_center = te + half
-                level = lg
-            elif in_break:
-                level = lg
-                if lg == 1:
-                    in_break = 0
-                    s.in_break = 0
-                    s.level = level
-                    s.n_ce = n_ce
-                    _emit_char(s, te, 1)
-            else:
-                level = lg
-                if lg == 0:
-                    in_char = 1
-                    s.t_start = te
-                    bit_idx = 0
-                    next_center = te + half
-                    bits = 0
-                    s.value = 0
-                    s.par_bit = 0
-                    s.stop_bad = 0
-                    s.ce_t[0] = te
-                    s.ce_k[0] = 0
-                    n_ce = 1
-        has_pend = 1
-        pend_t = t
-        pend_logic = logic
-    s.has_pend = has_pend
-    s.pend_t = pend_t
-    s.pend_logic = pend_logic
-    s.in_char = in_char
-    s.in_break = in_break
-    s.level = level
-    s.bit_idx = bit_idx
-    s.n_ce = n_ce
-    s.next_center = next_center
-    s.bits = bits
 
 
 DEF EBUF = 1024

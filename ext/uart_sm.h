@@ -1,0 +1,500 @@
+/* rig._uart (ext/uart.pyx): the decoder's state and, after the comparator, the glitch filter and the
+ * start-stop machine, in C.
+ *
+ * The comparator (uart_simd.h for float32, the sample loop of _run otherwise) hands over its edges in
+ * batches: time (float64 sample index) and raw level after.  rig_edges_out runs them through the glitch
+ * filter (two edges closer than glitch_max: both dropped, one glitch recorded) and the start-stop
+ * machine (a mark->space edge while idle starts a character; each bit is read at its centre,
+ * re-synchronised on every edge inside the character; a character whose bits are all space including
+ * the stop bit is a break, closed by the next space->mark edge).
+ *
+ * Results are bit for bit those of the per-edge reference (rig_uart_edge, which finish() also uses for
+ * the last edge): the same float64 expressions in the same order.  rig_edges_out differs only in how
+ * it gets there: the number of bit centres an edge passes is worked out from the distance in bit
+ * periods, and only when that distance is within rounding of a whole number (or not finite) are the
+ * centres added up one by one as the reference does; the per-character sums of the fit are kept as the
+ * edges come instead of in a first loop over them at the end of the character.
+ *
+ * This header is compiled for the baseline instruction set only (no FMA contraction of a * b + c),
+ * like the rest of the module.
+ */
+#ifndef RIG_UART_SM_H
+#define RIG_UART_SM_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#define RIG_MAXBITS 16
+#define RIG_NCE (RIG_MAXBITS + 4)
+
+typedef struct {
+    int64_t t_start_ns;
+    int64_t t_end_ns;
+    double bit_ns;
+    uint16_t value;
+    uint8_t parity_ok;
+    uint8_t framing_ok;
+    uint8_t is_break;
+    uint8_t n_edges;
+    uint8_t pad0;
+    uint8_t pad1;
+} rig_char_t;
+
+typedef struct {
+    double pos;
+    int64_t mark;
+} rig_edge_t;
+
+typedef struct {
+    double pos;
+    double width;
+} rig_glitch_t;
+
+typedef struct {
+    /* configuration */
+    double fs;
+    double ns_per_sample;
+    int64_t t0_ns;
+    int data_bits;
+    int parity;          /* 0 none 1 odd 2 even 3 mark 4 space */
+    int stop_bits;
+    int frame_bits;
+    int mark_high;       /* raw high level is mark */
+    double lo, mid, hi, p10, p90;
+    double g_low, g_high;
+    double T;            /* bit period in samples */
+    double glitch_max;   /* samples */
+    int analysis_only;   /* comparator edges only, into edges[] */
+    int keep_edges;
+    /* comparator state */
+    int64_t pos;         /* absolute index of the next sample */
+    double prev;
+    int have_prev;
+    int state;           /* raw comparator: 0 low, 1 high */
+    double last_up_mid, last_dn_mid, last_up10, last_dn90;
+    int pend_rise, pend_fall;
+    double rise_t10, fall_t90;
+    /* rise/fall statistics (samples) */
+    int64_t n_rise, n_fall;
+    double sum_rise, max_rise, sum_fall, max_fall;
+    /* glitch filter */
+    int has_pend;
+    double pend_t;
+    int pend_logic;
+    /* start-stop machine */
+    int level;           /* 1 mark, 0 space (after the glitch filter) */
+    int in_char, in_break;
+    double t_start, next_center;
+    int bit_idx;
+    unsigned int value;
+    unsigned int bits;   /* line level at each bit centre read so far (bit k: bit k of the frame) */
+    int par_bit, stop_bad;
+    double ce_t[RIG_NCE];
+    int ce_k[RIG_NCE];
+    double ce_u[RIG_NCE];   /* ce_t - ce_k * T */
+    int n_ce;
+    int ce_ksum;            /* sums over the character's edges so far, in order */
+    double ce_tsum, ce_usum;
+    double break_start;
+    /* statistics */
+    double jit_sum2, jit_peak, jit_min, jit_max;
+    int64_t jit_n;
+    double sxy, sxx;
+    double bw_min, bw_max;
+    int64_t n_false_start, n_parity_err, n_framing_err, n_breaks;
+    double break_min;
+    /* histogram (strided) */
+    int64_t *hist;
+    int nbins;
+    double hmin, hscale;
+    double vmin, vmax;
+    /* outputs */
+    rig_char_t *chars;
+    Py_ssize_t n_chars, cap_chars;
+    rig_edge_t *edges;
+    Py_ssize_t n_edges, cap_edges;
+    rig_glitch_t *glitches;
+    Py_ssize_t n_glitches, cap_glitches;
+    int64_t glitch_count;
+    int oom;
+} rig_st_t;
+
+/* floor(y) as an integer, without a libm call (|y| < 2**62) */
+static inline int64_t rig_uart_floor_i64(double y) {
+    int64_t k = (int64_t)y;
+    return k - ((double)k > y);
+}
+
+static inline int64_t rig_ns(const rig_st_t *s, double pos) {
+    return rig_uart_floor_i64(pos * s->ns_per_sample + 0.5) + s->t0_ns;
+}
+
+static void rig_grow_chars(rig_st_t *s) {
+    rig_char_t *p = (rig_char_t *)realloc(s->chars, (size_t)(s->cap_chars * 2 + 64) * sizeof(rig_char_t));
+    if (p == NULL) { s->oom = 1; return; }
+    s->chars = p;
+    s->cap_chars = s->cap_chars * 2 + 64;
+}
+
+static void rig_push_edge(rig_st_t *s, double pos, int mark) {
+    if (s->n_edges == s->cap_edges) {
+        rig_edge_t *p = (rig_edge_t *)realloc(s->edges, (size_t)(s->cap_edges * 2 + 256) * sizeof(rig_edge_t));
+        if (p == NULL) { s->oom = 1; return; }
+        s->edges = p;
+        s->cap_edges = s->cap_edges * 2 + 256;
+    }
+    s->edges[s->n_edges].pos = pos;
+    s->edges[s->n_edges].mark = mark;
+    s->n_edges += 1;
+}
+
+static void rig_push_glitch(rig_st_t *s, double pos, double width) {
+    s->glitch_count += 1;
+    if (s->n_glitches == s->cap_glitches) {
+        rig_glitch_t *p = (rig_glitch_t *)realloc(s->glitches,
+                                                  (size_t)(s->cap_glitches * 2 + 16) * sizeof(rig_glitch_t));
+        if (p == NULL) { s->oom = 1; return; }
+        s->glitches = p;
+        s->cap_glitches = s->cap_glitches * 2 + 16;
+    }
+    s->glitches[s->n_glitches].pos = pos;
+    s->glitches[s->n_glitches].width = width;
+    s->n_glitches += 1;
+}
+
+/* NaN as the module has always written it for a character without a fit: inf - inf worked out at run
+   time (the hardware's default NaN, negative on x86), not a NaN constant */
+static double rig_nan_inf_minus_inf(void) {
+    volatile double inf = HUGE_VAL;
+    return inf - inf;
+}
+
+static inline int rig_parity_of(unsigned int v, int nbits, int kind) {
+    int ones = __builtin_popcount(v & ((1u << nbits) - 1));
+    if (kind == 1) return (ones & 1) ^ 1;
+    if (kind == 2) return ones & 1;
+    if (kind == 3) return 1;
+    return 0;
+}
+
+/* Bit centres of the start-stop machine: how many of nc, nc + T, (nc + T) + T, ... (T added one at a
+   time) are < t, at most rem; *out is the first one not counted.  The reference. */
+static inline int rig_centres_exact(double nc, double T, double t, int rem, double *out) {
+    int c = 0;
+    while (c < rem && nc < t) { c++; nc += T; }
+    *out = nc;
+    return c;
+}
+
+/* The same count, from the distance in bit periods y = (t - nc) / T: nc + jT < t <=> j < y, so floor(y)
+   + 1 of them (y > 0), unless y is within the rounding of the one-by-one sums (at most 13 additions of T
+   to nc, each off by half an ulp of |nc| + 16 T at most; bound taken 16 times larger) of a whole
+   number, or not in (-1, 48): then one by one.  The centre reached is not computed (only a closing
+   character needs it, see rig_centre_at). */
+static inline int rig_centres_count(double nc, double T, double invT, double t, int rem) {
+    double y = (t - nc) * invT, dl = (fabs(nc) * invT + 16.0) * 0x1p-45;
+    if (y > -1.0 && y < 48.0) {
+        double fl = (double)(int)(y + 1.0) - 1.0;     /* floor(y), y > -1 */
+        double fr = y - fl;
+        if (fr > dl && fr < 1.0 - dl) {
+            int c = (int)fl + 1;
+            return c < rem ? c : rem;
+        }
+    }
+    {
+        double out;
+        return rig_centres_exact(nc, T, t, rem, &out);
+    }
+}
+
+/* nc with T added c times, one at a time */
+static inline double rig_centre_at(double nc, double T, int c) {
+    while (c-- > 0) nc += T;
+    return nc;
+}
+
+/* One character out; jitter, per-bit widths and the bit-period fit from its edges (same arithmetic, in
+   the same order, as a grid fit for bit_ns then the statistics). */
+static void rig_emit_char(rig_st_t *s, double t_end, int is_break) {
+    rig_char_t *r;
+    const int n = s->n_ce;
+    int j;
+    double kbar, tbar, a, sxy = 0.0, sxx = 0.0, dk;
+    if (s->n_chars == s->cap_chars) {
+        rig_grow_chars(s);
+        if (s->oom) return;
+    }
+    r = &s->chars[s->n_chars];
+    r->t_start_ns = rig_ns(s, s->t_start);
+    r->t_end_ns = rig_ns(s, t_end);
+    r->value = (uint16_t)s->value;
+    r->parity_ok = s->parity != 0 ? (uint8_t)(s->par_bit == rig_parity_of(s->value, s->data_bits, s->parity)) : 1;
+    r->framing_ok = s->stop_bad ? 0 : 1;
+    r->is_break = (uint8_t)is_break;
+    r->n_edges = (uint8_t)(n < 255 ? n : 255);
+    r->pad0 = 0;
+    r->pad1 = 0;
+    r->bit_ns = rig_nan_inf_minus_inf();
+    if (!r->parity_ok) s->n_parity_err += 1;
+    if (!r->framing_ok) s->n_framing_err += 1;
+    if (is_break) {
+        s->n_breaks += 1;
+        if (t_end - s->t_start < s->break_min) s->break_min = t_end - s->t_start;
+    }
+    s->n_chars += 1;
+    if (n < 2) return;
+    kbar = (double)s->ce_ksum;
+    kbar /= n;
+    tbar = s->ce_tsum / n;
+    if (is_break) {
+        for (j = 0; j < n; j++) {
+            dk = s->ce_k[j] - kbar;
+            sxy += dk * (s->ce_t[j] - tbar);
+            sxx += dk * dk;
+        }
+        if (sxx > 0) r->bit_ns = sxy / sxx * s->ns_per_sample;
+        return;
+    }
+    a = s->ce_usum / n;
+    {
+        double jit_sum2 = s->jit_sum2, jit_peak = s->jit_peak, jit_min = s->jit_min, jit_max = s->jit_max;
+        double bw_min = s->bw_min, bw_max = s->bw_max;
+        for (j = 0; j < n; j++) {
+            const int kj = s->ce_k[j];
+            const double tj = s->ce_t[j], d = s->ce_u[j] - a, ad = fabs(d);
+            jit_sum2 += d * d;
+            if (ad > jit_peak) jit_peak = ad;
+            if (d < jit_min) jit_min = d;
+            if (d > jit_max) jit_max = d;
+            dk = kj - kbar;
+            sxy += dk * (tj - tbar);
+            sxx += dk * dk;
+            if (j > 0 && kj > s->ce_k[j - 1]) {
+                double w = (tj - s->ce_t[j - 1]) / (kj - s->ce_k[j - 1]);
+                if (w < bw_min) bw_min = w;
+                if (w > bw_max) bw_max = w;
+            }
+        }
+        s->jit_sum2 = jit_sum2;
+        s->jit_peak = jit_peak;
+        s->jit_min = jit_min;
+        s->jit_max = jit_max;
+        s->bw_min = bw_min;
+        s->bw_max = bw_max;
+    }
+    s->jit_n += n;
+    s->sxy += sxy;
+    s->sxx += sxx;
+    if (sxx > 0) r->bit_ns = sxy / sxx * s->ns_per_sample;
+}
+
+/* The last bit centre of a character has been read: its fields from the sampled bits. */
+static void rig_close_char(rig_st_t *s) {
+    const unsigned int bits = s->bits;
+    const int db = s->data_bits;
+    int k = 1 + db;
+    s->in_char = 0;
+    s->value = (bits >> 1) & ((1u << db) - 1);
+    if (s->parity != 0) {
+        s->par_bit = (int)((bits >> k) & 1);
+        k += 1;
+    } else {
+        s->par_bit = 0;
+    }
+    s->stop_bad = ((~bits) & (((1u << s->frame_bits) - 1) & ~((1u << k) - 1))) ? 1 : 0;
+    if (s->stop_bad && s->value == 0 && (s->parity == 0 || s->par_bit == 0) && s->level == 0 && s->n_ce == 1) {
+        s->in_break = 1;
+        s->break_start = s->t_start;
+    } else {
+        rig_emit_char(s, s->next_center - 0.5 * s->T, 0);
+    }
+}
+
+/* Read every bit centre before t at the current line level. */
+static inline void rig_advance(rig_st_t *s, double t) {
+    int idx, idx0;
+    double nc, T;
+    if (!s->in_char || !(s->next_center < t)) return;
+    idx = s->bit_idx;
+    nc = s->next_center;
+    T = s->T;
+    if (idx == 0) {
+        if (s->level == 1) {         /* back at mark before the start bit's centre: false start */
+            s->in_char = 0;
+            s->n_false_start += 1;
+            return;
+        }
+        idx = 1;                     /* the start bit, space */
+        nc += T;
+    }
+    idx0 = idx;
+    idx += rig_centres_exact(nc, T, t, s->frame_bits - idx, &nc);
+    s->bits |= ((1u << idx) - 1) & ~((1u << idx0) - 1) & (0u - (unsigned int)s->level);
+    s->bit_idx = idx;
+    s->next_center = nc;
+    if (idx == s->frame_bits) rig_close_char(s);
+}
+
+static inline void rig_ce_add(rig_st_t *s, double t) {
+    if (s->n_ce < RIG_NCE) {
+        const int k = s->bit_idx;
+        const double u = t - k * s->T;
+        s->ce_t[s->n_ce] = t;
+        s->ce_k[s->n_ce] = k;
+        s->ce_u[s->n_ce] = u;
+        s->ce_ksum += k;
+        s->ce_tsum += t;
+        s->ce_usum += u;
+        s->n_ce += 1;
+    }
+}
+
+static inline void rig_char_start(rig_st_t *s, double t) {
+    s->in_char = 1;
+    s->t_start = t;
+    s->bit_idx = 0;
+    s->next_center = t + 0.5 * s->T;
+    s->bits = 0;
+    s->value = 0;
+    s->par_bit = 0;
+    s->stop_bad = 0;
+    s->n_ce = 0;
+    s->ce_ksum = 0;
+    s->ce_tsum = 0.0;
+    s->ce_usum = 0.0;
+    rig_ce_add(s, t);
+}
+
+/* One edge (after the glitch filter) into the start-stop machine: the reference. */
+static void rig_uart_edge(rig_st_t *s, double t, int logic) {
+    rig_advance(s, t);
+    if (s->in_char) {
+        rig_ce_add(s, t);
+        s->next_center = t + 0.5 * s->T;
+        s->level = logic;
+        return;
+    }
+    if (s->in_break) {
+        s->level = logic;
+        if (logic == 1) {
+            s->in_break = 0;
+            rig_emit_char(s, t, 1);
+        }
+        return;
+    }
+    s->level = logic;
+    if (logic == 0) rig_char_start(s, t);
+}
+
+/* The comparator's edges of a stretch of samples, in order (raw level eh[k] after each): glitch filter,
+   then the start-stop machine.  The same steps as rig_uart_edge per edge; the machine's state in
+   locals, written back around the rare calls (character closed, break ended) and at the end. */
+static void rig_edges_out(rig_st_t *s, const double *et, const uint8_t *eh, int ne) {
+    const int mh = s->mark_high, fb = s->frame_bits, keep = s->keep_edges;
+    const double T = s->T, half = 0.5 * s->T, gmax = s->glitch_max;
+    const double invT = (T > 0 && T < HUGE_VAL) ? 1.0 / T : rig_nan_inf_minus_inf();   /* NaN: one by one */
+    const unsigned int flip = mh ? 0u : 1u;
+    int k, has_pend, pend_logic, in_char, level, bit_idx;
+    double pend_t, next_center;
+    unsigned int bits;
+    if (s->analysis_only) {
+        for (k = 0; k < ne; k++) rig_push_edge(s, et[k], (int)(eh[k] ^ flip));
+        return;
+    }
+    has_pend = s->has_pend;
+    pend_t = s->pend_t;
+    pend_logic = s->pend_logic;
+    in_char = s->in_char;
+    level = s->level;
+    bit_idx = s->bit_idx;
+    next_center = s->next_center;
+    bits = s->bits;
+    for (k = 0; k < ne; k++) {
+        const double t = et[k];
+        const int logic = (int)(eh[k] ^ flip);
+        double te;
+        int lg;
+        if (__builtin_expect(!has_pend, 0)) goto take;
+        if (__builtin_expect(t - pend_t < gmax, 0)) {
+            rig_push_glitch(s, pend_t, t - pend_t);
+            has_pend = 0;
+            continue;
+        }
+        if (keep) rig_push_edge(s, pend_t, pend_logic);
+        te = pend_t;
+        lg = pend_logic;
+        if (in_char) {
+            if (next_center < te) {
+                int idx = bit_idx, c;
+                double nc = next_center;
+                if (idx == 0) {
+                    if (level == 1) {         /* back at mark before the start bit's centre */
+                        in_char = 0;
+                        s->n_false_start += 1;
+                        goto idle;
+                    }
+                    idx = 1;
+                    nc += T;
+                }
+                c = rig_centres_count(nc, T, invT, te, fb - idx);
+                bits |= ((1u << (idx + c)) - 1) & ~((1u << idx) - 1) & (0u - (unsigned int)level);
+                bit_idx = idx + c;
+                if (bit_idx == fb) {
+                    s->bits = bits;
+                    s->level = level;
+                    s->bit_idx = bit_idx;
+                    s->next_center = rig_centre_at(nc, T, c);
+                    rig_close_char(s);
+                    in_char = 0;
+                    goto idle;
+                }
+            }
+            if (s->n_ce < RIG_NCE) {
+                const double u = te - bit_idx * T;
+                const int n = s->n_ce;
+                s->ce_t[n] = te;
+                s->ce_k[n] = bit_idx;
+                s->ce_u[n] = u;
+                s->ce_ksum += bit_idx;
+                s->ce_tsum += te;
+                s->ce_usum += u;
+                s->n_ce = n + 1;
+            }
+            next_center = te + half;
+            level = lg;
+            goto take;
+        }
+    idle:
+        level = lg;
+        if (s->in_break) {
+            if (lg == 1) {
+                s->in_break = 0;
+                s->level = level;
+                rig_emit_char(s, te, 1);
+            }
+        } else if (lg == 0) {
+            s->level = level;
+            rig_char_start(s, te);
+            in_char = 1;
+            bit_idx = 0;
+            next_center = s->next_center;
+            bits = 0;
+        }
+    take:
+        has_pend = 1;
+        pend_t = t;
+        pend_logic = logic;
+    }
+    s->has_pend = has_pend;
+    s->pend_t = pend_t;
+    s->pend_logic = pend_logic;
+    s->in_char = in_char;
+    s->level = level;
+    s->bit_idx = bit_idx;
+    s->next_center = next_center;
+    s->bits = bits;
+}
+
+#endif /* RIG_UART_SM_H */
