@@ -138,22 +138,59 @@ class Capture:
 
 
 def _read_npy_chunks(path, offset, n, dtype, chunk):
-    buf = np.empty(chunk, dtype=dtype)
+    """The samples of a .npy file in chunks: views of a read-only memory map of the file (no copy),
+    each chunk's pages dropped from the process (MADV_DONTNEED, they stay in the page cache) once the
+    next is asked for, so the resident size stays about one chunk whatever the file size.  Where the
+    file cannot be mapped, read() into one reused buffer."""
+    size = os.path.getsize(path)
+    if n and offset + n * dtype.itemsize > size:
+        raise ValueError(f"{path}: file ends after {(size - offset) // dtype.itemsize} samples, header says {n}")
     with open(path, "rb", buffering=0) as f:
-        f.seek(offset)
-        done = 0
-        while done < n:
-            k = min(chunk, n - done)
-            view = memoryview(buf[:k]).cast("B")
-            got = 0
-            while got < view.nbytes:
-                r = f.readinto(view[got:])
-                if not r:
-                    raise ValueError(f"{path}: file ends after {done + got // dtype.itemsize} samples, "
-                                     f"header says {n}")
-                got += r
-            yield buf[:k]
-            done += k
+        try:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if n else None
+        except (OSError, ValueError):
+            mm = None
+        if mm is None:
+            yield from _read_npy_chunks_read(f, path, offset, n, dtype, chunk)
+            return
+        page = mmap.PAGESIZE
+        drop = hasattr(mm, "madvise")
+        try:
+            x = np.frombuffer(mm, dtype=dtype, count=n, offset=offset)
+            dropped = 0
+            for s in range(0, n, chunk):
+                yield x[s:s + chunk]
+                end = (offset + min(n, s + chunk) * dtype.itemsize) // page * page
+                if drop and end > dropped:
+                    try:
+                        mm.madvise(mmap.MADV_DONTNEED, dropped, end - dropped)
+                    except (OSError, ValueError):
+                        drop = False
+                    dropped = end
+            del x
+        finally:
+            try:
+                mm.close()
+            except BufferError:   # a chunk still referenced elsewhere: the map goes with it
+                pass
+
+
+def _read_npy_chunks_read(f, path, offset, n, dtype, chunk):
+    buf = np.empty(chunk, dtype=dtype)
+    f.seek(offset)
+    done = 0
+    while done < n:
+        k = min(chunk, n - done)
+        view = memoryview(buf[:k]).cast("B")
+        got = 0
+        while got < view.nbytes:
+            r = f.readinto(view[got:])
+            if not r:
+                raise ValueError(f"{path}: file ends after {done + got // dtype.itemsize} samples, "
+                                 f"header says {n}")
+            got += r
+        yield buf[:k]
+        done += k
 
 
 def load_capture(path, sample_rate: float | None = None, column: int | None = None) -> Capture:
