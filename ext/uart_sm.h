@@ -25,6 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #define RIG_MAXBITS 16
 #define RIG_NCE (RIG_MAXBITS + 4)
@@ -97,6 +100,7 @@ typedef struct {
     int n_ce;
     int ce_ksum;            /* sums over the character's edges so far, in order */
     double ce_tsum, ce_usum;
+    double ce_wmin, ce_wmax;   /* extremes of its bit widths so far (first of equal values kept) */
     double break_start;
     /* statistics */
     double jit_sum2, jit_peak, jit_min, jit_max;
@@ -188,41 +192,50 @@ static inline int rig_centres_exact(double nc, double T, double t, int rem, doub
     return c;
 }
 
-/* The same count, from the distance in bit periods y = (t - nc) / T: nc + jT < t <=> j < y, so floor(y)
-   + 1 of them (y > 0), unless y is within the rounding of the one-by-one sums (at most 13 additions of T
-   to nc, each off by half an ulp of |nc| + 16 T at most; bound taken 16 times larger) of a whole
-   number, or not in (-1, 48): then one by one.  The centre reached is not computed (only a closing
-   character needs it, see rig_centre_at). */
-static inline int rig_centres_count(double nc, double T, double invT, double t, int rem) {
-    double y = (t - nc) * invT, dl = (fabs(nc) * invT + 16.0) * 0x1p-45;
-    if (y > -1.0 && y < 48.0) {
-        double fl = (double)(int)(y + 1.0) - 1.0;     /* floor(y), y > -1 */
-        double fr = y - fl;
-        if (fr > dl && fr < 1.0 - dl) {
-            int c = (int)fl + 1;
-            return c < rem ? c : rem;
+/* The same count, at most 48 (a frame has at most 13 bits), from the distance in bit periods y = (t -
+   nc) / T: nc + jT < t <=> j < y, so floor(y) + 1 of them (y > 0), unless y is within the rounding of
+   the one-by-one sums (at most 13 additions of T to nc, each off by half an ulp of |nc| + 16 T at most;
+   bound taken 16 times larger) of a whole number, or NaN: then one by one. */
+static inline int rig_centres_count(double nc, double T, double invT, double t) {
+    const double y = (t - nc) * invT;
+    if (y > -1.0) {
+        if (y < 48.0) {
+            const double dl = (fabs(nc) * invT + 16.0) * 0x1p-45;
+            const double fl = (double)(int)(y + 1.0) - 1.0;     /* floor(y), y > -1 */
+            const double fr = y - fl;
+            if (__builtin_expect(fr > dl && fr < 1.0 - dl, 1)) return (int)fl + 1;
+        } else {
+            return 48;
         }
+    } else if (y <= -1.0) {
+        return 0;
     }
     {
         double out;
-        return rig_centres_exact(nc, T, t, rem, &out);
+        return rig_centres_exact(nc, T, t, 48, &out);
     }
 }
 
-/* nc with T added c times, one at a time */
+/* nc with T added c times (c <= 13), one at a time; no branch on c */
 static inline double rig_centre_at(double nc, double T, int c) {
-    while (c-- > 0) nc += T;
+    int q;
+    for (q = 0; q < 13; q++) {
+        const double v = nc + T;
+        nc = q < c ? v : nc;
+    }
     return nc;
 }
 
 /* One character out; jitter, per-bit widths and the bit-period fit from its edges (same arithmetic, in
-   the same order, as a grid fit for bit_ns then the statistics). */
+   the same order, as a grid fit for bit_ns then the statistics).  The sums over the edges and the bit
+   widths were taken as the edges came (rig_ce_add); the widths' extremes are merged here, which keeps
+   the first of equal values as a running update in edge order does. */
 static void rig_emit_char(rig_st_t *s, double t_end, int is_break) {
     rig_char_t *r;
     const int n = s->n_ce;
     int j;
     double kbar, tbar, a, sxy = 0.0, sxx = 0.0, dk;
-    if (s->n_chars == s->cap_chars) {
+    if (__builtin_expect(s->n_chars == s->cap_chars, 0)) {
         rig_grow_chars(s);
         if (s->oom) return;
     }
@@ -237,8 +250,8 @@ static void rig_emit_char(rig_st_t *s, double t_end, int is_break) {
     r->pad0 = 0;
     r->pad1 = 0;
     r->bit_ns = rig_nan_inf_minus_inf();
-    if (!r->parity_ok) s->n_parity_err += 1;
-    if (!r->framing_ok) s->n_framing_err += 1;
+    s->n_parity_err += !r->parity_ok;
+    s->n_framing_err += !r->framing_ok;
     if (is_break) {
         s->n_breaks += 1;
         if (t_end - s->t_start < s->break_min) s->break_min = t_end - s->t_start;
@@ -260,30 +273,23 @@ static void rig_emit_char(rig_st_t *s, double t_end, int is_break) {
     a = s->ce_usum / n;
     {
         double jit_sum2 = s->jit_sum2, jit_peak = s->jit_peak, jit_min = s->jit_min, jit_max = s->jit_max;
-        double bw_min = s->bw_min, bw_max = s->bw_max;
         for (j = 0; j < n; j++) {
-            const int kj = s->ce_k[j];
-            const double tj = s->ce_t[j], d = s->ce_u[j] - a, ad = fabs(d);
+            const double d = s->ce_u[j] - a, ad = fabs(d);
             jit_sum2 += d * d;
-            if (ad > jit_peak) jit_peak = ad;
-            if (d < jit_min) jit_min = d;
-            if (d > jit_max) jit_max = d;
-            dk = kj - kbar;
-            sxy += dk * (tj - tbar);
+            jit_peak = ad > jit_peak ? ad : jit_peak;
+            jit_min = d < jit_min ? d : jit_min;
+            jit_max = d > jit_max ? d : jit_max;
+            dk = s->ce_k[j] - kbar;
+            sxy += dk * (s->ce_t[j] - tbar);
             sxx += dk * dk;
-            if (j > 0 && kj > s->ce_k[j - 1]) {
-                double w = (tj - s->ce_t[j - 1]) / (kj - s->ce_k[j - 1]);
-                if (w < bw_min) bw_min = w;
-                if (w > bw_max) bw_max = w;
-            }
         }
         s->jit_sum2 = jit_sum2;
         s->jit_peak = jit_peak;
         s->jit_min = jit_min;
         s->jit_max = jit_max;
-        s->bw_min = bw_min;
-        s->bw_max = bw_max;
     }
+    s->bw_min = s->ce_wmin < s->bw_min ? s->ce_wmin : s->bw_min;
+    s->bw_max = s->ce_wmax > s->bw_max ? s->ce_wmax : s->bw_max;
     s->jit_n += n;
     s->sxy += sxy;
     s->sxx += sxx;
@@ -337,17 +343,25 @@ static inline void rig_advance(rig_st_t *s, double t) {
     if (idx == s->frame_bits) rig_close_char(s);
 }
 
+/* An edge of the character in progress: its time and bit index, t - k T, the running sums, and the
+   width per bit since the previous edge (when the bit index moved). */
 static inline void rig_ce_add(rig_st_t *s, double t) {
-    if (s->n_ce < RIG_NCE) {
+    const int n = s->n_ce;
+    if (n < RIG_NCE) {
         const int k = s->bit_idx;
         const double u = t - k * s->T;
-        s->ce_t[s->n_ce] = t;
-        s->ce_k[s->n_ce] = k;
-        s->ce_u[s->n_ce] = u;
+        s->ce_t[n] = t;
+        s->ce_k[n] = k;
+        s->ce_u[n] = u;
         s->ce_ksum += k;
         s->ce_tsum += t;
         s->ce_usum += u;
-        s->n_ce += 1;
+        s->n_ce = n + 1;
+        if (n > 0 && k > s->ce_k[n - 1]) {
+            const double w = (t - s->ce_t[n - 1]) / (k - s->ce_k[n - 1]);
+            s->ce_wmin = w < s->ce_wmin ? w : s->ce_wmin;
+            s->ce_wmax = w > s->ce_wmax ? w : s->ce_wmax;
+        }
     }
 }
 
@@ -364,6 +378,8 @@ static inline void rig_char_start(rig_st_t *s, double t) {
     s->ce_ksum = 0;
     s->ce_tsum = 0.0;
     s->ce_usum = 0.0;
+    s->ce_wmin = HUGE_VAL;
+    s->ce_wmax = -HUGE_VAL;
     rig_ce_add(s, t);
 }
 
@@ -388,83 +404,181 @@ static void rig_uart_edge(rig_st_t *s, double t, int logic) {
     if (logic == 0) rig_char_start(s, t);
 }
 
-/* The comparator's edges of a stretch of samples, in order (raw level eh[k] after each): glitch filter,
-   then the start-stop machine.  The same steps as rig_uart_edge per edge; the machine's state in
-   locals, written back around the rare calls (character closed, break ended) and at the end. */
+#define RIG_EBUF_MAX 4096
+
+/* rig_centres_count from nc to t without a branch: the count where the distance decides it, else 255
+   (then one by one) */
+static inline int rig_centres_guess(double nc, double t, double invT) {
+    const double y = (t - nc) * invT;
+    const double dl = (fabs(nc) * invT + 16.0) * 0x1p-45;
+    const double yc = y > -1.0 ? (y < 48.0 ? y : 47.5) : -0.5;     /* NaN: -0.5 */
+    const double fl = (double)(int)(yc + 1.0) - 1.0;               /* floor(yc) */
+    const double fr = yc - fl;
+    const int c = y >= 48.0 ? 48 : (y <= -1.0 ? 0 : (int)fl + 1);
+    const int ok = (y > -1.0 && y < 48.0) ? (fr > dl && fr < 1.0 - dl) : (y >= 48.0 || y <= -1.0);
+    return ok ? c : 255;
+}
+
+/* for every kept edge k, from ct[k - 1] + T/2 (nc0 for k = 0); returns whether there is a 255.  Two at a
+   time with SSE2 (every x86-64), the same arithmetic as rig_centres_guess. */
+static int rig_centres_pass(const double *ct, int m, double nc0, double half, double invT, uint8_t *cc) {
+    int k = 1, bad;
+    cc[0] = (uint8_t)rig_centres_guess(nc0, ct[0], invT);
+    bad = cc[0] == 255;
+#if defined(__SSE2__)
+    {
+        const __m128d vhalf = _mm_set1_pd(half), vinv = _mm_set1_pd(invT), vm1 = _mm_set1_pd(-1.0);
+        const __m128d v48 = _mm_set1_pd(48.0), v475 = _mm_set1_pd(47.5), vm05 = _mm_set1_pd(-0.5);
+        const __m128d vone = _mm_set1_pd(1.0), v16 = _mm_set1_pd(16.0), veps = _mm_set1_pd(0x1p-45);
+        const __m128d vabs = _mm_castsi128_pd(_mm_set1_epi64x(0x7fffffffffffffffLL));
+        __m128i badv = _mm_setzero_si128();
+        for (; k + 2 <= m; k += 2) {
+            const __m128d t = _mm_loadu_pd(ct + k), nc = _mm_add_pd(_mm_loadu_pd(ct + k - 1), vhalf);
+            const __m128d y = _mm_mul_pd(_mm_sub_pd(t, nc), vinv);
+            const __m128d dl = _mm_mul_pd(_mm_add_pd(_mm_mul_pd(_mm_and_pd(nc, vabs), vinv), v16), veps);
+            const __m128d gtm1 = _mm_cmpgt_pd(y, vm1), lt48 = _mm_cmplt_pd(y, v48);
+            const __m128d ge48 = _mm_cmpge_pd(y, v48), lem1 = _mm_cmple_pd(y, vm1);
+            const __m128d inside = _mm_and_pd(gtm1, lt48);
+            const __m128d yc = _mm_or_pd(_mm_or_pd(_mm_and_pd(inside, y), _mm_and_pd(ge48, v475)),
+                                         _mm_andnot_pd(_mm_or_pd(inside, ge48), vm05));
+            const __m128i iv = _mm_cvttpd_epi32(_mm_add_pd(yc, vone));        /* floor(yc) + 1 */
+            const __m128d fr = _mm_sub_pd(yc, _mm_sub_pd(_mm_cvtepi32_pd(iv), vone));
+            const __m128d okin = _mm_and_pd(inside, _mm_and_pd(_mm_cmpgt_pd(fr, dl),
+                                                               _mm_cmplt_pd(fr, _mm_sub_pd(vone, dl))));
+            const __m128d ok = _mm_or_pd(okin, _mm_or_pd(ge48, lem1));
+            /* lanes as 64-bit: count, or 48 / 0 outside, or 255 when not decided */
+            const __m128i ci = _mm_unpacklo_epi32(iv, _mm_setzero_si128());
+            const __m128i c48 = _mm_and_si128(_mm_castpd_si128(ge48), _mm_set1_epi64x(48));
+            const __m128i cin = _mm_and_si128(_mm_castpd_si128(inside), ci);
+            const __m128i cv = _mm_or_si128(_mm_or_si128(c48, cin),
+                                            _mm_andnot_si128(_mm_castpd_si128(ok), _mm_set1_epi64x(255)));
+            badv = _mm_or_si128(badv, _mm_andnot_si128(_mm_castpd_si128(ok), _mm_set1_epi64x(1)));
+            cc[k] = (uint8_t)_mm_cvtsi128_si32(cv);
+            cc[k + 1] = (uint8_t)_mm_cvtsi128_si32(_mm_srli_si128(cv, 8));
+        }
+        bad |= (_mm_movemask_epi8(_mm_cmpeq_epi32(badv, _mm_setzero_si128())) != 0xFFFF);
+    }
+#endif
+    for (; k < m; k++) {
+        const int c = rig_centres_guess(ct[k - 1] + half, ct[k], invT);
+        cc[k] = (uint8_t)c;
+        bad |= c == 255;
+    }
+    return bad;
+}
+
+/* The comparator's edges of a stretch of samples, in order (raw level eh[k] after each, ne at most
+   RIG_EBUF_MAX): glitch filter, then the start-stop machine; the same steps as rig_uart_edge per edge.
+   In three passes: the glitch filter (an edge is kept once the next one is at least glitch_max after
+   it: when no gap of the stretch is shorter, all but the last are kept as they are); the number of
+   bit centres from each kept edge's predecessor (+ T/2) to it, for every edge whether or not a
+   character will be in progress there (no branch on the machine's state); then the machine itself,
+   which needs only that count at each edge.  Its state in locals, written back around the rare calls
+   (character closed, break ended) and at the end. */
 static void rig_edges_out(rig_st_t *s, const double *et, const uint8_t *eh, int ne) {
-    const int mh = s->mark_high, fb = s->frame_bits, keep = s->keep_edges;
+    const int mh = s->mark_high, fb = s->frame_bits;
     const double T = s->T, half = 0.5 * s->T, gmax = s->glitch_max;
     const double invT = (T > 0 && T < HUGE_VAL) ? 1.0 / T : rig_nan_inf_minus_inf();   /* NaN: one by one */
     const unsigned int flip = mh ? 0u : 1u;
-    int k, has_pend, pend_logic, in_char, level, bit_idx;
-    double pend_t, next_center;
+    double ct[RIG_EBUF_MAX + 1];
+    uint8_t cl[RIG_EBUF_MAX + 1], cc[RIG_EBUF_MAX + 1];
+    int k, m = 0, in_char, level, bit_idx;
+    double next_center;
     unsigned int bits;
     if (s->analysis_only) {
         for (k = 0; k < ne; k++) rig_push_edge(s, et[k], (int)(eh[k] ^ flip));
         return;
     }
-    has_pend = s->has_pend;
-    pend_t = s->pend_t;
-    pend_logic = s->pend_logic;
+    if (ne <= 0) return;
+    /* 1. glitch filter: the kept edges into ct/cl */
+    {
+        int short_gap = s->has_pend && et[0] - s->pend_t < gmax;
+        for (k = 1; k < ne; k++) short_gap += et[k] - et[k - 1] < gmax;
+        if (__builtin_expect(!short_gap, 1)) {
+            if (s->has_pend) {
+                ct[0] = s->pend_t;
+                cl[0] = (uint8_t)s->pend_logic;
+                m = 1;
+            }
+            for (k = 0; k < ne - 1; k++) {
+                ct[m + k] = et[k];
+                cl[m + k] = (uint8_t)(eh[k] ^ flip);
+            }
+            m += ne - 1;
+            s->has_pend = 1;
+            s->pend_t = et[ne - 1];
+            s->pend_logic = (int)(eh[ne - 1] ^ flip);
+        } else {
+            int has_pend = s->has_pend, pend_logic = s->pend_logic;
+            double pend_t = s->pend_t;
+            for (k = 0; k < ne; k++) {
+                const double t = et[k];
+                if (has_pend) {
+                    if (t - pend_t < gmax) {
+                        rig_push_glitch(s, pend_t, t - pend_t);
+                        has_pend = 0;
+                        continue;
+                    }
+                    ct[m] = pend_t;
+                    cl[m] = (uint8_t)pend_logic;
+                    m++;
+                }
+                has_pend = 1;
+                pend_t = t;
+                pend_logic = (int)(eh[k] ^ flip);
+            }
+            s->has_pend = has_pend;
+            s->pend_t = pend_t;
+            s->pend_logic = pend_logic;
+        }
+        if (s->keep_edges)
+            for (k = 0; k < m; k++) rig_push_edge(s, ct[k], cl[k]);
+    }
+    if (m == 0) return;
+    /* 2. bit centres passed at each kept edge, counted from the previous one (+ T/2): where a
+       character is in progress, the next centre is always the last edge + T/2 */
+    if (rig_centres_pass(ct, m, s->next_center, half, invT, cc))
+        for (k = 0; k < m; k++)
+            if (cc[k] == 255) {
+                double out;
+                cc[k] = (uint8_t)rig_centres_exact(k ? ct[k - 1] + half : s->next_center, T, ct[k], 48, &out);
+            }
+    /* 3. the start-stop machine */
     in_char = s->in_char;
     level = s->level;
     bit_idx = s->bit_idx;
     next_center = s->next_center;
     bits = s->bits;
-    for (k = 0; k < ne; k++) {
-        const double t = et[k];
-        const int logic = (int)(eh[k] ^ flip);
-        double te;
-        int lg;
-        if (__builtin_expect(!has_pend, 0)) goto take;
-        if (__builtin_expect(t - pend_t < gmax, 0)) {
-            rig_push_glitch(s, pend_t, t - pend_t);
-            has_pend = 0;
-            continue;
-        }
-        if (keep) rig_push_edge(s, pend_t, pend_logic);
-        te = pend_t;
-        lg = pend_logic;
+    for (k = 0; k < m; k++) {
+        const double te = ct[k];
+        const int lg = cl[k];
         if (in_char) {
-            if (next_center < te) {
-                int idx = bit_idx, c;
-                double nc = next_center;
-                if (idx == 0) {
-                    if (level == 1) {         /* back at mark before the start bit's centre */
-                        in_char = 0;
-                        s->n_false_start += 1;
-                        goto idle;
-                    }
-                    idx = 1;
-                    nc += T;
+            const int c = cc[k];
+            if (c) {                          /* next_center < te */
+                int take;
+                if (__builtin_expect(bit_idx == 0 && level == 1, 0)) {   /* back at mark before the start bit's centre */
+                    in_char = 0;
+                    s->n_false_start += 1;
+                    goto idle;
                 }
-                c = rig_centres_count(nc, T, invT, te, fb - idx);
-                bits |= ((1u << (idx + c)) - 1) & ~((1u << idx) - 1) & (0u - (unsigned int)level);
-                bit_idx = idx + c;
+                take = c < fb - bit_idx ? c : fb - bit_idx;
+                bits |= ((1u << (bit_idx + take)) - 1) & ~((1u << bit_idx) - 1) & (0u - (unsigned int)level);
+                bit_idx += take;
                 if (bit_idx == fb) {
                     s->bits = bits;
                     s->level = level;
                     s->bit_idx = bit_idx;
-                    s->next_center = rig_centre_at(nc, T, c);
+                    s->next_center = rig_centre_at(next_center, T, take);
                     rig_close_char(s);
                     in_char = 0;
                     goto idle;
                 }
             }
-            if (s->n_ce < RIG_NCE) {
-                const double u = te - bit_idx * T;
-                const int n = s->n_ce;
-                s->ce_t[n] = te;
-                s->ce_k[n] = bit_idx;
-                s->ce_u[n] = u;
-                s->ce_ksum += bit_idx;
-                s->ce_tsum += te;
-                s->ce_usum += u;
-                s->n_ce = n + 1;
-            }
+            s->bit_idx = bit_idx;
+            rig_ce_add(s, te);
             next_center = te + half;
             level = lg;
-            goto take;
+            continue;
         }
     idle:
         level = lg;
@@ -482,14 +596,7 @@ static void rig_edges_out(rig_st_t *s, const double *et, const uint8_t *eh, int 
             next_center = s->next_center;
             bits = 0;
         }
-    take:
-        has_pend = 1;
-        pend_t = t;
-        pend_logic = logic;
     }
-    s->has_pend = has_pend;
-    s->pend_t = pend_t;
-    s->pend_logic = pend_logic;
     s->in_char = in_char;
     s->level = level;
     s->bit_idx = bit_idx;
