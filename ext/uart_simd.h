@@ -278,6 +278,34 @@ static inline int rig_quiet_avx2(const float *x, const rig_thr_t *t, int state) 
     return _mm256_movemask_ps(acc) == 0xFF;
 }
 
+/* The strided histogram's four samples of a 64-sample block (x[hoff], x[hoff + 16], ...): the bins with
+   the reference's arithmetic ((v - hmin) * hscale truncated to int64, as cvttsd2si: NaN and anything
+   out of int64 range give INT64_MIN, hence bin 0; below 0 or v < hmin: bin 0; nbins or more: the last),
+   four at a time; the running min/max one by one in order (first of equal values kept). */
+__attribute__((target("avx2"), always_inline))
+static inline void rig_hist4_avx2(const float *x, int64_t *hist, int64_t nbins, double hmin, double hscale,
+                                  double *hvmin, double *hvmax) {
+    const __m256d v = _mm256_cvtps_pd(_mm_set_ps(x[48], x[32], x[16], x[0]));
+    const __m256d y = _mm256_mul_pd(_mm256_sub_pd(v, _mm256_set1_pd(hmin)), _mm256_set1_pd(hscale));
+    const __m256d last = _mm256_set1_pd((double)(nbins - 1));
+    const __m256d zero = _mm256_or_pd(_mm256_cmp_pd(v, _mm256_set1_pd(hmin), _CMP_LT_OQ),
+                                      _mm256_or_pd(_mm256_cmp_pd(y, _mm256_set1_pd(-1.0), _CMP_NGT_UQ),
+                                                   _mm256_cmp_pd(y, _mm256_set1_pd(0x1p63), _CMP_NLT_UQ)));
+    const __m256d yc = _mm256_andnot_pd(zero, _mm256_blendv_pd(y, last, _mm256_cmp_pd(y, last, _CMP_GE_OQ)));
+    const __m128i b = _mm256_cvttpd_epi32(yc);
+    double lo = *hvmin, hi = *hvmax, v0 = x[0], v1 = x[16], v2 = x[32], v3 = x[48];
+    lo = v0 < lo ? v0 : lo; hi = v0 > hi ? v0 : hi;
+    lo = v1 < lo ? v1 : lo; hi = v1 > hi ? v1 : hi;
+    lo = v2 < lo ? v2 : lo; hi = v2 > hi ? v2 : hi;
+    lo = v3 < lo ? v3 : lo; hi = v3 > hi ? v3 : hi;
+    *hvmin = lo;
+    *hvmax = hi;
+    hist[_mm_cvtsi128_si32(b)] += 1;
+    hist[_mm_extract_epi32(b, 1)] += 1;
+    hist[_mm_extract_epi32(b, 2)] += 1;
+    hist[_mm_extract_epi32(b, 3)] += 1;
+}
+
 __attribute__((target("avx512f,avx512bw"), always_inline))
 static inline int rig_quiet_avx512(const float *x, const rig_thr_t *t, int state) {
     __mmask16 k;
@@ -357,7 +385,9 @@ static inline void rig_masks_avx512(const float *x, const rig_thr_t *t, rig_mask
 #define RIG_KMASKS rig_masks_avx2
 #define RIG_KMASKS5 rig_masks5_avx2
 #define RIG_KQUIET rig_quiet_avx2
+#define RIG_KHIST4 rig_hist4_avx2
 #include "uart_simd.h"
+#undef RIG_KHIST4
 #undef RIG_KNAME
 #undef RIG_KATTR
 #undef RIG_KMASKS
@@ -368,7 +398,9 @@ static inline void rig_masks_avx512(const float *x, const rig_thr_t *t, rig_mask
 #define RIG_KMASKS rig_masks_avx512
 #define RIG_KMASKS5 rig_masks5_avx512
 #define RIG_KQUIET rig_quiet_avx512
+#define RIG_KHIST4 rig_hist4_avx2
 #include "uart_simd.h"
+#undef RIG_KHIST4
 #undef RIG_KNAME
 #undef RIG_KATTR
 #undef RIG_KMASKS
@@ -377,6 +409,7 @@ static inline void rig_masks_avx512(const float *x, const rig_thr_t *t, rig_mask
 #endif
 #undef RIG_UART_SIMD_BODY
 #undef RIG_HIST_BLOCK
+#undef RIG_HIST_BLOCK64
 
 /* Bit centres of the start-stop machine: how many of nc, nc + T, (nc + T) + T, ... (T added one at a
    time, exactly as the reference loop does) are < t, at most rem; *out is the first one not counted.
@@ -451,6 +484,12 @@ static inline Py_ssize_t rig_cmp_f32(rig_cmp_t *c, const float *x, Py_ssize_t i,
             }                                                                                      \
         } } while (0)
 #endif
+#undef RIG_HIST_BLOCK64
+#ifdef RIG_KHIST4
+#define RIG_HIST_BLOCK64() do { if (hist) RIG_KHIST4(x + i + hoff, hist, nbins, hmin, hscale, &hvmin, &hvmax); } while (0)
+#else
+#define RIG_HIST_BLOCK64() RIG_HIST_BLOCK(64)
+#endif
 
 /* Blocks of 64 samples from x[i] while i < n and there is room for 64 more edges in et/eh (cap);
    returns the index reached.
@@ -505,7 +544,7 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
         while (n - i >= 64 && (state ? c_p1 : c_p0) && RIG_KQUIET(x + i, &th, (int)state)) {
             double pv;
             nb = 64;
-            RIG_HIST_BLOCK(64);
+            RIG_HIST_BLOCK64();
             pv = (double)x[i + 63];
             c_lt10 = pv < p10; c_gt10 = pv > p10; c_ltm = pv < mid; c_gtm = pv > mid;
             c_lt90 = pv < p90; c_gt90 = pv > p90; c_p0 = pv < g_low; c_p1 = pv > g_high;
@@ -533,7 +572,7 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
             memcpy(tail, x + i, (size_t)nb * sizeof(float));
             rig_masks_c(tail, nb, &th, &m);
         }
-        RIG_HIST_BLOCK(nb);
+        if (nb == 64) RIG_HIST_BLOCK64(); else RIG_HIST_BLOCK(nb);
         /* x < T <=> x <= ff(T) and not x >= fc(T); x > T likewise (NaN: neither) */
         lt10 = m.le10 & ~m.ge10; gt10 = m.ge10 & ~m.le10;
         ltm = m.lem & ~m.gem; gtm = m.gem & ~m.lem;
