@@ -223,7 +223,7 @@ static inline __attribute__((always_inline)) void rig_masks_c64(const float *x, 
 #endif
 
 #ifdef RIG_UART_X86
-__attribute__((target("avx2"), always_inline))
+__attribute__((target("avx2,bmi,bmi2,lzcnt,popcnt"), always_inline))
 static inline void rig_masks_avx2(const float *x, const rig_thr_t *t, rig_masks_t *m) {
     __m256 v[8];
     int k;
@@ -242,7 +242,7 @@ static inline void rig_masks_avx2(const float *x, const rig_thr_t *t, rig_masks_
 #undef RIG_M2
 }
 
-__attribute__((target("avx2"), always_inline))
+__attribute__((target("avx2,bmi,bmi2,lzcnt,popcnt"), always_inline))
 static inline int rig_masks5_avx2(const float *x, const rig_thr_t *t, rig_masks_t *m) {
     __m256 v[8], mn, mx;
     int k;
@@ -262,7 +262,7 @@ static inline int rig_masks5_avx2(const float *x, const rig_thr_t *t, rig_masks_
                                            _mm256_cmp_ps(mx, _mm256_set1_ps(t->smax), _CMP_GT_OQ)));
 }
 
-__attribute__((target("avx2"), always_inline))
+__attribute__((target("avx2,bmi,bmi2,lzcnt,popcnt"), always_inline))
 static inline int rig_quiet_avx2(const float *x, const rig_thr_t *t, int state) {
     __m256 acc;
     int k;
@@ -282,7 +282,7 @@ static inline int rig_quiet_avx2(const float *x, const rig_thr_t *t, int state) 
    the reference's arithmetic ((v - hmin) * hscale truncated to int64, as cvttsd2si: NaN and anything
    out of int64 range give INT64_MIN, hence bin 0; below 0 or v < hmin: bin 0; nbins or more: the last),
    four at a time; the running min/max one by one in order (first of equal values kept). */
-__attribute__((target("avx2"), always_inline))
+__attribute__((target("avx2,bmi,bmi2,lzcnt,popcnt"), always_inline))
 static inline void rig_hist4_avx2(const float *x, int64_t *hist, int64_t nbins, double hmin, double hscale,
                                   double *hvmin, double *hvmax) {
     const __m256d v = _mm256_cvtps_pd(_mm_set_ps(x[48], x[32], x[16], x[0]));
@@ -306,7 +306,7 @@ static inline void rig_hist4_avx2(const float *x, int64_t *hist, int64_t nbins, 
     hist[_mm_extract_epi32(b, 3)] += 1;
 }
 
-__attribute__((target("avx512f,avx512bw"), always_inline))
+__attribute__((target("avx512f,avx512bw,avx2,bmi,bmi2,lzcnt,popcnt"), always_inline))
 static inline int rig_quiet_avx512(const float *x, const rig_thr_t *t, int state) {
     __mmask16 k;
     if (state) {
@@ -325,7 +325,7 @@ static inline int rig_quiet_avx512(const float *x, const rig_thr_t *t, int state
     return k == 0xFFFF;
 }
 
-__attribute__((target("avx512f,avx512bw"), always_inline))
+__attribute__((target("avx512f,avx512bw,avx2,bmi,bmi2,lzcnt,popcnt"), always_inline))
 static inline int rig_masks5_avx512(const float *x, const rig_thr_t *t, rig_masks_t *m) {
     __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
     __m512 c = _mm512_loadu_ps(x + 32), d = _mm512_loadu_ps(x + 48), mn, mx;
@@ -344,7 +344,7 @@ static inline int rig_masks5_avx512(const float *x, const rig_thr_t *t, rig_mask
                  | _mm512_cmp_ps_mask(mx, _mm512_set1_ps(t->smax), _CMP_GT_OQ));
 }
 
-__attribute__((target("avx512f,avx512bw"), always_inline))
+__attribute__((target("avx512f,avx512bw,avx2,bmi,bmi2,lzcnt,popcnt"), always_inline))
 static inline void rig_masks_avx512(const float *x, const rig_thr_t *t, rig_masks_t *m) {
     __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
     __m512 c = _mm512_loadu_ps(x + 32), d = _mm512_loadu_ps(x + 48);
@@ -381,7 +381,7 @@ static inline void rig_masks_avx512(const float *x, const rig_thr_t *t, rig_mask
 #undef RIG_KQUIET
 #ifdef RIG_UART_X86
 #define RIG_KNAME rig_cmp_f32_avx2
-#define RIG_KATTR __attribute__((target("avx2")))
+#define RIG_KATTR __attribute__((target("avx2,bmi,bmi2,lzcnt,popcnt")))
 #define RIG_KMASKS rig_masks_avx2
 #define RIG_KMASKS5 rig_masks5_avx2
 #define RIG_KQUIET rig_quiet_avx2
@@ -394,7 +394,7 @@ static inline void rig_masks_avx512(const float *x, const rig_thr_t *t, rig_mask
 #undef RIG_KMASKS5
 #undef RIG_KQUIET
 #define RIG_KNAME rig_cmp_f32_avx512
-#define RIG_KATTR __attribute__((target("avx512f,avx512bw")))
+#define RIG_KATTR __attribute__((target("avx512f,avx512bw,avx2,bmi,bmi2,lzcnt,popcnt")))
 #define RIG_KMASKS rig_masks_avx512
 #define RIG_KMASKS5 rig_masks5_avx512
 #define RIG_KQUIET rig_quiet_avx512
@@ -435,6 +435,9 @@ static int rig_uart_simd_level = -1;
 static int rig_uart_simd_detect(void) {
 #ifdef RIG_UART_X86
     __builtin_cpu_init();
+    /* the AVX2 and AVX-512 builds also use BMI1/BMI2/LZCNT/POPCNT (bit scans and shifts) */
+    if (!(__builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt")
+          && __builtin_cpu_supports("abm"))) return 0;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return 2;
     if (__builtin_cpu_supports("avx2")) return 1;
 #endif
