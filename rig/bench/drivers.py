@@ -632,6 +632,21 @@ class Scope(Instrument):
                                       f"({self.model.command('trigger_status?')!r} still waiting)")
             time.sleep(min(poll, (deadline - now) / 1e9))
 
+    def arm(self, timeout: float = 2.0, poll: float = 0.005) -> None:
+        """Arm a single acquisition and return once the scope reports it armed (waiting for its
+        trigger), so that a signal started right after is caught from its first edge: ``single``
+        alone returns as soon as the command is written, before the scope has acted on it.
+        For a quiet line (nothing may trigger it before it reports armed); InstrumentError at the
+        deadline."""
+        self.single()
+        deadline = time.monotonic_ns() + int(timeout * 1e9)
+        while self.triggered():
+            now = time.monotonic_ns()
+            if now >= deadline:
+                raise InstrumentError(f"{self.name}: not armed within {timeout:g} s "
+                                      f"({self.model.command('trigger_status?')!r} still reports the last acquisition)")
+            time.sleep(min(poll, (deadline - now) / 1e9))
+
     def acquire(self, timeout: float) -> None:
         """Arm a single acquisition and wait for it (deadline ``timeout`` seconds)."""
         self.single()
