@@ -10,9 +10,11 @@ starts the session.
 What only a virtual bench can do (faults, the wire record, power cycles, the emulator's token
 account) is None / raises BenchUnsupported elsewhere; cases check `bench.line` first.
 
-Instruments (`instruments(option)`): on the embedded meter-dut bench, the virtual bench
-(rig.bench.virtual) on the emulator's line, one per interface option, reached through the pyvisa
-drivers of rig.bench.drivers exactly as hardware is; None elsewhere (cases fall back to stand-ins).
+Instruments (`instruments(option)`), reached through the pyvisa drivers of rig.bench.drivers on
+every bench: on the embedded meter-dut bench, the virtual bench (rig.bench.virtual) on the
+emulator's line, one per interface option; on a port meter-dut bench, the instruments its plan
+entry names (a bench configuration file and/or inline VISA resources), for its option; None
+elsewhere (cases fall back to stand-ins on a virtual line, or say what they need).
 """
 from __future__ import annotations
 
@@ -32,43 +34,96 @@ class BenchUnsupported(Exception):
 
 LOOP_SUPPLY_V = 24.0       # the loop powered as an HHU powers it (the virtual bench's power-on state)
 LOOP_LIMIT_A = 0.03
+#: Scope channel per direction when the plan names none: the virtual bench's wiring (rig.bench.virtual):
+#: CH2 on what the meter receives, CH3 on what it sends, CH1 on the whole line.
+DEFAULT_PROBES = {"to_meter": 2, "to_hhu": 3, "both": 1}
 
 
 class Instruments:
-    """The virtual bench's scope, generator, supply and meter on a line, for one interface option,
-    driven through rig.bench.drivers.  Drivers opened with `open(role)` stay open until `close()`
-    (closing the supply would switch the loop off); the supply, once opened, powers the loop at
-    LOOP_SUPPLY_V / LOOP_LIMIT_A.  `generator()` is opened per use (closing it switches its output off)."""
+    """A bench's scope, generator, supply and meter for one interface option, driven through
+    rig.bench.drivers whatever is behind them: the virtual bench started on the embedded meter's
+    line (`on_line`), or the instruments a port bench names (`configured`: a bench configuration
+    file and/or inline resources; real instruments, or `rig bench serve`'s over TCP).
 
-    def __init__(self, line, option: str):
-        from rig.bench.virtual import VirtualBench
-        self.virtual = VirtualBench(line, option=option).start()
-        self.option = self.virtual.option
-        self.config = self.virtual.bench()
+    Drivers opened with `open(role)` stay open until `close()` (closing the supply would switch the
+    loop off); the supply, once opened, powers the loop at LOOP_SUPPLY_V / LOOP_LIMIT_A.
+    `generator()` is opened per use (closing it switches its output off).  `virtual` is the
+    VirtualBench when the rig runs it itself (its signal settings stand in for a DUT's edges and
+    noise); None on a port bench, where nothing but the instruments is reached."""
+
+    def __init__(self, config, *, probes: dict | None = None, probe_gain: float | None = None,
+                 virtual=None):
+        from rig.physical.options import get_option
+        self.config = config
+        self.virtual = virtual
+        self.option = get_option(config.option)
+        self.probes = {**DEFAULT_PROBES, **(probes or {})}
+        self._probe_gain = probe_gain
         self._drivers: dict = {}
+
+    @classmethod
+    def on_line(cls, line, option: str) -> "Instruments":
+        """A virtual bench for `option` on a virtual line, started here and closed with close()."""
+        from rig.bench.virtual import VirtualBench
+        vb = VirtualBench(line, option=option).start()
+        try:
+            probes = {d: ch for ch, d in sorted(vb.probes.items(), reverse=True)}
+            return cls(vb.bench(), probes=probes, virtual=vb)
+        except BaseException:
+            vb.close()
+            raise
+
+    @classmethod
+    def configured(cls, spec: BenchSpec) -> "Instruments":
+        """The instruments a port bench's plan entry names (spec.config: a BenchConfig)."""
+        return cls(spec.config, probes=spec.probes, probe_gain=spec.probe_gain)
+
+    def has(self, role: str) -> bool:
+        return role in self.config.instruments
+
+    def _channel(self, role: str) -> int:
+        ic = self.config.instruments.get(role)
+        return int(ic.channel) if ic is not None and ic.channel else 1
 
     @property
     def loop_channel(self) -> int:
-        return self.virtual.loop_channel
+        """The supply channel powering the loop."""
+        return self.virtual.loop_channel if self.virtual is not None else self._channel("supply")
 
     @property
     def generator_channel(self) -> int:
-        return self.virtual.generator_channel
+        """The generator channel coupled into the line."""
+        return self.virtual.generator_channel if self.virtual is not None else self._channel("generator")
 
     def probe_gain(self) -> float:
         """Volts at the scope per unit of the option (the probe's conversion)."""
-        return self.virtual.probe_gain()
+        if self.virtual is not None:
+            return self.virtual.probe_gain()
+        from rig.bench.loop import PROBE_GAIN
+        return float(self._probe_gain or PROBE_GAIN[self.option.name])
 
     def scope_channel(self, direction: str) -> int:
-        """The scope channel probing one direction of the line (or both)."""
-        return next(ch for ch, d in sorted(self.virtual.probes.items()) if d == direction)
+        """The scope channel probing one direction of the line (or the whole line)."""
+        return int(self.probes.get(direction) or self.probes["both"])
+
+    def expected_levels(self) -> tuple[float, float]:
+        """(mark, space) the scope should see, in the option's unit, to set its screen: the virtual
+        line's (its loop as the supply powers it); else the option's nominal levels."""
+        if self.virtual is not None:
+            return self.virtual.line_levels()
+        return self.option.nominal_mark, self.option.nominal_space
 
     def model(self, role: str) -> str:
         return self.config.instruments[role].model.name
 
+    def need(self, role: str) -> None:
+        if not self.has(role):
+            raise BenchUnsupported(f"no {role} among the bench's instruments ({', '.join(self.config.instruments)})")
+
     def open(self, role: str):
         d = self._drivers.get(role)
         if d is None:
+            self.need(role)
             d = self.config.open(role)
             self._drivers[role] = d
             if role == "supply":      # opening switched the output off: power the loop again
@@ -81,6 +136,7 @@ class Instruments:
         sup.output_on(self.loop_channel)
 
     def generator(self):
+        self.need("generator")
         return self.config.open("generator")
 
     def close(self) -> None:
@@ -90,7 +146,8 @@ class Instruments:
             except Exception:
                 pass
         self._drivers.clear()
-        self.virtual.close()
+        if self.virtual is not None:
+            self.virtual.close()
 
 
 class Bench:
@@ -212,10 +269,26 @@ class Bench:
 
     # -- instruments -------------------------------------------------------------------------------
     def instruments(self, option: str) -> Instruments | None:
-        """The virtual bench's instruments for an interface option on the embedded meter's line
-        (started on first use, kept until close); None when the bench is not the embedded meter-dut
-        default or pyvisa is not installed."""
-        if self.spec.kind != "embedded" or self.spec.role != "meter-dut" or self.line is None:
+        """The instruments for an interface option (opened on first use, kept until close).
+
+        Embedded meter-dut bench: a virtual bench on the emulator's line, one per option (None when
+        pyvisa is not installed).  Port meter-dut bench: the instruments its plan entry names,
+        for their bench's option only (another option: BenchUnsupported); None when it names none.
+        hhu-dut benches: None."""
+        s = self.spec
+        if s.role != "meter-dut":
+            return None
+        if s.kind == "port":
+            if s.config is None or not s.config.instruments:
+                return None
+            if option != s.config.option:
+                raise BenchUnsupported(f"bench {s.name!r} has instruments for the {s.config.option} "
+                                       f"interface, not {option}")
+            inst = self._instruments.get(option)
+            if inst is None:
+                inst = self._instruments[option] = Instruments.configured(s)
+            return inst
+        if self.line is None:
             return None
         inst = self._instruments.get(option)
         if inst is None:
@@ -224,14 +297,14 @@ class Bench:
                 import pyvisa_py  # noqa: F401
             except ImportError:
                 return None
-            inst = self._instruments[option] = Instruments(self.line, option)
+            inst = self._instruments[option] = Instruments.on_line(self.line, option)
         return inst
 
     # -- virtual-only abilities ------------------------------------------------------------------
-    def need_line(self, what: str):
+    def need_line(self, what: str, hint: str = "") -> "object":
         if self.line is None:
-            raise BenchUnsupported(f"{what} needs a virtual line (bench {self.spec.name!r} is {self.spec.kind}); "
-                                   "on hardware use the bench's generator")
+            raise BenchUnsupported(f"{what} needs the virtual line (bench {self.spec.name!r} is {self.spec.kind})"
+                                   + (f"; {hint}" if hint else ""))
         return self.line
 
     def power_cycle(self) -> None:

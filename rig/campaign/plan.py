@@ -13,8 +13,14 @@
     kind = "embedded"               # embedded: the meter emulator (or HHU stand-in) on a virtual line
                                     # port: a real line at `port` (any pyserial URL)
     role = "meter-dut"              # meter-dut: the rig plays the client; hhu-dut: the rig plays the server
-    interface = "optical"           # optical | current-loop | voltage
-    instruments = { scope = "TCPIP::192.168.1.5::INSTR" }     # VISA resources (recorded; see README)
+    interface = "optical"           # optical | current-loop | voltage (default: the bench_config's option)
+    # kind = "port" only: the bench's instruments, driven by the electrical cases (rig.bench.drivers)
+    bench_config = "lab-bench.toml" # a bench configuration (rig.bench.config; relative to the plan), as
+                                    #   `rig bench serve --write-config` writes and pytest --rig-bench reads
+    instruments = { scope = "TCPIP::192.168.1.5::INSTR" }     # and/or inline: role = VISA resource (the
+                                    #   shipped model for the role), or role = { model, resource, channel, ... }
+    probes = { to_meter = 2, to_hhu = 3 }   # scope channel per direction (default 2, 3; "both" 1)
+    probe_gain = 0.1                # V at the scope per unit of the option (default rig.bench.loop.PROBE_GAIN)
 
     [[case]]
     use = "meter/6.4/messages"      # a case of the library (rig.campaign.cases.LIBRARY)
@@ -56,7 +62,12 @@ class BenchSpec:
     interface: str = "optical"
     port: str | None = None
     policy: str = "typical"
-    instruments: dict = field(default_factory=dict)
+    instruments: dict = field(default_factory=dict)   # as written in the plan (role -> resource or table)
+    bench_config: str | None = None                   # the bench configuration file, resolved
+    probes: dict = field(default_factory=dict)        # direction -> scope channel (as written)
+    probe_gain: float | None = None
+    # the instruments as one rig.bench.config.BenchConfig (file, then inline), or None
+    config: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -274,13 +285,14 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
     benches: dict[str, BenchSpec] = {}
     for i, b in enumerate(raw_benches):
         p = bench_path(i)
-        c.keys(b, p, ("name", "kind", "role", "interface", "port", "policy", "instruments"))
+        c.keys(b, p, ("name", "kind", "role", "interface", "port", "policy", "instruments", "bench_config",
+                      "probes", "probe_gain"))
         bname = c.text_(b.get("name"), p + ("name",), default="embedded" if i == 0 else f"bench{i}")
         if bname in benches:
             raise c.fail(p + ("name",), "a bench name not used by another bench", bname)
         kind = c.text_(b.get("kind"), p + ("kind",), KINDS, "embedded")
         role = c.text_(b.get("role"), p + ("role",), ROLES, "meter-dut")
-        interface = c.text_(b.get("interface"), p + ("interface",), INTERFACES, "optical")
+        interface = c.text_(b.get("interface"), p + ("interface",), INTERFACES)
         policy = c.text_(b.get("policy"), p + ("policy",), POLICIES, "typical")
         port = c.text_(b.get("port"), p + ("port",))
         if kind == "port" and not port:
@@ -289,9 +301,25 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
             raise c.fail(p + ("port",), "no port for kind = 'embedded' (it makes its own virtual line)", port)
         inst = b.get("instruments", {})
         c.keys(inst, p + ("instruments",), ("scope", "generator", "supply", "meter"))
-        for k, v in inst.items():
-            c.text_(v, p + ("instruments", k))
-        benches[bname] = BenchSpec(bname, kind, role, interface, port, policy, dict(inst))
+        for k in ("bench_config", "instruments", "probes", "probe_gain"):
+            if kind == "embedded" and k in b:
+                raise c.fail(p + (k,), f"no {k} for kind = 'embedded' (it starts its own virtual bench on "
+                                       "its virtual line); instruments are for kind = 'port'", b[k])
+        config, config_file = _bench_instruments(c, b, p, interface, base_dir or str(Path(file).resolve().parent))
+        if config is not None:
+            interface = interface or config.option
+        interface = interface or "optical"
+        probes = b.get("probes", {})
+        c.keys(probes, p + ("probes",), ("to_meter", "to_hhu", "both"))
+        for k, v in probes.items():
+            c.int_(v, p + ("probes", k), 1)
+            scope = config.instruments.get("scope") if config is not None else None
+            if scope is not None and v not in scope.model.channels:
+                raise c.fail(p + ("probes", k), f"a channel of the scope {scope.model.name} "
+                                                f"({', '.join(map(str, scope.model.channels))})", v)
+        probe_gain = c.num_(b.get("probe_gain"), p + ("probe_gain",), positive=True)
+        benches[bname] = BenchSpec(bname, kind, role, interface, port, policy, dict(inst), config_file,
+                                   dict(probes), probe_gain, config)
 
     # cases
     raw_cases = data["case"]
@@ -361,6 +389,66 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
     from rig.campaign.profiles import check_profile
     check_profile(plan, c)
     return plan
+
+
+def _bench_instruments(c: _Checker, b: dict, p: tuple, interface: str | None, base: str):
+    """The instruments of a port bench as one rig.bench.config.BenchConfig: the bench_config file,
+    then the inline `instruments` (a VISA resource string: that resource for the role, with the
+    file's model or else the shipped one; a table: the role's entry as in a bench file).  Returns
+    (config or None, the resolved file path or None); errors name the plan's line and key."""
+    from dataclasses import replace
+
+    from rig.bench.config import VIRTUAL_MODELS, BenchConfig, ConfigError, load_bench, parse_bench
+    from rig.bench.models import ModelError
+    from rig.bench.safety import DutLimits
+
+    file = c.text_(b.get("bench_config"), p + ("bench_config",))
+    inline = b.get("instruments", {})
+    if file is None and not inline:
+        return None, None
+    config = None
+    path = None
+    if file is not None:
+        path = str(Path(base, file)) if not Path(file).is_absolute() else file
+        try:
+            config = load_bench(path)
+        except (ConfigError, ModelError) as e:
+            raise c.fail(p + ("bench_config",), f"a bench configuration file (rig.bench.config): {e}",
+                         file) from None
+        if interface is not None and interface != config.option:
+            raise c.fail(p + ("interface",), f"the option of its bench_config {file!r} "
+                                             f"({config.option!r}), or no interface key", interface)
+    option = (config.option if config is not None else None) or interface or "optical"
+    if config is None:
+        config = BenchConfig(option, DutLimits.for_option(option), {})
+    for role, v in inline.items():
+        where = p + ("instruments", role)
+        if isinstance(v, str):
+            table = {"resource": v}
+        elif isinstance(v, dict):
+            table = dict(v)
+        else:
+            raise c.fail(where, "a VISA resource string or a table {model, resource, channel, backend, timeout}", v)
+        known = config.instruments.get(role)
+        table.setdefault("model", known.model.name if known is not None else VIRTUAL_MODELS[role])
+        if known is not None and table["model"] == known.model.name:
+            for k in ("resource", "channel", "backend", "timeout"):   # the file's entry, changed inline
+                if k not in table and getattr(known, k) is not None:
+                    table[k] = getattr(known, k)
+        try:
+            one = parse_bench({"bench": {"option": option}, "instruments": {role: table}}, "<plan>")
+        except (ConfigError, ModelError) as e:
+            key = getattr(e, "key", None) or ""
+            parts = tuple(key.split(".")[2:3]) if key.startswith(f"instruments.{role}.") else ()
+            reason = str(getattr(e, "reason", e))
+            raise c.fail(where + parts, reason[len("expected "):] if reason.startswith("expected ") else
+                         f"a valid instrument entry ({reason})") from None
+        config = replace(config, instruments={**config.instruments, role: one.instruments[role]})
+    for role, ic in config.instruments.items():
+        if not ic.resource:
+            at = p + ("instruments", role) if role in inline else p + ("bench_config",)
+            raise c.fail(at, f"a VISA resource for the {role} ({ic.model.name})", ...)
+    return config, path
 
 
 def resolve_plan(source: str | Path) -> Path:

@@ -1,30 +1,39 @@
 """Electrical validation per interface option: levels, transitions, bit timing, and margins.
 
-On the embedded default (meter-dut, kind "embedded") the cases go through the instruments of the
-virtual bench (rig.bench.virtual, one per interface option, reached through the pyvisa drivers of
-rig.bench.drivers as hardware is; see Bench.instruments):
+Wherever the bench has instruments (Bench.instruments: the virtual bench on the embedded meter's
+line, or the instruments a port bench names: real ones, or `rig bench serve`'s over TCP), the
+cases drive them through the pyvisa drivers of rig.bench.drivers, the same code on every bench;
+nothing of the virtual line is read on that path:
 
-- levels: the scope armed on the start-bit edge of one direction, one exchange, the capture read
-  through the Scope driver and decoded by rig.physical.analysis.decode; its measurements (levels,
-  transitions, bit timing) are judged against the option's limits; the current loop's mark current
-  is also read with the Meter.
+- levels: the scope armed on the start-bit edge of one direction (trigger level between the
+  receiver's thresholds), one exchange, the capture read through the Scope driver and decoded by
+  rig.physical.analysis.decode; its measurements (levels, transitions, bit timing) are judged
+  against the option's limits, and the decoded characters are checked against the exchange (what
+  the client sent, or received); the current loop's mark current is also read with the Meter.
 - margin, noise: Gaussian noise of `amount` Vpp from the Generator (output on during the exchange).
-- margin, loop_current: the Supply's current limit set to `amount` mA (the loop in constant current),
-  the loop current read with the Meter.
-- margin, baud error and bit error rate: line faults (no instrument does that); level: the stand-in.
+- margin, loop_current: the Supply's current limit set to `amount` mA (the loop in constant
+  current), the loop current read with the Meter.
+- in a margin sweep, the bit errors are counted from a scope capture of each exchange, decoded
+  with the fixed thresholds of a receiver meeting the option (what the DUT's receiver reads),
+  against what was sent (the request; for `to_hhu`, the DUT's answer on the undisturbed line).
+- margin, baud error and bit error rate: line faults (no instrument does that; the virtual line
+  only); level: the stand-in below (virtual line only).
 
-Elsewhere (hhu-dut, or no pyvisa) the stand-ins remain: the "scope" is a capture synthesised from
-the virtual line's wire record (rig.physical.synth), and a physical disturbance reaches the line as
-the characters a receiver meeting the option would read from the disturbed waveform (synthesised,
-then decoded with the option's fixed receiver thresholds), as bit-flip and drop faults.
+Without instruments on a virtual line (hhu-dut, or no pyvisa) the stand-ins remain: the "scope" is
+a capture synthesised from the virtual line's wire record (rig.physical.synth), and a physical
+disturbance reaches the line as the characters a receiver meeting the option would read from the
+disturbed waveform (synthesised, then decoded with the option's fixed receiver thresholds), as
+bit-flip and drop faults.  A port bench without the instruments a case needs: the case says so.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+from difflib import SequenceMatcher
+
 import numpy as np
 
-from dataclasses import replace
-
 from rig import _clock
+from rig.campaign.bench import BenchUnsupported
 from rig.campaign.cases import case, summary
 from rig.client import ClientError
 from rig.link import Fault
@@ -37,6 +46,7 @@ QUANTITIES = ("baud_error", "ber", "noise", "level", "loop_current")
 UNITS = {"baud_error": "%", "ber": "1/bit", "noise": "rms (option unit)", "level": "x nominal swing",
          "loop_current": "mA"}
 GENERATOR_NOISE_UNIT = "Vpp (generator noise)"
+NAK = b"\x15"
 SCREEN_CHARS = 80          # characters the scope's screen holds after the trigger (an answer's worth)
 
 
@@ -52,11 +62,12 @@ def _option(ctx):
       choices={"direction": ("to_hhu", "to_meter"), "interface": ("", "optical", "current-loop", "voltage")})
 def levels(ctx):
     b = ctx.bench
-    line = b.need_line("a capture synthesised from the wire record")
     opt = _option(ctx)
     inst = b.instruments(opt.name) if b.spec.role == "meter-dut" else None
     if inst is not None:
-        return _levels_by_scope(ctx, inst, opt, line)
+        return _levels_by_scope(ctx, inst, opt)
+    line = b.need_line("a capture synthesised from the wire record",
+                       _NO_INSTRUMENTS if b.spec.role == "meter-dut" else "")
     if b.spec.role == "meter-dut":
         hhu = b.session()
         t0 = _clock.now_ns()
@@ -86,44 +97,66 @@ def levels(ctx):
     ctx.note(option=opt.name, baud=baud, characters=len(sent))
 
 
-def _levels_by_scope(ctx, inst, opt, line):
+_NO_INSTRUMENTS = ("name the bench's instruments in the plan (bench_config = FILE, or instruments = "
+                   "{ scope = RESOURCE, ... }) to measure through them")
+
+
+def _setup_scope(inst, channels, trigger_ch: int, baud: float, screen_s: float):
+    """The scope's channels, timebase and edge trigger for characters at `baud`: the screen holds
+    `screen_s` from two bits before the trigger; the trigger is the start bit's edge crossing the
+    middle of the receiver's thresholds.  Returns the Scope driver (not yet armed)."""
+    opt = inst.option
+    gain = inst.probe_gain()
+    mark, space = inst.expected_levels()
+    scope = inst.open("scope")
+    span = max(abs(mark - space) * gain, 1e-3)
+    for ch in channels:
+        scope.configure_channel(ch, scale=span / 6, offset=-(mark + space) / 2 * gain)
+    hdivs = float((scope.model.facts.get("divisions") or {}).get("horizontal", 12))
+    pre = 2 / baud                                  # two bits before the trigger
+    scope.configure_timebase(screen_s / hdivs, offset=screen_s / 2 - pre)
+    level = 0.5 * sum(opt.receiver_thresholds()) * gain
+    scope.edge_trigger(trigger_ch, level=level, slope="falling" if opt.mark_is_high else "rising")
+    return scope
+
+
+def _where(inst, ch: int, direction: str) -> str:
+    return f"scope {inst.model('scope')} CH{ch} ({direction})"
+
+
+def _levels_by_scope(ctx, inst, opt):
     """Levels and bit timing from a single capture of the scope, through its driver."""
     b = ctx.bench
     direction = ctx.params["direction"]
     hhu = b.session()
     baud = float(hhu.port.baud)
     vb = inst.virtual
-    # the DUT's signal as the virtual scope sees it (edge time and noise of the line; assumed)
-    vb.settings["rise_time_s"] = ctx.params["rise_time_ui"] / baud
-    vb.settings["scope_noise"] = ctx.params["noise"]
+    if vb is not None:
+        # the DUT's signal as the virtual scope sees it (edge time and noise of the line; assumed)
+        vb.settings["rise_time_s"] = ctx.params["rise_time_ui"] / baud
+        vb.settings["scope_noise"] = ctx.params["noise"]
+    else:
+        ctx.note(signal="the DUT's own (rise_time_ui and noise apply to the virtual line only)")
     gain = inst.probe_gain()
-    mark, space = vb.line_levels()
     ch = inst.scope_channel(direction)
-    scope = inst.open("scope")
-    span = max(abs(mark - space) * gain, 1e-3)
-    scope.configure_channel(ch, scale=span / 6, offset=-(mark + space) / 2 * gain)
     screen = SCREEN_CHARS * 10 / baud
-    pre = 2 / baud                                  # two bits before the trigger
-    scope.configure_timebase(screen / 12, offset=screen / 2 - pre)
-    scope.edge_trigger(ch, level=(mark + space) / 2 * gain, slope="falling" if mark > space else "rising")
-    scope.single()
-    t_arm = _clock.now_ns()
+    scope = _setup_scope(inst, [ch], ch, baud, screen)
+    scope.arm()
     _, ex = hhu.read(ctx.params["register"])
     ctx.exchanges([ex])
     scope.wait_triggered(timeout=5.0 + screen)
     wf = scope.waveform(ch)
     samples = (wf.volts / gain).astype(np.float32)
     res = decode(samples, wf.sample_rate, opt.name, baud=baud)
-    where = f"scope {inst.model('scope')} CH{ch} ({direction})"
+    where = _where(inst, ch, direction)
     for m in res.measurements:
         ctx.record.measurements.append(replace(m, basis=f"{m.basis}; {where}" if m.basis else where))
-    rec = [c for c in line.record() if c.direction == direction and c.index >= 0 and c.line >= 0
-           and c.t_start_ns >= t_arm]
-    sent = bytes(c.line & 0x7F for c in rec[:max(len(res.values), 1)])
-    ctx.measure("characters decoded as on the wire", sum(1 for a, b_ in zip(res.values, sent) if a == b_),
-                "count", len(sent), len(sent), f"IEC 62056-21 §5; {where} against the wire record")
+    sent = _seven_bit(ex.request if direction == "to_meter" else ex.answer)
+    what = "request the client sent" if direction == "to_meter" else "answer the client received"
+    ctx.measure("characters decoded as on the wire", _matched(res.values, sent), "count", len(sent), len(sent),
+                f"IEC 62056-21 §5; {where} against the {what}")
     ctx.capture(f"{where} {opt.name}", samples, wf.sample_rate, opt.name)
-    if opt.name == "current-loop":
+    if opt.name == "current-loop" and inst.has("meter"):
         from rig.physical.options import CURRENT_LOOP
         dmm = inst.open("meter")
         dmm.configure_current_dc()
@@ -132,7 +165,43 @@ def _levels_by_scope(ctx, inst, opt, line):
         ctx.measure("mark_current (meter)", None if i.value is None else i.value * 1e3, "mA", lim.low, lim.high,
                     f"{lim.basis}; meter {inst.model('meter')} in the loop")
     ctx.note(option=opt.name, baud=baud, characters=len(res.values), source="scope", scope=inst.model("scope"),
-             channel=ch, sample_rate=wf.sample_rate)
+             channel=ch, sample_rate=wf.sample_rate, bench=b.spec.kind)
+
+
+def _seven_bit(data) -> bytes:
+    return bytes(c & 0x7F for c in (data or b""))
+
+
+def _matched(got: bytes, sent: bytes) -> int:
+    """Characters of `sent` found, in order, among the decoded ones."""
+    sm = SequenceMatcher(None, bytes(got), bytes(sent), autojunk=False)
+    return sum(m.size for m in sm.get_matching_blocks())
+
+
+def _even(c: int) -> int:
+    """A 7-bit character as its 7E1 wire byte."""
+    c &= 0x7F
+    return c | (bin(c).count("1") % 2) << 7
+
+
+def bit_errors(res, sent: bytes) -> int:
+    """Bit errors of what a receiver read (a decode of the line) against the characters that were
+    sent: the wire bits (7 data, even parity) of each character read in place of a sent one, 8 for
+    a sent character not read at all; characters read that were never sent are not counted."""
+    c = res.chars[res.chars["is_break"] == 0]
+    got = [(int(v) & 0x7F) | ((bin(int(v) & 0x7F).count("1") + (not p)) % 2) << 7
+           for v, p in zip(c["value"], c["parity_ok"])]
+    want = [_even(x) for x in sent]
+    sm = SequenceMatcher(None, [g & 0x7F for g in got], [w & 0x7F for w in want], autojunk=False)
+    errors = 0
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag == "equal":
+            errors += sum(1 for g, w in zip(got[i1:i2], want[j1:j2]) if g != w)      # parity bit
+        elif tag in ("replace", "insert"):
+            k = min(i2 - i1, j2 - j1) if tag == "replace" else 0
+            errors += sum(bin(g ^ w).count("1") for g, w in zip(got[i1:i1 + k], want[j1:j1 + k]))
+            errors += 8 * (j2 - j1 - k)
+    return errors
 
 
 def disturbance_faults(quantity, amount, opt, chars: bytes, baud: float, base_index: int, direction: str,
@@ -188,16 +257,23 @@ def disturbance_faults(quantity, amount, opt, chars: bytes, baud: float, base_in
                "interface": ("", "optical", "current-loop", "voltage")})
 def margin(ctx):
     b, p = ctx.bench, ctx.profile
-    line = b.need_line("a margin sweep")
     q, amount = ctx.params["quantity"], ctx.params["amount"]
     direction = ctx.params["direction"]
     repeats = ctx.params["repeats"]
     opt = _option(ctx)
+    if q == "loop_current" and opt.name != "current-loop":
+        raise BenchUnsupported(f"a loop-current margin is for the current-loop interface, not {opt.name}")
     inst = b.instruments(opt.name) if q in ("noise", "loop_current") else None
-    gen = None
-    if inst is not None and q == "noise":
-        gen = inst.generator()
+    line = b.line
+    if inst is None:
+        hint = {"baud_error": "a baud error is a line fault", "ber": "bit errors at a rate are line faults",
+                "level": "the level margin is a stand-in for now"}.get(q, _NO_INSTRUMENTS)
+        line = b.need_line(f"a {q} margin sweep", hint)
+    gen = inst.generator() if inst is not None and q == "noise" else None
+    if inst is not None and q == "loop_current":
+        inst.need("supply")
     unit = GENERATOR_NOISE_UNIT if gen is not None else UNITS[q]
+    reg = p.registers[ctx.params["register"]]
 
     def disturb(i, hhu):
         """Apply the amount for exchange i; returns the line faults to set (instruments: none)."""
@@ -227,15 +303,16 @@ def margin(ctx):
             line.faults = []
         elif gen is not None:
             gen.output_off(inst.generator_channel)
-        elif inst is not None:
+        else:
             inst.power_loop()
 
     hhu = b.session()
     if repeats >= 0:
         hhu.profile = b.with_repeats(repeats)
-    reg = p.registers[ctx.params["register"]]
     n = ctx.params["exchanges"]
-    first_try = done = bit_errors = chars = 0
+    # bit errors: from the scope where the bench has instruments, else from the virtual line's record
+    counter = _ScopeBitErrors(ctx, inst, hhu, reg, direction) if inst is not None and inst.has("scope") else None
+    first_try = done = errors = chars = 0
     loop_ma = []
     try:
         for i in range(n):
@@ -243,31 +320,39 @@ def margin(ctx):
             faults = disturb(i, hhu)
             if inst is None:
                 line.faults = faults
-            if inst is not None and q == "loop_current":
+            if inst is not None and q == "loop_current" and inst.has("meter"):
                 dmm = inst.open("meter")
                 dmm.configure_current_dc()
                 r = dmm.current_dc()
                 if r.value is not None:
                     loop_ma.append(r.value * 1e3)
+            if counter is not None:
+                counter.arm(hhu)
+            ex, ok = None, False
             try:
                 _, ex = hhu.read(reg.name)
+                ok = True
+            except ClientError as e:
+                ex = e.exchange
+            if ex is not None:
+                ctx.exchanges([ex])
+            if counter is not None:
+                e_, c_ = counter.collect(ex)
+                errors, chars = errors + e_, chars + c_
+            undisturb()
+            if ok:
                 done += 1
                 first_try += ex.attempts == 1 and ex.naks_sent == 0 and not ex.recovered
-                ctx.exchanges([ex])
-            except ClientError as e:
-                if e.exchange is not None:
-                    ctx.exchanges([e.exchange])
-                undisturb()
+            else:
                 b.drop_session()  # BreakCommand on the clean line: the meter back to its start
                 hhu = b.session()
                 if repeats >= 0:
                     hhu.profile = b.with_repeats(repeats)
-            finally:
-                undisturb()
-            for c in line.record():
-                if c.t_start_ns >= t0 and c.index >= 0 and (direction == "both" or c.direction == direction):
-                    chars += 1
-                    bit_errors += 8 if c.line < 0 else bin((c.sent ^ c.line) & 0xFF).count("1")
+            if counter is None and line is not None:
+                for c in line.record():
+                    if c.t_start_ns >= t0 and c.index >= 0 and (direction == "both" or c.direction == direction):
+                        chars += 1
+                        errors += 8 if c.line < 0 else bin((c.sent ^ c.line) & 0xFF).count("1")
     finally:
         try:
             undisturb()
@@ -278,13 +363,85 @@ def margin(ctx):
     ctx.info("amount", amount, unit)
     if inst is not None:
         ctx.note(source="generator" if gen is not None else "supply",
-                 instrument=inst.model("generator" if gen is not None else "supply"), option=opt.name)
+                 instrument=inst.model("generator" if gen is not None else "supply"), option=opt.name,
+                 bench=b.spec.kind)
     if loop_ma:
         ctx.measure("loop current (meter)", float(np.mean(loop_ma)), "mA")
     ctx.info("success_rate", first_try / n)
     ctx.info("completion_rate", done / n)
-    ctx.info("bit_errors", bit_errors, "bits")
-    ctx.info("bit_error_ratio", bit_errors / (chars * 10) if chars else 0.0)
+    if counter is None and line is None:
+        ctx.note(bit_errors="not counted: no scope on this bench")
+        return
+    ctx.info("bit_errors", errors, "bits")
+    ctx.info("bit_error_ratio", errors / (chars * 10) if chars else 0.0)
+    if counter is not None:
+        ctx.note(bit_errors_from=counter.where)
+
+
+class _ScopeBitErrors:
+    """Bit errors of a margin step from the scope: armed before each exchange on the disturbed
+    direction's channel (both: the request's, with both channels read over a screen that also
+    holds the answer), decoded with a receiver's fixed thresholds, compared with what was sent."""
+
+    def __init__(self, ctx, inst, hhu, reg, direction: str):
+        self.ctx, self.inst = ctx, inst
+        self.dirs = ("to_meter", "to_hhu") if direction == "both" else (direction,)
+        self.request = ReadCommand.of(reg.register_id).to_bytes()
+        self.answer = b""
+        if "to_hhu" in self.dirs:       # what the DUT answers on the undisturbed line
+            _, ref = hhu.read(reg.name)
+            ctx.exchanges([ref])
+            self.answer = _seven_bit(ref.answer)
+        self.channels = [inst.scope_channel(d) for d in self.dirs]
+        self.baud = 0.0
+        self.scope = None
+        self.where = ", ".join(_where(inst, ch, d) for ch, d in zip(self.channels, self.dirs))
+        self.captured = 0
+
+    def arm(self, hhu) -> None:
+        baud = float(hhu.port.baud)
+        if self.scope is None or baud != self.baud:
+            self.baud = baud
+            screen = SCREEN_CHARS * 10 / baud
+            if len(self.dirs) > 1:      # the answer comes up to tr_max after the request
+                screen += self.ctx.profile.timing.tr_max_ns / 1e9
+            self.screen = screen
+            self.scope = _setup_scope(self.inst, self.channels, self.channels[0], baud, screen)
+        self.scope.arm()
+
+    def collect(self, ex) -> tuple[int, int]:
+        """(bit errors, characters sent) of the exchange just over.  What the client sent is known
+        (its request).  What the DUT sent is not, on a real bench: it is taken to be whichever of
+        its possible answers (the undisturbed answer, a NAK) is closest to what was read, and
+        nothing when nothing was read on its side (it did not answer)."""
+        from rig.bench.drivers import InstrumentError
+        request = _seven_bit(ex.request) if ex is not None and ex.request else self.request
+        try:
+            self.scope.wait_triggered(timeout=0.5 + self.screen)
+        except InstrumentError:    # no start bit crossed the receiver's threshold: nothing was read
+            self.scope.stop()
+            if self.dirs[0] == "to_meter":
+                return 8 * len(request), len(request)
+            return 0, 0            # nothing from the DUT (cannot tell whether it answered)
+        opt = self.inst.option
+        gain = self.inst.probe_gain()
+        errors = total = 0
+        for ch, d in zip(self.channels, self.dirs):
+            wf = self.scope.waveform(ch)
+            samples = (wf.volts / gain).astype(np.float32)
+            res = decode(samples, wf.sample_rate, opt.name, baud=self.baud, thresholds=opt.receiver_thresholds())
+            if d == "to_meter":
+                sent = request
+            elif not len(res.chars):
+                sent = b""
+            else:
+                sent = min((self.answer, NAK), key=lambda c: bit_errors(res, c))
+            errors += bit_errors(res, sent)
+            total += len(sent)
+            if self.captured == 0:   # the step's first capture is kept with it
+                self.ctx.capture(f"{_where(self.inst, ch, d)} {opt.name}", samples, wf.sample_rate, opt.name)
+        self.captured += 1
+        return errors, total
 
 
 @summary("electrical/margin")
@@ -294,7 +451,9 @@ def margin_summary(ctx, steps):
     unit = next((m.unit for s in steps for m in s.measurements if m.name == "amount"), UNITS[q])
     by_amount: dict[float, list] = {}
     for s in steps:
-        by_amount.setdefault(s.params["amount"], []).append(s.value("success_rate") or 0.0)
+        rate = s.value("success_rate")
+        if rate is not None:      # a step that could not run (an error) says nothing of the margin
+            by_amount.setdefault(s.params["amount"], []).append(rate)
     ordered = sorted(by_amount, key=abs) if q in ("baud_error", "noise", "ber") else sorted(
         by_amount, reverse=True)
     last_good = threshold = None

@@ -50,7 +50,8 @@ def _fault(kind, args, line, hhu, profile, direction):
 
 def _transfer_with_fault(ctx, kind, args, expect):
     b, p = ctx.bench, ctx.profile
-    line = b.need_line("fault injection")
+    line = b.need_line("fault injection",
+                       "on hardware, disturb the line with the bench's generator (electrical/margin, noise)")
     acct = b.account()
     hhu = b.session()
     token = b.accepted_tokens(1)[0]

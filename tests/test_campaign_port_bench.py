@@ -1,0 +1,333 @@
+"""Electrical cases on a port bench: a meter behind a real tty, instruments over real TCP.
+
+`rig bench serve` runs in a subprocess (a virtual line with the meter emulator, and the virtual
+bench's SCPI servers on loopback, as LAN instruments); `rig run` runs the shipped example plan
+`electrical-port` in another subprocess, its port pointed at the line's HHU-side pty and its
+instruments at the bench configuration `serve --write-config` wrote. Nothing is shared in-process:
+the rig reaches the meter through the pty and the instruments through pyvisa-py, and the wire
+record of the virtual line stays in the serve process. The results are compared with the shipped
+`electrical` plan's run on the embedded default (in-process, same cases and sweeps).
+"""
+from __future__ import annotations
+
+import json
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pyvisa")
+
+from rig.bench import loop as loopmodel  # noqa: E402
+from rig.campaign.plan import PLANS_DIR, PlanError, load_plan  # noqa: E402
+from rig.campaign.runner import Runner, start_run  # noqa: E402
+from rig.campaign.store import Store  # noqa: E402
+from rig.physical.options import CURRENT_LOOP  # noqa: E402
+
+EXAMPLE = PLANS_DIR / "electrical-port.toml"
+LEVELS = ("mark_level", "space_level", "rise_time", "fall_time", "baud_error", "bit_width_min", "bit_width_max",
+          "jitter_rms", "parity_errors", "framing_errors")
+
+
+def _read_line(proc, deadline_s: float) -> str:
+    """The next line the process prints, waiting on its output with a deadline (no sleeps)."""
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    end = time.monotonic() + deadline_s
+    try:
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or proc.poll() is not None:
+                raise AssertionError(f"rig bench serve not ready (exit {proc.poll()}): {proc.stderr.read()}")
+            if sel.select(left):
+                return proc.stdout.readline()
+    finally:
+        sel.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """`rig bench serve` on current-loop, its bench configuration written; stopped with Ctrl-C."""
+    d = tmp_path_factory.mktemp("served")
+    cfg = d / "bench.toml"
+    proc = subprocess.Popen([sys.executable, "-m", "rig", "bench", "serve", "--option", "current-loop", "--json",
+                             "--write-config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(_read_line(proc, 60))       # printed once the line and the bench are up
+        info["config_file"] = cfg
+        yield info
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def port_plan(served, text: str | None = None) -> str:
+    """The example plan with its port and instruments pointed at the served line and bench."""
+    text = EXAMPLE.read_text() if text is None else text
+    text = re.sub(r'^port = ".*?"', f'port = "{served["hhu_port"]}"', text, count=1, flags=re.M)
+    text = re.sub(r"^\[bench\.instruments\.\w+\].*?(?=^\[)", "", text, flags=re.M | re.S)
+    return text.replace('role = "meter-dut"\n', f'role = "meter-dut"\nbench_config = "{served["config_file"]}"\n', 1)
+
+
+def rig_run(plan: Path, store: Path, timeout: float = 600):
+    return subprocess.run([sys.executable, "-m", "rig", "run", str(plan), "--store", str(store), "--no-progress"],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+class Results:
+    def __init__(self, store: Store, run_id: int):
+        self.store = store
+        self.cases = {c["key"]: c for c in store.cases(run_id)}
+        self.steps = {k: {s["key"]: s for s in store.steps(c["id"])} for k, c in self.cases.items()}
+
+    def measurements(self, case: str, step: str = "rep=0") -> dict:
+        return {m.name: m for m in self.store.measurements(self.steps[case][step]["id"])}
+
+    def captures(self, case: str, step: str = "rep=0"):
+        return self.store.db.execute("SELECT id, name, option FROM captures WHERE step_id=?",
+                                     (self.steps[case][step]["id"],)).fetchall()
+
+
+@pytest.fixture(scope="module")
+def port_run(served, tmp_path_factory):
+    d = tmp_path_factory.mktemp("port-run")
+    plan = d / "electrical-port.toml"
+    plan.write_text(port_plan(served))
+    r = rig_run(plan, d / "results.sqlite")
+    store = Store(d / "results.sqlite")
+    (run,) = store.runs()
+    return r, Results(store, run["id"])
+
+
+@pytest.fixture(scope="module")
+def embedded_run(tmp_path_factory):
+    """The shipped electrical plan's current-loop cases on the embedded default."""
+    plan = load_plan("electrical")
+    plan = replace(plan, cases=[c for c in plan.cases
+                                if c.key in ("levels/current-loop", "margin/loop-current", "margin/noise")])
+    store = Store(tmp_path_factory.mktemp("embedded") / "e.sqlite")
+    run_id = start_run(plan, store)
+    Runner(plan, store, run_id).run()
+    return Results(store, run_id)
+
+
+# --------------------------------------------------------------------------------- the run
+def test_the_example_plan_passes_on_the_served_bench(port_run):
+    r, res = port_run
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert {k: c["verdict"] for k, c in res.cases.items()} == {
+        "levels/from-meter": "pass", "levels/to-meter": "pass", "margin/loop-current": "pass", "margin/noise": "pass"}
+    assert "Traceback" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("case, direction, channel", [("levels/from-meter", "to_hhu", 3),
+                                                      ("levels/to-meter", "to_meter", 2)])
+def test_levels_and_bit_timing_come_from_the_configured_scope(port_run, embedded_run, case, direction, channel):
+    _, res = port_run
+    ms = res.measurements(case)
+    for name in LEVELS:              # every level and timing measurement, with its limits, passing
+        m = ms[name]
+        assert (m.low is not None or m.high is not None) and m.verdict == "pass", m
+        assert f"scope rigol-ds1000z CH{channel} ({direction})" in m.basis
+    decoded = ms["characters decoded as on the wire"]
+    assert decoded.value == decoded.low > 0 and decoded.verdict == "pass"
+    assert ("request the client sent" if direction == "to_meter" else "answer the client received") in decoded.basis
+    current = ms["mark_current (meter)"]
+    assert current.verdict == "pass" and (current.low, current.high) == (CURRENT_LOOP.tx_mark.low,
+                                                                         CURRENT_LOOP.tx_mark.high)
+    # the same as the embedded default finds through its own virtual bench
+    emb = embedded_run.measurements("levels/current-loop")
+    for name in ("mark_level", "space_level", "mark_current (meter)"):
+        assert ms[name].value == pytest.approx(emb[name].value, abs=0.2), name
+    notes = json.loads(res.steps[case]["rep=0"]["notes"])
+    assert notes["bench"] == "port" and notes["source"] == "scope"
+
+
+def test_captures_are_stored_with_their_steps(port_run):
+    _, res = port_run
+    for case in ("levels/from-meter", "levels/to-meter"):
+        (row,) = res.captures(case)
+        assert row["name"].startswith("scope rigol-ds1000z CH") and row["option"] == "current-loop"
+        samples, rate = res.store.capture(row["id"])
+        assert len(samples) > 1000 and rate > 0
+    for case in ("margin/loop-current", "margin/noise"):   # a capture of every sweep step's exchange
+        for key in res.steps[case]:
+            if key != "summary":
+                assert res.captures(case, key), (case, key)
+
+
+def test_loop_current_sweep_finds_the_receivers_threshold_as_on_the_embedded_bench(port_run, embedded_run):
+    _, res = port_run
+    summary = res.measurements("margin/loop-current", "summary")
+    threshold = summary["failure threshold"].value
+    step = 2.0
+    assert abs(threshold - CURRENT_LOOP.rx_mark.low) <= step, threshold
+    assert summary["last amount that communicated"].value >= CURRENT_LOOP.rx_mark.low
+    assert summary["communicates at 11 mA"].verdict == "pass"
+    assert threshold == embedded_run.measurements("margin/loop-current", "summary")["failure threshold"].value
+    for key in res.steps["margin/loop-current"]:
+        if key == "summary":
+            continue
+        m = res.measurements("margin/loop-current", key)
+        assert m["loop current (meter)"].value == pytest.approx(m["amount"].value, abs=0.05)   # set and read back
+        if m["success_rate"].value == 1.0:
+            assert m["bit_errors"].value == 0
+        else:                         # below the receiver's mark level nothing is read
+            assert m["bit_errors"].value > 0
+
+
+def test_noise_sweep_finds_the_failure_amplitude_as_on_the_embedded_bench(port_run, embedded_run):
+    _, res = port_run
+    summary = res.measurements("margin/noise", "summary")
+    threshold = summary["failure threshold"].value
+    assert summary["failure threshold"].unit.startswith("Vpp")
+    embedded = embedded_run.measurements("margin/noise", "summary")["failure threshold"].value
+    # the loop model's receiver (rig.bench.loop.noise_ber) errs about once in 2000 exchanges at
+    # 8 Vpp and almost surely by 20 Vpp: both benches fail in between (where exactly is chance:
+    # one exchange per amount, bit errors drawn at the model's rate)
+    loop = loopmodel.loop_state(24.0, 0.03)
+    assert loopmodel.noise_ber("current-loop", 8.0, 0.0, loop) < 1e-5
+    for t in (threshold, embedded):
+        assert t is not None and 8 < t <= 20, (threshold, embedded)
+    steps = res.steps["margin/noise"]
+    by_amount = {res.measurements("margin/noise", k)["amount"].value: res.measurements("margin/noise", k)
+                 for k in steps if k != "summary"}
+    # bit errors counted from the scope: none while it communicated, some where it failed
+    assert all(m["bit_errors"].value == 0 for a, m in by_amount.items() if a < threshold)
+    assert by_amount[threshold]["success_rate"].value < 1.0 and by_amount[threshold]["bit_errors"].value > 0
+    notes = json.loads(steps[f"amount={threshold:g},rep=0"]["notes"])
+    assert notes["source"] == "generator" and notes["bench"] == "port"
+    assert "CH2 (to_meter)" in notes["bit_errors_from"] and "CH3 (to_hhu)" in notes["bit_errors_from"]
+
+
+# --------------------------------------------------------------------------------- limits of a port bench
+def test_what_needs_the_virtual_line_says_so(served, tmp_path):
+    text = port_plan(served).split("[[case]]")[0] + '''
+[[case]]
+use = "electrical/margin"
+name = "margin/baud-error"
+params = { quantity = "baud_error", exchanges = 1 }
+sweep = { amount = [0.0, 4.0] }
+
+[[case]]
+use = "electrical/levels"
+name = "levels/optical"
+params = { interface = "optical" }
+'''
+    plan = tmp_path / "p.toml"
+    plan.write_text(text)
+    r = rig_run(plan, tmp_path / "s.sqlite")
+    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr
+    res = Results(Store(tmp_path / "s.sqlite"), 1)
+    errors = {k: [s["error"] for key, s in v.items() if key != "summary"] for k, v in res.steps.items()}
+    assert all("needs the virtual line" in e and "a baud error is a line fault" in e
+               for e in errors["margin/baud-error"]), errors
+    assert "has instruments for the current-loop interface, not optical" in errors["levels/optical"][0]
+    # the summary claims no threshold from steps that could not run
+    summary = res.measurements("margin/baud-error", "summary")
+    assert summary["failure threshold"].value is None
+
+
+def test_a_port_bench_without_instruments_cannot_measure_levels(served, tmp_path):
+    text = (f'name = "p"\n[[bench]]\nname = "lab"\nkind = "port"\nport = "{served["hhu_port"]}"\n'
+            'interface = "current-loop"\n[[case]]\nuse = "electrical/levels"\n')
+    plan = tmp_path / "p.toml"
+    plan.write_text(text)
+    r = rig_run(plan, tmp_path / "s.sqlite")
+    assert r.returncode == 1
+    (step,) = Results(Store(tmp_path / "s.sqlite"), 1).steps["electrical/levels"].values()
+    assert "needs the virtual line" in step["error"] and "bench_config = FILE" in step["error"]
+
+
+# --------------------------------------------------------------------------------- the plan's bench keys
+BENCH = '''name = "p"
+[[bench]]
+name = "lab"
+kind = "port"
+port = "/dev/ttyUSB0"
+{extra}
+[[case]]
+use = "electrical/levels"
+'''
+
+
+def write_plan(tmp_path, extra: str, bench_file: str | None = None) -> Path:
+    if bench_file is not None:
+        (tmp_path / "lab.toml").write_text(bench_file)
+    p = tmp_path / "plan.toml"
+    p.write_text(BENCH.format(extra=extra))
+    return p
+
+
+LAB = '''[bench]
+option = "voltage"
+[instruments.scope]
+model = "rigol-ds1000z"
+resource = "TCPIP::10.0.0.5::INSTR"
+channel = 1
+[instruments.generator]
+model = "keysight-33500b"
+resource = "TCPIP::10.0.0.6::INSTR"
+'''
+
+
+def test_a_bench_file_relative_to_the_plan_gives_option_and_instruments(tmp_path):
+    spec = load_plan(write_plan(tmp_path, 'bench_config = "lab.toml"', LAB)).benches["lab"]
+    assert spec.interface == "voltage" and spec.bench_config == str(tmp_path / "lab.toml")
+    assert {r: ic.resource for r, ic in spec.config.instruments.items()} == {
+        "scope": "TCPIP::10.0.0.5::INSTR", "generator": "TCPIP::10.0.0.6::INSTR"}
+
+
+def test_inline_instruments_alone_or_over_the_file(tmp_path):
+    spec = load_plan(write_plan(tmp_path, 'interface = "optical"\n'
+                                          'instruments = { meter = "TCPIP::10.0.0.9::INSTR" }')).benches["lab"]
+    assert spec.config.option == "optical"
+    assert spec.config.instruments["meter"].model.name == "keysight-34461a"     # the shipped model
+    spec = load_plan(write_plan(tmp_path, 'bench_config = "lab.toml"\n'
+                                          'instruments = { scope = "USB0::0x1AB1::0x04CE::DS1ZA1::INSTR" }',
+                                LAB)).benches["lab"]
+    scope = spec.config.instruments["scope"]
+    assert scope.resource.startswith("USB0::") and scope.channel == 1            # the file's channel kept
+
+
+@pytest.mark.parametrize("extra, bench_file, says", [
+    ('bench_config = "nope.toml"', None, r"plan.toml:6: bench\[0\].bench_config: expected a bench configuration "
+                                         r"file \(rig.bench.config\): .*nope.toml: cannot read"),
+    ('bench_config = "lab.toml"\ninterface = "optical"', LAB,
+     r"plan.toml:7: bench\[0\].interface: expected the option of its bench_config 'lab.toml' \('voltage'\)"),
+    ('bench_config = "lab.toml"', LAB.replace("channel = 1", "channel = 9"),
+     r"plan.toml:6: bench\[0\].bench_config: .*instruments.scope.channel: expected one of \[1, 2, 3, 4\]"),
+    ('instruments = { scope = { model = "rigol-ds1000z", resource = "TCPIP::x::INSTR", channel = 7 } }', None,
+     r"plan.toml:6: bench\[0\].instruments.scope.channel: expected one of \[1, 2, 3, 4\]"),
+    ('instruments = { scope = { model = "keysight-33500b", resource = "TCPIP::x::INSTR" } }', None,
+     r"plan.toml:6: bench\[0\].instruments.scope.model: expected a valid instrument entry \(keysight-33500b is a "
+     r"generator, not a scope\)"),
+    ('instruments = { supply = { model = "rigol-dp832" } }', None,
+     r"plan.toml:6: bench\[0\].instruments.supply: expected a VISA resource for the supply"),
+    ('instruments = { scope = "TCPIP::x::INSTR" }\nprobes = { to_hhu = 5 }', None,
+     r"plan.toml:7: bench\[0\].probes.to_hhu: expected a channel of the scope rigol-ds1000z \(1, 2, 3, 4\), got 5"),
+    ('probes = { sideways = 1 }', None, r"plan.toml:6: bench\[0\].probes.sideways: expected one of the keys"),
+    ('probe_gain = 0', None, r"plan.toml:6: bench\[0\].probe_gain: expected a number > 0, got 0"),
+])
+def test_bench_instrument_mistakes_name_the_line_and_key(tmp_path, extra, bench_file, says):
+    with pytest.raises(PlanError, match=says):
+        load_plan(write_plan(tmp_path, extra, bench_file))
+
+
+def test_an_embedded_bench_takes_no_instruments(tmp_path):
+    p = tmp_path / "plan.toml"
+    p.write_text('name = "p"\n[[bench]]\nname = "m"\nbench_config = "lab.toml"\n[[case]]\nuse = "electrical/levels"\n')
+    with pytest.raises(PlanError, match=r"plan.toml:4: bench\[0\].bench_config: expected no bench_config for "
+                                        r"kind = 'embedded'"):
+        load_plan(p)
