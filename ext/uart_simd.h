@@ -538,7 +538,7 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
     while (i < n && ne <= cap - 64) {
         rig_masks_t m;
         uint64_t valid, lt10, gt10, ltm, gtm, lt90, gt90;
-        uint64_t U10, D10, UM, DM, U90, D90, H, L, Sb, S, F, R, D, RE, FE, Fw, exam, pm;
+        uint64_t U10, D10, UM, DM, U90, D90, H, L, Sb, S, F, Fw, exam, pm;
         uint64_t Bw[2], Aw[2], Ew[2];
         unsigned long long s1, s2;
         int nb;
@@ -599,44 +599,33 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
             S = (Sb >> 1) | (co << 63);
             state = co;
         }
-        F = S ^ Sb; R = F & S; D = F & Sb;
-        /* rise end: armed at a rising flip, ended by the first 90 % up-crossing from the flip sample
-           on (measured) or by the falling flip (after its sample is checked); fall end likewise */
-        {
-            uint64_t A = R & ~U90, a = A | ~(U90 | D), co, q;
-            q = a + A;
-            co = q < a;
-            s1 = q + pend_rise;
-            co |= s1 < q;
-            RE = U90 & (R | ((uint64_t)s1 ^ (a ^ A)));
-            pend_rise = co;
-            A = D & ~D10; a = A | ~(D10 | R);
-            q = a + A;
-            co = q < a;
-            s1 = q + pend_fall;
-            co |= s1 < q;
-            FE = D10 & (D | ((uint64_t)s1 ^ (a ^ A)));
-            pend_fall = co;
-        }
-        /* an end pending from before this block: the first end at or before the first flip */
-        pm = ((RE & ~R) | (FE & ~D)) & (F ^ (F - 1));
+        F = S ^ Sb;
+        /* a rise (fall) time still being measured from before this block ends at the first 90 % up-
+           (10 % down-) crossing at or before the first flip of the block (that flip's sample is checked
+           before it flips); pend_rise and pend_fall are never both set */
+        pm = ((U90 & (0 - pend_rise)) | (D10 & (0 - pend_fall))) & (F ^ (F - 1));
         if (pm) {
-            int e = __builtin_ctzll(pm), d = (int)(((FE & ~D) >> e) & 1);
-            double t = RIG_AT(i + e, TE[1 - d]) - tb[d];
+            const int e = __builtin_ctzll(pm), d = (int)pend_fall;
+            const double t = RIG_AT(i + e, TE[1 - d]) - tb[d];
             nm[d] += 1;
             sm[d] += t;
             if (t > mx[d]) mx[d] = t;
+            pend_rise = pend_fall = 0;
         }
         Bw[1] = UM & ~Sb; Bw[0] = DM & Sb;
         Aw[1] = U10 & ~Sb; Aw[0] = D90 & Sb;
-        Ew[1] = RE; Ew[0] = FE;
+        Ew[1] = U90; Ew[0] = D10;
+        /* each flip: the edge time from the last mid crossing of the segment it ends (or before), the
+           start of its transition from the last 10/90 % crossing likewise, and the end of the transition
+           (measured) at the first crossing of the far level from the flip's sample up to the next flip's
+           sample; not found in the block after the block's last flip: still being measured */
         for (Fw = F; Fw; Fw &= Fw - 1) {
             const int f = __builtin_ctzll(Fw);
             const int r = (int)((S >> f) & 1), d = r ^ 1;
-            const uint64_t le = ((uint64_t)2 << f) - 1;
+            const uint64_t le = Fw ^ (Fw - 1);                 /* bits 0..f */
+            const uint64_t nx = Fw & (Fw - 1);                 /* the flips after this one */
             const uint64_t mB = Bw[r] & le, mA = Aw[r] & le;
-            const uint64_t nx = F & (~(uint64_t)1 << f);
-            const uint64_t mv = Ew[r] & (~(uint64_t)0 << f) & (nx ^ (nx - 1));
+            const uint64_t mv = Ew[r] & ~(le >> 1) & (nx ^ (nx - 1));
             const int64_t iB = mB ? (int64_t)i + 63 - __builtin_clzll(mB) : lB[r];
             const int64_t iA = mA ? (int64_t)i + 63 - __builtin_clzll(mA) : lA[r];
             const double tB = iB >= 0 ? RIG_AT(iB, mid) : vB[r];
@@ -651,6 +640,8 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
                 sm[d] += t;
                 if (t > mx[d]) mx[d] = t;
             }
+            pend_rise = r & (mv == 0);
+            pend_fall = d & (mv == 0);
         }
         lB[1] = Bw[1] ? (int64_t)i + 63 - __builtin_clzll(Bw[1]) : lB[1];
         lB[0] = Bw[0] ? (int64_t)i + 63 - __builtin_clzll(Bw[0]) : lB[0];
