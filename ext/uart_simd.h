@@ -25,7 +25,7 @@
  * is not x >= fc(T) for any other x than NaN; a block without NaN and without a sample beyond the
  * running min/max then needs five compares per vector instead of fourteen.
  *
- * Three builds of the kernel, chosen at run time (cpuid): AVX-512 (F+BW), AVX2, and a baseline one
+ * Three builds of the kernel, chosen at run time (cpuid): AVX-512 (F+BW, with DQ+VL), AVX2, and a baseline one
  * (SSE2 on x86-64, plain C elsewhere or with RIG_UART_NO_SIMD); all give the same masks, so the same
  * results.
  */
@@ -438,7 +438,8 @@ static int rig_uart_simd_detect(void) {
     /* the AVX2 and AVX-512 builds also use BMI1/BMI2/LZCNT/POPCNT (bit scans and shifts) */
     if (!(__builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt")
           && __builtin_cpu_supports("abm"))) return 0;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return 2;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) return 2;
     if (__builtin_cpu_supports("avx2")) return 1;
 #endif
     return 0;
