@@ -10,7 +10,7 @@ pytest.importorskip("pyvisa")
 from rig.campaign.plan import load_plan  # noqa: E402
 from rig.campaign.runner import Runner, start_run  # noqa: E402
 from rig.campaign.store import Store  # noqa: E402
-from rig.physical.options import CURRENT_LOOP  # noqa: E402
+from rig.physical.options import CURRENT_LOOP, OPTICAL  # noqa: E402
 
 PLAN = Path(__file__).resolve().parents[1] / "rig" / "plans" / "electrical.toml"
 
@@ -35,7 +35,7 @@ def test_the_electrical_plan_passes_on_the_embedded_default(run):
     failed = {k: c["verdict"] for k, c in cases.items() if c["verdict"] != "pass"}
     assert verdict == "pass" and not failed, failed
     assert {"levels/optical", "levels/current-loop", "levels/voltage", "margin/baud-error",
-            "margin/loop-current", "margin/noise"} <= set(cases)
+            "margin/loop-current", "margin/noise", "margin/level"} <= set(cases)
 
 
 @pytest.mark.parametrize("option", ["optical", "current-loop", "voltage"])
@@ -80,3 +80,20 @@ def test_noise_sweep_through_the_generator_finds_a_failure_amplitude(run):
     assert threshold is not None and 0 < threshold <= 20
     assert summary["failure threshold"].unit.startswith("Vpp")
     assert summary["last amount that communicated"].value < threshold
+
+
+def test_level_sweep_through_the_generators_offset_fails_where_the_receiver_threshold_is_crossed(run):
+    """The optical idle (OFF) level pushed up by the generator's d.c. offset: communication stops
+    once it crosses the middle of the receiver's thresholds (the virtual bench's receiver)."""
+    store, _, _, steps = run
+    summary = measurements(store, steps["margin/level"]["summary"])
+    mid = (OPTICAL.nominal_mark + OPTICAL.nominal_space) / 2
+    expected = 1 - (sum(OPTICAL.receiver_thresholds()) / 2 - OPTICAL.nominal_mark) / (mid - OPTICAL.nominal_mark)
+    threshold = summary["failure threshold"].value
+    assert threshold is not None and expected - 0.05 - 1e-9 <= threshold <= expected, (threshold, expected)
+    for key, s in steps["margin/level"].items():
+        if key == "summary":
+            continue
+        m = measurements(store, s)
+        assert m["generator d.c. offset"].value == pytest.approx((1 - m["amount"].value) * mid / 100.0)   # 100 µW/cm² per V
+        assert (m["bit_errors"].value > 0) == (m["success_rate"].value < 1.0)

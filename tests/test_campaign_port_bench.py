@@ -331,3 +331,26 @@ def test_an_embedded_bench_takes_no_instruments(tmp_path):
     with pytest.raises(PlanError, match=r"plan.toml:4: bench\[0\].bench_config: expected no bench_config for "
                                         r"kind = 'embedded'"):
         load_plan(p)
+
+
+# --------------------------------------------------------------------------------- the generator's d.c. level
+def test_generator_dc_is_checked_against_the_dut_and_leaving_it_switches_the_output_off():
+    """Generator.dc (the level margin's offset): refused beyond the DUT's limits before anything is
+    sent; while on d.c. the stale amplitude does not count; the next function starts output off."""
+    from rig.bench.safety import SafetyError
+    from rig.bench.virtual import VirtualBench
+    from rig.link import VirtualLine
+
+    with VirtualLine() as line, VirtualBench(line, option="voltage") as vb:
+        with vb.bench().open("generator") as gen:
+            gen.noise(1, amplitude=20.0)                   # ±10 V around 0: within V.28's ±15 V
+            with pytest.raises(SafetyError):
+                gen.dc(1, 16.0)
+            gen.dc(1, 9.0)                                 # 20 Vpp around 9 V would not pass; d.c. does
+            gen.output_on(1)
+            assert vb.instruments["generator"].function[1] == "dc" and vb.instruments["generator"].offset[1] == 9.0
+            n = len(gen.sent)
+            gen.noise(1, amplitude=1.0)
+            after = gen.sent[n:]
+            assert "OUTP" in after[0].upper() and "OFF" in after[0].upper(), after
+            assert not vb.instruments["generator"].output[1]

@@ -857,6 +857,7 @@ class Generator(OutputInstrument):
         head = self.model.command("arb_upload", ch=ch, name=name)
         self._send_block(head, payload)
         self.check_errors(f"uploading {len(x)} points to CH{ch}")
+        self._leave_dc(c)
         self._write("function_arbitrary", ch=ch)
         self._write("arb_select", ch=ch, name=name)
         self._write("arb_sample_rate", ch=ch, value=float(sample_rate))
@@ -878,6 +879,7 @@ class Generator(OutputInstrument):
         c = self.ch(ch)
         if self.limits is not None:
             self.limits.check_span(c.name, amplitude, offset)
+        self._leave_dc(c)
         self._write("function_noise", ch=ch)
         if bandwidth is not None and self.model.has("noise_bandwidth"):
             self._write("noise_bandwidth", ch=ch, value=float(facts_range("noise_bandwidth_hz", "Hz")(c, bandwidth)))
@@ -891,6 +893,7 @@ class Generator(OutputInstrument):
         amplitude, offset = high - low, (high + low) / 2
         if self.limits is not None:
             self.limits.check_span(c.name, amplitude, offset)
+        self._leave_dc(c)
         self._write("function_pulse", ch=ch)
         c.frequency = frequency
         c.pulse_width = width
@@ -898,6 +901,28 @@ class Generator(OutputInstrument):
             self._write("pulse_edge", ch=ch, value=float(edge))
         self.set_levels(ch, amplitude, offset)
         self.check_errors(f"pulse on CH{ch}")
+
+    def _leave_dc(self, c: GeneratorChannel) -> None:
+        """Before another function: from d.c., whose offset was checked without the amplitude, the
+        output goes off first (the old amplitude around that offset was never checked)."""
+        if c.state.pop("function", None) == "dc":
+            self.output_off(c.ch)
+
+    def dc(self, ch: int, level: float) -> None:
+        """A d.c. output of ``level`` volts: the d.c. function, whose output is the offset alone
+        (the amplitude is ignored by the instrument, and by the safety checks while it lasts)."""
+        c = self.ch(ch)
+        level = float(level)
+        if self.limits is not None:
+            self.limits.check_span(c.name, 0.0, level)
+        fr = self.model.facts.get("offset_v")
+        if fr:
+            in_range(fr[0], fr[1], "V")(c, level)
+        self._write("function_dc", ch=ch)
+        c.state["function"] = "dc"
+        self._write("offset", ch=ch, value=level)
+        c.state["offset"] = level
+        self.check_errors(f"d.c. of {level:g} V on CH{ch}")
 
     def burst(self, ch: int, cycles: int, period: float | None = None, trigger: str | None = "bus") -> None:
         """Burst mode: ``cycles`` per trigger (``trigger``: the model's trigger_sources key, or None
@@ -923,7 +948,8 @@ class Generator(OutputInstrument):
         """Switch the output on, after checking the programmed levels against the DUT limits."""
         c = self.ch(ch)
         if self.limits is not None:
-            amp = self._query_cast("amplitude?", float, ch=ch) or 0.0
+            dc = c.state.get("function") == "dc"      # the d.c. function outputs the offset alone
+            amp = 0.0 if dc else self._query_cast("amplitude?", float, ch=ch) or 0.0
             off = self._query_cast("offset?", float, ch=ch) or 0.0
             self.limits.check_span(c.name, amp, off)
         self._write("output_on", ch=ch)

@@ -16,8 +16,13 @@ nothing of the virtual line is read on that path:
 - in a margin sweep, the bit errors are counted from a scope capture of each exchange, decoded
   with the fixed thresholds of a receiver meeting the option (what the DUT's receiver reads),
   against what was sent (the request; for `to_hhu`, the DUT's answer on the undisturbed line).
+- margin, level: the mark (idle) level moved towards the middle of the swing, to `amount` times
+  its nominal distance from it: on the current loop the Supply's current limit at `amount` x the
+  nominal mark current (read with the Meter); on the voltage and optical interfaces a d.c. offset
+  from the Generator through the coupling network (`coupling`, the option's unit per volt; default
+  rig.bench.loop.COUPLING, assumed).
 - margin, baud error and bit error rate: line faults (no instrument does that; the virtual line
-  only); level: the stand-in below (virtual line only).
+  only).
 
 Without instruments on a virtual line (hhu-dut, or no pyvisa) the stand-ins remain: the "scope" is
 a capture synthesised from the virtual line's wire record (rig.physical.synth), and a physical
@@ -252,7 +257,8 @@ def disturbance_faults(quantity, amount, opt, chars: bytes, baud: float, base_in
       title="sweep a disturbance (baud error, bit error rate, noise, level, loop current) until communication "
             "fails; success rate and bit errors against the amount",
       params={"quantity": "baud_error", "amount": 0.0, "exchanges": 3, "register": "tokenStatus",
-              "direction": "to_meter", "interface": "", "repeats": -1, "min_success": 1.0, "must_work_at": -1.0},
+              "direction": "to_meter", "interface": "", "repeats": -1, "min_success": 1.0, "must_work_at": -1.0,
+              "coupling": 0.0},
       choices={"quantity": QUANTITIES, "direction": ("to_meter", "to_hhu", "both"),
                "interface": ("", "optical", "current-loop", "voltage")})
 def margin(ctx):
@@ -263,30 +269,37 @@ def margin(ctx):
     opt = _option(ctx)
     if q == "loop_current" and opt.name != "current-loop":
         raise BenchUnsupported(f"a loop-current margin is for the current-loop interface, not {opt.name}")
-    inst = b.instruments(opt.name) if q in ("noise", "loop_current") else None
+    inst = b.instruments(opt.name) if q in ("noise", "loop_current", "level") else None
     line = b.line
     if inst is None:
-        hint = {"baud_error": "a baud error is a line fault", "ber": "bit errors at a rate are line faults",
-                "level": "the level margin is a stand-in for now"}.get(q, _NO_INSTRUMENTS)
+        hint = {"baud_error": "a baud error is a line fault",
+                "ber": "bit errors at a rate are line faults"}.get(q, _NO_INSTRUMENTS)
         line = b.need_line(f"a {q} margin sweep", hint)
-    gen = inst.generator() if inst is not None and q == "noise" else None
-    if inst is not None and q == "loop_current":
+    # which instrument disturbs: the generator (noise; level off the current loop), else the supply
+    by_generator = q == "noise" or (q == "level" and opt.name != "current-loop")
+    if inst is not None and not by_generator:
         inst.need("supply")
-    unit = GENERATOR_NOISE_UNIT if gen is not None else UNITS[q]
+    gen = inst.generator() if inst is not None and by_generator else None
+    unit = GENERATOR_NOISE_UNIT if gen is not None and q == "noise" else UNITS[q]
     reg = p.registers[ctx.params["register"]]
+    offset_v = _level_offset_v(opt, amount, ctx.params["coupling"]) if gen is not None and q == "level" else 0.0
 
     def disturb(i, hhu):
         """Apply the amount for exchange i; returns the line faults to set (instruments: none)."""
         if gen is not None:
             ch = inst.generator_channel
-            if amount:
+            if q == "noise" and amount:
                 gen.noise(ch, amplitude=amount)
+                gen.output_on(ch)
+            elif q == "level" and offset_v:
+                gen.dc(ch, offset_v)
                 gen.output_on(ch)
             else:
                 gen.output_off(ch)
             return []
-        if inst is not None:      # loop current: the supply's current limit, the loop in constant current
-            inst.power_loop(current_limit_a=amount / 1000.0)
+        if inst is not None:      # the supply's current limit, the loop in constant current
+            mark_ma = amount if q == "loop_current" else amount * opt.nominal_mark
+            inst.power_loop(current_limit_a=mark_ma / 1000.0)
             return []
         if q == "baud_error":
             return [Fault("baud_error", direction, percent=amount)] if amount else []
@@ -320,7 +333,7 @@ def margin(ctx):
             faults = disturb(i, hhu)
             if inst is None:
                 line.faults = faults
-            if inst is not None and q == "loop_current" and inst.has("meter"):
+            if inst is not None and not by_generator and inst.has("meter"):
                 dmm = inst.open("meter")
                 dmm.configure_current_dc()
                 r = dmm.current_dc()
@@ -365,6 +378,8 @@ def margin(ctx):
         ctx.note(source="generator" if gen is not None else "supply",
                  instrument=inst.model("generator" if gen is not None else "supply"), option=opt.name,
                  bench=b.spec.kind)
+    if gen is not None and q == "level":
+        ctx.info("generator d.c. offset", offset_v, "V")
     if loop_ma:
         ctx.measure("loop current (meter)", float(np.mean(loop_ma)), "mA")
     ctx.info("success_rate", first_try / n)
@@ -378,20 +393,34 @@ def margin(ctx):
         ctx.note(bit_errors_from=counter.where)
 
 
+def _level_offset_v(opt, amount: float, coupling: float) -> float:
+    """The generator's d.c. offset (V) that moves the mark level towards the middle of the swing to
+    `amount` times its nominal distance from it (`coupling`: the option's unit per generator volt,
+    0 for rig.bench.loop.COUPLING)."""
+    from rig.bench.loop import COUPLING
+    k = coupling or COUPLING[opt.name]
+    mid = (opt.nominal_mark + opt.nominal_space) / 2
+    return (1.0 - amount) * (mid - opt.nominal_mark) / k
+
+
 class _ScopeBitErrors:
     """Bit errors of a margin step from the scope: armed before each exchange on the disturbed
     direction's channel (both: the request's, with both channels read over a screen that also
-    holds the answer), decoded with a receiver's fixed thresholds, compared with what was sent."""
+    holds the answer, coming within twice the DUT's undisturbed reaction time, at most tr_max),
+    decoded with a receiver's fixed thresholds, compared with what was sent."""
 
     def __init__(self, ctx, inst, hhu, reg, direction: str):
         self.ctx, self.inst = ctx, inst
         self.dirs = ("to_meter", "to_hhu") if direction == "both" else (direction,)
         self.request = ReadCommand.of(reg.register_id).to_bytes()
         self.answer = b""
-        if "to_hhu" in self.dirs:       # what the DUT answers on the undisturbed line
+        self.tr_s = ctx.profile.timing.tr_max_ns / 1e9
+        if "to_hhu" in self.dirs:       # what the DUT answers on the undisturbed line, and how soon
             _, ref = hhu.read(reg.name)
             ctx.exchanges([ref])
             self.answer = _seven_bit(ref.answer)
+            if ref.tr_ns and ref.tr_ns > 0:
+                self.tr_s = min(2 * ref.tr_ns / 1e9, self.tr_s)
         self.channels = [inst.scope_channel(d) for d in self.dirs]
         self.baud = 0.0
         self.scope = None
@@ -403,8 +432,8 @@ class _ScopeBitErrors:
         if self.scope is None or baud != self.baud:
             self.baud = baud
             screen = SCREEN_CHARS * 10 / baud
-            if len(self.dirs) > 1:      # the answer comes up to tr_max after the request
-                screen += self.ctx.profile.timing.tr_max_ns / 1e9
+            if len(self.dirs) > 1:      # the request, the answer after twice the undisturbed tr
+                screen = 2 * screen + self.tr_s
             self.screen = screen
             self.scope = _setup_scope(self.inst, self.channels, self.channels[0], baud, screen)
         self.scope.arm()
