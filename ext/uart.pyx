@@ -111,6 +111,7 @@ cdef extern from "uart_sm.h":
         Py_ssize_t n_glitches, cap_glitches
         int64_t glitch_count
         int oom
+    void _chars_free "rig_chars_free"(void* p, size_t nbytes) noexcept nogil
     void _push_edge "rig_push_edge"(St* s, double pos, int mark) noexcept nogil
     void _uart_edge "rig_uart_edge"(St* s, double t, int logic) noexcept nogil
     void _advance "rig_advance"(St* s, double t) noexcept nogil
@@ -146,6 +147,43 @@ cdef extern from "uart_simd.h":
     Py_ssize_t _cmp_f32 "rig_cmp_f32"(rig_cmp_t* c, const float* x, Py_ssize_t i, Py_ssize_t n,
                                       double* et, uint8_t* eh, int* ne, int cap) noexcept nogil
     int _set_simd "rig_uart_set_simd"(int level) noexcept nogil
+
+
+cdef extern from *:
+    """
+    #if defined(__unix__) || defined(__APPLE__)
+    #include <sys/mman.h>
+    #include <errno.h>
+    #ifndef MADV_POPULATE_READ
+    #define MADV_POPULATE_READ 22
+    #endif
+    #define RIG_MADV_POPULATE_READ MADV_POPULATE_READ
+    #define RIG_MADV_DONTNEED MADV_DONTNEED
+    static int rig_madvise(size_t addr, size_t len, int advice) {
+        return madvise((void *)addr, len, advice) == 0 ? 0 : errno;
+    }
+    #else
+    #define RIG_MADV_POPULATE_READ (-1)
+    #define RIG_MADV_DONTNEED (-1)
+    static int rig_madvise(size_t addr, size_t len, int advice) { return 38; }
+    #endif
+    """
+    int RIG_MADV_POPULATE_READ
+    int RIG_MADV_DONTNEED
+    int _c_madvise "rig_madvise"(size_t addr, size_t length, int advice) noexcept nogil
+
+
+MADV_POPULATE_READ = RIG_MADV_POPULATE_READ
+MADV_DONTNEED = RIG_MADV_DONTNEED
+
+
+def _madvise(size_t addr, size_t length, int advice):
+    """madvise(2) on [addr, addr + length) of a mapping, without the GIL (for the capture reader's
+    read-ahead thread, rig.physical.analysis); returns 0 or the errno."""
+    cdef int r
+    with nogil:
+        r = _c_madvise(addr, length, advice)
+    return r
 
 
 def _simd_level(int level=-1):
@@ -471,6 +509,36 @@ cdef void _run(St* s, const sample_t* x, Py_ssize_t n) noexcept nogil:
     s.pos = base + n
 
 
+cdef class _OwnedRecords:
+    """The characters' buffer of a decoder, handed over whole (no copy): numpy arrays of it keep this
+    object as their base; it frees the buffer (ext/uart_sm.h: rig_chars_free) when the last goes."""
+    cdef void* p
+    cdef Py_ssize_t nbytes, capbytes
+    cdef Py_ssize_t shape[1]
+    cdef Py_ssize_t strides[1]
+
+    def __getbuffer__(self, Py_buffer* buf, int flags):
+        buf.buf = self.p
+        buf.obj = self
+        buf.len = self.nbytes
+        buf.readonly = 0
+        buf.itemsize = 1
+        buf.format = "B"
+        buf.ndim = 1
+        self.shape[0] = self.nbytes
+        self.strides[0] = 1
+        buf.shape = self.shape
+        buf.strides = self.strides
+        buf.suboffsets = NULL
+        buf.internal = NULL
+
+    def __releasebuffer__(self, Py_buffer* buf):
+        pass
+
+    def __dealloc__(self):
+        _chars_free(self.p, self.capbytes)
+
+
 cdef object _records(const void* src, Py_ssize_t n, size_t size, object dtype):
     """n C records of `size` bytes as a numpy array of dtype (one copy)."""
     out = np.empty(n, dtype)
@@ -563,7 +631,7 @@ cdef class UartDecoder:
         self.s.break_min = HUGE_VAL
 
     def __dealloc__(self):
-        free(self.s.chars)
+        _chars_free(self.s.chars, self.s.cap_chars * sizeof(CharRec))
         free(self.s.edges)
         free(self.s.glitches)
         free(self.s.hist)
@@ -672,9 +740,11 @@ cdef class UartDecoder:
         if self.s.oom:
             raise MemoryError("decoder output buffers")
 
-    def feed(self, chunk):
+    def feed(self, chunk, bint take=True):
         """Decode one chunk (float32, float64, int16 or int8; other dtypes are converted to
-        float64).  Returns the characters completed so far."""
+        float64).  Returns the characters completed so far; with take=False None, the characters
+        staying in the decoder for a later feed() or finish() (one array for a whole capture, handed
+        over without a copy)."""
         if self.finished:
             raise RuntimeError("decoder already finished")
         arr = np.asarray(chunk)
@@ -695,10 +765,10 @@ cdef class UartDecoder:
             self._buf_n += k
             arr = arr[k:]
             if self._buf_n < self.analysis_samples:
-                return self._drain()
+                return self._drain() if take else None
             self._analyse()
         self._feed_raw(arr)
-        return self._drain()
+        return self._drain() if take else None
 
     def finish(self):
         """End of capture: flush the pending edge and the last character; returns the rest."""
@@ -723,7 +793,17 @@ cdef class UartDecoder:
         return self._drain()
 
     def _drain(self):
-        out = _records(self.s.chars, self.s.n_chars, sizeof(CharRec), CHAR_DTYPE)
+        cdef _OwnedRecords own
+        if self.s.n_chars >= 32768:     # 1 MiB or more: the buffer itself becomes the array's
+            own = _OwnedRecords.__new__(_OwnedRecords)
+            own.p = self.s.chars
+            own.nbytes = self.s.n_chars * sizeof(CharRec)
+            own.capbytes = self.s.cap_chars * sizeof(CharRec)
+            out = np.frombuffer(own, dtype=CHAR_DTYPE, count=self.s.n_chars)
+            self.s.chars = NULL
+            self.s.cap_chars = 0
+        else:
+            out = _records(self.s.chars, self.s.n_chars, sizeof(CharRec), CHAR_DTYPE)
         self.s.n_chars = 0
         return out
 

@@ -135,11 +135,44 @@ static inline int64_t rig_ns(const rig_st_t *s, double pos) {
     return rig_uart_floor_i64(pos * s->ns_per_sample + 0.5) + s->t0_ns;
 }
 
+/* The characters' buffer: on Linux an anonymous mapping, grown with mremap (no copy) and with huge pages
+   asked for (a few page faults for the records of a whole capture instead of one per 4 KiB), which
+   rig._uart hands over to numpy as is at the end of a decode (rig_uart_records_t owns it then);
+   elsewhere malloc/realloc. */
+#if defined(__linux__)
+#include <sys/mman.h>
+#define RIG_CHARS_MAPPED 1
+static void *rig_chars_realloc(void *p, size_t old_bytes, size_t new_bytes) {
+    void *q = p ? mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE)
+                : mmap(NULL, new_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (q == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (new_bytes >= ((size_t)2 << 20)) madvise(q, new_bytes, MADV_HUGEPAGE);
+#endif
+    return q;
+}
+static void rig_chars_free(void *p, size_t bytes) {
+    if (p) munmap(p, bytes);
+}
+#else
+static void *rig_chars_realloc(void *p, size_t old_bytes, size_t new_bytes) {
+    (void)old_bytes;
+    return realloc(p, new_bytes);
+}
+static void rig_chars_free(void *p, size_t bytes) {
+    (void)bytes;
+    free(p);
+}
+#endif
+
 static void rig_grow_chars(rig_st_t *s) {
-    rig_char_t *p = (rig_char_t *)realloc(s->chars, (size_t)(s->cap_chars * 2 + 64) * sizeof(rig_char_t));
+    /* capacity a multiple of 128 records (4 KiB) */
+    const Py_ssize_t cap = s->cap_chars ? s->cap_chars * 2 : 2048;
+    rig_char_t *p = (rig_char_t *)rig_chars_realloc(s->chars, (size_t)s->cap_chars * sizeof(rig_char_t),
+                                                    (size_t)cap * sizeof(rig_char_t));
     if (p == NULL) { s->oom = 1; return; }
     s->chars = p;
-    s->cap_chars = s->cap_chars * 2 + 64;
+    s->cap_chars = cap;
 }
 
 static void rig_push_edge(rig_st_t *s, double pos, int mark) {
