@@ -11,6 +11,8 @@ import json
 import math
 import mmap
 import os
+import queue
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -122,9 +124,12 @@ class Capture:
     offset: float = 0.0
     _npy_offset: int = 0
 
-    def chunks(self, chunk: int = DEFAULT_CHUNK) -> Iterator[np.ndarray]:
+    def chunks(self, chunk: int = DEFAULT_CHUNK, readahead: bool = True) -> Iterator[np.ndarray]:
+        """The samples chunk by chunk.  A .npy file is read through a memory map; with ``readahead``
+        a second thread maps the next chunk's pages in while the current one is decoded, and drops the
+        decoded ones (see _ReadAhead)."""
         if isinstance(self.source, (str, Path)):
-            yield from _read_npy_chunks(self.source, self._npy_offset, self.n, self.dtype, chunk)
+            yield from _read_npy_chunks(self.source, self._npy_offset, self.n, self.dtype, chunk, readahead)
             return
         arr = self.source
         mm = getattr(arr, "_mmap", None) if isinstance(arr, np.memmap) else None
@@ -137,11 +142,55 @@ class Capture:
                     pass
 
 
-def _read_npy_chunks(path, offset, n, dtype, chunk):
-    """The samples of a .npy file in chunks: views of a read-only memory map of the file (no copy),
-    each chunk's pages dropped from the process (MADV_DONTNEED, they stay in the page cache) once the
-    next is asked for, so the resident size stays about one chunk whatever the file size.  Where the
-    file cannot be mapped, read() into one reused buffer."""
+class _ReadAhead(threading.Thread):
+    """Page-table work of reading a memory-mapped capture, off the decoding thread: told which byte
+    range the decoder is about to read, it drops the pages before it from the process (MADV_DONTNEED;
+    they stay in the page cache) and maps in that range and the next of the same length
+    (MADV_POPULATE_READ, Linux 5.14+), so that the decoder finds them mapped instead of faulting them in
+    one by one.  The decoding itself stays on the calling thread; this one is idle most of the time.
+    Correctness does not depend on it: a page it has not mapped yet, or has dropped, is faulted in."""
+
+    def __init__(self, base: int, size: int):
+        super().__init__(name="rig-capture-readahead", daemon=True)
+        from rig import _uart
+        self._madvise, self._populate, self._dontneed = _uart._madvise, _uart.MADV_POPULATE_READ, _uart.MADV_DONTNEED
+        self.base, self.size = base, size
+        self.q: queue.SimpleQueue = queue.SimpleQueue()
+
+    def at(self, start: int, end: int) -> None:
+        self.q.put((start, end))
+
+    def stop(self) -> None:
+        self.q.put(None)
+        self.join()
+
+    def run(self) -> None:
+        page = mmap.PAGESIZE
+        mapped = dropped = 0
+        populate = self._populate >= 0
+        while True:
+            item = self.q.get()
+            if item is None:
+                return
+            start, end = item
+            d = start // page * page
+            if d > dropped:
+                self._madvise(self.base + dropped, d - dropped, self._dontneed)
+                dropped = d
+            lo = max(mapped, d)
+            hi = min(self.size, end + (end - start) + page - 1) // page * page
+            if populate and hi > lo:
+                if self._madvise(self.base + lo, hi - lo, self._populate):
+                    populate = False      # not supported here: the decoder faults the pages in
+                mapped = hi
+
+
+def _read_npy_chunks(path, offset, n, dtype, chunk, readahead=True):
+    """The samples of a .npy file in chunks: views of a read-only memory map of the file (no copy);
+    each chunk's pages are dropped from the process (MADV_DONTNEED, they stay in the page cache) once
+    the next is asked for, so the resident size stays a few chunks whatever the file size.  With
+    ``readahead`` that page-table work (mapping the next chunk in, dropping the decoded ones) is done by
+    a second thread (_ReadAhead).  Where the file cannot be mapped, read() into one reused buffer."""
     size = os.path.getsize(path)
     if n and offset + n * dtype.itemsize > size:
         raise ValueError(f"{path}: file ends after {(size - offset) // dtype.itemsize} samples, header says {n}")
@@ -155,13 +204,19 @@ def _read_npy_chunks(path, offset, n, dtype, chunk):
             return
         page = mmap.PAGESIZE
         drop = hasattr(mm, "madvise")
+        ra = None
         try:
             x = np.frombuffer(mm, dtype=dtype, count=n, offset=offset)
+            if readahead and drop and n > chunk:
+                ra = _ReadAhead(x.__array_interface__["data"][0] - offset, len(mm))
+                ra.start()
             dropped = 0
             for s in range(0, n, chunk):
+                if ra is not None:
+                    ra.at(offset + s * dtype.itemsize, offset + min(n, s + chunk) * dtype.itemsize)
                 yield x[s:s + chunk]
                 end = (offset + min(n, s + chunk) * dtype.itemsize) // page * page
-                if drop and end > dropped:
+                if ra is None and drop and end > dropped:
                     try:
                         mm.madvise(mmap.MADV_DONTNEED, dropped, end - dropped)
                     except (OSError, ValueError):
@@ -169,6 +224,8 @@ def _read_npy_chunks(path, offset, n, dtype, chunk):
                     dropped = end
             del x
         finally:
+            if ra is not None:
+                ra.stop()
             try:
                 mm.close()
             except BufferError:   # a chunk still referenced elsewhere: the map goes with it
@@ -266,12 +323,13 @@ def as_capture(capture, sample_rate=None) -> Capture:
 def decode(capture, sample_rate: float | None = None, option="current-loop", baud=None, fmt="7E1", *,
            thresholds=None, scale: float = 1.0, offset: float = 0.0, hysteresis: float = 1.0 / 6,
            glitch_ui: float = 0.35, chunk: int = DEFAULT_CHUNK, keep_edges: bool = False,
-           analysis_samples: int = 1 << 18, find_frames: bool = False) -> DecodeResult:
+           analysis_samples: int = 1 << 18, find_frames: bool = False, readahead: bool = True) -> DecodeResult:
     """Decode a capture (array, np.memmap, path, or :class:`Capture`) on an interface option.
 
     Values are physical = raw × ``scale`` + ``offset`` in the option's unit.  ``baud`` None or "auto"
     detects the speed; a number is the nominal speed, refined from the edges.  ``thresholds`` (low,
-    high) in physical units override the ones set from the levels."""
+    high) in physical units override the ones set from the levels.  ``readahead``: a .npy file's pages
+    are mapped in by a second thread ahead of the decoder (the decoding stays on this thread)."""
     from rig._uart import UartDecoder
 
     cap = as_capture(capture, sample_rate)
@@ -288,21 +346,14 @@ def decode(capture, sample_rate: float | None = None, option="current-loop", bau
                       mark_is_high=opt.mark_is_high, thresholds=thresholds, hysteresis=hysteresis,
                       glitch_ui=glitch_ui, analysis_samples=analysis_samples, scale=scale, offset=offset,
                       fallback_thresholds=opt.receiver_thresholds(), keep_edges=keep_edges)
-    parts, edge_parts = [], []
-    for c in cap.chunks(chunk):
-        out = dec.feed(c)
-        if len(out):
-            parts.append(out)
+    edge_parts = []
+    for c in cap.chunks(chunk, readahead):
+        dec.feed(c, False)        # the characters stay in the decoder: one array at the end, no copy
         if keep_edges:
             edge_parts.append(dec.take_edges())
-    parts.append(dec.finish())
+    chars = dec.finish()
     if keep_edges:
         edge_parts.append(dec.take_edges())
-    if parts:  # numpy copies a structured dtype field by field; as raw records it is one copy
-        raw = np.dtype((np.void, parts[0].dtype.itemsize))
-        chars = np.concatenate([p.view(raw) for p in parts]).view(parts[0].dtype)
-    else:
-        chars = np.zeros(0)
     edges = np.concatenate(edge_parts) if keep_edges else None
     res = build_result(chars, dec.stats(), dec.histogram(), dec.take_glitches(), opt, cf, float(fs),
                        baud, scale, offset, dec.level_source or "", edges)
