@@ -137,9 +137,9 @@ static inline int64_t rig_ns(const rig_st_t *s, double pos) {
 
 /* The characters' buffer: on Linux an anonymous mapping, grown with mremap (no copy) and with huge pages
    asked for (a few page faults for the records of a whole capture instead of one per 4 KiB), which
-   rig._uart hands over to numpy as is at the end of a decode (rig_uart_records_t owns it then);
+   rig._uart hands over to numpy as is at the end of a decode (_OwnedRecords owns it then);
    elsewhere malloc/realloc. */
-#if defined(__linux__)
+#if defined(__linux__) && defined(_GNU_SOURCE)    /* (Python.h defines it) mremap */
 #include <sys/mman.h>
 #define RIG_CHARS_MAPPED 1
 static void *rig_chars_realloc(void *p, size_t old_bytes, size_t new_bytes) {
