@@ -96,6 +96,7 @@ cdef extern from "uart_sm.h":
         double sxy, sxx
         double bw_min, bw_max
         int64_t n_false_start, n_parity_err, n_framing_err, n_breaks
+        int64_t n_char_parity_err, n_char_framing_err
         double break_min
         # histogram (strided)
         int64_t *hist
@@ -838,6 +839,7 @@ cdef class UartDecoder:
             "jit_min": s.jit_min, "jit_max": s.jit_max, "sxy": s.sxy, "sxx": s.sxx,
             "bw_min": s.bw_min, "bw_max": s.bw_max, "false_starts": s.n_false_start,
             "parity_errors": s.n_parity_err, "framing_errors": s.n_framing_err,
+            "char_parity_errors": s.n_char_parity_err, "char_framing_errors": s.n_char_framing_err,
             "breaks": s.n_breaks, "break_min": s.break_min, "glitches": s.glitch_count,
             "vmin": s.vmin, "vmax": s.vmax, "n_samples": s.pos, "fs": s.fs,
             "frame_bits": s.frame_bits, "mark_high_raw": bool(s.mark_high),

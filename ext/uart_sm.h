@@ -108,6 +108,7 @@ typedef struct {
     double sxy, sxx;
     double bw_min, bw_max;
     int64_t n_false_start, n_parity_err, n_framing_err, n_breaks;
+    int64_t n_char_parity_err, n_char_framing_err;   /* the same, characters only (breaks left out) */
     double break_min;
     /* histogram (strided) */
     int64_t *hist;
@@ -285,6 +286,8 @@ static void rig_emit_char(rig_st_t *s, double t_end, int is_break) {
     r->bit_ns = rig_nan_inf_minus_inf();
     s->n_parity_err += !r->parity_ok;
     s->n_framing_err += !r->framing_ok;
+    s->n_char_parity_err += !r->parity_ok && !is_break;
+    s->n_char_framing_err += !r->framing_ok && !is_break;
     if (is_break) {
         s->n_breaks += 1;
         if (t_end - s->t_start < s->break_min) s->break_min = t_end - s->t_start;

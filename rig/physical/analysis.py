@@ -427,9 +427,14 @@ def build_result(chars, st, histogram, glitches, opt: InterfaceOption, cf: CharF
     M.append(opt.measure("glitches", int(st["glitches"])))
     if st["breaks"]:
         M.append(opt.measure("break_length", st["break_min"] / T))
-    nb = chars["is_break"] == 0
-    M.append(opt.measure("parity_errors", int(((chars["parity_ok"] == 0) & nb).sum())))
-    M.append(opt.measure("framing_errors", int(((chars["framing_ok"] == 0) & nb).sum())))
+    if "char_parity_errors" in st:   # counted by the decoder as the characters went out
+        n_par, n_fram = int(st["char_parity_errors"]), int(st["char_framing_errors"])
+    else:
+        nb = chars["is_break"] == 0
+        n_par = int(((chars["parity_ok"] == 0) & nb).sum())
+        n_fram = int(((chars["framing_ok"] == 0) & nb).sum())
+    M.append(opt.measure("parity_errors", n_par))
+    M.append(opt.measure("framing_errors", n_fram))
     return DecodeResult(chars, opt, cf, fs, float(nominal) if nominal else 0.0, st, levels, M,
                         glitches, edges, level_source)
 
