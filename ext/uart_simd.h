@@ -620,6 +620,41 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
            start of its transition from the last 10/90 % crossing likewise, and the end of the transition
            (measured) at the first crossing of the far level from the flip's sample up to the next flip's
            sample; not found in the block after the block's last flip: still being measured */
+        if (__builtin_expect(i > 0, 1)) {
+            /* crossings in this block from the block's own samples: x[K - 1] is x[i - 1] for its first
+               sample (i > 0), and (double)(base + K - 1) is dbase + the offset, exactly */
+            const float *const xb = x + i;
+            const double dbase = (double)(base + i - 1);
+#define RIG_ATB(P, T) (dbase + (double)(P) + ((T) - (double)xb[(P) - 1]) / ((double)xb[P] - (double)xb[(P) - 1]))
+            for (Fw = F; Fw; Fw &= Fw - 1) {
+                const int f = __builtin_ctzll(Fw);
+                const int r = (int)((S >> f) & 1), d = r ^ 1;
+                const uint64_t le = Fw ^ (Fw - 1);                 /* bits 0..f */
+                const uint64_t nx = Fw & (Fw - 1);                 /* the flips after this one */
+                const uint64_t mB = Bw[r] & le, mA = Aw[r] & le;
+                const uint64_t mv = Ew[r] & ~(le >> 1) & (nx ^ (nx - 1));
+                const double TAr = TA[r];
+                double tB, tA;
+                if (__builtin_expect(mB != 0, 1)) tB = RIG_ATB(63 - __builtin_clzll(mB), mid);
+                else tB = lB[r] >= 0 ? RIG_AT(lB[r], mid) : vB[r];
+                if (__builtin_expect(mA != 0, 1)) tA = RIG_ATB(63 - __builtin_clzll(mA), TAr);
+                else tA = lA[r] >= 0 ? RIG_AT(lA[r], TAr) : vA[r];
+                et[ne] = tB;
+                eh[ne] = (uint8_t)r;
+                ne++;
+                tb[d] = tA;
+                if (mv) {
+                    const int e = __builtin_ctzll(mv);
+                    double t = RIG_ATB(e, TE[r]) - tA;
+                    nm[d] += 1;
+                    sm[d] += t;
+                    if (t > mx[d]) mx[d] = t;
+                }
+                pend_rise = r & (mv == 0);
+                pend_fall = d & (mv == 0);
+            }
+#undef RIG_ATB
+        } else
         for (Fw = F; Fw; Fw &= Fw - 1) {
             const int f = __builtin_ctzll(Fw);
             const int r = (int)((S >> f) & 1), d = r ^ 1;
