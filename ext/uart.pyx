@@ -759,6 +759,14 @@ cdef class UartDecoder:
             arr = arr.astype(self._dtype)
         arr = np.ascontiguousarray(arr)
         if not self.analysed:
+            if self._buf is None and len(arr) >= self.analysis_samples:
+                # the whole prefix in this chunk: analysed where it is, no copy
+                self._buf = arr[:self.analysis_samples]
+                self._buf_n = self.analysis_samples
+                self._analyse()
+                arr = arr[self.analysis_samples:]
+                self._feed_raw(arr)
+                return self._drain() if take else None
             if self._buf is None:
                 self._buf = np.empty(self.analysis_samples, dtype=self._dtype)
             k = min(len(arr), self.analysis_samples - self._buf_n)
