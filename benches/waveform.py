@@ -5,13 +5,21 @@ current loop, with noise (rms 2 % of the swing), baud error (+1.5 %), jitter (0.
 first-order edge (0.05 UI).  Each capture is written to a .npy file; every decoder runs in its own
 subprocess so its peak memory (ru_maxrss minus the RSS before decoding) is its own:
 
-- rig:    rig.physical.analysis.decode() on the file path, read in 1 M-sample chunks, with every
-          timing and level measurement;
+- rig:    rig.physical.analysis.decode() on the file path, read in 1 M-sample chunks through a memory
+          map, with every timing and level measurement; the decoding runs on one thread, and a second
+          thread maps the next chunk's pages in ahead of it (and drops the decoded ones): it is idle
+          most of the time (--no-readahead: the decoding thread does that too);
 - numpy:  rig.physical.model.decode_model() on the memory-mapped file (one piece);
 - sigrok: sigrok-cli's uart decoder fed the thresholded capture as a 1-channel binary logic file
           (thresholding not timed); skipped with a note when sigrok-cli is absent.
 
+Rates are the capture's actual number of samples over the time (the synthesised capture of "5e7" has
+49.26 M samples: the characters that fit).  A "floor" line per capture gives what just reading it costs
+here: the same memory-mapped 1 M-sample chunks summed (numpy), and a sum over it already in memory
+(memory bandwidth of one core).
+
     python benches/waveform.py [--sizes 1e6,1e7,5e7] [--spb 10,100] [--numpy-max 5e7] [--sigrok-max 5e7]
+                               [--repeat 3] [--no-readahead] [--no-floor]
 """
 from __future__ import annotations
 
@@ -63,11 +71,14 @@ def child(kind: str, path: str, fs: float) -> None:
     import rig.physical.analysis as an  # noqa: F401  (imports before the baseline)
     import rig.physical.model as mo
     import rig._uart  # noqa: F401
+    if kind == "floor":
+        floor(path)
+        return
     reset = reset_peak()
     base = rss_now()
     t = time.perf_counter()
-    if kind == "rig":
-        res = an.decode(path, fs, "current-loop", BAUD, "7E1")
+    if kind in ("rig", "rig1"):
+        res = an.decode(path, fs, "current-loop", BAUD, "7E1", readahead=kind == "rig")
         vals = res.chars["value"].astype(np.uint8).tobytes()
         jit = res.jitter_rms_ui
     else:
@@ -79,6 +90,27 @@ def child(kind: str, path: str, fs: float) -> None:
     peak = vm_hwm() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"t": dt, "mem": max(0, peak - base), "n": len(vals), "hash": hashlib.sha1(vals).hexdigest(), "jit": jit,
                       "vals": vals[:64].hex()}))
+
+
+def floor(path):
+    """What reading the capture costs by itself: the decoder's reader (memory-mapped 1 M-sample chunks,
+    pages dropped behind, read-ahead thread) with a numpy sum per chunk; then the same sum over the
+    samples already in memory (one core's memory bandwidth)."""
+    import rig.physical.analysis as an
+    cap = an.load_capture(path)
+    best_map = best_mem = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        acc = 0.0
+        for c in cap.chunks(1 << 20):
+            acc += float(np.add.reduce(c, dtype=np.float32))
+        best_map = min(best_map, time.perf_counter() - t)
+    x = np.fromfile(path, dtype=np.float32, offset=cap._npy_offset, count=cap.n)
+    for _ in range(3):
+        t = time.perf_counter()
+        acc += float(np.add.reduce(x, dtype=np.float32))
+        best_mem = min(best_mem, time.perf_counter() - t)
+    print(json.dumps({"map": best_map, "mem": best_mem, "n": cap.n, "acc": acc}))
 
 
 def run_child(kind, path, fs):
@@ -113,7 +145,7 @@ def make_capture(n, spb, path, seed=1):
     w.n_samples = min(w.n_samples, n)
     w.write_npy(path, chunk=1 << 21)
     truth = bytes(c.value for c in w.chars if c.t_start_ns < (n - 11 * spb) * 1e9 / w.sample_rate)
-    return w.sample_rate, truth
+    return w.sample_rate, truth, w.n_samples
 
 
 def fmt_rate(r):
@@ -127,6 +159,9 @@ def main():
     ap.add_argument("--numpy-max", type=float, default=5e7)
     ap.add_argument("--sigrok-max", type=float, default=5e7)
     ap.add_argument("--repeat", type=int, default=3, help="rig runs per capture (best kept)")
+    ap.add_argument("--no-readahead", action="store_true",
+                    help="rig without its read-ahead thread (everything on the decoding thread)")
+    ap.add_argument("--no-floor", action="store_true", help="skip the floor line (reading the capture alone)")
     ap.add_argument("--child", nargs=3)
     a = ap.parse_args()
     if a.child:
@@ -135,14 +170,17 @@ def main():
     have_sigrok = shutil.which("sigrok-cli") is not None
     if not have_sigrok:
         print("note: sigrok-cli not found (Debian package sigrok-cli): its column is skipped")
+    rig_kind = "rig1" if a.no_readahead else "rig"
+    print("rig: decoding on one thread; " + ("no read-ahead thread (--no-readahead)" if a.no_readahead else
+          "a second thread maps the next chunk's pages in ahead of it (--no-readahead: without)"))
     print(f"{'samples':>9} {'spb':>4} | {'rig':>12} {'mem MB':>7} | {'numpy':>12} {'mem MB':>7} | "
           f"{'sigrok-cli':>12} | {'rig/numpy':>9} {'rig/sigrok':>10} | chars ok")
     with tempfile.TemporaryDirectory() as tmp:
         for spb in [int(s) for s in a.spb.split(",")]:
             for n in [int(float(s)) for s in a.sizes.split(",")]:
                 path = os.path.join(tmp, "cap.npy")
-                fs, truth = make_capture(n, spb, path)
-                r = min((run_child("rig", path, fs) for _ in range(a.repeat)), key=lambda d: d["t"])
+                fs, truth, n = make_capture(n, spb, path)
+                r = min((run_child(rig_kind, path, fs) for _ in range(a.repeat)), key=lambda d: d["t"])
                 ok = [f"rig {r['n']}/{len(truth)}"]
                 npy = run_child("numpy", path, fs) if n <= a.numpy_max else None
                 sg = run_sigrok(path, fs, tmp) if have_sigrok and n <= a.sigrok_max else None
@@ -151,13 +189,18 @@ def main():
                 if sg:
                     ok.append(f"sigrok {sg['n']}")
                 rate = n / r["t"]
-                print(f"{n:9.0e} {spb:4d} | {fmt_rate(rate):>12} {r['mem'] / 2**20:7.1f} | "
+                print(f"{n / 1e6:8.2f}M {spb:4d} | {fmt_rate(rate):>12} {r['mem'] / 2**20:7.1f} | "
                       + (f"{fmt_rate(n / npy['t']):>12} {npy['mem'] / 2**20:7.0f} | " if npy else
                          f"{'-':>12} {'-':>7} | ")
                       + (f"{fmt_rate(n / sg['t']):>12} | " if sg else f"{'-':>12} | ")
                       + (f"{npy['t'] / r['t']:8.1f}x " if npy else f"{'-':>9} ")
                       + (f"{sg['t'] / r['t']:9.0f}x " if sg else f"{'-':>10} ")
                       + "| " + ", ".join(ok), flush=True)
+                if not a.no_floor:
+                    fl = run_child("floor", path, fs)
+                    print(f"{'':9} {'':4}   floor: reading it (memory map, 1 M chunks, summed) {fmt_rate(n / fl['map']).strip()}, "
+                          f"summing it in memory {fmt_rate(n / fl['mem']).strip()} "
+                          f"({n * 4 / fl['mem'] / 1e9:.1f} GB/s); rig takes {r['t'] / fl['map']:.1f}x the first", flush=True)
                 os.unlink(path)
 
 
