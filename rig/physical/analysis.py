@@ -11,6 +11,7 @@ import json
 import math
 import mmap
 import os
+import _thread
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -142,27 +143,38 @@ class Capture:
                     pass
 
 
-class _ReadAhead(threading.Thread):
+class _ReadAhead:
     """Page-table work of reading a memory-mapped capture, off the decoding thread: told which byte
     range the decoder is about to read, it drops the pages before it from the process (MADV_DONTNEED;
     they stay in the page cache) and maps in that range and the next of the same length
     (MADV_POPULATE_READ, Linux 5.14+), so that the decoder finds them mapped instead of faulting them in
     one by one.  The decoding itself stays on the calling thread; this one is idle most of the time.
-    Correctness does not depend on it: a page it has not mapped yet, or has dropped, is faulted in."""
+    Correctness does not depend on it: a page it has not mapped yet, or has dropped, is faulted in.
+    The thread is started without waiting for it to run (threading.Thread.start would: a millisecond
+    or more when the other core is busy)."""
 
     def __init__(self, base: int, size: int):
-        super().__init__(name="rig-capture-readahead", daemon=True)
         from rig import _uart
         self._madvise, self._populate, self._dontneed = _uart._madvise, _uart.MADV_POPULATE_READ, _uart.MADV_DONTNEED
         self.base, self.size = base, size
         self.q: queue.SimpleQueue = queue.SimpleQueue()
+        self.done = threading.Event()
+
+    def start(self) -> None:
+        _thread.start_new_thread(self._main, ())
 
     def at(self, start: int, end: int) -> None:
         self.q.put((start, end))
 
     def stop(self) -> None:
         self.q.put(None)
-        self.join()
+        self.done.wait()
+
+    def _main(self) -> None:
+        try:
+            self.run()
+        finally:
+            self.done.set()
 
     def run(self) -> None:
         page = mmap.PAGESIZE
