@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-import selectors
+import os
+import select
 import signal
 import subprocess
 import sys
@@ -35,20 +36,27 @@ LEVELS = ("mark_level", "space_level", "rise_time", "fall_time", "baud_error", "
           "jitter_rms", "parity_errors", "framing_errors")
 
 
-def _read_line(proc, deadline_s: float) -> str:
-    """The next line the process prints, waiting on its output with a deadline (no sleeps)."""
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    end = time.monotonic() + deadline_s
-    try:
-        while True:
+class Lines:
+    """Lines a process prints on a pipe, waiting on the pipe with a deadline (no sleeps). Reads the
+    file descriptor itself: a buffered readline reads ahead, and what it holds select cannot see."""
+
+    def __init__(self, proc, stream):
+        self.proc, self.fd, self.buf = proc, stream.fileno(), b""
+
+    def next(self, deadline_s: float) -> str:
+        end = time.monotonic() + deadline_s
+        while b"\n" not in self.buf:
             left = end - time.monotonic()
-            if left <= 0 or proc.poll() is not None:
-                raise AssertionError(f"rig bench serve not ready (exit {proc.poll()}): {proc.stderr.read()}")
-            if sel.select(left):
-                return proc.stdout.readline()
-    finally:
-        sel.close()
+            if left <= 0:
+                raise AssertionError(f"{self.proc.args[2:4]}: no line within {deadline_s:g} s")
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                chunk = os.read(self.fd, 65536)
+                if not chunk:
+                    raise AssertionError(f"{self.proc.args[2:4]} ended (exit {self.proc.wait()})")
+                self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line.decode()
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +68,7 @@ def served(tmp_path_factory):
                              "--write-config", str(cfg)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        info = json.loads(_read_line(proc, 60))       # printed once the line and the bench are up
+        info = json.loads(Lines(proc, proc.stdout).next(60))   # printed once the line and the bench are up
         info["config_file"] = cfg
         yield info
     finally:
@@ -354,3 +362,75 @@ def test_generator_dc_is_checked_against_the_dut_and_leaving_it_switches_the_out
             after = gen.sent[n:]
             assert "OUTP" in after[0].upper() and "OFF" in after[0].upper(), after
             assert not vb.instruments["generator"].output[1]
+
+
+# --------------------------------------------------------------------------------- a real HHU: its operator
+@pytest.fixture
+def line_pair():
+    """`rig line`: a virtual line between two ptys, for a third-party HHU and the rig's meter."""
+    proc = subprocess.Popen([sys.executable, "-m", "rig", "line", "--json"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        yield json.loads(Lines(proc, proc.stdout).next(30))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def hhu_plan(tmp_path, line_pair) -> Path:
+    plan = tmp_path / "hhu.toml"
+    plan.write_text(f'name = "hhu"\n[[bench]]\nname = "desk"\nkind = "port"\nrole = "hhu-dut"\n'
+                    f'port = "{line_pair["meter_port"]}"\n'
+                    '[[case]]\nuse = "hhu/6.4/session"\nparams = { timeout_s = 60.0 }\n')
+    return plan
+
+
+def test_a_real_hhu_is_run_by_its_operator_when_the_rig_asks(line_pair, tmp_path):
+    """An interactive run (standard input a terminal): the rig prints what to do on the HHU and
+    waits; the "operator" (here `rig read` on the line's other end, started on seeing the prompt)
+    runs the session; the rig's meter judges it."""
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "rig", "run", str(hhu_plan(tmp_path, line_pair)),
+                             "--store", str(tmp_path / "s.sqlite"), "--no-progress"],
+                            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(slave)
+    try:
+        err = Lines(proc, proc.stderr)
+        prompt = err.next(60)
+        while ">>> operator:" not in prompt:
+            prompt = err.next(60)
+        assert "start a session on the HHU" in prompt and "within 60 s" in prompt
+        hhu = subprocess.run([sys.executable, "-m", "rig", "read", "--port", line_pair["hhu_port"], "tokenStatus"],
+                             capture_output=True, text=True, timeout=60)
+        assert hhu.returncode == 0, hhu.stdout + hhu.stderr
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert proc.returncode == 0, out + err
+    res = Results(Store(tmp_path / "s.sqlite"), 1)
+    assert res.cases["hhu/6.4/session"]["verdict"] == "pass"
+    ms = res.measurements("hhu/6.4/session")
+    assert ms["session ended by BreakCommand"].value == 1
+    assert ms["requests with framing errors"].value == 0 and ms["requests answered with NAK"].value == 0
+
+
+def test_a_real_hhu_in_a_run_nobody_watches_is_skipped_with_the_reason(line_pair, tmp_path):
+    plan = hhu_plan(tmp_path, line_pair)
+    r = subprocess.run([sys.executable, "-m", "rig", "run", str(plan), "--store", str(tmp_path / "s.sqlite"),
+                        "--no-progress", "--junit", str(tmp_path / "j.xml")],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ">>> operator" not in r.stderr
+    case = Results(Store(tmp_path / "s.sqlite"), 1).cases["hhu/6.4/session"]
+    assert case["verdict"] == "skipped" and "needs an operator at the HHU" in case["stop_reason"]
+    assert "not interactive" in r.stdout + r.stderr
+    junit = (tmp_path / "j.xml").read_text()
+    assert "<skipped" in junit and "needs an operator at the HHU" in junit

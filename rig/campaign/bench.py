@@ -5,7 +5,8 @@ emulator on a virtual line (EmbeddedMeter); `kind = "port"`: a real meter behind
 Role hhu-dut: the rig plays the server (MeterServer on the port) against an HHU. `kind =
 "embedded"`: the rig's own Client stands in for the HHU on the other side of a virtual line and is
 driven through a session on request (`stimulate`); `kind = "port"`: a real HHU, whose operator
-starts the session.
+starts the session when the rig asks (a prompt on standard error, then a deadline); in a run with
+no terminal on standard input nobody is there to ask, and such a case is skipped (StepSkipped).
 
 What only a virtual bench can do (faults, the wire record, power cycles, the emulator's token
 account) is None / raises BenchUnsupported elsewhere; cases check `bench.line` first.
@@ -18,6 +19,7 @@ elsewhere (cases fall back to stand-ins on a virtual line, or say what they need
 """
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import replace
 
@@ -30,6 +32,11 @@ from rig.tokens import TokenSpec
 
 class BenchUnsupported(Exception):
     """The bench cannot do what a case asks (e.g. inject faults on real hardware)."""
+
+
+class StepSkipped(Exception):
+    """The step cannot run here and now, through no fault of the DUT or the bench (no operator at a
+    real HHU in a run nobody watches): the runner ends its case there, skipped, with the reason."""
 
 
 LOOP_SUPPLY_V = 24.0       # the loop powered as an HHU powers it (the virtual bench's power-on state)
@@ -164,6 +171,8 @@ class Bench:
         self.hhu_error: BaseException | None = None
         self._quiet_until = 0
         self._instruments: dict[str, Instruments] = {}
+        self._operator_from = None  # hhu-dut port: server events before the operator's session
+        self._operator_until = 0    # and its deadline (ns)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self) -> "Bench":
@@ -345,14 +354,31 @@ class Bench:
         return None if emu is None else emu.tokens
 
     # -- the HHU stand-in (hhu-dut) --------------------------------------------------------------
-    def stimulate(self, script) -> None:
+    @staticmethod
+    def interactive() -> bool:
+        """Someone may be watching: standard input is a terminal."""
+        try:
+            return sys.stdin is not None and sys.stdin.isatty()
+        except (ValueError, OSError):
+            return False
+
+    def stimulate(self, script, operator: str = "run a session on the HHU", timeout_s: float = 30.0) -> None:
         """Make the HHU run a session. Embedded: the rig's Client on the HHU side runs `script(client)`
-        in a thread; hardware: nothing to do here (the operator starts the HHU's session)."""
+        in a thread. A real HHU: the operator is asked (`operator`: what to do on the HHU) to start
+        its session within `timeout_s`; StepSkipped when the run is not interactive."""
         if self.spec.role != "hhu-dut":
             raise BenchUnsupported("stimulate: only on an hhu-dut bench")
-        if self.line is None:
-            return
         self.hhu_error = None
+        if self.line is None:
+            if not self.interactive():
+                raise StepSkipped("needs an operator at the HHU, and nobody is asked: the run is not "
+                                  "interactive (standard input is not a terminal)")
+            self._reset_meter()
+            self._operator_from = len(self.server.events)
+            self._operator_until = _clock.now_ns() + int(timeout_s * 1e9)
+            print(f"\n>>> operator: {operator} now, within {timeout_s:g} s "
+                  f"(the rig is the meter on {self.spec.port})", file=sys.stderr, flush=True)
+            return
         self._reset_meter()
 
         def run():
@@ -374,6 +400,14 @@ class Bench:
             self.server.port.set_baud(self.profile.character.initial_baud)
 
     def wait_hhu(self, timeout_s: float) -> bool:
+        if self._operator_from is not None:      # a real HHU: until its BreakCommand, or the deadline
+            start, self._operator_from = self._operator_from, None
+            while not any("break" in e["event"] for e in self.server.events[start:]):
+                if _clock.now_ns() >= self._operator_until:
+                    print(">>> operator: no session ended by BreakCommand in time", file=sys.stderr, flush=True)
+                    return False
+                _clock.sleep_until(min(_clock.now_ns() + 20_000_000, self._operator_until))
+            return True
         if self._hhu_thread is None:
             return True
         self._hhu_thread.join(timeout_s)

@@ -18,7 +18,7 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
-from rig.campaign.bench import Bench, BenchUnsupported
+from rig.campaign.bench import Bench, BenchUnsupported, StepSkipped
 from rig.campaign.cases import LIBRARY, RecordedStep, StepContext
 from rig.campaign.plan import CaseSpec, Plan
 from rig.campaign.store import ERROR, SKIPPED, StepRecord, Store, combine
@@ -112,6 +112,7 @@ class Runner:
         recorded = {s["key"]: s for s in self.store.steps(case_id)}
         history: list[RecordedStep] = []
         stop_reason = None
+        skipped = False
         t_case = time.monotonic()
         for position, (key, params) in enumerate(steps):
             if stop_reason is not None:
@@ -125,7 +126,11 @@ class Runner:
                 if spec.stop.max_duration_s is not None and time.monotonic() - t_case > spec.stop.max_duration_s:
                     stop_reason = f"max_duration_s {spec.stop.max_duration_s:g} s reached"
                     break
-                rec = self._run_step(bench, spec, case, key, position, params)
+                try:
+                    rec = self._run_step(bench, spec, case, key, position, params)
+                except StepSkipped as e:      # nothing recorded: the case ends here, skipped
+                    stop_reason, skipped = f"not run: {e}", True
+                    break
                 self.store.record_step(case_id, rec)
                 history.append(RecordedStep(key, rec.params, rec.verdict, rec.measurements))
                 self._advance(task, 1)
@@ -150,6 +155,8 @@ class Runner:
         if left:
             self._advance(task, left)
         verdict = combine(h.verdict for h in history)
+        if skipped and not any(h.key != SUMMARY for h in history):
+            verdict = SKIPPED
         self.store.finish_case(case_id, "done", verdict,
                                None if stop_reason is None else f"{stop_reason}; {left} step(s) {SKIPPED}")
         return verdict
@@ -159,6 +166,8 @@ class Runner:
         ctx = StepContext(bench, params, rec, spec.key)
         try:
             case.run(ctx)
+        except StepSkipped:
+            raise
         except BenchUnsupported as e:
             rec.error = f"not possible on this bench: {e}"
         except Exception as e:  # noqa: BLE001 - the step's error, recorded; the run goes on

@@ -33,7 +33,8 @@ SCHEMA_VERSION = 1
 
 # verdicts of steps, cases and runs
 ERROR = "error"          # the step could not be carried out (bench or DUT broke the procedure)
-SKIPPED = "skipped"      # not run: a stop condition ended its case first
+SKIPPED = "skipped"      # not run: a stop condition ended its case first; as a case's verdict, nothing of
+                         # it could run here (no operator at a real HHU: rig.campaign.bench.StepSkipped)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);

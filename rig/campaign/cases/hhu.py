@@ -1,7 +1,10 @@
 """Conformance of an HHU DUT: the rig plays the meter (MeterServer) and watches the HHU.
 
 On the embedded bench the rig's own Client stands in for the HHU on the other side of a virtual
-line; what is observed is the wire record, as a scope or sniffer would show it on hardware.
+line; what is observed is the wire record, as a scope or sniffer would show it on hardware. On a
+port bench (a real HHU) the operator is asked to run the session (Bench.stimulate: a prompt and a
+deadline; skipped when the run is not interactive) and what the rig's meter saw of it is judged;
+the cases that need the wire record or faults on the line say so.
 """
 from __future__ import annotations
 
@@ -21,18 +24,25 @@ def _session_script(hhu):
     hhu.sign_off()
 
 
-def _run_session(ctx, faults=()):
+OPERATOR = ("start a session on the HHU: identify (the rig answers as the meter), read a register "
+            "such as tokenStatus, and end the session (BreakCommand)")
+
+
+def _run_session(ctx, faults=(), record=True):
+    """The HHU's session, with `faults` on the line; returns (the wire record of it, or [] when the
+    case does not need it (`record` False) and the bench has no virtual line; the server's events)."""
     b, p = ctx.bench, ctx.profile
-    line = b.need_line("watching the HHU (wire record)")
+    line = b.need_line("watching the HHU (wire record)") if record or faults else b.line
     t0 = _clock.now_ns()
     n_events = len(b.server.events)
     if faults:
         line.faults = list(faults)
     try:
-        b.stimulate(_session_script)
+        b.stimulate(_session_script, OPERATOR, ctx.params["timeout_s"])
         finished = b.wait_hhu(ctx.params["timeout_s"])
     finally:
-        line.faults = []
+        if line is not None:
+            line.faults = []
     # the HHU is done when it closed its port; the meter may still be reading its last characters
     deadline = _clock.now_ns() + 500 * MS
     while _clock.now_ns() < deadline and not any("break" in e["event"] for e in b.server.events[n_events:]):
@@ -41,7 +51,7 @@ def _run_session(ctx, faults=()):
     ctx.check("the HHU completed its session", b.hhu_error is None)
     if b.hhu_error is not None:
         ctx.note(hhu_error=str(b.hhu_error))
-    rec = [c for c in line.record() if c.t_start_ns >= t0 and c.index >= 0]
+    rec = [] if line is None else [c for c in line.record() if c.t_start_ns >= t0 and c.index >= 0]
     return rec, b.server.events[n_events:]
 
 
@@ -62,7 +72,7 @@ def _messages(rec):
       title="the HHU's session: well-formed requests, none refused, ended by BreakCommand",
       roles=("hhu-dut",), params={"timeout_s": 30.0})
 def hhu_session(ctx):
-    rec, events = _run_session(ctx)
+    rec, events = _run_session(ctx, record=False)
     bad = [e for e in events if e.get("request_ok") is False]
     naks = [e for e in events if (e.get("answer") or "") == "\x15"]
     ctx.measure("requests with framing errors", len(bad), "count", None, 0, "IEC 62056-21 §6.3")
@@ -98,7 +108,7 @@ def hhu_timing(ctx):
       roles=("hhu-dut",), params={"timeout_s": 30.0, "offset": 5})
 def hhu_nak(ctx):
     b = ctx.bench
-    line = b.need_line("fault injection")
+    line = b.need_line("fault injection", "a real HHU's NAK handling needs a line that garbles an answer")
     at = line.sent("to_hhu") + ctx.params["offset"]  # inside the IDResponse
     rec, events = _run_session(ctx, [Fault("parity", "to_hhu", at=at)])
     garbled = next((c for c in rec if c.direction == "to_hhu" and "parity" in c.faults), None)
