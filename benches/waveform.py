@@ -6,9 +6,8 @@ first-order edge (0.05 UI).  Each capture is written to a .npy file; every decod
 subprocess so its peak memory (ru_maxrss minus the RSS before decoding) is its own:
 
 - rig:    rig.physical.analysis.decode() on the file path, read in 1 M-sample chunks through a memory
-          map, with every timing and level measurement; the decoding runs on one thread, and a second
-          thread maps the next chunk's pages in ahead of it (and drops the decoded ones): it is idle
-          most of the time (--no-readahead: the decoding thread does that too);
+          map, with every timing and level measurement, all on one thread (--readahead: with decode()'s
+          read-ahead thread, which maps the next chunk's pages in ahead of the decoder);
 - numpy:  rig.physical.model.decode_model() on the memory-mapped file (one piece);
 - sigrok: sigrok-cli's uart decoder fed the thresholded capture as a 1-channel binary logic file
           (thresholding not timed); skipped with a note when sigrok-cli is absent.
@@ -19,7 +18,7 @@ here: the same memory-mapped 1 M-sample chunks summed (numpy), and a sum over it
 (memory bandwidth of one core).
 
     python benches/waveform.py [--sizes 1e6,1e7,5e7] [--spb 10,100] [--numpy-max 5e7] [--sigrok-max 5e7]
-                               [--repeat 3] [--no-readahead] [--no-floor]
+                               [--repeat 3] [--readahead] [--no-floor]
 """
 from __future__ import annotations
 
@@ -94,8 +93,8 @@ def child(kind: str, path: str, fs: float) -> None:
 
 def floor(path):
     """What reading the capture costs by itself: the decoder's reader (memory-mapped 1 M-sample chunks,
-    pages dropped behind, read-ahead thread) with a numpy sum per chunk; then the same sum over the
-    samples already in memory (one core's memory bandwidth)."""
+    pages dropped behind, one thread) with a numpy sum per chunk; then the same sum over the samples
+    already in memory (one core's memory bandwidth)."""
     import rig.physical.analysis as an
     cap = an.load_capture(path)
     best_map = best_mem = float("inf")
@@ -159,8 +158,8 @@ def main():
     ap.add_argument("--numpy-max", type=float, default=5e7)
     ap.add_argument("--sigrok-max", type=float, default=5e7)
     ap.add_argument("--repeat", type=int, default=3, help="rig runs per capture (best kept)")
-    ap.add_argument("--no-readahead", action="store_true",
-                    help="rig without its read-ahead thread (everything on the decoding thread)")
+    ap.add_argument("--readahead", action="store_true",
+                    help="rig with decode()'s read-ahead thread (the next chunk's pages mapped in by a second thread)")
     ap.add_argument("--no-floor", action="store_true", help="skip the floor line (reading the capture alone)")
     ap.add_argument("--child", nargs=3)
     a = ap.parse_args()
@@ -170,9 +169,9 @@ def main():
     have_sigrok = shutil.which("sigrok-cli") is not None
     if not have_sigrok:
         print("note: sigrok-cli not found (Debian package sigrok-cli): its column is skipped")
-    rig_kind = "rig1" if a.no_readahead else "rig"
-    print("rig: decoding on one thread; " + ("no read-ahead thread (--no-readahead)" if a.no_readahead else
-          "a second thread maps the next chunk's pages in ahead of it (--no-readahead: without)"))
+    rig_kind = "rig" if a.readahead else "rig1"
+    print("rig: one thread" + (", and a read-ahead thread mapping the next chunk's pages in (--readahead)"
+                               if a.readahead else " (reading and decoding)"))
     print(f"{'samples':>9} {'spb':>4} | {'rig':>12} {'mem MB':>7} | {'numpy':>12} {'mem MB':>7} | "
           f"{'sigrok-cli':>12} | {'rig/numpy':>9} {'rig/sigrok':>10} | chars ok")
     with tempfile.TemporaryDirectory() as tmp:

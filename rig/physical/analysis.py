@@ -125,7 +125,7 @@ class Capture:
     offset: float = 0.0
     _npy_offset: int = 0
 
-    def chunks(self, chunk: int = DEFAULT_CHUNK, readahead: bool = True) -> Iterator[np.ndarray]:
+    def chunks(self, chunk: int = DEFAULT_CHUNK, readahead: bool = False) -> Iterator[np.ndarray]:
         """The samples chunk by chunk.  A .npy file is read through a memory map; with ``readahead``
         a second thread maps the next chunk's pages in while the current one is decoded, and drops the
         decoded ones (see _ReadAhead)."""
@@ -197,7 +197,7 @@ class _ReadAhead:
                 mapped = hi
 
 
-def _read_npy_chunks(path, offset, n, dtype, chunk, readahead=True):
+def _read_npy_chunks(path, offset, n, dtype, chunk, readahead=False):
     """The samples of a .npy file in chunks: views of a read-only memory map of the file (no copy);
     each chunk's pages are dropped from the process (MADV_DONTNEED, they stay in the page cache) once
     the next is asked for, so the resident size stays a few chunks whatever the file size.  With
@@ -335,13 +335,15 @@ def as_capture(capture, sample_rate=None) -> Capture:
 def decode(capture, sample_rate: float | None = None, option="current-loop", baud=None, fmt="7E1", *,
            thresholds=None, scale: float = 1.0, offset: float = 0.0, hysteresis: float = 1.0 / 6,
            glitch_ui: float = 0.35, chunk: int = DEFAULT_CHUNK, keep_edges: bool = False,
-           analysis_samples: int = 1 << 18, find_frames: bool = False, readahead: bool = True) -> DecodeResult:
+           analysis_samples: int = 1 << 18, find_frames: bool = False, readahead: bool = False) -> DecodeResult:
     """Decode a capture (array, np.memmap, path, or :class:`Capture`) on an interface option.
 
     Values are physical = raw × ``scale`` + ``offset`` in the option's unit.  ``baud`` None or "auto"
     detects the speed; a number is the nominal speed, refined from the edges.  ``thresholds`` (low,
     high) in physical units override the ones set from the levels.  ``readahead``: a .npy file's pages
-    are mapped in by a second thread ahead of the decoder (the decoding stays on this thread)."""
+    are mapped in by a second thread ahead of the decoder (the decoding stays on this thread; worth it
+    when the file is not in the page cache yet; with it in the cache it makes no measurable difference
+    here, and the resident size then depends on how closely that thread keeps up)."""
     from rig._uart import UartDecoder
 
     cap = as_capture(capture, sample_rate)
