@@ -159,6 +159,7 @@ class _ReadAhead:
         self.base, self.size = base, size
         self.q: queue.SimpleQueue = queue.SimpleQueue()
         self.done = threading.Event()
+        self.dropped = 0          # pages before this byte offset dropped
 
     def start(self) -> None:
         _thread.start_new_thread(self._main, ())
@@ -189,6 +190,7 @@ class _ReadAhead:
             if d > dropped:
                 self._madvise(self.base + dropped, d - dropped, self._dontneed)
                 dropped = d
+                self.dropped = d
             lo = max(mapped, d)
             hi = min(self.size, end + (end - start) + page - 1) // page * page
             if populate and hi > lo:
@@ -228,7 +230,15 @@ def _read_npy_chunks(path, offset, n, dtype, chunk, readahead=False):
                     ra.at(offset + s * dtype.itemsize, offset + min(n, s + chunk) * dtype.itemsize)
                 yield x[s:s + chunk]
                 end = (offset + min(n, s + chunk) * dtype.itemsize) // page * page
-                if ra is None and drop and end > dropped:
+                if ra is not None:    # it lags behind the chunk before: drop those pages here (bounded size)
+                    behind = (offset + max(0, s - chunk) * dtype.itemsize) // page * page
+                    if ra.dropped < behind and behind > dropped:
+                        try:
+                            mm.madvise(mmap.MADV_DONTNEED, dropped, behind - dropped)
+                        except (OSError, ValueError):
+                            pass
+                        dropped = behind
+                elif drop and end > dropped:
                     try:
                         mm.madvise(mmap.MADV_DONTNEED, dropped, end - dropped)
                     except (OSError, ValueError):
