@@ -594,7 +594,7 @@ cdef enum:
     MAX_WAIT_FDS = 16
 
 
-cdef int _wait_run(pollfd *pfds, int nfds, int64_t deadline, int *ready, int *err) noexcept nogil:
+cdef int _wait_run(pollfd *pfds, int nfds, int64_t deadline, int *ready, int64_t *woke, int *err) noexcept nogil:
     """ppoll until a descriptor is ready or the deadline: DONE (ready = how many), SIGCHECK, FAILED."""
     cdef timespec ts
     cdef int64_t wait
@@ -610,6 +610,7 @@ cdef int _wait_run(pollfd *pfds, int nfds, int64_t deadline, int *ready, int *er
         for i in range(nfds):
             pfds[i].revents = 0
         rc = ppoll(pfds, <nfds_t>nfds, &ts, NULL)
+        woke[0] = _now()
         if rc < 0:
             if errno == EINTR:
                 return SIGCHECK
@@ -622,12 +623,14 @@ cdef int _wait_run(pollfd *pfds, int nfds, int64_t deadline, int *ready, int *er
 
 
 def wait_readable(fds, deadline_ns):
-    """The descriptors of fds (at most 16) that are readable (or hung up, or failed) as soon as one
-    is, or [] when deadline_ns passed first. Like select.poll, but to the nanosecond (poll() rounds
-    a timeout up to the next millisecond) and without the GIL."""
+    """(ready, woke_ns): the descriptors of fds (at most 16) that are readable (or hung up, or
+    failed) as soon as one is, or [] when deadline_ns passed first; woke_ns is when ppoll() returned,
+    taken without the GIL (what arrived is time-stamped by it, not by when Python got the GIL back).
+    Like select.poll, but to the nanosecond (poll() rounds a timeout up to the next millisecond)."""
     cdef pollfd pfds[MAX_WAIT_FDS]
     cdef int nfds = 0, ready = 0, err = 0, st, i
     cdef int64_t deadline = _i64(deadline_ns, "deadline_ns")
+    cdef int64_t woke = 0
     fd_list = list(fds)
     if len(fd_list) > MAX_WAIT_FDS:
         raise ValueError(f"wait_readable: at most {MAX_WAIT_FDS} descriptors, got {len(fd_list)}")
@@ -637,15 +640,15 @@ def wait_readable(fds, deadline_ns):
         nfds += 1
     while True:
         with nogil:
-            st = _wait_run(pfds, nfds, deadline, &ready, &err)
+            st = _wait_run(pfds, nfds, deadline, &ready, &woke, &err)
         if st == DONE:
             break
         if st == FAILED:
             raise _oserror(err)
         PyErr_CheckSignals()
     if ready == 0:
-        return []
-    return [fd_list[i] for i in range(nfds) if pfds[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)]
+        return [], woke
+    return [fd_list[i] for i in range(nfds) if pfds[i].revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL)], woke
 
 
 cdef object _times_out(const int64_t *times, Py_ssize_t n):

@@ -160,7 +160,8 @@ class VirtualLine:
             # wait (without the GIL, to the nanosecond) for characters or the next delivery: a
             # millisecond poll() here would spin in Python and starve the roles' threads of the GIL
             until = pending[0][0] - _SPIN_NS if pending else _clock.now_ns() + 100_000_000
-            for fd in _clock.wait_readable(fds, until):
+            ready, woke = _clock.wait_readable(fds, until)
+            for fd in ready:
                 if fd == self._wake_r:
                     os.read(fd, 64)
                     continue
@@ -170,7 +171,8 @@ class VirtualLine:
                     continue
                 except OSError:  # EIO: nobody has the slave open right now
                     continue
-                for item in self._accept(side_of[fd], data, _clock.now_ns()):
+                # arrived when the wait ended, not when this thread got the GIL back
+                for item in self._accept(side_of[fd], data, woke):
                     heapq.heappush(pending, (item[0], seq, item[1], item[2]))
                     seq += 1
             while pending and pending[0][0] <= _clock.now_ns() + _SPIN_NS:
