@@ -15,6 +15,9 @@ Pipeline, per sample then per edge (all in C, GIL released, no Python object per
 
 For float32 captures step 1 runs in ext/uart_simd.h (64-sample blocks of compare masks, SIMD chosen
 at run time; the same results as the sample loop of ``_run``, which serves the other sample types).
+Steps 2 and 3, and the decoder's state, are in ext/uart_sm.h.  The characters stay in one C buffer
+until taken (``feed`` returns them each time, or with ``take=False`` keeps them for ``finish``; a
+large buffer is handed over to numpy without a copy).
 
 Levels (histogram), thresholds and the bit period (baud auto-detect or refinement of a nominal
 baud) come from a prefix of ``analysis_samples`` samples, buffered by the decoder, so the result is
