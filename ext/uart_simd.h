@@ -1,6 +1,5 @@
-/* Float32 comparator of rig._uart (ext/uart.pyx), block form; and the start-stop machine's bit-centre
- * count.  Results are bit for bit those of the scalar sample loop in _run (kept there for float64,
- * int16 and int8).
+/* Float32 comparator of rig._uart (ext/uart.pyx), block form.  Results are bit for bit those of the
+ * scalar sample loop in _run (kept there for float64, int16 and int8).
  *
  * The scalar reference walks the samples one at a time with a hysteresis state and checks, at every
  * sample it looks at, which thresholds the pair (x[i-1], x[i]) crosses.  None of those crossings
@@ -410,24 +409,6 @@ static inline void rig_masks_avx512(const float *x, const rig_thr_t *t, rig_mask
 #undef RIG_UART_SIMD_BODY
 #undef RIG_HIST_BLOCK
 #undef RIG_HIST_BLOCK64
-
-/* Bit centres of the start-stop machine: how many of nc, nc + T, (nc + T) + T, ... (T added one at a
-   time, exactly as the reference loop does) are < t, at most rem; *out is the first one not counted.
-   Four candidates at once and a prefix count (no branch per bit); a longer run goes on one by one. */
-static inline int rig_uart_centres(double nc, double T, double t, int rem, double *out) {
-    double v[5];
-    int c, j, ok = 1;
-    v[0] = nc;
-    for (j = 1; j < 5; j++) v[j] = v[j - 1] + T;
-    c = 0;
-    for (j = 0; j < 4; j++) { ok &= v[j] < t; c += ok; }
-    if (c > rem) c = rem;
-    if (c < 4) { *out = v[c]; return c; }
-    nc = v[4];
-    while (c < rem && nc < t) { c++; nc += T; }
-    *out = nc;
-    return c;
-}
 
 /* 0 plain C, 1 AVX2, 2 AVX-512; -1 not chosen yet */
 static int rig_uart_simd_level = -1;
