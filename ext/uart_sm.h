@@ -15,8 +15,8 @@
  * centres added up one by one as the reference does; the per-character sums of the fit are kept as the
  * edges come instead of in a first loop over them at the end of the character.
  *
- * This header is compiled for the baseline instruction set only (no FMA contraction of a * b + c),
- * like the rest of the module.
+ * rig_edges_out has two builds, baseline and AVX2/BMI/POPCNT, neither with FMA (a * b + c stays two
+ * roundings), chosen with the comparator's instruction-set level.
  */
 #ifndef RIG_UART_SM_H
 #define RIG_UART_SM_H
@@ -31,6 +31,12 @@
 
 #define RIG_MAXBITS 16
 #define RIG_NCE (RIG_MAXBITS + 4)
+/* the machine and what it calls per character are compiled into each build of rig_edges_out */
+#if defined(__GNUC__)
+#define RIG_SM_INLINE __attribute__((always_inline))
+#else
+#define RIG_SM_INLINE
+#endif
 
 typedef struct {
     int64_t t_start_ns;
@@ -264,7 +270,7 @@ static inline double rig_centre_at(double nc, double T, int c) {
    the same order, as a grid fit for bit_ns then the statistics).  The sums over the edges and the bit
    widths were taken as the edges came (rig_ce_add); the widths' extremes are merged here, which keeps
    the first of equal values as a running update in edge order does. */
-static void rig_emit_char(rig_st_t *s, double t_end, int is_break) {
+static inline RIG_SM_INLINE void rig_emit_char(rig_st_t *s, double t_end, int is_break) {
     rig_char_t *r;
     const int n = s->n_ce;
     int j;
@@ -333,7 +339,7 @@ static void rig_emit_char(rig_st_t *s, double t_end, int is_break) {
 }
 
 /* The last bit centre of a character has been read: its fields from the sampled bits. */
-static void rig_close_char(rig_st_t *s) {
+static inline RIG_SM_INLINE void rig_close_char(rig_st_t *s) {
     const unsigned int bits = s->bits;
     const int db = s->data_bits;
     int k = 1 + db;
@@ -553,7 +559,7 @@ static int rig_centres_pass(const double *ct, int m, double nc0, double half, do
    character will be in progress there (no branch on the machine's state); then the machine itself,
    which needs only that count at each edge.  Its state in locals, written back around the rare calls
    (character closed, break ended) and at the end. */
-static void rig_edges_out(rig_st_t *s, const double *et, const uint8_t *eh, int ne) {
+static inline RIG_SM_INLINE void rig_edges_out_body(rig_st_t *s, const double *et, const uint8_t *eh, int ne) {
     const int mh = s->mark_high, fb = s->frame_bits;
     const double T = s->T, half = 0.5 * s->T, gmax = s->glitch_max;
     const double invT = (T > 0 && T < HUGE_VAL) ? 1.0 / T : rig_nan_inf_minus_inf();   /* NaN: one by one */
@@ -680,6 +686,25 @@ static void rig_edges_out(rig_st_t *s, const double *et, const uint8_t *eh, int 
     s->bit_idx = bit_idx;
     s->next_center = next_center;
     s->bits = bits;
+}
+
+/* Two builds of the machine, chosen with the comparator's instruction-set level (uart_simd.h): the
+   baseline one, and one with AVX2, BMI and POPCNT (parity, bit masks and conversions in fewer
+   instructions; no FMA, so a * b + c stays two roundings and the results are the same). */
+static void rig_edges_out_base(rig_st_t *s, const double *et, const uint8_t *eh, int ne) {
+    rig_edges_out_body(s, et, eh, ne);
+}
+#ifdef RIG_SM_AVX512
+__attribute__((target("avx2,bmi,bmi2,popcnt,lzcnt")))
+static void rig_edges_out_avx2(rig_st_t *s, const double *et, const uint8_t *eh, int ne) {
+    rig_edges_out_body(s, et, eh, ne);
+}
+#endif
+static void rig_edges_out(rig_st_t *s, const double *et, const uint8_t *eh, int ne) {
+#ifdef RIG_SM_AVX512
+    if (rig_uart_simd_level >= 1) { rig_edges_out_avx2(s, et, eh, ne); return; }
+#endif
+    rig_edges_out_base(s, et, eh, ne);
 }
 
 #endif /* RIG_UART_SM_H */
