@@ -106,7 +106,6 @@ typedef struct {
     int n_ce;
     int ce_ksum;            /* sums over the character's edges so far, in order */
     double ce_tsum, ce_usum;
-    double ce_wmin, ce_wmax;   /* extremes of its bit widths so far (first of equal values kept) */
     double break_start;
     /* statistics */
     double jit_sum2, jit_peak, jit_min, jit_max;
@@ -267,9 +266,9 @@ static inline double rig_centre_at(double nc, double T, int c) {
 }
 
 /* One character out; jitter, per-bit widths and the bit-period fit from its edges (same arithmetic, in
-   the same order, as a grid fit for bit_ns then the statistics).  The sums over the edges and the bit
-   widths were taken as the edges came (rig_ce_add); the widths' extremes are merged here, which keeps
-   the first of equal values as a running update in edge order does. */
+   the same order, as a grid fit for bit_ns then the statistics).  The sums over the edges were taken as
+   the edges came (rig_ce_add); the bit widths are worked out here, in edge order, and their extremes
+   merged, which keeps the first of equal values as a running update does. */
 static inline RIG_SM_INLINE void rig_emit_char(rig_st_t *s, double t_end, int is_break) {
     rig_char_t *r;
     const int n = s->n_ce;
@@ -315,6 +314,16 @@ static inline RIG_SM_INLINE void rig_emit_char(rig_st_t *s, double t_end, int is
     a = s->ce_usum / n;
     {
         double jit_sum2 = s->jit_sum2, jit_peak = s->jit_peak, jit_min = s->jit_min, jit_max = s->jit_max;
+        double wmin = HUGE_VAL, wmax = -HUGE_VAL;
+        /* the width per bit between consecutive edges whose bit index moved, in edge order */
+        for (j = 1; j < n; j++) {
+            const int dkj = s->ce_k[j] - s->ce_k[j - 1];
+            const double w = (s->ce_t[j] - s->ce_t[j - 1]) / dkj;
+            wmin = dkj > 0 && w < wmin ? w : wmin;
+            wmax = dkj > 0 && w > wmax ? w : wmax;
+        }
+        s->bw_min = wmin < s->bw_min ? wmin : s->bw_min;
+        s->bw_max = wmax > s->bw_max ? wmax : s->bw_max;
         for (j = 0; j < n; j++) {
             const double d = s->ce_u[j] - a, ad = fabs(d);
             jit_sum2 += d * d;
@@ -330,8 +339,6 @@ static inline RIG_SM_INLINE void rig_emit_char(rig_st_t *s, double t_end, int is
         s->jit_min = jit_min;
         s->jit_max = jit_max;
     }
-    s->bw_min = s->ce_wmin < s->bw_min ? s->ce_wmin : s->bw_min;
-    s->bw_max = s->ce_wmax > s->bw_max ? s->ce_wmax : s->bw_max;
     s->jit_n += n;
     s->sxy += sxy;
     s->sxx += sxx;
@@ -385,8 +392,7 @@ static inline void rig_advance(rig_st_t *s, double t) {
     if (idx == s->frame_bits) rig_close_char(s);
 }
 
-/* An edge of the character in progress: its time and bit index, t - k T, the running sums, and the
-   width per bit since the previous edge (when the bit index moved). */
+/* An edge of the character in progress: its time and bit index, t - k T, and the running sums. */
 static inline void rig_ce_add(rig_st_t *s, double t) {
     const int n = s->n_ce;
     if (n < RIG_NCE) {
@@ -399,11 +405,6 @@ static inline void rig_ce_add(rig_st_t *s, double t) {
         s->ce_tsum += t;
         s->ce_usum += u;
         s->n_ce = n + 1;
-        if (n > 0 && k > s->ce_k[n - 1]) {
-            const double w = (t - s->ce_t[n - 1]) / (k - s->ce_k[n - 1]);
-            s->ce_wmin = w < s->ce_wmin ? w : s->ce_wmin;
-            s->ce_wmax = w > s->ce_wmax ? w : s->ce_wmax;
-        }
     }
 }
 
@@ -420,8 +421,6 @@ static inline void rig_char_start(rig_st_t *s, double t) {
     s->ce_ksum = 0;
     s->ce_tsum = 0.0;
     s->ce_usum = 0.0;
-    s->ce_wmin = HUGE_VAL;
-    s->ce_wmax = -HUGE_VAL;
     rig_ce_add(s, t);
 }
 
@@ -566,8 +565,8 @@ static inline RIG_SM_INLINE void rig_edges_out_body(rig_st_t *s, const double *e
     const unsigned int flip = mh ? 0u : 1u;
     double ct[RIG_EBUF_MAX + 1];
     uint8_t cl[RIG_EBUF_MAX + 1], cc[RIG_EBUF_MAX + 1];
-    int k, m = 0, in_char, level, bit_idx;
-    double next_center;
+    int k, m = 0, in_char, level, bit_idx, n_ce, ksum;
+    double next_center, tsum, usum;
     unsigned int bits;
     if (s->analysis_only) {
         for (k = 0; k < ne; k++) rig_push_edge(s, et[k], (int)(eh[k] ^ flip));
@@ -627,12 +626,27 @@ static inline RIG_SM_INLINE void rig_edges_out_body(rig_st_t *s, const double *e
                 double out;
                 cc[k] = (uint8_t)rig_centres_exact(k ? ct[k - 1] + half : s->next_center, T, ct[k], 48, &out);
             }
-    /* 3. the start-stop machine */
+    /* 3. the start-stop machine; the character's running sums in locals too (rig_ce_add's arithmetic) */
     in_char = s->in_char;
     level = s->level;
     bit_idx = s->bit_idx;
     next_center = s->next_center;
     bits = s->bits;
+    n_ce = s->n_ce;
+    ksum = s->ce_ksum;
+    tsum = s->ce_tsum;
+    usum = s->ce_usum;
+#define RIG_CE_ADD(TE) do {                                                                      \
+        if (n_ce < RIG_NCE) {                                                                    \
+            const double u_ = (TE) - bit_idx * T;                                                \
+            s->ce_t[n_ce] = (TE);                                                                \
+            s->ce_k[n_ce] = bit_idx;                                                             \
+            s->ce_u[n_ce] = u_;                                                                  \
+            ksum += bit_idx;                                                                     \
+            tsum += (TE);                                                                        \
+            usum += u_;                                                                          \
+            n_ce++;                                                                              \
+        } } while (0)
     for (k = 0; k < m; k++) {
         const double te = ct[k];
         const int lg = cl[k];
@@ -653,13 +667,16 @@ static inline RIG_SM_INLINE void rig_edges_out_body(rig_st_t *s, const double *e
                     s->level = level;
                     s->bit_idx = bit_idx;
                     s->next_center = rig_centre_at(next_center, T, take);
+                    s->n_ce = n_ce;
+                    s->ce_ksum = ksum;
+                    s->ce_tsum = tsum;
+                    s->ce_usum = usum;
                     rig_close_char(s);
                     in_char = 0;
                     goto idle;
                 }
             }
-            s->bit_idx = bit_idx;
-            rig_ce_add(s, te);
+            RIG_CE_ADD(te);
             next_center = te + half;
             level = lg;
             continue;
@@ -672,20 +689,32 @@ static inline RIG_SM_INLINE void rig_edges_out_body(rig_st_t *s, const double *e
                 s->level = level;
                 rig_emit_char(s, te, 1);
             }
-        } else if (lg == 0) {
-            s->level = level;
-            rig_char_start(s, te);
+        } else if (lg == 0) {                 /* rig_char_start */
+            s->t_start = te;
+            s->value = 0;
+            s->par_bit = 0;
+            s->stop_bad = 0;
             in_char = 1;
             bit_idx = 0;
-            next_center = s->next_center;
+            next_center = te + half;
             bits = 0;
+            n_ce = 0;
+            ksum = 0;
+            tsum = 0.0;
+            usum = 0.0;
+            RIG_CE_ADD(te);
         }
     }
+#undef RIG_CE_ADD
     s->in_char = in_char;
     s->level = level;
     s->bit_idx = bit_idx;
     s->next_center = next_center;
     s->bits = bits;
+    s->n_ce = n_ce;
+    s->ce_ksum = ksum;
+    s->ce_tsum = tsum;
+    s->ce_usum = usum;
 }
 
 /* Two builds of the machine, chosen with the comparator's instruction-set level (uart_simd.h): the
