@@ -148,14 +148,33 @@ static inline int64_t rig_ns(const rig_st_t *s, double pos) {
 #if defined(__linux__) && defined(_GNU_SOURCE)    /* (Python.h defines it) mremap */
 #include <sys/mman.h>
 #define RIG_CHARS_MAPPED 1
+#define RIG_HUGE ((size_t)2 << 20)
 static void *rig_chars_realloc(void *p, size_t old_bytes, size_t new_bytes) {
-    void *q = p ? mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE)
-                : mmap(NULL, new_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (q == MAP_FAILED) return NULL;
-#ifdef MADV_HUGEPAGE
-    if (new_bytes >= ((size_t)2 << 20)) madvise(q, new_bytes, MADV_HUGEPAGE);
+    void *q;
+#if defined(MADV_HUGEPAGE) && defined(MREMAP_FIXED)
+    if (new_bytes >= RIG_HUGE) {
+        /* moved to a 2 MiB-aligned place, so that huge pages back it from the first touch (a first touch
+           of a 4 KiB page costs microseconds in a virtual machine: milliseconds for a capture's records) */
+        const size_t span = new_bytes + RIG_HUGE;
+        char *const r = (char *)mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        char *a;
+        if (r == (char *)MAP_FAILED) return NULL;
+        a = (char *)(((uintptr_t)r + RIG_HUGE - 1) & ~(uintptr_t)(RIG_HUGE - 1));
+        if (a > r) munmap(r, (size_t)(a - r));
+        if (r + span > a + new_bytes) munmap(a + new_bytes, (size_t)(r + span - (a + new_bytes)));
+        q = p ? mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE | MREMAP_FIXED, a)
+              : mmap(a, new_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        if (q == MAP_FAILED) {
+            munmap(a, new_bytes);
+            return NULL;
+        }
+        madvise(q, new_bytes, MADV_HUGEPAGE);
+        return q;
+    }
 #endif
-    return q;
+    q = p ? mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE)
+          : mmap(NULL, new_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return q == MAP_FAILED ? NULL : q;
 }
 static void rig_chars_free(void *p, size_t bytes) {
     if (p) munmap(p, bytes);
