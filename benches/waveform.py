@@ -3,11 +3,15 @@
 Captures of 1 M, 10 M and 50 M float32 samples at 10 and 100 samples per bit, 7E1 at 9600 Bd,
 current loop, with noise (rms 2 % of the swing), baud error (+1.5 %), jitter (0.03 UI rms) and a
 first-order edge (0.05 UI).  Each capture is written to a .npy file; every decoder runs in its own
-subprocess so its peak memory (ru_maxrss minus the RSS before decoding) is its own:
+subprocess so its peak memory (ru_maxrss minus the RSS before decoding) is its own, and with
+OPENBLAS_NUM_THREADS=1 (as the rig command sets it: numpy's BLAS worker otherwise spins on the second
+CPU for the first tenth of a second after import, which is the whole run; no decoder here uses BLAS):
 
-- rig:    rig.physical.analysis.decode() on the file path, read in 1 M-sample chunks through a memory
-          map, with every timing and level measurement, all on one thread (--readahead: with decode()'s
-          read-ahead thread, which maps the next chunk's pages in ahead of the decoder);
+- rig:    rig.physical.analysis.decode() on the file path as a user calls it: read in 1 M-sample chunks
+          through a memory map, with every timing and level measurement; the decoding on one thread,
+          and decode()'s read-ahead thread mapping the next chunk's pages in (the kernel's page-table
+          work, which costs a quarter of the time here when the decoding thread does it itself: the
+          "1 thread" column, decode(readahead=False));
 - numpy:  rig.physical.model.decode_model() on the memory-mapped file (one piece);
 - sigrok: sigrok-cli's uart decoder fed the thresholded capture as a 1-channel binary logic file
           (thresholding not timed); skipped with a note when sigrok-cli is absent.
@@ -18,7 +22,7 @@ here: the same memory-mapped 1 M-sample chunks summed (numpy), and a sum over it
 (memory bandwidth of one core).
 
     python benches/waveform.py [--sizes 1e6,1e7,5e7] [--spb 10,100] [--numpy-max 5e7] [--sigrok-max 5e7]
-                               [--repeat 3] [--readahead] [--no-floor]
+                               [--repeat 3] [--no-floor]
 """
 from __future__ import annotations
 
@@ -113,8 +117,9 @@ def floor(path):
 
 
 def run_child(kind, path, fs):
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     out = subprocess.run([sys.executable, __file__, "--child", kind, path, str(fs)], capture_output=True,
-                         text=True, check=True)
+                         text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -158,8 +163,6 @@ def main():
     ap.add_argument("--numpy-max", type=float, default=5e7)
     ap.add_argument("--sigrok-max", type=float, default=5e7)
     ap.add_argument("--repeat", type=int, default=3, help="rig runs per capture (best kept)")
-    ap.add_argument("--readahead", action="store_true",
-                    help="rig with decode()'s read-ahead thread (the next chunk's pages mapped in by a second thread)")
     ap.add_argument("--no-floor", action="store_true", help="skip the floor line (reading the capture alone)")
     ap.add_argument("--child", nargs=3)
     a = ap.parse_args()
@@ -169,18 +172,17 @@ def main():
     have_sigrok = shutil.which("sigrok-cli") is not None
     if not have_sigrok:
         print("note: sigrok-cli not found (Debian package sigrok-cli): its column is skipped")
-    rig_kind = "rig" if a.readahead else "rig1"
-    print("rig: one thread" + (", and a read-ahead thread mapping the next chunk's pages in (--readahead)"
-                               if a.readahead else " (reading and decoding)"))
-    print(f"{'samples':>9} {'spb':>4} | {'rig':>12} {'mem MB':>7} | {'numpy':>12} {'mem MB':>7} | "
+    print("rig: decoding on one thread, a read-ahead thread mapping the file's pages in; 1 thread: both on one")
+    print(f"{'samples':>9} {'spb':>4} | {'rig':>12} {'mem MB':>7} {'1 thread':>12} | {'numpy':>12} {'mem MB':>7} | "
           f"{'sigrok-cli':>12} | {'rig/numpy':>9} {'rig/sigrok':>10} | chars ok")
     with tempfile.TemporaryDirectory() as tmp:
         for spb in [int(s) for s in a.spb.split(",")]:
             for n in [int(float(s)) for s in a.sizes.split(",")]:
                 path = os.path.join(tmp, "cap.npy")
                 fs, truth, n = make_capture(n, spb, path)
-                r = min((run_child(rig_kind, path, fs) for _ in range(a.repeat)), key=lambda d: d["t"])
-                ok = [f"rig {r['n']}/{len(truth)}"]
+                r = min((run_child("rig", path, fs) for _ in range(a.repeat)), key=lambda d: d["t"])
+                r1 = min((run_child("rig1", path, fs) for _ in range(a.repeat)), key=lambda d: d["t"])
+                ok = [f"rig {r['n']}/{len(truth)}" + ("" if r1["hash"] == r["hash"] else ", 1 thread DIFFERENT")]
                 npy = run_child("numpy", path, fs) if n <= a.numpy_max else None
                 sg = run_sigrok(path, fs, tmp) if have_sigrok and n <= a.sigrok_max else None
                 if npy:
@@ -188,7 +190,7 @@ def main():
                 if sg:
                     ok.append(f"sigrok {sg['n']}")
                 rate = n / r["t"]
-                print(f"{n / 1e6:8.2f}M {spb:4d} | {fmt_rate(rate):>12} {r['mem'] / 2**20:7.1f} | "
+                print(f"{n / 1e6:8.2f}M {spb:4d} | {fmt_rate(rate):>12} {r['mem'] / 2**20:7.1f} {fmt_rate(n / r1['t']):>12} | "
                       + (f"{fmt_rate(n / npy['t']):>12} {npy['mem'] / 2**20:7.0f} | " if npy else
                          f"{'-':>12} {'-':>7} | ")
                       + (f"{fmt_rate(n / sg['t']):>12} | " if sg else f"{'-':>12} | ")

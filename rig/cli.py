@@ -3,10 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-from rig import __version__
+# before numpy is imported: its OpenBLAS starts a worker thread per extra CPU that spins for its first
+# tenth of a second or so; rig does no BLAS work, and that core is the one the decoder's read-ahead
+# thread and the virtual line's threads run on
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from rig import __version__  # noqa: E402
 
 
 class UsageError(Exception):
