@@ -515,8 +515,14 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
     const double TA[2] = {p90, p10}, TE[2] = {p10, p90};
     /* statistics by direction d (0 rise, 1 fall) and the start of the transition being measured */
     double tb[2] = {c->rise_t10, c->fall_t90};
-    int64_t nm[2] = {c->n_rise, c->n_fall};
-    double sm[2] = {c->sum_rise, c->sum_fall}, mx[2] = {c->max_rise, c->max_fall};
+    /* rise (0) and fall (1) time statistics in registers, updated without a branch on the direction
+       (the other direction's sum gets +0.0: a sum of these is never -0.0, so that changes nothing) */
+    int64_t nm0 = c->n_rise, nm1 = c->n_fall;
+    double sm0 = c->sum_rise, sm1 = c->sum_fall, mx0 = c->max_rise, mx1 = c->max_fall;
+#define RIG_MEAS(D, T) do { const int d_ = (D); const double t_ = (T);                              \
+        nm0 += d_ ^ 1; nm1 += d_;                                                                \
+        sm0 += d_ ? 0.0 : t_; sm1 += d_ ? t_ : 0.0;                                              \
+        mx0 = !d_ && t_ > mx0 ? t_ : mx0; mx1 = d_ && t_ > mx1 ? t_ : mx1; } while (0)
     while (i < n && ne <= cap - 64) {
         rig_masks_t m;
         uint64_t valid, lt10, gt10, ltm, gtm, lt90, gt90;
@@ -589,9 +595,7 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
         if (pm) {
             const int e = __builtin_ctzll(pm), d = (int)pend_fall;
             const double t = RIG_AT(i + e, TE[1 - d]) - tb[d];
-            nm[d] += 1;
-            sm[d] += t;
-            if (t > mx[d]) mx[d] = t;
+            RIG_MEAS(d, t);
             pend_rise = pend_fall = 0;
         }
         Bw[1] = UM & ~Sb; Bw[0] = DM & Sb;
@@ -627,9 +631,7 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
                 if (mv) {
                     const int e = __builtin_ctzll(mv);
                     double t = RIG_ATB(e, TE[r]) - tA;
-                    nm[d] += 1;
-                    sm[d] += t;
-                    if (t > mx[d]) mx[d] = t;
+                    RIG_MEAS(d, t);
                 }
                 pend_rise = r & (mv == 0);
                 pend_fall = d & (mv == 0);
@@ -653,9 +655,7 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
             tb[d] = tA;
             if (mv) {
                 double t = RIG_AT(i + __builtin_ctzll(mv), TE[r]) - tA;
-                nm[d] += 1;
-                sm[d] += t;
-                if (t > mx[d]) mx[d] = t;
+                RIG_MEAS(d, t);
             }
             pend_rise = r & (mv == 0);
             pend_fall = d & (mv == 0);
@@ -687,8 +687,9 @@ RIG_KATTR static Py_ssize_t RIG_KNAME(rig_cmp_t *c, const float *x, Py_ssize_t i
     c->ldm = vB[0]; c->lum = vB[1]; c->ld90 = vA[0]; c->lu10 = vA[1];
     c->idm = lB[0]; c->ium = lB[1]; c->id90 = lA[0]; c->iu10 = lA[1];
     c->rise_t10 = tb[0]; c->fall_t90 = tb[1];
-    c->n_rise = nm[0]; c->n_fall = nm[1]; c->sum_rise = sm[0]; c->sum_fall = sm[1];
-    c->max_rise = mx[0]; c->max_fall = mx[1];
+#undef RIG_MEAS
+    c->n_rise = nm0; c->n_fall = nm1; c->sum_rise = sm0; c->sum_fall = sm1;
+    c->max_rise = mx0; c->max_fall = mx1;
     c->svmin = svmin; c->svmax = svmax;
     c->hvmin = hvmin; c->hvmax = hvmax;
     c->th = th;
