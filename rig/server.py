@@ -57,12 +57,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from rig._framing import E_TRUNCATED
+from rig._framing import E_SYNTAX, E_TRUNCATED
 from rig.profile import Profile, Timing, load_profile
 from rig.protocol.messages import (
-    Ack, BreakCommand, Data, DataSet, ExecuteCommand, IDRequest, IDResponse, Message, Nak, OptionSelect,
+    Ack, BreakCommand, Command, Data, DataSet, ExecuteCommand, IDRequest, IDResponse, Message, Nak, OptionSelect,
     PasswordCommand, ProtocolError, ReadCommand, UndefinedCommand, WriteCommand, message_from_frame,
 )
 from rig.tokens import TokenEntry, TokenModel, TokenOutcome
@@ -93,7 +93,8 @@ class TimingPolicy:
 
     typical: tr = tr_min + margin_ns (20 ms, assumed), tt = tt_max, inactivity = inactivity_min;
     min:     tr = tr_min, tt = tt_min + 1 ms (tt must exceed tt_min), inactivity = inactivity_min;
-    max:     tr = tr_max, tt = tt_max, inactivity = inactivity_max;
+    max:     tr = tr_max - emulator.limit_margin (assumed 30 ms: measured on the line, the answer
+             lands inside tr_max), tt = tt_max, inactivity = inactivity_max;
     violate: typical, except `limit` missed by `amount_ns`: tr_max + amount (late answer),
              tr_min - amount (early answer), ta + amount (every inter-character gap),
              tt_min - amount / tt_max + amount (falls back too early / too late),
@@ -125,8 +126,12 @@ class TimingPolicy:
     def _violates(self, limit: str) -> bool:
         return self.mode == "violate" and self.limit == limit
 
-    def tr_ns(self, timing: Timing, manufacturer: str) -> int:
-        """Delay from the end of the request to the first character of the answer."""
+    def tr_ns(self, timing: Timing, manufacturer: str, limit_margin_ns: int = 0) -> int:
+        """Delay from the end of the request to the first character of the answer.
+
+        limit_margin_ns: "max" aims this far inside tr_max (the profile's emulator.limit_margin,
+        assumed): what a client measures adds the host's scheduling latency and the line's delivery
+        to the emulator's own delay, and tr runs to the start of the answer's first character."""
         lo, hi = timing.tr_min_for(manufacturer), timing.tr_max_ns
         if self._violates("tr_max"):
             return hi + self.amount_ns
@@ -135,7 +140,7 @@ class TimingPolicy:
         if self.mode == "min":
             return lo
         if self.mode == "max":
-            return hi
+            return max(lo, hi - limit_margin_ns)
         return min(lo + self.margin_ns, hi)
 
     def gap_ns(self, timing: Timing) -> int:
@@ -230,6 +235,19 @@ STATE_TABLE: tuple[tuple[str, str, str, str, str], ...] = (
 )
 
 
+def _data_of(frame) -> tuple[str, bool]:
+    """(data, partial) of a block frame STX data ETX|EOT [BCC], whatever the framer said of its syntax."""
+    raw = bytes(frame.data)
+    end = -2 if len(raw) >= 3 and raw[-2] in (3, 4) else -1
+    return raw[1:end].decode("ascii", "replace"), raw[end] == 4
+
+
+def addresses_match(asked: str, ours: str) -> bool:
+    """Does an IDRequest for `asked` address a device whose address is `ours`? Empty asks any
+    device; leading zeros are not significant (`/?1!` addresses 00000001; IEC 62056-21 §6.3)."""
+    return not asked or asked.lstrip("0") == ours.lstrip("0")
+
+
 def describe() -> str:
     """The state machine as a text table."""
     head = ("state", "event", "condition", "action", "next")
@@ -246,6 +264,9 @@ class _Session:
     inactivity_deadline: int | None = None
     last: Reaction | None = None  # the last answer, for a NAK
     authorised: bool = False
+    blocks: list[Data] = field(default_factory=list)  # partial blocks of an answer still to send
+    write_head: tuple[str, str] | None = None  # (letter, type) of a partial-block write being assembled
+    write_parts: list[str] = field(default_factory=list)  # its blocks' data so far
 
 
 @dataclass
@@ -277,7 +298,7 @@ class MeterEmulator:
             DataSet("", v)  # a value must fit a data set
             self._values[name] = v
         self._ident = profile.identification
-        self._answer_ns = policy.tr_ns(profile.timing, self._ident.manufacturer)
+        self._answer_ns = policy.tr_ns(profile.timing, self._ident.manufacturer, profile.emulator.limit_margin_ns)
         self._gap_ns = policy.gap_ns(profile.timing)
         missing = [t for t in TCDU_REGISTERS if t not in profile.registers]
         if missing:
@@ -290,6 +311,10 @@ class MeterEmulator:
         self.state = START
         self.baud = profile.character.initial_baud
         self._session = _Session()
+
+    @property
+    def _bcc_data(self) -> bool:
+        return self.profile.protocol.bcc_on_data
 
     def _code_of(self, register: str, name: str) -> str:
         table = self.profile.codes.get(self.profile.registers[register].codes or "", {})
@@ -413,6 +438,12 @@ class MeterEmulator:
     # -- frames ---------------------------------------------------------------------------------
 
     def _frame(self, frame, now_ns: int) -> Reaction:
+        if self._session.write_head is not None and frame.kind == "data" and frame.errors == E_SYNTAX:
+            # a block of a partial-block write is checked alone by the framer, so a data set split
+            # across blocks is a "syntax error" in the later ones: the assembled whole is checked
+            s = self._session
+            s.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
+            return self._write_block(*_data_of(frame), now_ns)
         if not frame.ok:
             if frame.kind == "garbage":
                 return self._silent(f"garbage ignored ({len(frame.data)} bytes)")
@@ -436,6 +467,16 @@ class MeterEmulator:
         """React to a well-formed message (on_frame without the framing checks and the log)."""
         if isinstance(msg, IDRequest):
             return self._id_request(msg, now_ns)
+        s = self._session
+        if self.state == PROGRAMMING:
+            if s.write_head is not None and isinstance(msg, Data):
+                s.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
+                return self._write_block(msg.data, msg.partial, now_ns)
+            # IEC 62056-21 §6.4.7: the client aborts a partial-block exchange by a new command
+            aborted = self._abort_blocks() if isinstance(msg, Command) else ""
+            if aborted:
+                r = self.on_message(msg, now_ns)
+                return replace(r, event=f"{aborted}; {r.event}")
         if self.state == IDENTIFIED:
             if isinstance(msg, OptionSelect):
                 return self._option_select(msg, now_ns)
@@ -450,6 +491,13 @@ class MeterEmulator:
         self._session.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
         if isinstance(msg, Nak):
             return self._repeat(now_ns)
+        if isinstance(msg, Ack):
+            if self._session.blocks:
+                block = self._session.blocks.pop(0)
+                left = len(self._session.blocks)
+                return self._answer(block, now_ns, f"ACK: next partial block ({left} more)" if left
+                                    else "ACK: last partial block")
+            return self._silent("ACK ignored (no partial block pending)")
         if isinstance(msg, BreakCommand):
             switch = self._end_session()
             return self._silent("break: back to start", switch)
@@ -475,7 +523,7 @@ class MeterEmulator:
 
     def _id_request(self, msg: IDRequest, now_ns: int) -> Reaction:
         mine = self._ident.device_address
-        if msg.device_address and msg.device_address != mine:
+        if not addresses_match(msg.device_address, mine):
             return self._silent(f"IDRequest for {msg.device_address!r} ignored (ours is {mine!r})")
         restart = self.state != START
         switch = self._end_session()
@@ -490,16 +538,17 @@ class MeterEmulator:
         if msg.protocol != "0" or msg.mode not in "01":
             self._end_session()
             return self._silent(f"{msg} not supported: back to start")
-        table, top = self.profile.character.baud_chars_mode_c, self.profile.character.max_baud
-        wanted = table.get(msg.baud_char)
-        if wanted is None or wanted > top:
-            speed, note = self.baud, (f"baud character {msg.baud_char!r} refused "
-                                      f"({'unknown' if wanted is None else f'{wanted} Bd > max {top} Bd'}): "
+        proposed = self._ident.baud_char
+        if msg.baud_char == proposed:
+            speed, note = self.profile.baud_from_char(proposed), f"{self.profile.baud_from_char(proposed)} Bd"
+        else:  # IEC 62056-21 §6.4.3: any other Z leaves both sides at the initial speed
+            speed, note = self.baud, (f"baud character {msg.baud_char!r} is not the proposed {proposed!r}: "
                                       f"stays at {self.baud} Bd")
-        else:
-            speed, note = wanted, f"{wanted} Bd"
         switch = speed if speed != self.baud else None
-        delay = max(self._answer_ns, self.profile.timing.speed_switch_guard_ns) if switch else None
+        t = self.profile.timing
+        # the client switches speed_switch_guard after its option select; we answer at the new
+        # speed no earlier than guard + margin, so the answer never starts before it listens
+        delay = max(self._answer_ns, t.speed_switch_guard_ns + t.speed_switch_margin_ns) if switch else None
         self._session.tt_deadline = None
         if msg.mode == "1":
             self.state = PROGRAMMING
@@ -543,17 +592,28 @@ class MeterEmulator:
                 return self._error("access_denied", now_ns, f"read {ds.address} ({reg.name}, write-only)")
             out.append(DataSet(reg.register_id, self._value(reg.name)))
         answer = Data.of(*out)
-        return self._answer(answer, now_ns, f"read {' '.join(d.address for d in datasets)} -> {answer.data}")
+        what = f"read {' '.join(d.address for d in datasets)} -> {answer.data}"
+        size = self.profile.protocol.block_size
+        wants = msg.command_type in "34" or self.profile.emulator.partial_answers == "always"
+        if wants and 0 < size < len(answer.data):
+            text = answer.data
+            blocks = [Data(text[i:i + size], partial=i + size < len(text)) for i in range(0, len(text), size)]
+            self._session.blocks = blocks[1:]
+            return self._answer(blocks[0], now_ns, f"{what} in {len(blocks)} partial blocks of {size}")
+        return self._answer(answer, now_ns, what)
 
     def _write(self, msg: WriteCommand, now_ns: int) -> Reaction:
+        if msg.partial:  # the first block of a partial-block write (W3/W4, or any W ending in EOT)
+            self._session.write_head = (msg.letter, msg.command_type)
+            self._session.write_parts = [msg.data or ""]
+            return self._answer(Ack(), now_ns, f"partial-block write {msg.letter}{msg.command_type}: block 1 -> ACK")
         try:
             datasets = msg.datasets
         except ProtocolError as e:
             return self._answer(Nak(), now_ns, f"NAK: {e}")
         what = f"write {msg.data or ''}"
-        if msg.partial or len(datasets) != 1:
-            why = "partial block" if msg.partial else f"{len(datasets)} data sets"
-            return self._error("bad_value", now_ns, f"{what} ({why}; one data set expected)")
+        if len(datasets) != 1:
+            return self._error("bad_value", now_ns, f"{what} ({len(datasets)} data sets; one expected)")
         ds = datasets[0]
         reg = self.profile.register_by_id(ds.address)
         if reg is None:
@@ -573,6 +633,37 @@ class MeterEmulator:
             return self._token(v, now_ns, what)
         self._values[reg.name] = v
         return self._answer(Ack(), now_ns, f"{what} -> ACK")
+
+    def _write_block(self, text: str, partial: bool, now_ns: int) -> Reaction:
+        """One more block of a partial-block write: ACK it, or assemble and execute at the last."""
+        s = self._session
+        s.write_parts.append(text)
+        n = len(s.write_parts)
+        whole = "".join(s.write_parts)
+        if len(whole) > self.profile.limits.frame_max:
+            s.write_head, s.write_parts = None, []
+            return self._error("bad_length", now_ns, f"partial-block write of {len(whole)} characters "
+                               f"(over limits.frame_max {self.profile.limits.frame_max})")
+        if partial:
+            return self._answer(Ack(), now_ns, f"partial-block write: block {n} -> ACK")
+        (letter, ctype), s.write_head, s.write_parts = s.write_head, None, []
+        try:
+            msg = WriteCommand(letter, ctype, whole)
+        except ProtocolError as e:
+            return self._answer(Nak(), now_ns, f"NAK: partial-block write assembled from {n} blocks: {e}")
+        r = self._write(msg, now_ns)
+        return replace(r, event=f"partial-block write, {n} blocks assembled: {r.event}")
+
+    def _abort_blocks(self) -> str:
+        """A new command ends a partial-block answer or write in progress; what was dropped."""
+        s = self._session
+        what = []
+        if s.blocks:
+            what.append(f"partial-block answer aborted ({len(s.blocks)} blocks unsent)")
+        if s.write_head is not None:
+            what.append(f"partial-block write aborted after {len(s.write_parts)} blocks")
+        s.blocks, s.write_head, s.write_parts = [], None, []
+        return "; ".join(what)
 
     def _token(self, text: str, now_ns: int, what: str) -> Reaction:
         if self._execution is not None:
