@@ -207,7 +207,6 @@ def test_constructor_values_override_the_profile(profile):
     (WriteCommand.of(DataSet("10", "123456789012345678901")), "bad length"),
     (WriteCommand.of(DataSet("10", "1234567890123456789x")), "bad value"),
     (WriteCommand("W", "1", f"10({ACCEPT})10({ACCEPT})"), "bad value"),
-    (WriteCommand("W", "1", f"10({ACCEPT})", partial=True), "bad value"),
 ])
 def test_unexecutable_commands_get_the_profiles_error_text(s, cmd, text):
     s.login()
