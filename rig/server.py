@@ -757,16 +757,27 @@ class MeterServer:
                     return
                 raise
             if frame is None:
+                for stale in self.reader.end_stale_frame(_clock.now_ns()):
+                    self._react(stale)
                 due = self.emulator.next_deadline_ns()
                 if due is None or _clock.now_ns() < due:
                     continue
                 reaction = self.emulator.on_timer(_clock.now_ns())
-                frame_info = None
+                if reaction is not None:
+                    self._act(reaction, None)
             else:
-                reaction = self.emulator.on_frame(frame, frame.t_last_ns)
-                frame_info = frame
-            if reaction is not None:
-                self._act(reaction, frame_info)
+                self._react(frame)
+
+    def _react(self, frame) -> None:
+        from rig import _clock
+
+        t = frame.t_last_ns if frame.t_last_ns >= 0 else _clock.now_ns()
+        try:
+            reaction = self.emulator.on_frame(frame, t)
+        except Exception as e:  # a bug of ours; the peer's bytes must not silence the meter
+            reaction = Reaction(event=f"internal error on {frame.kind} frame {bytes(frame.data)!r}: "
+                                      f"{type(e).__name__}: {e} (frame ignored)", state=self.emulator.state)
+        self._act(reaction, frame)
 
     def _act(self, r, frame) -> None:
         sent = None
