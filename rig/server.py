@@ -16,14 +16,17 @@ Decisions (IEC 62056-21 where it says so, else assumed; see also rig/tokens.py):
   Meter state (TCDU registers, token execution, TokenLockout, used tokens) lives outside the
   session: break, timeouts and re-identification leave it alone; power_cycle() resets the session
   and clears the lockout.
-- A valid IDRequest for us (empty address, or the profile's device address) in any state starts a
-  new session at the initial baud (assumed); one for another address is not answered.
+- A valid IDRequest for us (empty address, or the profile's device address; leading zeros are not
+  significant: `/?1!` addresses 00000001, IEC 62056-21 §6.3) in any state starts a new session at
+  the initial baud (assumed); one for another address is not answered. The framer ends an open
+  block at '/' and the server loop ends a frame with no character for ta, so no stray SOH/STX
+  keeps an IDRequest from being heard.
 - Option select: protocol V must be '0' and mode Y '0' or '1', else back to start, silently
-  (assumed: other protocols are not supported). A baud character Z that is unknown, or names a
-  speed above character.max_baud, is refused by staying at the current (initial) speed: the
-  answer goes out at that speed, which a wire record makes plain (assumed). Otherwise the port
-  switches to Z's speed `speed_switch_guard` after the option select, and the answer goes out at
-  max(tr, guard) after it.
+  (assumed: other protocols are not supported). The speed changes only when Z is the one the
+  identification proposed (IEC 62056-21 §6.4.3); any other Z leaves the session at the initial
+  speed, and the answer goes out at it after tr. On the proposed Z the port switches at once and
+  the answer goes out at max(tr, speed_switch_guard + speed_switch_margin) after the option select:
+  the client switches at the guard, so the answer never starts while it is still switching.
 - Mode 1 (IEC 62056-21 mode C programming mode): the server answers SOH P0 STX (device address)
   ETX BCC at the new speed. P1 with the profile's emulator.password ("" accepts any) -> ACK, a
   wrong one -> error answer access_denied; with a password set, writes need a good P1 first
@@ -35,8 +38,15 @@ Decisions (IEC 62056-21 where it says so, else assumed; see also rig/tokens.py):
   programming, bad frames are ignored (a server does not NAK a garbled request).
 - Reads: every data set's address is a registerID; unknown -> error answer unknown_register,
   write-only -> access_denied; the answer holds one data set per register asked.
-- Writes: exactly one data set (assumed; else bad_value), and partial blocks are not supported
-  (bad_value). Unknown register -> unknown_register, read-only -> access_denied, too long (or not
+- Partial blocks (IEC 62056-21 §6.4.7): a read R3/R4 (every read with emulator.partial_answers
+  = "always") whose answer is longer than protocol.block_size > 0 goes in blocks of that many data
+  characters, split anywhere (the data-set address only in the first); every block but the last
+  ends in EOT; ACK asks for the next, NAK repeats the last, any new command aborts the rest. A write
+  ending in EOT (W3/W4, or any W) opens a partial-block write: each block is ACKed, the following
+  blocks are Data frames STX data EOT|ETX BCC (assumed), a bad one gets NAK, and the ETX block
+  has the assembled write executed (a syntax error only visible because a data set spans blocks
+  is not held against a block; the whole is checked). A new command aborts it.
+- Writes: exactly one data set (assumed; else bad_value). Unknown register -> unknown_register, read-only -> access_denied, too long (or not
   20 for digits20) -> bad_length, wrong encoding (decimal, code not in its table, digits20) ->
   bad_value. An executed write gets ACK.
 - TokenData (the register named "TokenData"): ACK, then for execution_ns tokenStatus reads "Not
@@ -206,12 +216,12 @@ class Reaction:
 # The state machine as data: (state, event, condition, action, next state)
 
 STATE_TABLE: tuple[tuple[str, str, str, str, str], ...] = (
-    (START, "IDRequest", "address empty or ours", "IDResponse /XXXZ ident after tr; start tt", IDENTIFIED),
+    (START, "IDRequest", "address empty or ours (leading zeros not significant)", "IDResponse /XXXZ ident after tr; start tt", IDENTIFIED),
     (START, "IDRequest", "another address", "none", START),
     (START, "any other frame", "", "none (silence)", START),
-    (IDENTIFIED, "OptionSelect 0 Z 1", "Z known and <= max_baud", "switch to Z after guard; P0 (device address)", PROGRAMMING),
-    (IDENTIFIED, "OptionSelect 0 Z 1", "Z unknown or > max_baud", "stay at initial baud; P0 (device address)", PROGRAMMING),
-    (IDENTIFIED, "OptionSelect 0 Z 0", "", "switch to Z after guard; data readout of readable registers", READOUT),
+    (IDENTIFIED, "OptionSelect 0 Z 1", "Z = the proposed Z", "switch to Z; P0 (device address) at Z, after max(tr, guard + margin)", PROGRAMMING),
+    (IDENTIFIED, "OptionSelect 0 Z 1", "any other Z", "stay at initial baud; P0 (device address) after tr", PROGRAMMING),
+    (IDENTIFIED, "OptionSelect 0 Z 0", "", "as for Z 1; data readout of readable registers", READOUT),
     (IDENTIFIED, "OptionSelect", "V != 0 or Y not 0/1", "none", START),
     (IDENTIFIED, "NAK", "", "repeat IDResponse; restart tt", IDENTIFIED),
     (IDENTIFIED, "BreakCommand", "", "none", START),
@@ -219,17 +229,24 @@ STATE_TABLE: tuple[tuple[str, str, str, str, str], ...] = (
     (IDENTIFIED, "any other frame", "", "none", IDENTIFIED),
     (READOUT, "readout sent", "", "back to initial baud (baud_after)", START),
     (PROGRAMMING, "ReadCommand", "registers readable", "Data id(value)...", PROGRAMMING),
+    (PROGRAMMING, "ReadCommand R3/R4", "answer longer than block_size > 0", "first partial block (EOT); the rest wait for ACK", PROGRAMMING),
+    (PROGRAMMING, "ACK", "partial blocks pending", "next block (EOT; the last ETX)", PROGRAMMING),
+    (PROGRAMMING, "ACK", "none pending", "none", PROGRAMMING),
+    (PROGRAMMING, "any command", "partial-block answer or write open", "abort it; process the command", PROGRAMMING),
+    (PROGRAMMING, "WriteCommand ending in EOT", "", "ACK; assemble the write from blocks", PROGRAMMING),
+    (PROGRAMMING, "Data block", "partial-block write open", "ACK (EOT block) / assemble, execute as a write (ETX block)", PROGRAMMING),
     (PROGRAMMING, "ReadCommand", "unknown / write-only", "error answer (unknown_register / access_denied)", PROGRAMMING),
     (PROGRAMMING, "WriteCommand", "valid and executable", "ACK; TokenData: token execution starts", PROGRAMMING),
     (PROGRAMMING, "WriteCommand", "valid, not executable", "error answer (access_denied, bad_length, bad_value, not_ready, lockout)", PROGRAMMING),
     (PROGRAMMING, "PasswordCommand P1", "password right or none set", "ACK", PROGRAMMING),
     (PROGRAMMING, "PasswordCommand P1", "password wrong", "error answer (access_denied)", PROGRAMMING),
     (PROGRAMMING, "undefined command, E, P0, P2", "", "NAK or error answer (protocol.undefined_command)", PROGRAMMING),
-    (PROGRAMMING, "frame with errors", "parity, BCC, syntax, gap, cut short", "NAK", PROGRAMMING),
+    (PROGRAMMING, "frame with errors", "parity, BCC, syntax, gap", "NAK", PROGRAMMING),
+    ("any", "frame cut short", "by SOH, STX, '/', or no character for ta", "none (ignored)", "(same)"),
     (PROGRAMMING, "NAK", "", "repeat the last answer", PROGRAMMING),
     (PROGRAMMING, "BreakCommand", "", "none; back to initial baud", START),
     (PROGRAMMING, "timer inactivity", "no valid frame", "back to initial baud", START),
-    ("any", "IDRequest", "address empty or ours", "new session at initial baud: IDResponse", IDENTIFIED),
+    ("any", "IDRequest", "address empty or ours", "new session at initial baud: IDResponse (heard even inside an open block)", IDENTIFIED),
     ("meter", "timer execution", "token written", "TCDU registers from the token outcome", "(same)"),
     ("meter", "power_cycle()", "", "session reset; TokenLockout cleared; pending token finishes", START),
 )
