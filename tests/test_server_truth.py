@@ -6,7 +6,7 @@ itself) and with the virtual line's wire record (when each character was on the 
 """
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
 import time
@@ -471,27 +471,41 @@ def test_state_table_names_partial_blocks_and_every_row_is_described():
 
 # --- item 11: 7E1 programs on `rig line` ---------------------------------------------------------
 
+OPEN_7E1 = """import serial, sys
+s = serial.Serial(sys.argv[1], 300, bytesize=7, parity="E")
+s.write(b"x")
+s.close()
+"""
+
+
+def open_7e1_elsewhere(path):
+    """A third-party program run once: opens the tty at 300 Bd 7E1 (pyserial), writes, closes."""
+    return subprocess.run([sys.executable, "-c", OPEN_7E1, path], capture_output=True, text=True, timeout=60)
+
+
 def test_rig_line_7e1_open_twice():
     """A third-party program opening a `rig line` tty at 7E1 the second time got EINVAL: a pty
     keeps CS8 without parity, and glibc reports that as EINVAL when nothing else changed."""
-    with VirtualLine(hhu_mode="chars") as line:
-        for _ in range(3):
+    with VirtualLine(hhu_mode="chars", meter_mode="chars") as line:
+        for side in ("hhu", "meter", "hhu", "meter", "hhu"):
+            run = open_7e1_elsewhere(line.paths[side])
+            assert run.returncode == 0, run.stderr
+        # in one process too, once the line has seen the tty closed
+        for _ in range(2):
+            before = line.restored["hhu"]
             with serial.Serial(line.hhu_port, 300, bytesize=7, parity="E") as s:
                 s.write(b"x")
-        for _ in range(2):
-            with serial.Serial(line.meter_port, 300, bytesize=7, parity="E"):
-                pass
+            assert wait_for(lambda: line.restored["hhu"] > before, 5.0)
 
 
-def test_rig_line_7e1_open_twice_through_the_command(tmp_path):
+def test_rig_line_7e1_open_twice_through_the_command():
     proc = subprocess.Popen([sys.executable, "-m", "rig", "line", "--json"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
-        import json
         paths = json.loads(proc.stdout.readline())
-        for _ in range(3):
-            with serial.Serial(paths["hhu_port"], 300, bytesize=7, parity="E"):
-                pass
+        for _ in range(2):
+            run = open_7e1_elsewhere(paths["hhu_port"])
+            assert run.returncode == 0, run.stderr
     finally:
         proc.terminate()
         proc.wait(10)
