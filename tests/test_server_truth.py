@@ -85,6 +85,7 @@ def ends_line(buf: bytes) -> bool:
 
 
 def block_done(buf: bytes) -> bool:
+    """A block STX|SOH ... ETX|EOT BCC is complete (its BCC follows the end character)."""
     return len(buf) >= 2 and buf[-2] in (3, 4)
 
 
@@ -334,6 +335,32 @@ def test_partial_block_answers(tmp_path):
     assert "".join(["01(A"] + [b.data for b in blocks]) == "01(ABCDEFGHIJ)"
     t += S
     assert emu.on_frame(frame(Ack()), t).answer is None  # nothing left: an ACK is ignored
+
+
+def test_partial_block_answers_on_the_line(tmp_path):
+    """The same through `rig serve`'s loop on a pty, read by a peer that is not the rig."""
+    p = user_profile(tmp_path, "[protocol]\nblock_size = 8\n[character]\ninitial_baud = 9600\n")
+    with EmbeddedMeter(p) as meter:
+        hhu = RawHHU(meter.hhu_port, 9600)
+        try:
+            hhu.send(b"/?!\r\n")
+            assert hhu.read_until(ends_line, 3.0).startswith(b"/RIG5")
+            hhu.send(b"\x06051\r\n")
+            assert hhu.read_until(block_done, 3.0).startswith(b"\x01P0")
+            hhu.send(b"\x01R3\x0201()\x03" + bytes([bcc_of(b"R3\x0201()\x03")]))
+            got = []
+            for k in range(3):
+                b = hhu.read_until(block_done, 3.0)
+                assert b[0] == 2 and b[-1] == bcc_of(b[1:-1]), b
+                got.append(b)
+                if k == 1:  # ask for the second block again
+                    hhu.send(b"\x15")
+                    assert hhu.read_until(block_done, 3.0) == b
+                hhu.send(b"\x06")
+            assert [b[-2] for b in got] == [4, 4, 3]
+            assert b"".join(b[1:-2] for b in got) == b"01(RIG0000000000001)"
+        finally:
+            hhu.close()
 
 
 def test_partial_block_answer_aborted_by_a_new_command(tmp_path):
