@@ -730,7 +730,7 @@ class MeterServer:
         self.emulator = emulator or MeterEmulator(self.profile)
         self.reader = FrameReader(port, Framer.from_profile(
             self.profile, parity="even" if self.profile.character.format == "7E1" else "none"),
-            self.profile.timing.ta_ns)
+            self.profile.timing.ta_ns, quiet_min_ns=self.profile.timing.lone_ack_quiet_ns)
         self.log = log
         self.events: list[dict] = []
         self.error: BaseException | None = None

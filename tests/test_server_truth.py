@@ -229,6 +229,30 @@ def test_speed_switch_race_none_in_many(tmp_path):
     assert speed_switch_failures(tmp_path, 50) == []
 
 
+def test_option_select_with_a_late_character_is_not_a_lone_ack(tmp_path):
+    """Found by the 1000-identification run: under load the option select's second character
+    reached the meter more than three character times after its ACK, the reader ended the ACK
+    as a lone one, and the option select was lost (16 in 1000). The quiet is at least
+    timing.lone_ack_quiet (assumed 20 ms)."""
+    p = user_profile(tmp_path, FAST)
+    assert p.timing.lone_ack_quiet_ns == 20 * MS
+    with EmbeddedMeter(p) as meter:
+        hhu = RawHHU(meter.hhu_port, 9600)
+        try:
+            hhu.send(b"/?!\r\n")
+            assert hhu.read_until(ends_line, 3.0).startswith(b"/RIg6")
+            end = hhu.send(b"\x06")
+            while time.monotonic_ns() < end + 12 * MS:  # 12 ms: 11 character times at 9600 Bd
+                pass
+            end = hhu.send(b"061\r\n")
+            while time.monotonic_ns() < end + p.timing.speed_switch_guard_ns:
+                pass
+            hhu.ser.baudrate = 19200
+            assert hhu.read_until(block_done, 3.0).startswith(b"\x01P0"), meter.server.events
+        finally:
+            hhu.close()
+
+
 @pytest.mark.slow
 def test_speed_switch_race_none_in_1000(tmp_path, request):
     if "slow" not in (request.config.getoption("-m") or ""):
