@@ -190,10 +190,13 @@ def identify_at_new_speed(hhu: RawHHU, p, ident: bytes) -> str:
     break. '' when P0 came whole at the new speed, else what went wrong."""
     initial, new = p.character.initial_baud, p.baud_from_char(p.identification.baud_char)
     hhu.ser.baudrate = initial
-    hhu.ser.reset_input_buffer()
-    hhu.send(b"/?!\r\n")
-    got = hhu.read_until(ends_line, 3.0)
-    if got != ident:
+    for _ in range(3):  # an HHU repeats an unanswered IDRequest (the meter may still be at the old speed)
+        hhu.ser.reset_input_buffer()
+        hhu.send(b"/?!\r\n")
+        got = hhu.read_until(ends_line, 2.0)
+        if got == ident:
+            break
+    else:
         return f"identification {got!r}"
     end = hhu.send(b"\x060" + p.identification.baud_char.encode() + b"1\r\n")
     switch_at = end + p.timing.speed_switch_guard_ns
@@ -204,7 +207,7 @@ def identify_at_new_speed(hhu: RawHHU, p, ident: bytes) -> str:
     want = p0 + bytes([bcc_of(p0[1:])])
     got = hhu.read_until(lambda b: len(b) >= len(want), 2.0)
     end = hhu.send(b"\x01B0\x03" + bytes([bcc_of(b"B0\x03")]))
-    while time.monotonic_ns() < end + 30 * MS:  # the break is off the line and heard
+    while time.monotonic_ns() < end + 50 * MS:  # the break is off the line and heard
         time.sleep(0.005)
     return "" if got == want else f"P0 {got!r}"
 
