@@ -117,20 +117,25 @@ def test_stray_stx_does_not_deafen_meter(profile, stray):
 
 
 def test_open_frame_ends_when_ta_passes(tmp_path):
-    """Nothing a peer sends silences the emulator longer than ta: an open block with no character
-    for ta is over (reported cut short and ignored)."""
-    p = user_profile(tmp_path, "[timing]\nta_ms = 300\n")
+    """Nothing a peer sends silences the emulator longer than ta: a block opened by a stray STX
+    and left open is over once ta passes without a character, so the client's NAK after it is
+    heard (inside the block it was taken as a control character of the data)."""
+    p = user_profile(tmp_path, "[timing]\nta_ms = 300\n[character]\ninitial_baud = 9600\n")
     with EmbeddedMeter(p) as meter:
-        hhu = RawHHU(meter.hhu_port, 300)
+        hhu = RawHHU(meter.hhu_port, 9600)
         try:
+            hhu.send(b"/?!\r\n")
+            assert hhu.read_until(ends_line, 3.0).startswith(b"/RIG5")
+            hhu.send(b"\x06051\r\n")
+            p0 = hhu.read_until(block_done, 3.0)
+            assert p0.startswith(b"\x01P0")
             t0 = time.monotonic_ns()
-            hhu.send(b"\x01R1\x0204(")  # a command that never ends
+            hhu.send(b"\x02")  # a stray STX, then nothing
             ended = wait_for(lambda: next((e for e in meter.server.events if "cut short" in e["event"]), None), 5.0)
             assert ended is not None, meter.server.events
-            # let go once ta had passed after its last character, not before
-            assert time.monotonic_ns() - t0 >= 300 * MS
-            hhu.send(b"/?!\r\n")
-            assert hhu.read_until(ends_line, 5.0) == b"/RIG5RIG STS EMULATOR\r\n"
+            assert time.monotonic_ns() - t0 >= 300 * MS  # let go once ta had passed, not before
+            hhu.send(b"\x15")  # NAK: repeat your last answer
+            assert hhu.read_until(block_done, 3.0) == p0
         finally:
             hhu.close()
 
