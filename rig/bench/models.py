@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from rig.bench import scpi
+
 CAPABILITIES = ("scope", "generator", "supply", "meter")
 PLACEHOLDERS = ("ch", "value", "name", "block")
 
@@ -191,21 +193,13 @@ REQUIRED_FACTS = {
     "meter": (),
 }
 
-_TOP_KEYS = {"model", "capability", "idn", "source", "termination", "facts", "commands", "sim", "notes"}
+_TOP_KEYS = {"model", "capability", "idn", "source", "termination", "facts", "commands", "scpi", "sim",
+             "notes"}
 _REQUIRED_TOP = ("model", "capability", "idn", "source", "termination", "commands", "sim")
 
 
 # --------------------------------------------------------------------------- matching
-_WORD = re.compile(r"[A-Za-z]+")
-
-
-def _mnemonic_regex(word: str) -> str:
-    """``CHANnel`` -> ``CHAN(?:NEL)?`` (short or long form); a word without an upper-case
-    short form followed by lower case letters is matched literally.  Case is ignored by the caller."""
-    m = re.fullmatch(r"([A-Z]+)([a-z]+)", word)
-    if m:
-        return f"{m.group(1)}(?:{m.group(2).upper()})?"
-    return re.escape(word)
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
 
 def _literal_regex(text: str, first: bool) -> str:
@@ -218,7 +212,9 @@ def _literal_regex(text: str, first: bool) -> str:
         ch = text[pos]
         w = _WORD.match(text, pos)
         if w:
-            out.append(_mnemonic_regex(w.group(0)))
+            word = w.group(0)
+            # a trailing {ch} placeholder follows the word: its digits are the suffix, not the mnemonic
+            out.append(scpi.mnemonic_regex(word))
             pos = w.end()
             continue
         if ch == " ":
@@ -263,11 +259,8 @@ def _format_value(v) -> str:
 
 
 def encode_block(data: bytes) -> bytes:
-    """``data`` as an IEEE 488.2 definite-length block ``#<n><len><data>``."""
-    n = str(len(data))
-    if len(n) > 9:
-        raise ValueError(f"a definite-length block holds at most 999999999 bytes, not {len(data)}")
-    return b"#" + str(len(n)).encode() + n.encode() + bytes(data)
+    """``data`` as an IEEE 488.2 definite-length block ``#<n><len><data>`` (pyvisa's encoder)."""
+    return scpi.block(bytes(data))
 
 
 # --------------------------------------------------------------------------- the model
@@ -286,6 +279,7 @@ class InstrumentModel:
     commands: dict[str, str]
     sim: dict
     path: Path | None = None
+    tree: scpi.Tree | None = None     # the SCPI command tree (``scpi``), or one derived from ``commands``
     _regex: dict = field(default_factory=dict, repr=False)
 
     # -- rendering
@@ -391,19 +385,13 @@ class InstrumentModel:
 
 
 def _parse_block_text(text: str) -> bytes | None:
-    raw = text.encode("latin-1")
-    if len(raw) < 2 or raw[:1] != b"#" or not raw[1:2].isdigit() or raw[1:2] == b"0":
-        return None
-    n = int(raw[1:2])
-    digits = raw[2:2 + n]
-    if len(digits) != n or not digits.isdigit():
-        return None
-    length = int(digits)
-    data = raw[2 + n:]
-    body, rest = data[:length], data[length:]
-    if len(body) != length or rest.strip(b"\r\n"):
-        return None
-    return body
+    raw = text.encode("latin-1").rstrip(b"\r\n") if text else b""
+    for cut in (len(text), len(raw)):        # the block may end in CR/LF bytes of its own
+        try:
+            return scpi.parse_block(text.encode("latin-1")[:cut])
+        except scpi.ScpiError:
+            continue
+    return None
 
 
 # --------------------------------------------------------------------------- loading
@@ -516,10 +504,59 @@ def parse_model(data: Any, path: Path | str, name: str | None = None) -> Instrum
         if spec.required and key not in cmds:
             raise ModelError(path, f"commands.{key}", f"missing (every {cap} model defines it: {spec.doc})")
     _check_sim(path, data["sim"], data["idn"])
+    tree = _check_tree(path, data.get("scpi"), cmds, data["sim"])
     return InstrumentModel(name=name, model=data["model"].strip(), capability=cap, idn=data["idn"].strip(),
                            source=data["source"].strip(), read_termination=rt, write_termination=wt,
                            facts=facts, commands={str(k): v for k, v in cmds.items()}, sim=data["sim"],
-                           path=path)
+                           path=path, tree=tree)
+
+
+_EXAMPLE = {"ch": "1", "value": "1", "name": '"RIG"', "block": "#10"}
+
+
+def _check_tree(path, data, cmds: dict, sim: dict) -> scpi.Tree:
+    """The model's command tree; every command template and every fixed pyvisa-sim dialogue must be
+    a command the tree accepts (so the driver, the virtual instrument and the sim device read one
+    description).  A file without ``scpi`` gets a tree derived from its templates (every header
+    accepted with any parameters)."""
+    if data is None:
+        return derived_tree(cmds)
+    try:
+        tree = scpi.parse_tree(data)
+    except ValueError as e:
+        msg = str(e)
+        key, _, reason = msg.partition(": ")
+        raise ModelError(path, key if key.startswith("scpi") else "scpi", reason if key.startswith("scpi") else msg) \
+            from None
+    for key, template in cmds.items():
+        why = scpi.check_template(tree, template.format(**_EXAMPLE))
+        if why:
+            raise ModelError(path, f"commands.{key}", f"{template!r}: {why}")
+    for i, d in enumerate(sim.get("dialogues") or ()):
+        why = scpi.check_template(tree, str(d["q"]))
+        if why:
+            raise ModelError(path, f"sim.dialogues[{i}]", f"{d['q']!r}: {why}")
+    return tree
+
+
+def derived_tree(cmds: dict) -> scpi.Tree:
+    """A permissive tree from command templates alone: each header, any parameters, named after
+    its vocabulary key."""
+    tree: dict[str, dict] = {}
+    for key, template in cmds.items():
+        first = True
+        for unit in template.split(";"):
+            head = unit.strip().split(" ", 1)[0]
+            query = head.endswith("?")
+            head = head.rstrip("?").replace("{ch}", "#")
+            if head.startswith("*"):
+                continue
+            node = tree.setdefault(head, {"params": ["any"] * 4, "set": False, "query": False})
+            if first:
+                node["name"] = key.rstrip("?")
+            node["query" if query else "set"] = True
+            first = False
+    return scpi.parse_tree({"tree": tree})
 
 
 def load_file(path: Path | str) -> InstrumentModel:
