@@ -394,13 +394,15 @@ class Param:
     def parse(self, raw: bytes | None, node: "Node"):
         if raw is None or raw == b"":
             if self.optional or self.type == "none":
-                return self.default
+                return None if self.optional else self.default
             raise ScpiError(-109, f"{node.spec} needs a {self.type} parameter")
         if self.type == "block":
             return parse_block(raw)
         text = raw.decode("latin-1")
         if self.type in ("number", "int"):
             lo, hi = self.range or (None, None)
+            if isinstance(self.default, str) and mnemonic("DEFault", text.strip()):
+                return self.default      # a default that is a word (AUTO)
             if self.values:     # words accepted besides a number (AUTO, INFinity, ...)
                 try:
                     return parse_choice(text, self.values)
@@ -803,11 +805,11 @@ class ScpiInstrument:
             path = words[:-1]
         if node.suffix_max is not None and sfx and not 1 <= sfx[0] <= node.suffix_max:
             raise ScpiError(-114, f"suffix {sfx[0]}")
-        if node.channel and params:
-            ch = self._channel_param(node, params[0])
+        if node.channel:      # an optional leading CH<n>, else the selected channel
+            ch = self._channel_param(node, params[0]) if params else None
             if ch is not None:
-                sfx = (ch,) + sfx[1:] if sfx else (ch,)
                 params = params[1:]
+            sfx = (ch if ch is not None else self.default_suffix(),) + sfx
         return (self._query(node, sfx, params) if query else self._command(node, sfx, params)), path
 
     def _channel_param(self, node: Node, raw: bytes) -> int | None:
