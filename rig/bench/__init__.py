@@ -19,7 +19,6 @@ from rig.bench.models import (
 _LAZY = {
     "Scope": "drivers", "Generator": "drivers", "Supply": "drivers", "Meter": "drivers",
     "Instrument": "drivers", "InstrumentError": "drivers", "open_instrument": "drivers",
-    "parse_block": "drivers", "BlockError": "drivers",
     "DutLimits": "safety", "SafetyError": "safety", "OUTPUTS": "safety",
     "BenchConfig": "config", "ConfigError": "config", "load_bench": "config",
 }

@@ -113,6 +113,9 @@ VOCABULARY: dict[str, dict[str, CommandSpec]] = {
         ("stop", "", R, "stop acquiring"),
         ("single", "", R, "arm one acquisition"),
         ("force_trigger", "", O, "trigger now"),
+        ("memory_depth", "value", O, "acquisition memory depth, points or AUTO (facts.memory_depths)"),
+        ("memory_depth?", "", O, "acquisition memory depth, points or AUTO"),
+        ("sample_rate?", "", O, "current sample rate, Sa/s"),
         ("waveform_source", "ch", R, "channel the waveform transfer reads"),
         ("waveform_mode", "value", R, "transfer mode: the model's word (facts.waveform.mode)"),
         ("waveform_format", "value", R, "transfer format: the model's word (facts.waveform.format)"),
@@ -178,7 +181,8 @@ VOCABULARY: dict[str, dict[str, CommandSpec]] = {
         *_COMMON,
         ("configure_voltage_dc", "value", R, "configure DC volts; value: range in V or AUTO"),
         ("configure_current_dc", "value", R, "configure DC current; value: range in A or AUTO"),
-        ("nplc", "value", O, "integration time in power-line cycles"),
+        ("nplc", "value", O, "integration time in power-line cycles (facts.nplc: the values accepted)"),
+        ("nplc?", "", O, "integration time in power-line cycles"),
         ("read?", "", R, "trigger and read one reading in the configured function"),
         ("measure_voltage_dc?", "", R, "configure, trigger and read DC volts"),
         ("measure_current_dc?", "", R, "configure, trigger and read DC current"),
@@ -459,6 +463,63 @@ def _check_sim(path, sim, idn: str) -> None:
             raise ModelError(path, f"sim.properties.{name}", "expected a mapping with 'getter' and/or 'setter'")
 
 
+#: the numeric facts the drivers compute with, by shape (checked at load, so that a wrongly typed value
+#: such as ``voltage_max: "thirty"`` is refused naming the file and the key, not met later)
+FACT_NUMBERS = ("bandwidth_hz", "sample_rate_max", "sample_memory", "max_input_v", "max_current_a", "overload",
+                "max_output_v", "output_impedance_ohm", "arb.dac_min", "arb.dac_max", "arb.max_points",
+                "arb.min_points", "waveform.max_points_per_read", "waveform.screen_points")
+FACT_RANGES = ("vertical_scale", "timebase_scale", "amplitude_vpp", "offset_v", "frequency_hz", "pulse_width_s",
+               "noise_bandwidth_hz", "arb.sample_rate")
+FACT_LISTS = ("voltage_ranges", "current_ranges", "nplc")
+CHANNEL_NUMBERS = ("voltage_max", "current_max", "ovp_max", "ocp_max")
+
+
+def _is_number(v) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_facts(path, facts: dict) -> None:
+    """Refuse facts of the wrong type (:data:`FACT_NUMBERS`, :data:`FACT_RANGES`, :data:`FACT_LISTS`,
+    per-channel :data:`CHANNEL_NUMBERS`, ``memory_depths``) with a :class:`ModelError` naming the key."""
+    def get(dotted):
+        d = facts
+        for part in dotted.split("."):
+            if not isinstance(d, dict) or part not in d:
+                return None, False
+            d = d[part]
+        return d, True
+
+    for key in FACT_NUMBERS:
+        v, present = get(key)
+        if present and not _is_number(v):
+            raise ModelError(path, f"facts.{key}", f"expected a finite number, got {v!r}")
+    for key in FACT_RANGES:
+        v, present = get(key)
+        if present and not (isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v) and v[0] <= v[1]):
+            raise ModelError(path, f"facts.{key}", f"expected [low, high], two finite numbers, low <= high; got {v!r}")
+    for key in FACT_LISTS:
+        v, present = get(key)
+        if present and not (isinstance(v, list) and v and all(_is_number(x) and x > 0 for x in v)):
+            raise ModelError(path, f"facts.{key}", f"expected a list of positive numbers, got {v!r}")
+    md, present = get("memory_depths")
+    if present and not (isinstance(md, dict) and all(isinstance(r, list) and all(_is_number(x) and x > 0 for x in r)
+                                                     for r in md.values())):
+        raise ModelError(path, "facts.memory_depths", f"expected channels shown -> list of point counts, got {md!r}")
+    chans = facts.get("channels")
+    if isinstance(chans, dict):
+        for c, cf in chans.items():
+            if cf is None:
+                continue
+            if not isinstance(cf, dict):
+                raise ModelError(path, f"facts.channels.{c}", f"expected a mapping of channel facts, got {cf!r}")
+            for key in CHANNEL_NUMBERS:
+                if key in cf and not (_is_number(cf[key]) and cf[key] > 0):
+                    raise ModelError(path, f"facts.channels.{c}.{key}", f"expected a finite positive number, "
+                                                                        f"got {cf[key]!r}")
+
+
 def parse_model(data: Any, path: Path | str, name: str | None = None) -> InstrumentModel:
     """An :class:`InstrumentModel` from the parsed YAML ``data`` of ``path`` (validated)."""
     path = Path(path)
@@ -491,6 +552,7 @@ def parse_model(data: Any, path: Path | str, name: str | None = None) -> Instrum
         if not ok:
             raise ModelError(path, "facts.channels", f"expected a channel count >= 1 or a mapping "
                                                      f"channel number -> facts, not {ch!r}")
+    check_facts(path, facts)
     cmds = data["commands"]
     if not isinstance(cmds, dict):
         raise ModelError(path, "commands", f"expected a mapping key -> SCPI template, not {type(cmds).__name__}")
@@ -568,6 +630,10 @@ def load_file(path: Path | str) -> InstrumentModel:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ModelError(path, None, f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise ModelError(path, None, f"not UTF-8 text: byte {e.object[e.start]:#04x} at line {line} "
+                                     f"(offset {e.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
