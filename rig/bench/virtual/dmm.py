@@ -37,10 +37,10 @@ class VirtualMeter(VirtualInstrument):
 
     def _nplc(self, v: float) -> float:
         # the meter takes the next integration time at or above the value asked (assumed rounding)
-        for n in NPLC:
+        for n in sorted(float(x) for x in self.model.facts.get("nplc") or NPLC):
             if v <= n * 1.0001:
                 return n
-        raise ScpiError(-222, f"NPLC {v:g}; at most {NPLC[-1]:g}")
+        raise ScpiError(-222, f"NPLC {v:g}; at most {max(self.model.facts.get('nplc') or NPLC):g}")
 
     def on_nplc(self, sfx, v):
         self.set("nplc", self._nplc(v))

@@ -26,11 +26,6 @@ from rig.bench.scpi import ScpiError, block, short_form
 from rig.bench.virtual.base import VirtualInstrument
 from rig.physical.synth import line_chars, line_edges, line_waveform
 
-#: memory depths per number of enabled channels (DS1000Z programming guide, :ACQuire:MDEPth)
-DEPTHS = {1: (12_000, 120_000, 1_200_000, 12_000_000, 24_000_000),
-          2: (6_000, 60_000, 600_000, 6_000_000, 12_000_000),
-          3: (3_000, 30_000, 300_000, 3_000_000, 6_000_000),
-          4: (3_000, 30_000, 300_000, 3_000_000, 6_000_000)}
 SETTLE_NS = 2_000_000   # the bridge has recorded everything up to 2 ms ago
 
 
@@ -111,8 +106,12 @@ class VirtualScope(VirtualInstrument):
         if v == "AUTO":
             return
         n = self.enabled_channels()
-        if int(v) not in DEPTHS.get(n, DEPTHS[4]):
-            raise ScpiError(-224, f"{v} points with {n} channel(s) on; one of {DEPTHS.get(n, DEPTHS[4])}")
+        table = {int(k): [int(x) for x in r] for k, r in (self.model.facts.get("memory_depths") or {}).items()}
+        if not table:
+            return
+        row = table.get(n) or table[min((k for k in table if k >= n), default=max(table))]
+        if int(v) not in row:
+            raise ScpiError(-224, f"{v} points with {n} channel(s) on; one of {row}")
 
     def mdepth(self) -> int:
         v = self.get("memory_depth")
