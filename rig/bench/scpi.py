@@ -857,10 +857,11 @@ class ScpiInstrument:
         return None
 
     def _parse_params(self, specs: tuple[Param, ...], params: list[bytes], node: Node) -> list:
-        if len(params) > len(specs) and not (len(specs) == 1 and specs[0].type == "any"):
-            if len(specs) == 1 and specs[0].type == "none":
+        real = [s for s in specs if s.type != "none"]
+        if len(params) > len(real) and not (real and real[-1].type == "any"):
+            if not real:
                 raise ScpiError(-108, f"{node.spec} takes no parameter")
-            raise ScpiError(-108, f"{node.spec} takes at most {len(specs)} parameter(s)")
+            raise ScpiError(-108, f"{node.spec} takes at most {len(real)} parameter(s)")
         out = []
         for i, spec in enumerate(specs):
             if spec.type == "none":
