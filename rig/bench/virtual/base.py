@@ -11,6 +11,13 @@ if TYPE_CHECKING:
     from rig.bench.virtual import VirtualBench
 
 
+class ChannelView(dict):
+    """A setting of every channel, {channel: value}; also callable with the channel."""
+
+    def __call__(self, ch: int):
+        return self[ch]
+
+
 class VirtualInstrument(ScpiInstrument):
     """One instrument of the virtual bench, speaking its model's tree (``model.tree``).
 
@@ -46,6 +53,9 @@ class VirtualInstrument(ScpiInstrument):
         return ans
 
     # -- helpers for the subclasses
+    def per_channel(self, name: str, convert=lambda v: v) -> ChannelView:
+        return ChannelView({c: convert(self.get(name, c)) for c in self.model.channels})
+
     def channel(self, ch: int) -> int:
         if ch not in self.model.channels:
             raise ScpiError(-114, f"channel {ch} (this model has {self.model.channels})")

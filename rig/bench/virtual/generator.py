@@ -8,9 +8,10 @@ import numpy as np
 
 from rig.bench import loop as loopmodel
 from rig.bench.scpi import ScpiError
-from rig.bench.virtual.base import VirtualInstrument
+from rig.bench.virtual.base import ChannelView, VirtualInstrument
 
-FUNCTIONS = {"NOISe": "noise", "PULSe": "pulse", "DC": "dc", "ARB": "arbitrary"}
+FUNCTIONS = {"SINusoid": "sine", "SQUare": "square", "TRIangle": "triangle", "NOISe": "noise", "PULSe": "pulse",
+             "DC": "dc", "ARB": "arbitrary"}
 
 
 class VirtualGenerator(VirtualInstrument):
@@ -23,23 +24,27 @@ class VirtualGenerator(VirtualInstrument):
     def changed(self) -> None:
         self.bench.generator_changed(self)
 
-    # -- state the bench reads
-    def function(self, ch: int) -> str:
+    # -- state the bench reads: {channel: value}, or called with a channel
+    @property
+    def function(self) -> ChannelView:
         """sine | square | ... | noise | pulse | dc | arbitrary."""
-        f = self.get("function", ch)
-        return FUNCTIONS.get(f, f.lower())
+        return self.per_channel("function", lambda f: FUNCTIONS.get(f, f.lower()))
 
-    def output(self, ch: int) -> bool:
-        return bool(self.get("output", ch))
+    @property
+    def output(self) -> ChannelView:
+        return self.per_channel("output", bool)
 
-    def burst(self, ch: int) -> bool:
-        return bool(self.get("burst_state", ch))
+    @property
+    def burst(self) -> ChannelView:
+        return self.per_channel("burst_state", bool)
 
-    def vpp(self, ch: int) -> float:
-        return float(self.get("amplitude", ch))
+    @property
+    def vpp(self) -> ChannelView:
+        return self.per_channel("amplitude", float)
 
-    def offset(self, ch: int) -> float:
-        return float(self.get("offset", ch))
+    @property
+    def offset(self) -> ChannelView:
+        return self.per_channel("offset", float)
 
     # -- checks the instrument makes
     def on_amplitude(self, sfx, v):

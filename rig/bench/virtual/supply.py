@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rig.bench import loop as loopmodel
 from rig.bench.scpi import ScpiError
-from rig.bench.virtual.base import VirtualInstrument
+from rig.bench.virtual.base import ChannelView, VirtualInstrument
 
 
 class VirtualSupply(VirtualInstrument):
@@ -27,6 +27,19 @@ class VirtualSupply(VirtualInstrument):
 
     def changed(self) -> None:
         self.bench.loop_changed()
+
+    # -- state the bench reads: {channel: value}, or called with a channel
+    @property
+    def volts(self) -> ChannelView:
+        return self.per_channel("voltage", float)
+
+    @property
+    def limit(self) -> ChannelView:
+        return self.per_channel("current_limit", float)
+
+    @property
+    def output(self) -> ChannelView:
+        return self.per_channel("output", bool)
 
     def default_suffix(self) -> int:
         return self.selected
