@@ -398,3 +398,37 @@ def test_each_driver_against_the_virtual_bench_over_tcp(session):
             assert len(wf) > 1000 and wf.sample_rate > 0
             amp = scope.measure_amplitude(1)
             assert amp.unit and amp.value is not None
+
+
+def test_ds1000z_trigger_status_and_raw_reads_as_the_firmware_does(rm):
+    """RUN while the pre-trigger memory fills, WAIT, TD once triggered but still acquiring (not a
+    capture), STOP when stopped; RAW memory refused while acquiring (an empty block and -221);
+    every read returns the STARt..STOP window; the preamble's integer fields are integers."""
+    with VirtualLine() as line, VirtualBench(line, settings={"memory_depth": 120_000}) as bench:
+        s = Inst(rm, bench, "scope").res
+        s.write(":TIM:SCAL 1;:TIM:OFFS 5.9")          # 12 s screen, the trigger 0.1 s after its start
+        s.write(":SING")
+        assert s.query(":TRIG:STAT?").strip() in ("RUN", "WAIT")
+        wait_for(lambda: s.query(":TRIG:STAT?").strip() == "WAIT", what="WAIT after the pre-trigger part")
+        s.write(":TFOR")
+        assert s.query(":TRIG:STAT?").strip() == "TD"    # triggered, 11.9 s of memory still to fill
+        s.write(":WAV:SOUR CHAN1;MODE RAW;FORM BYTE;STAR 1;STOP 1000")
+        assert len(s.query_binary_values(":WAV:DATA?", datatype="B")) == 0
+        assert s.query(":SYST:ERR?").startswith("-221,")
+        s.write(":STOP")
+        assert s.query(":TRIG:STAT?").strip() == "STOP"
+        assert len(s.query_binary_values(":WAV:DATA?", datatype="B")) == 1000
+        s.write(":WAV:STAR 119001;:WAV:STOP 120000")
+        assert len(s.query_binary_values(":WAV:DATA?", datatype="B")) == 1000
+        pre = s.query(":WAV:PRE?").strip().split(",")
+        assert all(pre[i].lstrip("-").isdigit() for i in (0, 1, 2, 3, 6, 8, 9))   # ds1054z int()s them
+        assert [int(pre[i]) for i in (0, 1, 2, 3, 6, 9)] == [0, 2, 120_000, 1, 0, 127]
+        assert float(s.query(":ACQ:SRAT?")) == pytest.approx(120_000 / 12.0)
+        s.write(":ACQ:MDEP 30000")                     # four channels on: 3k ... 6M
+        assert s.query(":ACQ:MDEP?").strip() == "30000"
+        s.write(":ACQ:MDEP 24000000")                  # only with one channel on
+        assert s.query(":SYST:ERR?").startswith("-224,")
+        s.write(":CHAN2:DISP OFF;:CHAN3:DISP OFF;:CHAN4:DISP OFF;:ACQ:MDEP 24000000")
+        assert s.query(":ACQ:MDEP?").strip() == "24000000"
+        assert s.query(":SYST:ERR?").strip() == '0,"No error"'
+        s.close()

@@ -598,6 +598,19 @@ def _check_tree(path, data, cmds: dict, sim: dict) -> scpi.Tree:
         why = scpi.check_template(tree, str(d["q"]))
         if why:
             raise ModelError(path, f"sim.dialogues[{i}]", f"{d['q']!r}: {why}")
+    props = [(f"sim.properties.{n}", p) for n, p in (sim.get("properties") or {}).items()]
+    for cname, c in (sim.get("channels") or {}).items():
+        if isinstance(c, dict):
+            props += [(f"sim.channels.{cname}.properties.{n}", p) for n, p in (c.get("properties") or {}).items()]
+    for where, prop in props:
+        for side in ("getter", "setter"):
+            q = str((prop.get(side) or {}).get("q", ""))
+            head = q.split(" ", 1)[0]
+            if not q or "{:" in head:      # a header built from the value cannot be checked
+                continue
+            why = scpi.check_template(tree, q.replace("{ch_id}", "1").replace("{:s}", "1"))
+            if why:
+                raise ModelError(path, f"{where}.{side}", f"{q!r}: {why}")
     return tree
 
 

@@ -833,7 +833,10 @@ class ScpiInstrument:
                         return self.tree.format(v if p.type != "int" else int(v), node)
                 raise ScpiError(-108, f"{node.spec}? takes MIN|MAX|DEF")
             return self.tree.format(self.get(node.name, *sfx), node)
-        raise ScpiError(-113, f"{node.spec}: no query form modelled")
+        if (node.name, tuple(sfx)) in self.values:     # a node of a derived tree: what was set
+            v = self.values[(node.name, tuple(sfx))]
+            return ",".join(map(str, v)) if isinstance(v, (list, tuple)) else self.tree.format(v, node)
+        raise ScpiError(-230 if node.settable else -113, f"{node.spec}: nothing to answer")
 
     def _command(self, node: Node, sfx: tuple, params: list[bytes]):
         if not node.settable:
