@@ -245,6 +245,7 @@ def test_supply_below_the_loop_minimum_breaks_communication_and_restoring_recove
     (f,) = bench.faults
     assert f.kind == "noise" and f.ber == pytest.approx(0.25)
     sup.w("output_off", ch=1)
+    assert sup.q("opc?") == "1"              # the supply has done it before the meter is asked
     assert float(dmm.q("measure_current_dc?")) == 0.0
     sup.close()
     dmm.close()
