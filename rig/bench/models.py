@@ -3,14 +3,17 @@
 A model file says what an instrument is (``model``, ``capability``, the ``idn`` pattern its ``*IDN?``
 answer matches, the programming manual it was taken from, its line terminations and facts such as
 channels and ranges), how it is commanded (``commands``: a key of the capability's fixed
-:data:`VOCABULARY` -> a SCPI template) and how it is simulated (``sim``: a pyvisa-sim device
-definition).  Adding an instrument model is adding a file; nothing in the drivers names a model.
+:data:`VOCABULARY` -> a SCPI template), its SCPI command tree (``scpi``, :mod:`rig.bench.scpi`: what the
+virtual instrument serves; every template and every fixed sim dialogue must be a command of it, so
+the driver and the virtual instrument cannot drift) and how it is simulated (``sim``: a pyvisa-sim
+device definition).  Adding an instrument model is adding a file; nothing in the drivers names a model.
 
 Templates use only the placeholders ``{ch}`` (channel number), ``{value}`` (a number or a word),
 ``{name}`` (a waveform name) and ``{block}`` (an IEEE 488.2 definite-length binary block, always last).
 Keys ending in ``?`` are queries.  :meth:`InstrumentModel.command` renders a template,
 :meth:`InstrumentModel.match` is the inverse (what a received SCPI line is), accepting any case and
-the short or long form of every mnemonic (``:CHAN1:SCAL 0.5`` is ``:CHANnel1:SCALe 0.5``).
+the short or long form of every mnemonic (``:CHAN1:SCAL 0.5`` is ``:CHANnel1:SCALe 0.5``; the
+mnemonic matcher is :func:`rig.bench.scpi.mnemonic_regex`).
 
 A malformed file is refused with a :class:`ModelError` naming the file, the key and the reason.
 
