@@ -112,3 +112,18 @@ def test_blocks_are_pyvisa_blocks():
     assert scpi.parse_block(b"#13abc") == b"abc"
     with pytest.raises(scpi.ScpiError):
         scpi.parse_block(b"#15abc")
+
+
+def test_the_sim_device_settings_come_from_the_command_tree():
+    from rig.bench.models import sim_device
+
+    dev = sim_device("rigol-dp832")
+    props = {p["setter"]["q"]: p for p in dev["properties"].values() if "setter" in p}
+    v = props[":SOURce2:VOLTage {:s}"]                 # the driver's template, the tree's default
+    assert v["getter"]["q"] == ":SOURce2:VOLTage?" and v["default"] == "0.000"
+    assert props[":OUTPut CH3,{:s}"]["getter"]["q"] == ":OUTPut? CH3"
+    assert props[":OUTPut CH3,{:s}"]["default"] == "OFF"
+    scope = sim_device("rigol-ds1000z")
+    assert {"q": ":RUN"} in scope["dialogues"]       # a fixed command of the templates
+    assert any(p.get("setter", {}).get("q") == ":TIMebase:MAIN:SCALe {:s}" and p["default"] == "1.000000e-06"
+               for p in scope["properties"].values())

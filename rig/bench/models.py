@@ -634,7 +634,9 @@ def derived_tree(cmds: dict) -> scpi.Tree:
                 node["name"] = key.rstrip("?")
             node["query" if query else "set"] = True
             first = False
-    return scpi.parse_tree({"tree": tree})
+    out = scpi.parse_tree({"tree": tree})
+    out.derived = True
+    return out
 
 
 def load_file(path: Path | str) -> InstrumentModel:
@@ -723,7 +725,7 @@ def sim_library(models: Iterable[InstrumentModel | str] | None = None) -> dict:
     ms = [load_model(m) for m in (models if models is not None else load_models().values())]
     devices, resources = {}, {}
     for m in ms:
-        dev = dict(m.sim)
+        dev = sim_device(m)
         if "eom" not in dev:
             eom = {"q": m.write_termination, "r": m.read_termination}
             dev["eom"] = {t: dict(eom) for t in ("TCPIP INSTR", "TCPIP SOCKET", "ASRL INSTR",
@@ -731,6 +733,94 @@ def sim_library(models: Iterable[InstrumentModel | str] | None = None) -> dict:
         devices[m.name] = dev
         resources[sim_resource(m)] = {"device": m.name}
     return {"spec": SIM_SPEC, "devices": devices, "resources": resources}
+
+
+def _sim_queries(dev: dict) -> set[str]:
+    """Every command text a pyvisa-sim device definition already answers (dialogues, properties)."""
+    out = set()
+    groups = [dev] + [c for c in (dev.get("channels") or {}).values() if isinstance(c, dict)]
+    for g in groups:
+        out |= {str(d.get("q")) for d in g.get("dialogues") or ()}
+        for p in (g.get("properties") or {}).values():
+            for side in ("getter", "setter"):
+                if isinstance(p, dict) and p.get(side):
+                    out.add(str(p[side].get("q")))
+    return out
+
+
+def sim_device(model: InstrumentModel | str) -> dict:
+    """The model's pyvisa-sim device: its file's ``sim`` section (the error queue, canned answers of
+    the queries that compute something) plus, from the command tree, what the driver's templates
+    set: a property per setting and channel (setter: the template with the value as ``{:s}``;
+    getter: the template of the matching query; default: the tree's *RST default in the
+    instrument's answer format) and a dialogue per fixed command.  What the file states wins."""
+    import copy
+
+    m = load_model(model)
+    dev = copy.deepcopy(m.sim)
+    if m.tree is None or m.tree.derived:
+        return dev
+    known = _sim_queries(dev)
+    props: dict[str, dict] = {}
+    dialogues: list[dict] = []
+    setters: dict[tuple, str] = {}     # (node name, channel) -> setter pattern
+    getters: dict[tuple, str] = {}
+    nodes: dict[tuple, scpi.Node] = {}
+    order: list[tuple] = []
+    for key, template in m.commands.items():
+        if "{block}" in template:
+            continue
+        chans = m.channels if "{ch}" in template else [None]
+        for ch in chans:
+            text = template.replace("{ch}", str(ch)) if ch is not None else template
+            for unit in text.split(";"):
+                unit = unit.strip()
+                parts = scpi.split_unit(unit.replace("{value}", "0").replace("{name}", "X").encode("latin-1"))
+                if parts is None:
+                    continue
+                head, _rooted, query, params = parts
+                words = [head.upper()] if head.startswith("*") else head.strip(":").split(":")
+                found = m.tree.find(words)
+                if found is None:
+                    continue
+                node = found[0]
+                gk = (node.name, ch)
+                if query:
+                    if node.is_setting and "{" not in unit:
+                        getters.setdefault(gk, unit)
+                        nodes[gk] = node
+                        order.append(gk)
+                    continue
+                if "{value}" in unit or "{name}" in unit:
+                    pattern = unit.replace("{value}", "{:s}").replace("{name}", "{:s}")
+                elif params and node.params and node.params[0].type != "none":
+                    # a fixed value (OUTPut1 ON): the setter takes any value in its place
+                    pattern = unit[: unit.rindex(params[-1].decode("latin-1"))] + "{:s}"
+                else:
+                    if unit not in known:
+                        dialogues.append({"q": unit})
+                        known.add(unit)
+                    continue
+                setters.setdefault(gk, pattern)
+                nodes[gk] = node
+                order.append(gk)
+    for gk in dict.fromkeys(order):
+        setter, getter = setters.get(gk), getters.get(gk)
+        if (setter and setter in known) or (getter and getter in known):
+            continue
+        node = nodes[gk]
+        default = node.params[0].default if node.params else None
+        prop: dict = {"default": m.tree.format(default, node) if default is not None else "0", "specs": {"type": "str"}}
+        if getter:
+            prop["getter"] = {"q": getter, "r": "{:s}"}
+        if setter:
+            prop["setter"] = {"q": setter}
+        props[f"{gk[0]}_{gk[1]}" if gk[1] is not None else gk[0]] = prop
+        known |= {q for q in (setter, getter) if q}
+    dev.setdefault("dialogues", []).extend(dialogues)
+    for name, prop in props.items():
+        dev.setdefault("properties", {}).setdefault(name, prop)
+    return dev
 
 
 def write_sim_library(path: Path | str, models: Iterable[InstrumentModel | str] | None = None) -> Path:

@@ -546,6 +546,7 @@ class Tree:
     numbers: str = "{:.6e}"
     booleans: tuple[str, str] = ("1", "0")
     by_name: dict[str, Node] = field(default_factory=dict)
+    derived: bool = False           # made from a model's templates alone, not from its manual
 
     def __post_init__(self):
         for n in self.nodes:
