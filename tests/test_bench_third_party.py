@@ -24,7 +24,6 @@ qcodes = pytest.importorskip("qcodes")
 pymeasure = pytest.importorskip("pymeasure")
 ds1054z = pytest.importorskip("ds1054z")
 
-from rig.bench.scpi import mnemonic  # noqa: E402
 from rig.bench.virtual import VirtualBench  # noqa: E402
 from rig.link import VirtualLine  # noqa: E402
 
@@ -50,24 +49,13 @@ class Table:
         return [r for r in self.rows if r[3] is not None]
 
 
-def same_word(got: str, want: str) -> bool:
-    """An answer in short form is the same choice as a long one written (NEG == negative)."""
-    return mnemonic(want.upper() if want.isupper() else _manual(want), str(got).strip().strip('"'))
-
-
-def _manual(word: str) -> str:
-    # a word as the drivers write it (lower case, long form): its first three or four letters are the
-    # short form in the instruments' trees; accept the answer if it is a prefix of the long form
-    return word
-
-
 def check(got, want, tol=1e-9):
     if isinstance(want, float):
         return True if math.isclose(float(got), want, rel_tol=1e-6, abs_tol=tol) else (got, want)
-    if isinstance(want, str):
+    if isinstance(want, str):     # the same word, or its SCPI short form (NEG for NEGative)
         g = str(got).strip().strip('"').upper()
         w = want.upper()
-        return True if (g == w or w.startswith(g) or g.startswith(w)) else (got, want)
+        return True if (g == w or (len(g) >= 3 and w.startswith(g))) else (got, want)
     return True if got == want else (got, want)
 
 
@@ -253,7 +241,7 @@ def test_generator_drivers(bench, table):
         T("generator", drv, "burst state set+get", lambda: (c.burst_state("ON"), check(c.burst_state(), "ON"),
                                                             c.burst_state("OFF"))[1])
         T("generator", drv, "trigger source set+get", lambda: (c.trigger_source("BUS"), check(c.trigger_source(), "BUS"))[1])
-        T("generator", drv, "software trigger (*TRG)", lambda: (g.force_trigger(), check(g.ask("SYST:ERR?"), '+0,"No error"'.replace("+", "")))[1])
+        T("generator", drv, "software trigger (*TRG)", lambda: (g.force_trigger(), check(g.ask("SYST:ERR?"), '+0,"No error"'))[1])
         g.close()
 
     drv = "pymeasure Agilent33500"
@@ -278,7 +266,7 @@ def test_generator_drivers(bench, table):
     T("generator", drv, "channel 2 amplitude set+get", lambda: (setattr(p.ch_2, "amplitude", 0.4),
                                                                 check(p.ch_2.amplitude, 0.4))[1])
     T("generator", drv, "error queue empty after all this",
-      lambda: check(p.ask("SYST:ERR?").strip(), '0,"No error"'))
+      lambda: check(p.ask("SYST:ERR?").strip(), '+0,"No error"'))
     p.adapter.close()
 
 
@@ -337,7 +325,7 @@ def test_meter_drivers(bench, table):
           lambda: (m.sense_function("DC Current"), check(m.sense_function(), "DC Current"))[1])
         T("meter", drv, "read DC current", lambda: check(m.curr(), loop.mark_ma / 1e3, tol=1e-5))
         T("meter", drv, "autorange set+get", lambda: (m.autorange("ON"), check(m.autorange(), "ON"))[1])
-        T("meter", drv, "error queue empty after all this", lambda: check(m.ask("SYST:ERR?"), '+0,"No error"'.lstrip("+")))
+        T("meter", drv, "error queue empty after all this", lambda: check(m.ask("SYST:ERR?"), '+0,"No error"'))
         m.close()
 
     drv = "pymeasure Agilent34410A"
@@ -352,7 +340,7 @@ def test_meter_drivers(bench, table):
         return
     T("meter", drv, "measure DC volts (MEAS:VOLT:DC? DEF,DEF)", lambda: check(p.voltage_dc, loop.terminal_v, tol=1e-3))
     T("meter", drv, "measure DC current (MEAS:CURR:DC? DEF,DEF)", lambda: check(p.current_dc, loop.mark_ma / 1e3, tol=1e-5))
-    T("meter", drv, "error queue empty after all this", lambda: check(p.ask("SYST:ERR?").strip(), '0,"No error"'))
+    T("meter", drv, "error queue empty after all this", lambda: check(p.ask("SYST:ERR?").strip(), '+0,"No error"'))
     p.adapter.close()
 
 

@@ -19,7 +19,7 @@ class Inst(scpi.ScpiInstrument):
         return [r.decode() for r in self.execute([u.strip().encode() for u in text.split(";")])]
 
     def err(self) -> str:
-        return self.run("SYST:ERR?")[0]
+        return self.run("SYST:ERR?")[0].lstrip("+")     # Keysight writes +0
 
 
 @pytest.fixture

@@ -546,7 +546,8 @@ class Tree:
     numbers: str = "{:.6e}"
     booleans: tuple[str, str] = ("1", "0")
     by_name: dict[str, Node] = field(default_factory=dict)
-    derived: bool = False           # made from a model's templates alone, not from its manual
+    derived: bool = False
+    error_codes: str = "{:d}"        # how SYSTem:ERRor? writes the code (Keysight: "{:+d}", +0)           # made from a model's templates alone, not from its manual
 
     def __post_init__(self):
         for n in self.nodes:
@@ -597,9 +598,10 @@ def parse_tree(data, where: str = "scpi") -> Tree:
     ``SYSTem:ERRor?`` are added unless the file states them)."""
     if not isinstance(data, dict):
         raise ValueError(f"{where}: expected a mapping with 'tree', not {type(data).__name__}")
-    unknown = set(data) - {"tree", "numbers", "booleans"}
+    unknown = set(data) - {"tree", "numbers", "booleans", "error_codes"}
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; expected tree, numbers, booleans")
+        raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; expected tree, numbers, booleans, "
+                         f"error_codes")
     tree = data.get("tree")
     if not isinstance(tree, dict) or not tree:
         raise ValueError(f"{where}.tree: expected a mapping header -> node")
@@ -622,7 +624,12 @@ def parse_tree(data, where: str = "scpi") -> Tree:
     bools = data.get("booleans", ["1", "0"])
     if not (isinstance(bools, (list, tuple)) and len(bools) == 2):
         raise ValueError(f"{where}.booleans: expected [on, off], not {bools!r}")
-    return Tree(nodes, numbers, (str(bools[0]), str(bools[1])))
+    codes = data.get("error_codes", "{:d}")
+    try:
+        codes.format(-113)
+    except (ValueError, AttributeError, IndexError) as e:
+        raise ValueError(f"{where}.error_codes: bad format {codes!r}: {e}") from None
+    return Tree(nodes, numbers, (str(bools[0]), str(bools[1])), error_codes=codes)
 
 
 _HEADER = re.compile(rb"\s*(:?[*A-Za-z][A-Za-z0-9_:]*)(\?)?(?=\s|$)")
@@ -749,8 +756,8 @@ class ScpiInstrument:
         with self.lock:
             if self.errors:
                 code, text = self.errors.popleft()
-                return f'{code},"{text}"'
-        return '0,"No error"'
+                return f'{self.tree.error_codes.format(code)},"{text}"'
+        return f'{self.tree.error_codes.format(0)},"No error"'
 
     # -- dispatch
     def execute(self, units: list[bytes]) -> list[bytes]:
