@@ -43,6 +43,14 @@ def test_header_paths_across_semicolons(gen):
     assert gen.run("SOUR1:BURS:NCYC 7;STAT ON;:OUTP1 ON;SOUR1:BURS:NCYC?;STAT?") == ["+7.000000000000000E+00;1"]
     assert gen.run("OUTPut1?") == ["1"]
     assert gen.err() == '0,"No error"'
+    # without the colon the second header is SOUR1:SOUR1:VOLT: undefined, as on a strict instrument
+    gen.run("SOUR1:FREQ 1000;SOUR1:VOLT 1")
+    assert gen.err().startswith("-113,") and gen.err() == '0,"No error"'
+    gen.run("SOUR1:FREQ 1000;:SOUR1:VOLT 1;*CLS;VOLT:OFFS 0.5")   # a common command keeps the node
+    assert gen.run(":SOUR1:VOLT?;VOLT:OFFS?") == ["+1.000000000000000E+00;+5.000000000000000E-01"]
+    gen.run(":SOUR1:VOLT?;OFFS?")                     # SOUR1:OFFS is no node
+    assert gen.err().startswith("-113,")
+    assert gen.err() == '0,"No error"'
 
 
 def test_booleans_numbers_units_min_max_def(gen):

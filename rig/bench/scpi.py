@@ -795,16 +795,9 @@ class ScpiInstrument:
             words = [w for w in head.strip(":").split(":")]
             if any(not w for w in words):
                 raise ScpiError(-102, f"empty node in {head!r}")
-            found = None
-            dflt = self.default_suffix()
-            if not rooted and path:
-                found = self.tree.find(path + words, dflt)
-            if found is None:
-                found = self.tree.find(words, dflt)
-                if found is not None:
-                    path = []
-            else:
-                words = path + words
+            # SCPI-1999 §6.2.4: without a leading ':' the header continues from the current node
+            words = words if rooted else path + words
+            found = self.tree.find(words, self.default_suffix())
         if found is None:
             self.unknown.append(unit[:60].decode("latin-1", "replace"))
             raise ScpiError(-113)
@@ -901,8 +894,8 @@ def check_template(tree: Tree, text: str) -> str | None:
             found = tree.find([head.upper()])
         else:
             words = head.strip(":").split(":")
-            found = tree.find(path + words) if (not rooted and path) else None
-            found = found or tree.find(words)
+            words = words if rooted else path + words
+            found = tree.find(words)
             path = words[:-1]
         if found is None:
             return f"header {head!r} is not in the command tree"
