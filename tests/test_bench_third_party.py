@@ -16,7 +16,6 @@ import itertools
 import logging
 import math
 
-import numpy as np
 import pytest
 
 pyvisa = pytest.importorskip("pyvisa")

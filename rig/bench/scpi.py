@@ -30,7 +30,7 @@ import re
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pyvisa.util import from_ieee_block, to_ieee_block
 
@@ -130,6 +130,7 @@ def parse_number(text: str, unit: str | None = None, low: float | None = None, h
             if v is None:
                 raise ScpiError(-224, f"{t} is not defined here")
             return float(v)
+    m = None
     if mnemonic("INFinity", t):
         x = math.inf
     elif mnemonic("NINFinity", t):
@@ -142,6 +143,8 @@ def parse_number(text: str, unit: str | None = None, low: float | None = None, h
         suf = m.group(2).upper()
         if suf:
             x *= _suffix_multiplier(suf, unit)
+    if not math.isfinite(x) and m is not None:   # 1e999: no instrument holds that
+        raise ScpiError(-222, f"{t[:40]!r} overflows")
     if integer:
         if not math.isfinite(x):
             raise ScpiError(-222, f"{t[:40]!r} is not a whole number")
@@ -906,5 +909,3 @@ def check_template(tree: Tree, text: str) -> str | None:
             return f"{head} is a query only in the tree"
     return None
 
-
-Handler = Callable[[tuple, list], Any]
