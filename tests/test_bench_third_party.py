@@ -197,6 +197,8 @@ def test_scope_drivers(bench, table):
       lambda: check(len(s.get_waveform_samples(1, mode="NORMal")) == 1200, True))
     T("scope", drv, "RAW waveform read (memory, chunked)",
       lambda: check(len(s.get_waveform_bytes(1, mode="RAW")) == s.memory_depth, True))
+    T("scope", drv, "built-in measurement (statistic item)",
+      lambda: check(s.get_channel_measurement(1, "vmax") is not None, True))
     T("scope", drv, "RAW read after :RUN (the driver stops first)",
       lambda: (s.run(), check(len(s.get_waveform_bytes(1, mode="RAW")) == 30_000 and not s.running, True))[1])
     s.close()
@@ -240,6 +242,10 @@ def test_generator_drivers(bench, table):
         T("generator", drv, "burst state set+get", lambda: (c.burst_state("ON"), check(c.burst_state(), "ON"),
                                                             c.burst_state("OFF"))[1])
         T("generator", drv, "trigger source set+get", lambda: (c.trigger_source("BUS"), check(c.trigger_source(), "BUS"))[1])
+        T("generator", drv, "pulse width set+get", lambda: (c.pulse_width(2e-5), check(c.pulse_width(), 2e-5))[1])
+        T("generator", drv, "burst period set+get", lambda: (c.burst_int_period(0.5), check(c.burst_int_period(), 0.5))[1])
+        T("generator", drv, "channel 2 frequency set+get", lambda: (g.ch2.frequency(7e3), check(g.ch2.frequency(), 7e3))[1])
+        T("generator", drv, "sync output set+get", lambda: (g.sync.output("OFF"), check(g.sync.output(), "OFF"))[1])
         T("generator", drv, "software trigger (*TRG)", lambda: (g.force_trigger(), check(g.ask("SYST:ERR?"), '+0,"No error"'))[1])
         g.close()
 
@@ -262,6 +268,11 @@ def test_generator_drivers(bench, table):
     T("generator", drv, "burst cycles set+get", lambda: (setattr(p, "burst_ncycles", 3), check(p.burst_ncycles, 3))[1])
     T("generator", drv, "burst state set+get", lambda: (setattr(p, "burst_state", True), check(p.burst_state, True),
                                                         setattr(p, "burst_state", False))[1])
+    T("generator", drv, "burst mode set+get", lambda: (setattr(p, "burst_mode", "TRIG"), check(p.burst_mode, "TRIG"))[1])
+    T("generator", drv, "burst period set+get", lambda: (setattr(p, "burst_period", 0.25), check(p.burst_period, 0.25))[1])
+    T("generator", drv, "pulse width set+get", lambda: (setattr(p, "pulse_width", 3e-5), check(p.pulse_width, 3e-5))[1])
+    T("generator", drv, "trigger source set+get", lambda: (setattr(p, "trigger_source", "BUS"), check(p.trigger_source, "BUS"))[1])
+    T("generator", drv, "software trigger (*TRG;*WAI)", lambda: p.trigger())
     T("generator", drv, "channel 2 amplitude set+get", lambda: (setattr(p.ch_2, "amplitude", 0.4),
                                                                 check(p.ch_2.amplitude, 0.4))[1])
     T("generator", drv, "error queue empty after all this",
@@ -294,6 +305,10 @@ def test_supply_driver(bench, table):
         T("supply", drv, f"ch{n} measure current", lambda ch=ch, i=i: check(0 <= ch.current() <= i + 1e-6, True))
         T("supply", drv, f"ch{n} output off+get", lambda ch=ch: (ch.state("off"), check(ch.state(), "OFF"))[1])
     T("supply", drv, "over-voltage protection set+get", lambda: (s.ch1.ovp_value(20.0), check(s.ch1.ovp_value(), 20.0))[1])
+    T("supply", drv, "over-voltage protection state set+get", lambda: (s.ch1.ovp_state("on"), check(s.ch1.ovp_state(), "ON"))[1])
+    T("supply", drv, "over-current protection set+get", lambda: (s.ch2.ocp_value(1.5), check(s.ch2.ocp_value(), 1.5))[1])
+    T("supply", drv, "output mode (CV/CC/UR) of an output off", lambda: check(s.ch1.mode(), "Unregulated"))
+    T("supply", drv, "measure power", lambda: check(s.ch1.power() >= 0, True))
     T("supply", drv, "error queue empty after all this", lambda: check(s.ask(":SYST:ERR?"), '0,"No error"'))
     s.close()
 
@@ -324,6 +339,13 @@ def test_meter_drivers(bench, table):
           lambda: (m.sense_function("DC Current"), check(m.sense_function(), "DC Current"))[1])
         T("meter", drv, "read DC current", lambda: check(m.curr(), loop.mark_ma / 1e3, tol=1e-5))
         T("meter", drv, "autorange set+get", lambda: (m.autorange("ON"), check(m.autorange(), "ON"))[1])
+        T("meter", drv, "trigger source set+get", lambda: (m.trigger.source("BUS"), check(m.trigger.source(), "BUS"),
+                                                           m.trigger.source("IMM"))[1])
+        T("meter", drv, "trigger count set+get", lambda: (m.trigger.count(1), check(m.trigger.count(), 1.0))[1])
+        T("meter", drv, "sample count set+get", lambda: (m.sample.count(1), check(m.sample.count(), 1))[1])
+        T("meter", drv, "INITiate then FETCh?", lambda: (m.init_measurement(),
+                                                         check(float(m.fetch()[0]), loop.mark_ma / 1e3, tol=1e-5))[1])
+        T("meter", drv, "display text set+get", lambda: (m.display.text("RIG"), check(m.display.text(), "RIG"))[1])
         T("meter", drv, "error queue empty after all this", lambda: check(m.ask("SYST:ERR?"), '+0,"No error"'))
         m.close()
 

@@ -381,5 +381,10 @@ class VirtualScope(VirtualInstrument):
             return _pre(f if item == "FREQuency" else 1 / f)
         return _pre(9.9e37)
 
+    def q_measure_statistic_item(self, sfx, p):
+        """Statistics over the acquisitions measured: the virtual scope measures the current one, so
+        every statistic is its value (the deviation 0)."""
+        return _pre(0.0) if p[0] == "DEViation" else self.q_measure_item(sfx, p[1:])
+
     def do_measure_item(self, sfx, p):
         pass   # shows the measurement on the screen
