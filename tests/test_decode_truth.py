@@ -117,3 +117,11 @@ def test_one_speed_capture_is_not_split():
     w = synthesize(b"\x02C.1.0(12345678)\r\n!\r\n\x03x", baud=9600, sample_rate=FS, noise=0.5, seed=5)
     res = decode(w.samples, FS, "current-loop", "auto")
     assert res.parts == [] and res.values == bytes(c.value for c in w.chars)
+
+
+def test_line_stuck_at_space_is_breaks_not_a_wrong_speed():
+    # a loop whose mark current is below the receiver's threshold reads space throughout: BREAKs at
+    # the right speed are the truth, not "does not fit"
+    w = synthesize(b"/?!\r\n", baud=300, sample_rate=FS, levels=(2.0, 1.0), seed=6)
+    res = decode(w.samples, FS, "current-loop", 300, thresholds=(3.0, 9.0))
+    assert len(res.chars) and res.chars["is_break"].all()

@@ -457,19 +457,22 @@ def _check_truth(res: DecodeResult, cap: Capture, baud, thresholds, scale, offse
         elif n_chars == 0 and int(res.stats["glitches"]) > 0:
             what = f"no character, {int(res.stats['glitches'])} pulses shorter than a bit (glitches)"
         if what:
-            raise CaptureError(f"the capture does not fit {baud:g} Bd: {what}"
-                               f"{_speed_hint(cap, res, thresholds, scale, offset, chunk)}; try --baud auto")
+            # a line stuck at space is all BREAKs at any speed: only edges that fit another speed
+            # make the given one wrong
+            bauds = _edge_bauds(cap, res, thresholds, scale, offset, chunk)
+            if bauds and any(b != nearest_standard(baud) for b in bauds):
+                raise CaptureError(f"the capture does not fit {baud:g} Bd: {what} (its edges fit "
+                                   f"{' then '.join(f'{b:g} Bd' for b in bauds)}); try --baud auto")
 
 
-def _speed_hint(cap, res: DecodeResult, thresholds, scale, offset, chunk) -> str:
-    """What speeds the capture's edges fit, for an error message ("" if none can be told)."""
+def _edge_bauds(cap, res: DecodeResult, thresholds, scale, offset, chunk) -> list[float]:
+    """The standard speeds the capture's edges fit, part by part ([] if none can be told)."""
     try:
         parts = speed_parts(cap, res.sample_rate, res.option, res.fmt, chunk=chunk, thresholds=thresholds,
                             scale=scale, offset=offset)
     except (ValueError, ArithmeticError):
-        return ""
-    bauds = [f"{b:g} Bd" for _, _, b in parts if b]
-    return f" (its edges fit {' then '.join(bauds)})" if bauds else ""
+        return []
+    return [b for _, _, b in parts if b]
 
 
 def _suspect(res: DecodeResult) -> bool:
