@@ -120,8 +120,13 @@ def test_one_speed_capture_is_not_split():
 
 
 def test_line_stuck_at_space_is_breaks_not_a_wrong_speed():
-    # a loop whose mark current is below the receiver's threshold reads space throughout: BREAKs at
-    # the right speed are the truth, not "does not fit"
+    # a loop whose mark current is below the receiver's threshold reads space throughout: what the
+    # receiver reads (nothing, or BREAKs) is the truth at the right speed, not "does not fit"
     w = synthesize(b"/?!\r\n", baud=300, sample_rate=FS, levels=(2.0, 1.0), seed=6)
     res = decode(w.samples, FS, "current-loop", 300, thresholds=(3.0, 9.0))
-    assert len(res.chars) and res.chars["is_break"].all()
+    assert not (res.chars["is_break"] == 0).any()
+    w = synthesize([0x2F, 0x3F, 0x21, 0x0D, 0x0A], baud=300, sample_rate=FS, idle_before=40, seed=6)
+    x = w.samples.copy()
+    x[int(w.chars[1].t_start_ns * FS / 1e9) + 512:] = 1.0     # the loop opens in the second character
+    res = decode(x, FS, "current-loop", 300)
+    assert res.chars["is_break"][-1] == 1 and res.chars["value"][0] == 0x2F
