@@ -390,6 +390,11 @@ def decode(capture, sample_rate: float | None = None, option="current-loop", bau
     if readahead is None:
         readahead = cap.n > 2 * chunk and (os.cpu_count() or 1) > 1
     res = _decode_run(cap.chunks(chunk, readahead), float(fs), opt, cf, baud, **kw)
+    if thresholds is None and (res.level_source != "histogram" or _suspect(res)):
+        noisy = _bit_average_result(cap, float(fs), opt, cf, baud, res, scale, offset, analysis_samples,
+                                    find_frames)
+        if noisy is not None:
+            return noisy
     _check_truth(res, cap, baud, thresholds, scale, offset, chunk)
     if baud is None and _suspect(res):
         parts = speed_parts(cap, float(fs), opt, cf, chunk=chunk, **{k: kw[k] for k in (
@@ -399,6 +404,52 @@ def decode(capture, sample_rate: float | None = None, option="current-loop", bau
     if find_frames:
         res.frames = frames_in(res.chars, cf)
     return res
+
+
+def _bit_average_result(cap: Capture, fs: float, opt, cf, baud, res: DecodeResult, scale, offset,
+                        analysis_samples: int, find_frames: bool) -> DecodeResult | None:
+    """Under heavy noise (rig.physical.robust.NOISE_RATIO of the swing, rms, or more, measured on the
+    first ``analysis_samples``), the characters decided from bit averages instead of the comparator's
+    edges; None for a capture below that noise (the comparator decoder's result stands).  Edge timings
+    (rise and fall times, jitter, bit widths) are not measured then: the noise hides them."""
+    from rig.physical import robust
+
+    arr = _array_of(cap)
+    head = np.asarray(arr[:max(analysis_samples, 1 << 16)], dtype=np.float64) * scale + offset
+    head = head[np.isfinite(head)]
+    if len(head) < 64:
+        return None
+    b = baud or robust.robust_baud(head, fs, cf, mark_is_high=opt.mark_is_high)
+    if not b:
+        return None
+    lv = robust.robust_levels(head, fs / b)
+    ratio = robust.noise_ratio(head, lv)
+    if lv is None or not ratio >= robust.NOISE_RATIO:
+        return None
+    if not robust.levels_separated(ratio, fs / b):
+        return None                  # noise alone (Otsu splits any histogram): no levels
+    x = np.asarray(arr, dtype=np.float64) * scale + offset
+    chars, lv = robust.decode_bit_average(x, fs, b, cf, mark_is_high=opt.mark_is_high, levels=lv)
+    mark, space = (lv[1], lv[0]) if opt.mark_is_high else (lv[0], lv[1])
+    T = fs / b
+    nb = chars["is_break"] == 0
+    st = dict(res.stats)
+    st.update(T=T, sxy=0.0, sxx=0.0, jit_n=0, glitches=0, breaks=int((~nb).sum()))
+    levels = {"mark": float(mark), "space": float(space), "threshold_low": 0.5 * (mark + space),
+              "threshold_high": 0.5 * (mark + space), "unit": opt.unit,
+              "source": f"bit averages (noise {ratio:.2f} of the swing, rms)"}
+    basis = "edge timings not measured: the noise hides them"
+    M = [Measurement("characters", int(len(chars)), "count"),
+         opt.measure("mark_level", float(mark)), opt.measure("space_level", float(space)),
+         Measurement("noise_rms", ratio, "of swing", basis=basis),
+         Measurement("nominal_baud", float(b), "Bd", basis="given" if baud else "best bit-average decode"),
+         opt.measure("parity_errors", int(((chars["parity_ok"] == 0) & nb).sum())),
+         opt.measure("framing_errors", int(((chars["framing_ok"] == 0) & nb).sum()))]
+    out = DecodeResult(chars, opt, cf, fs, float(b), st, levels, M, np.zeros(0, dtype=res.glitches.dtype), None,
+                       levels["source"])
+    if find_frames:
+        out.frames = frames_in(out.chars, cf)
+    return out
 
 
 def _decode_run(chunks, fs: float, opt, cf, baud, *, thresholds, scale, offset, hysteresis, glitch_ui,
