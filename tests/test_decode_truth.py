@@ -130,3 +130,43 @@ def test_line_stuck_at_space_is_breaks_not_a_wrong_speed():
     x[int(w.chars[1].t_start_ns * FS / 1e9) + 512:] = 1.0     # the loop opens in the second character
     res = decode(x, FS, "current-loop", 300)
     assert res.chars["is_break"][-1] == 1 and res.chars["value"][0] == 0x2F
+
+
+# --------------------------------------------------------------------------- heavy noise
+def mid_bit_errors(w, data, fs, baud):
+    """Characters a receiver sampling once at each bit's middle reads wrong, given the true timing
+    (an independent reference: one sample per bit against mid-swing)."""
+    T = fs / baud
+    mid = 10.5                                           # current loop: mark 20 mA, space 1 mA
+    x = w.samples
+    bad = 0
+    for c in w.chars:
+        t0 = c.t_start_ns * fs / 1e9
+        bits = [x[int(t0 + (k + 0.5) * T)] > mid for k in range(1, 8)]
+        bad += sum(b << k for k, b in enumerate(bits)) != c.value
+    return bad
+
+
+@pytest.mark.parametrize("spb, baud", [(10, 9600), (16, 9600), (16, "auto")])
+def test_heavy_noise_decoded_where_a_mid_bit_sampler_fails(spb, baud):
+    data = bytes(np.random.default_rng(7).integers(0x20, 0x7F, 300).tolist())
+    w = synthesize(data, baud=9600, samples_per_bit=spb, noise=0.4 * 19.0, noise_clip=None, seed=3)
+    assert mid_bit_errors(w, data, w.sample_rate, 9600) > 0.1 * len(data)      # one in ten and more wrong
+    res = decode(w.samples, w.sample_rate, "current-loop", baud)
+    assert res.values == data
+    assert res.values == data and res.nominal_baud == 9600
+    assert res.level_source.startswith("bit averages (noise 0.4")
+    lv = {m.name: m.value for m in res.measurements}
+    assert lv["mark_level"] == pytest.approx(20.0, abs=0.3) and lv["space_level"] == pytest.approx(1.0, abs=0.3)
+    assert "rise_time" not in lv and "jitter_rms" not in lv           # not measured under this noise
+
+
+def test_clean_capture_decoded_exactly_as_the_comparator_decoder_does():
+    from rig._uart import UartDecoder
+
+    data = bytes(np.random.default_rng(8).integers(0x20, 0x7F, 200).tolist())
+    w = synthesize(data, baud=9600, samples_per_bit=10, noise=0.05 * 19.0, seed=4)
+    res = decode(w.samples, w.sample_rate, "current-loop", 9600)
+    dec = UartDecoder(w.sample_rate, 9600, analysis_samples=1 << 18, fallback_thresholds=(3.0, 9.0))
+    dec.feed(w.samples, False)
+    assert res.level_source == "histogram" and res.chars.tobytes() == dec.finish().tobytes()

@@ -428,8 +428,10 @@ def _bit_average_result(cap: Capture, fs: float, opt, cf, baud, res: DecodeResul
         return None
     if not robust.levels_separated(ratio, fs / b):
         return None                  # noise alone (Otsu splits any histogram): no levels
+    sigma = ratio * abs(lv[1] - lv[0])
     x = np.asarray(arr, dtype=np.float64) * scale + offset
     chars, lv = robust.decode_bit_average(x, fs, b, cf, mark_is_high=opt.mark_is_high, levels=lv)
+    ratio = sigma / abs(lv[1] - lv[0]) if lv[1] != lv[0] else ratio     # against the levels the bits show
     mark, space = (lv[1], lv[0]) if opt.mark_is_high else (lv[0], lv[1])
     T = fs / b
     nb = chars["is_break"] == 0

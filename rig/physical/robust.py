@@ -96,8 +96,9 @@ def decode_bit_average(x: np.ndarray, fs: float, baud: float, fmt="7E1", *, mark
                        t0_ns: int = 0) -> tuple[np.ndarray, tuple[float, float] | None]:
     """Characters of ``x`` (raw samples) at ``baud``, each bit decided by the mean of its samples.
 
-    Returns (characters as a ``rig._uart.CHAR_DTYPE`` array, the (low, high) levels used).  No
-    levels: no characters."""
+    Returns (characters as a ``rig._uart.CHAR_DTYPE`` array, (low, high) levels: the mean of the
+    cells read as each level once there are characters, else those the decision used).  No levels:
+    no characters."""
     from rig._uart import CHAR_DTYPE
 
     cf = CharFormat.parse(fmt)
@@ -135,8 +136,12 @@ def decode_bit_average(x: np.ndarray, fs: float, baud: float, fmt="7E1", *, mark
         ia = np.clip(np.ceil(a).astype(np.int64), 0, len(x))
         ib = np.clip(np.floor(b).astype(np.int64) + 1, 0, len(x))
         means = (c[ib] - c[ia]) / np.maximum(ib - ia, 1)
+        cell[:] = means
         return (means > mid_s).astype(np.int64)
 
+    cell = np.zeros(nb)
+    sums = np.zeros(2)                       # cell means of the bits read as space (0) and mark (1)
+    counts = np.zeros(2)
     free_from = 0.0                          # a start edge is looked for from here (previous stop bit)
     expect = None                            # where a character right after the last one would start
     while True:
@@ -175,6 +180,8 @@ def decode_bit_average(x: np.ndarray, fs: float, baud: float, fmt="7E1", *, mark
         if bits[0] != 0:                     # the start bit is not space over its cell: a false start
             free_from = max(j, j0) + 1
             continue
+        sums += np.bincount(bits, weights=cell, minlength=2)
+        counts += np.bincount(bits, minlength=2)
         data = bits[1:1 + cf.data_bits]
         value = int(sum(int(v) << i for i, v in enumerate(data)))
         pos = 1 + cf.data_bits
@@ -198,6 +205,9 @@ def decode_bit_average(x: np.ndarray, fs: float, baud: float, fmt="7E1", *, mark
         expect = None if is_break else t_edge + 0.5 + nb * T
     if rows:
         out = np.array(rows, dtype=CHAR_DTYPE)
+    if counts.all():                         # the levels the decided bits show (noise averaged out)
+        space, mark = sums / counts
+        lv = tuple(sorted((mark, space) if mark_is_high else (-mark, -space)))
     return out, lv
 
 
