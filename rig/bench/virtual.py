@@ -459,6 +459,7 @@ class Acquisition:
     trigger_ns: int
     record: list
     levels: tuple[float, float]
+    noise: float = 0.0                 # rms, option unit: the generator's noise on the line then
 
     def xorigin(self) -> float:
         return (self.t0_ns - self.trigger_ns) / 1e9
@@ -602,7 +603,8 @@ class VirtualScope(VirtualInstrument):
     def _acquire(self, trigger_ns: int) -> None:
         screen = self._screen_ns()
         t0 = trigger_ns + int(round(self.toffset * 1e9)) - screen // 2
-        self.acq = Acquisition(t0, screen, trigger_ns, self.bench.line.record(), self.bench.line_levels())
+        self.acq = Acquisition(t0, screen, trigger_ns, self.bench.line.record(), self.bench.line_levels(),
+                               self.bench.generator_noise())
 
     def _acquire_now(self) -> None:
         """The screen ending now (an auto or forced trigger, or a read while running)."""
@@ -721,7 +723,7 @@ class VirtualScope(VirtualInstrument):
             cfg = self.bench.settings
             self._wf = (acq, key, line_waveform(acq.record, self.bench.option, acq.t0_ns, acq.duration_ns,
                                                 total, self._dirs(ch), acq.levels, cfg.get("rise_time_s", 0.0),
-                                                cfg.get("scope_noise", 0.0), self.bench.seed))
+                                                math.hypot(cfg.get("scope_noise", 0.0), acq.noise), self.bench.seed))
         return self._wf[2].render(start - 1, stop).astype(np.float64) * self.bench.probe_gain()
 
     def q_waveform_data(self, f):
@@ -1227,6 +1229,19 @@ class VirtualBench:
                 else:
                     faults = (Fault("bit_flip", ber=ber, seed=self._seed()),)
             self._own("generator", faults)
+
+    def generator_noise(self) -> float:
+        """The rms, in the option's unit, of the generator's noise on the line now (what the scope
+        shows; the bit errors it causes are its faults): its output on with the noise function and
+        no burst, else 0.  Bursts are not shown (assumed: the scope's view of them is not modelled)."""
+        gen = self.by_capability("generator")
+        if not isinstance(gen, VirtualGenerator):
+            return 0.0
+        ch = self.generator_channel
+        with gen.lock:
+            if not gen.output[ch] or gen.burst[ch] or gen.function[ch] != "noise":
+                return 0.0
+            return loopmodel.COUPLING[self.option.name] * abs(gen.vpp[ch]) / loopmodel.NOISE_CREST
 
     def generator_trigger(self, gen: VirtualGenerator) -> None:
         """A trigger: with burst on and the output on, a noise window of the burst's duration."""
