@@ -174,7 +174,8 @@ def test_idn_mismatch_names_resource_model_and_answer(simlib):
 def test_a_nonzero_error_queue_after_configuration_is_an_error(tmp_path):
     # a dialect slip: the simulated scope does not know this header, answers nothing, queues -113
     m = variant(tmp_path, "rigol-ds1000z",
-                lambda d: d["commands"].update(timebase_offset=":TIMebase:DELay:OFFSet {value}"))
+                lambda d: (d["commands"].update(timebase_offset=":TIMebase:DELay:OFFSet {value}"),
+                           d.pop("scpi")))   # a file without a command tree: the slip is not caught at load
     with Scope(None, m, sim=True, timeout=T) as s:
         with pytest.raises(InstrumentError, match=r'error after configuring the timebase .*'
                                                   r'-113,"Undefined header"'):
@@ -183,14 +184,16 @@ def test_a_nonzero_error_queue_after_configuration_is_an_error(tmp_path):
 
 
 def test_an_instrument_that_does_not_answer_is_a_clear_error_and_outputs_are_left_off(tmp_path):
+    # the simulated supply has no answer for the measurement query (its canned dialogue removed)
     m = variant(tmp_path, "rigol-dp832",
-                lambda d: d["commands"].update({"measure_voltage?": ":MEASure:VOLTage:DC? CH{ch}"}))
+                lambda d: d["sim"].update(dialogues=[x for x in d["sim"]["dialogues"]
+                                                     if x["q"] != ":MEASure:VOLTage? CH1"]))
     lib = write_sim_library(tmp_path / "sim.yaml", [m])
     p = Supply(None, m, sim_library=lib, timeout=T, limits=LOOP)
     try:
         p.configure(1, 12.0, 0.02)
         p.output_on(1)
-        with pytest.raises(InstrumentError, match=r"supply Rigol DP832 at .*: ':MEASure:VOLTage:DC\? CH1': "
+        with pytest.raises(InstrumentError, match=r"supply Rigol DP832 at .*: ':MEASure:VOLTage\? CH1': "
                                                   r"no answer within 0.2 s \(timeout\)"):
             p.ch(1).measured_voltage
         assert p.sent[-3:] == [":OUTPut CH1,OFF", ":OUTPut CH2,OFF", ":OUTPut CH3,OFF"]
