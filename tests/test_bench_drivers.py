@@ -553,3 +553,31 @@ def test_stale_waveform_window_not_reused():
             assert len(again) == 600_000
             np.testing.assert_array_equal(again.volts, full.volts)
             assert np.std(full.volts) > 0             # the noisy record, not a constant that matches anyway
+
+
+def test_scope_shows_the_generators_noise():
+    """Over real TCP: the generator's noise on the line is in the scope's waveform (not only in the bit
+    errors it causes), at the rms the loop model couples it with, and gone once the output is off."""
+    from rig.bench import loop as loopmodel
+    from rig.bench.virtual import VirtualBench
+    from rig.link import VirtualLine
+
+    with VirtualLine() as line, VirtualBench(line) as bench:
+        b = bench.bench()
+        with b.open("scope", timeout=5.0) as s, b.open("generator", timeout=5.0) as g:
+            s.configure_channel(1, scale=bench.probe_gain() * 5.0, offset=-bench.probe_gain() * 20.0)
+            s.configure_timebase(1e-4)
+
+            def rms() -> float:
+                s.run()
+                return float(np.std(s.waveform(1).volts)) / bench.probe_gain()     # option unit (mA)
+
+            quiet = rms()
+            g.noise(1, amplitude=6.0, offset=0.0)
+            g.output_on(1)
+            want = loopmodel.COUPLING["current-loop"] * 6.0 / loopmodel.NOISE_CREST
+            noisy = rms()
+            g.output_off(1)
+            assert quiet < 0.1 * want
+            assert noisy == pytest.approx(want, rel=0.15)
+            assert rms() < 0.1 * want

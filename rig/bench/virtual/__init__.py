@@ -236,6 +236,19 @@ class VirtualBench:
                     faults = (Fault("bit_flip", ber=ber, seed=self._seed()),)
             self._own("generator", faults)
 
+    def generator_noise(self) -> float:
+        """The rms, in the option's unit, of the generator's noise on the line now (what the scope
+        shows; the bit errors it causes are its faults): its output on with the noise function and
+        no burst, else 0.  Bursts are not shown (assumed: the scope's view of them is not modelled)."""
+        gen = self.by_capability("generator")
+        if not isinstance(gen, VirtualGenerator):
+            return 0.0
+        ch = self.generator_channel
+        with gen.lock:
+            if not gen.output(ch) or gen.burst(ch) or gen.function(ch) != "noise":
+                return 0.0
+            return loopmodel.COUPLING[self.option.name] * abs(gen.vpp(ch)) / loopmodel.NOISE_CREST
+
     def generator_trigger(self, gen: VirtualGenerator) -> None:
         """A trigger: with burst on and the output on, a noise window of the burst's duration."""
         ch = self.generator_channel

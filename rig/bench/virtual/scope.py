@@ -17,6 +17,7 @@ Waveforms are synthesised from the line's wire record (rig.physical.synth.line_w
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,7 @@ class Acquisition:
     trigger_ns: int
     record: list
     levels: tuple[float, float]
+    noise: float = 0.0                 # rms, option unit: the generator's noise on the line then
 
     def xorigin(self) -> float:
         return (self.t0_ns - self.trigger_ns) / 1e9
@@ -182,7 +184,8 @@ class VirtualScope(VirtualInstrument):
     def _acquire(self, trigger_ns: int) -> None:
         screen = self._screen_ns()
         t0 = trigger_ns + int(round(self.get("timebase_offset") * 1e9)) - screen // 2
-        self.acq = Acquisition(t0, screen, trigger_ns, self.bench.line.record(), self.bench.line_levels())
+        self.acq = Acquisition(t0, screen, trigger_ns, self.bench.line.record(), self.bench.line_levels(),
+                               self.bench.generator_noise())
 
     def _acquire_now(self) -> None:
         """The screen ending now (an auto or forced trigger, a stop, or a screen read while running)."""
@@ -332,7 +335,7 @@ class VirtualScope(VirtualInstrument):
             cfg = self.bench.settings
             self._wf = (acq, key, line_waveform(acq.record, self.bench.option, acq.t0_ns, acq.duration_ns,
                                                 total, self._dirs(ch), acq.levels, cfg.get("rise_time_s", 0.0),
-                                                cfg.get("scope_noise", 0.0), self.bench.seed))
+                                                math.hypot(cfg.get("scope_noise", 0.0), acq.noise), self.bench.seed))
         return self._wf[2].render(start - 1, stop).astype(np.float64) * self.bench.probe_gain()
 
     def q_waveform_data(self, sfx, p):
