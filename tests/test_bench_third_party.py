@@ -58,13 +58,13 @@ def check(got, want, tol=1e-9):
     return True if got == want else (got, want)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def bench():
     with VirtualLine() as line, VirtualBench(line, settings={"memory_depth": 30_000}) as b:
         yield b
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def table():
     t = Table()
     yield t
@@ -129,7 +129,7 @@ def ds1054z_class():
 
 
 # --------------------------------------------------------------------------- the scope
-def test_scope_drivers(bench, table):
+def scope_operations(bench, table):
     from qcodes.instrument_drivers.rigol import RigolDS1074Z
 
     res = bench.resources["scope"]
@@ -215,7 +215,7 @@ def _wait(pred, timeout=5.0):
 
 
 # --------------------------------------------------------------------------- the generator
-def test_generator_drivers(bench, table):
+def generator_operations(bench, table):
     from qcodes.instrument_drivers.Keysight import Keysight33522B
     from pymeasure.instruments.agilent import Agilent33500
 
@@ -281,7 +281,7 @@ def test_generator_drivers(bench, table):
 
 
 # --------------------------------------------------------------------------- the supply
-def test_supply_driver(bench, table):
+def supply_operations(bench, table):
     from qcodes.instrument_drivers.rigol import RigolDP832
 
     res = bench.resources["supply"]
@@ -314,7 +314,7 @@ def test_supply_driver(bench, table):
 
 
 # --------------------------------------------------------------------------- the meter
-def test_meter_drivers(bench, table):
+def meter_operations(bench, table):
     from qcodes.instrument_drivers.Keysight import Keysight34461A
     from pymeasure.instruments.agilent import Agilent34410A
 
@@ -366,10 +366,12 @@ def test_meter_drivers(bench, table):
 
 
 # --------------------------------------------------------------------------- the verdict
-def test_at_least_95_percent_of_the_operations_work(table):
+def test_at_least_95_percent_of_the_operations_work(bench, table):
+    for operations in (scope_operations, generator_operations, supply_operations, meter_operations):
+        operations(bench, table)
     n = len(table.rows)
     fails = table.failures()
-    assert n >= 80, f"only {n} operations attempted (the other tests of this file must run first)"
+    assert n >= 100, f"only {n} operations attempted"
     worked = (n - len(fails)) / n
     assert worked >= 0.95, f"{worked:.1%} of {n} operations worked; failures: " + \
         "; ".join(f"{i}/{d}/{w}: {r}" for i, d, w, r in fails)
