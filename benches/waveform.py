@@ -23,6 +23,15 @@ here: the same memory-mapped 1 M-sample chunks summed (numpy), and a sum over it
 
     python benches/waveform.py [--sizes 1e6,1e7,5e7] [--spb 10,100] [--numpy-max 5e7] [--sigrok-max 5e7]
                                [--repeat 3] [--no-floor]
+
+Heavy noise (``--noise``): captures of ``--noise-size`` samples (default 5e5) at 10 and 16 samples per
+bit with white Gaussian noise of 0.05 to 0.4 of the swing (rms, unclipped), characters back to back;
+the characters each decoder gets wrong (the decoded text aligned with the sent one): rig's decode()
+(the speed given, and auto), the plain numpy comparator decoder, sigrok-cli on the capture thresholded
+at mid-swing, and a receiver sampling once at each bit's middle with the true timing (the reference
+the issue names: where it fails, rig must not).
+
+    python benches/waveform.py --noise [--noise-size 5e5] [--noise-levels 0.05,0.1,0.2,0.3,0.4] [--spb 10,16]
 """
 from __future__ import annotations
 
@@ -123,7 +132,7 @@ def run_child(kind, path, fs):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_sigrok(path, fs, tmp):
+def run_sigrok(path, fs, tmp, full=False):
     x = np.load(path, mmap_mode="r")
     binf = os.path.join(tmp, "logic.bin")
     with open(binf, "wb") as f:
@@ -136,7 +145,8 @@ def run_sigrok(path, fs, tmp):
     dt = time.perf_counter() - t
     vals = bytes(int(line.split()[-1], 16) & 0x7F for line in out.stdout.splitlines() if line.strip())
     os.unlink(binf)
-    return {"t": dt, "n": len(vals), "vals": vals[:64].hex(), "hash": hashlib.sha1(vals).hexdigest()}
+    return {"t": dt, "n": len(vals), "vals": vals[:64].hex(), "hash": hashlib.sha1(vals).hexdigest(),
+            **({"all": vals} if full else {})}
 
 
 def make_capture(n, spb, path, seed=1):
@@ -152,6 +162,68 @@ def make_capture(n, spb, path, seed=1):
     return w.sample_rate, truth, w.n_samples
 
 
+def char_errors(got: bytes, truth: bytes) -> int:
+    """Sent characters not read as sent: the decoded text aligned with the sent one."""
+    from difflib import SequenceMatcher
+    sm = SequenceMatcher(None, got, truth, autojunk=False)
+    return len(truth) - sum(b.size for b in sm.get_matching_blocks())
+
+
+def noise_bench(a) -> None:
+    from rig.physical.analysis import CaptureError, decode
+    from rig.physical.model import decode_model
+    from rig.physical.synth import synthesize
+
+    have_sigrok = shutil.which("sigrok-cli") is not None
+    if not have_sigrok:
+        print("note: sigrok-cli not found (Debian package sigrok-cli): its column is skipped")
+    swing = 19.0                 # current loop: mark 20 mA, space 1 mA
+    print(f"characters wrong of those sent, {int(float(a.noise_size))} samples per capture, 7E1 at {BAUD} Bd, "
+          f"characters back to back")
+    print(f"{'spb':>4} {'noise':>6} {'chars':>6} | {'rig 9600':>9} {'rig auto':>9} {'rig ms':>7} | {'numpy':>6} | "
+          f"{'sigrok':>6} | {'mid-bit':>7} | rig decoded from")
+    with tempfile.TemporaryDirectory() as tmp:
+        for spb in [int(x) for x in a.spb.split(",")]:
+            for nr in [float(x) for x in a.noise_levels.split(",")]:
+                n = int(float(a.noise_size))
+                nchars = int(n / (spb * 10)) - 4
+                data = bytes(np.random.default_rng(11).integers(0x20, 0x7F, nchars).astype(np.uint8))
+                w = synthesize(data, "current-loop", baud=BAUD, samples_per_bit=spb, noise=nr * swing,
+                               noise_clip=None, seed=12)
+                x = np.asarray(w.samples, dtype=np.float32)
+                fs = w.sample_rate
+                cols = []
+                src = ""
+                t = time.perf_counter()
+                for baud in (BAUD, "auto"):
+                    try:
+                        res = decode(x, fs, "current-loop", baud)
+                        cols.append(char_errors(bytes((res.chars["value"][res.chars["is_break"] == 0] & 0x7F)
+                                                      .astype(np.uint8).tolist()), data))
+                        src = src or res.level_source
+                    except CaptureError as e:
+                        cols.append(f"refused: {e}"[:9])
+                    if baud == BAUD:
+                        ms = (time.perf_counter() - t) * 1e3
+                chars, *_ = decode_model(x, fs, BAUD, mark_is_high=True)
+                npy = char_errors(bytes(c["value"] & 0x7F for c in chars if not c.get("is_break")), data)
+                sg = "-"
+                if have_sigrok:
+                    path = os.path.join(tmp, "cap.npy")
+                    np.save(path, x)
+                    out = run_sigrok(path, fs, tmp, full=True)
+                    sg = char_errors(out["all"], data)
+                T = fs / BAUD
+                mid = 10.5
+                wrong = 0
+                for c in w.chars:
+                    t0 = c.t_start_ns * fs / 1e9
+                    bits = [x[int(t0 + (k + 0.5) * T)] > mid for k in range(1, 8)]
+                    wrong += sum(int(b) << k for k, b in enumerate(bits)) != c.value
+                print(f"{spb:4d} {nr:6.2f} {len(data):6d} | {cols[0]!s:>9} {cols[1]!s:>9} {ms:7.0f} | {npy:6d} | "
+                      f"{sg!s:>6} | {wrong:7d} | {src}", flush=True)
+
+
 def fmt_rate(r):
     return f"{r / 1e6:8.1f} M/s" if r < 1e9 else f"{r / 1e9:8.2f} G/s"
 
@@ -165,7 +237,15 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="rig runs per capture (best kept)")
     ap.add_argument("--no-floor", action="store_true", help="skip the floor line (reading the capture alone)")
     ap.add_argument("--child", nargs=3)
+    ap.add_argument("--noise", action="store_true", help="characters wrong under heavy noise (see above)")
+    ap.add_argument("--noise-size", default="5e5")
+    ap.add_argument("--noise-levels", default="0.05,0.1,0.2,0.3,0.4")
     a = ap.parse_args()
+    if a.noise:
+        if a.spb == "10,100":
+            a.spb = "10,16"
+        noise_bench(a)
+        return
     if a.child:
         child(a.child[0], a.child[1], float(a.child[2]))
         return

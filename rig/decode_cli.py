@@ -88,8 +88,15 @@ def print_report(res, out=None) -> None:
     out = out or sys.stdout
     c = res.chars
     w = out.write
-    w(f"option {res.option.name} ({res.option.unit}), {res.fmt}, {res.sample_rate:g} samples/s, "
-      f"{res.baud:.1f} Bd measured, levels from {res.level_source}\n")
+    if res.parts:
+        w(f"option {res.option.name} ({res.option.unit}), {res.fmt}, {res.sample_rate:g} samples/s, "
+          f"{len(res.parts)} parts at their own speeds, levels from {res.level_source}\n")
+        for k, (a, b, r) in enumerate(res.parts, 1):
+            w(f"  part{k}: samples {a}..{b - 1} ({a / res.sample_rate:.6f} .. {b / res.sample_rate:.6f} s), "
+              f"{r.nominal_baud:g} Bd nominal, {r.baud:.1f} Bd measured, {len(r.chars)} characters\n")
+    else:
+        w(f"option {res.option.name} ({res.option.unit}), {res.fmt}, {res.sample_rate:g} samples/s, "
+          f"{res.baud:.1f} Bd measured, levels from {res.level_source}\n")
     w(f"{len(c)} characters:\n")
     text = "".join("<BREAK>" if b else _show(int(v)) for v, b in zip(c["value"], c["is_break"]))
     w(f"  {text}\n")

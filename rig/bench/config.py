@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rig.bench.models import CAPABILITIES, InstrumentModel, ModelError, load_model
-from rig.bench.safety import DutLimits
+from rig.bench.safety import DutLimits, LimitError
 from rig.physical.options import get_option
 
 ROLES = CAPABILITIES    # a role is the capability the instrument plays on the bench
@@ -126,8 +126,8 @@ def parse_bench(data: dict, path: Path | str) -> BenchConfig:
         overrides[k] = _expect(path, f"dut.{k}", v, (int, float), "a number")
     try:
         limits = DutLimits.for_option(opt, **overrides)
-    except ValueError as e:
-        raise ConfigError(path, "dut", str(e)) from None
+    except LimitError as e:
+        raise ConfigError(path, f"dut.{e.key}", e.reason) from None
     insts = _expect(path, "instruments", data.get("instruments", {}), dict, "a table of roles")
     out = {}
     for role, t in insts.items():
@@ -160,7 +160,7 @@ def parse_bench(data: dict, path: Path | str) -> BenchConfig:
         if backend is not None:
             _expect(path, f"{where}.backend", backend, str, "a pyvisa backend such as '@py'")
         timeout = _expect(path, f"{where}.timeout", t.get("timeout", 2.0), (int, float), "seconds")
-        if timeout <= 0:
+        if not timeout > 0 or timeout == float("inf"):
             raise ConfigError(path, f"{where}.timeout", f"expected seconds > 0, got {timeout!r}")
         out[role] = InstrumentConfig(role, model, resource, channel, backend, float(timeout))
     return BenchConfig(opt.name, limits, out, Path(path) if not str(path).startswith("<") else None)
@@ -176,6 +176,10 @@ def load_bench(path: Path | str | None = None) -> BenchConfig:
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as e:
         raise ConfigError(p, None, f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[:e.start].count(b"\n") + 1
+        raise ConfigError(p, None, f"not UTF-8 text: byte {e.object[e.start]:#04x} at line {line} "
+                                   f"(offset {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(p, None, f"not valid TOML: {e}") from None
     return parse_bench(data, p)

@@ -31,8 +31,8 @@ from rig.bench.models import InstrumentModel, load_model, sim_resource, write_si
 from rig.bench.safety import OUTPUTS, DutLimits, SafetyError
 from rig.measurement import Measurement
 
-__all__ = ["BlockError", "Control", "Generator", "Instrument", "InstrumentError", "Meter", "Scope",
-           "ScopeWaveform", "Supply", "open_instrument", "parse_block", "SafetyError"]
+__all__ = ["Control", "Generator", "Instrument", "InstrumentError", "Meter", "Scope", "ScopeWaveform", "Supply",
+           "open_instrument", "SafetyError"]
 
 OVERLOAD = 9.0e37          # SCPI "not a number / overload" answers are 9.9E37 (and 9.91E37)
 
@@ -41,57 +41,23 @@ class InstrumentError(RuntimeError):
     """An instrument that cannot be used as asked: wrong identity, no answer, garbage, error queue."""
 
 
-class BlockError(ValueError):
-    """A malformed or short IEEE 488.2 definite-length block."""
-
-
-# --------------------------------------------------------------------------- IEEE 488.2 blocks
-def block_header(data: bytes) -> tuple[int, int]:
-    """``(header length, payload length)`` of the definite-length block starting ``data``.
-
-    Raises :class:`BlockError` when ``data`` is not (yet) a whole header."""
-    if len(data) < 1:
-        raise BlockError("empty answer where a binary block '#<n><length><data>' was expected")
-    if data[:1] != b"#":
-        raise BlockError(f"not a binary block: starts with {bytes(data[:12])!r}, not '#'")
-    if len(data) < 2:
-        raise BlockError("binary block header cut short after '#'")
-    nd = data[1:2]
-    if nd == b"0":
-        raise BlockError("indefinite-length block '#0' is not supported; expected '#<n><length><data>'")
-    if not nd.isdigit():
-        raise BlockError(f"binary block header: digit count {nd!r} is not a digit 1-9")
-    n = int(nd)
-    digits = bytes(data[2:2 + n])
-    if len(digits) < n:
-        raise BlockError(f"binary block header cut short: {n} length digits announced, {len(digits)} present")
-    if not digits.isdigit():
-        raise BlockError(f"binary block header: length {digits!r} is not {n} decimal digits")
-    return 2 + n, int(digits)
-
-
-def parse_block(data: bytes, termination: bytes | None = None) -> tuple[bytes, int]:
-    """The payload of the IEEE 488.2 definite-length block ``#<n><length><payload>`` at the start of
-    ``data`` and the number of bytes used (header + payload, plus ``termination`` if it follows).
-
-    Raises :class:`BlockError` for a header that is not one, an indefinite-length block, and a
-    payload shorter than announced (a short block)."""
-    data = bytes(data)
-    hlen, length = block_header(data)
-    payload = data[hlen:hlen + length]
-    if len(payload) < length:
-        raise BlockError(f"short binary block: {length} bytes announced, {len(payload)} received")
-    used = hlen + length
-    if termination and data[used:used + len(termination)] == termination:
-        used += len(termination)
-    return payload, used
-
-
 # --------------------------------------------------------------------------- declarative settings
-def in_range(low: float | None, high: float | None, unit: str = "") -> Callable:
-    """Validator: a number within [low, high]."""
-    def check(owner, value):
+def finite(who: str, value, unit: str = "") -> float:
+    """``value`` as a finite float, or :class:`SafetyError` naming ``who``: NaN and infinity compare
+    False with every limit, so they are refused before any limit is looked at."""
+    try:
         v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{who}: {value!r} is not a number") from None
+    if not math.isfinite(v):
+        raise SafetyError(f"{who}: {value!r} {unit} is not a finite number; nothing was sent".replace("  ", " "))
+    return v
+
+
+def in_range(low: float | None, high: float | None, unit: str = "") -> Callable:
+    """Validator: a finite number within [low, high]."""
+    def check(owner, value):
+        v = finite(owner.name, value, unit)
         if (low is not None and v < low) or (high is not None and v > high):
             raise ValueError(f"{owner.name}: {v:g} {unit} is outside {low:g} .. {high:g} {unit}".replace("  ", " "))
         return v
@@ -99,12 +65,27 @@ def in_range(low: float | None, high: float | None, unit: str = "") -> Callable:
 
 
 def facts_range(fact: str, unit: str = "") -> Callable:
-    """Validator: a number within the model's ``facts[fact] = [low, high]`` (no check if not stated)."""
+    """Validator: a finite number within the model's ``facts[fact] = [low, high]`` (if stated)."""
     def check(owner, value):
         rng = owner.model.facts.get(fact)
         if rng:
             return in_range(rng[0], rng[1], unit)(owner, value)
-        return float(value)
+        return finite(owner.name, value, unit)
+    return check
+
+
+def facts_choice(fact: str, unit: str = "") -> Callable:
+    """Validator: one of the numbers in the model's ``facts[fact]`` (the values the instrument
+    accepts, e.g. a meter's NPLC settings), or MIN/MAX/DEF; any finite number if not stated."""
+    def check(owner, value):
+        if isinstance(value, str) and value.strip().upper() in ("MIN", "MAX", "DEF"):
+            return value.strip().upper()
+        v = finite(owner.name, value, unit)
+        allowed = owner.model.facts.get(fact)
+        if allowed and not any(math.isclose(v, float(a), rel_tol=1e-9) for a in allowed):
+            raise ValueError(f"{owner.name}: {v:g} {unit} is not one of the values the instrument accepts, "
+                             f"{', '.join(f'{float(a):g}' for a in allowed)}".replace("  ", " "))
+        return v
     return check
 
 
@@ -359,7 +340,46 @@ class Instrument:
         return answer
 
     def _write(self, key: str, **fields) -> None:
+        value = fields.get("value")
+        if value is not None and not isinstance(value, bool):
+            bad = isinstance(value, (int, float)) and not math.isfinite(value)
+            bad = bad or (isinstance(value, str) and value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity"))
+            if bad:     # the last line of defence: no command carries NaN or infinity to an instrument
+                raise SafetyError(f"{self.name}: {key} = {value!r} is not a finite number; nothing was sent")
         self.send(self.model.command(key, **fields))
+
+    # -- IEEE 488.2 binary blocks, through pyvisa (errors name the instrument and the command)
+    def _binary(self, text: str, action: str, call: Callable):
+        import pyvisa
+
+        res = self._require_open(text)
+        try:
+            return call(res)
+        except pyvisa.errors.VisaIOError as e:
+            if e.error_code == pyvisa.constants.StatusCode.error_timeout:
+                raise self._fail(text, f"{action}: short or missing binary block: no data within "
+                                       f"{self.timeout:g} s (timeout)", e) from e
+            raise self._fail(text, f"{action}: {e}", e) from e
+        except (ValueError, RuntimeError, pyvisa.errors.InvalidBinaryFormat) as e:
+            raise self._fail(text, f"{action}: not an IEEE 488.2 definite-length block ({e})", e) from e
+
+    def query_block(self, text: str, dtype: np.dtype) -> np.ndarray:
+        """Send query ``text`` and read its definite-length binary block answer as ``dtype`` values
+        (pyvisa's ``query_binary_values``)."""
+        dtype = np.dtype(dtype)
+        self.sent.append(text)
+        return self._binary(text, "reading the binary block", lambda res: res.query_binary_values(
+            text, datatype=dtype.char, is_big_endian=dtype.byteorder == ">", container=np.ndarray,
+            header_fmt="ieee", expect_termination=True))
+
+    def write_block(self, head: str, values: np.ndarray) -> None:
+        """Write ``head`` followed by ``values`` as one definite-length binary block (pyvisa's
+        ``write_binary_values``; the write termination follows)."""
+        values = np.asarray(values)
+        self.sent.append(f"{head}<block of {values.nbytes} bytes>")
+        self._binary(head, f"writing a {values.nbytes}-byte block", lambda res: res.write_binary_values(
+            head, values, datatype=values.dtype.char, is_big_endian=values.dtype.byteorder == ">",
+            header_fmt="ieee"))
 
     def _query(self, key: str, **fields) -> str:
         return self.ask(self.model.command(key, **fields))
@@ -456,6 +476,22 @@ class OutputInstrument(Instrument):
 
     def output_state(self, ch: int = 1) -> bool:
         return self._query_cast("output?", bool, ch=ch)
+
+    def _verified(self, key: str, ch: int, what: str) -> float:
+        """A programmed setting read back for a safety check.  An answer that is not a finite number
+        (``9.9E37`` overload, ``NAN``) cannot be checked, so it is not taken as 0: the channel's output
+        is switched off and :class:`SafetyError` raised."""
+        text = self.model.command(key, ch=ch)
+        answer = self.ask(text)
+        try:
+            v = float(answer.split(",")[0])
+        except ValueError:
+            v = float("nan")
+        if not math.isfinite(v) or abs(v) >= OVERLOAD:
+            self.output_off(ch)
+            raise SafetyError(f"{self.ch(ch).name}: the {what} read back with {text!r} is {answer[:40]!r}, "
+                              f"which cannot be checked against the DUT's limits; the output stays off")
+        return v
 
     def emergency_off(self, flush: bool = False) -> None:
         """Every output off without raising and without waiting for answers.  ``flush``: first end a
@@ -608,11 +644,18 @@ class Scope(Instrument):
         """Arm one acquisition."""
         self._write("single")
 
+    def trigger_status(self) -> str:
+        """The trigger status word as the scope answers it (e.g. ``TD``, ``WAIT``, ``RUN``, ``STOP``)."""
+        return self._query("trigger_status?").strip().upper()
+
     def triggered(self) -> bool:
-        state = self._query("trigger_status?").strip().upper()
+        """True once the armed acquisition is complete.  Only the model's ``captured`` words count
+        (a DS1000Z says ``STOP``): ``TD`` ("triggered") is said while the memory still fills after
+        the trigger, so it is waiting, as are the words the model lists as waiting."""
+        state = self.trigger_status()
         states = self.model.facts.get("trigger_states", {})
-        captured = [s.upper() for s in states.get("captured", ["STOP", "TD"])]
-        waiting = [s.upper() for s in states.get("waiting", ["WAIT", "RUN", "AUTO"])]
+        captured = [s.upper() for s in states.get("captured", ["STOP"])]
+        waiting = [s.upper() for s in states.get("waiting", ["WAIT", "RUN", "AUTO", "TD"])]
         if state in captured:
             return True
         if state in waiting:
@@ -652,98 +695,130 @@ class Scope(Instrument):
         self.single()
         self.wait_triggered(timeout)
 
+    # -- acquisition memory
+    @property
+    def memory_depth(self) -> int | str:
+        """The acquisition memory depth in points (``"AUTO"`` when the scope chooses)."""
+        text = self.model.command("memory_depth?")
+        answer = self.ask(text)
+        if answer.strip().upper() == "AUTO":
+            return "AUTO"
+        try:
+            v = float(answer)
+        except ValueError:
+            v = float("nan")
+        if not math.isfinite(v) or v <= 0 or v != int(v):
+            raise self._fail(text, f"garbage answer {answer[:40]!r}, expected a number of points or AUTO")
+        return int(v)
+
+    @memory_depth.setter
+    def memory_depth(self, points: int | str) -> None:
+        """Set the memory depth: ``"AUTO"`` or one of the model's ``memory_depths`` (for the number of
+        channels shown: the scope refuses the others, which :meth:`check_errors` reports)."""
+        if isinstance(points, str) and points.strip().upper() == "AUTO":
+            value = "AUTO"
+        else:
+            v = finite(self.name, points, "points")
+            table = self.model.facts.get("memory_depths") or {}
+            allowed = sorted({int(x) for row in table.values() for x in row})
+            if v != int(v) or (allowed and int(v) not in allowed):
+                raise ValueError(f"{self.name}: memory depth {points!r} is not AUTO or one of {allowed}")
+            value = int(v)
+        self._write("memory_depth", value=value)
+        self.check_errors(f"memory depth {value}")
+
+    def sample_rate(self) -> float:
+        """The current sample rate, Sa/s, as the scope reports it."""
+        text = self.model.command("sample_rate?")
+        v = self._query_cast("sample_rate?", float)
+        if v is None or v <= 0:
+            raise self._fail(text, "no sample rate the driver can use (overload, NaN or not positive)")
+        return v
+
     # -- waveform transfer
+    #: preamble fields that are integers (IEEE 488.2 / the DS1000Z preamble); y_origin is one where it
+    #: is in codes (``y_origin_in: codes``), not in volts
+    PREAMBLE_INTEGERS = ("format", "type", "points", "count", "x_reference", "y_reference")
+
     def preamble(self) -> dict:
+        """The waveform preamble as a dict of the model's field names: integer fields as ``int``
+        (an integer-valued answer in any notation), the others as finite floats."""
         text = self.model.command("waveform_preamble?")
         answer = self.ask(text)
-        names = self.model.facts["waveform"].get("preamble")
+        wf = self.model.facts["waveform"]
+        names = wf.get("preamble")
         parts = [p.strip() for p in answer.split(",")]
         if not names or len(parts) < len(names):
             raise self._fail(text, f"garbage preamble {answer[:80]!r}: expected {len(names or [])} fields {names}")
-        try:
-            return {n: float(p) for n, p in zip(names, parts)}
-        except ValueError:
-            raise self._fail(text, f"garbage preamble {answer[:80]!r}: fields are not numbers") from None
-
-    def read_block(self, text: str) -> bytes:
-        """Send query ``text`` and read its IEEE 488.2 definite-length block answer (and termination)."""
-        import pyvisa
-
-        self.send(text)
-        res = self._res
-        buf = bytearray()
-
-        def need(n: int, what: str, base: int = 0) -> None:
-            while len(buf) < n:
-                try:
-                    with res.ignore_warning(pyvisa.constants.StatusCode.success_max_count_read):
-                        chunk, _status = res.visalib.read(res.session, max(1, min(n - len(buf), 1 << 20)))
-                except pyvisa.errors.VisaIOError as e:
-                    if e.error_code == pyvisa.constants.StatusCode.error_timeout:
-                        raise self._fail(text, f"{what}: {len(buf) - base} of {n - base} bytes received, then "
-                                               f"no data within {self.timeout:g} s (timeout)") from e
-                    raise self._fail(text, f"{what}: read failed: {e}") from e
-                buf.extend(chunk)
-
-        need(2, "short binary block (header)")
-        try:
-            if buf[:1] != b"#":
-                raise BlockError(f"not a binary block: starts with {bytes(buf[:2])!r}, not '#'")
-            if buf[1:2].isdigit() and buf[1:2] != b"0":
-                need(2 + int(buf[1:2]), "short binary block (header)")
-            _hlen, length = block_header(bytes(buf))
-            need(_hlen + length, "short binary block", base=_hlen)
-            payload, used = parse_block(bytes(buf))
-        except BlockError as e:
-            raise self._fail(text, str(e)) from None
-        term = self.model.read_termination.encode()
-        rest = bytes(buf[used:])
-        if len(rest) < len(term):
-            need(used + len(term), "binary block without its termination")
-            rest = bytes(buf[used:])
-        if rest[:len(term)] != term:
-            raise self._fail(text, f"garbage after the binary block: {rest[:20]!r}")
-        return payload
+        ints = set(self.PREAMBLE_INTEGERS) | ({"y_origin"} if wf.get("y_origin_in", "codes") == "codes" else set())
+        out: dict = {}
+        for n, p in zip(names, parts):
+            try:
+                v = float(p)
+            except ValueError:
+                raise self._fail(text, f"garbage preamble {answer[:80]!r}: {n} = {p!r} is not a number") from None
+            if not math.isfinite(v):
+                raise self._fail(text, f"garbage preamble {answer[:80]!r}: {n} = {p!r} is not finite")
+            if n in ints:
+                if v != int(v):
+                    raise self._fail(text, f"garbage preamble {answer[:80]!r}: {n} = {p!r} is not an integer")
+                v = int(v)
+            out[n] = v
+        return out
 
     def waveform(self, ch: int, points: int | None = None) -> ScopeWaveform:
-        """The acquired waveform of channel ``ch`` in volts (all points of the acquisition memory in
-        the model's transfer mode, or ``points``), read in chunks of ``max_points_per_read``."""
+        """The acquired waveform of channel ``ch`` in volts: every point the preamble announces (or the
+        first ``points``), read in chunks of ``max_points_per_read``.
+
+        In RAW mode (the acquisition memory) the scope is stopped first (a DS1000Z reads its memory
+        only when stopped).  The window (``waveform_start``/``waveform_stop``) is written before
+        every read, so a window left by an earlier transfer is never reused, and each chunk's
+        length is checked against it: a short answer is an :class:`InstrumentError`."""
         self.ch(ch)
         wf = self.model.facts["waveform"]
+        mode = str(wf.get("mode", "NORMal"))
+        if mode.upper().startswith("RAW"):
+            self.stop()
         self._write("waveform_source", ch=ch)
-        self._write("waveform_mode", value=wf.get("mode", "NORMal"))
+        self._write("waveform_mode", value=mode)
         self._write("waveform_format", value=wf.get("format", "BYTE"))
         if points is not None and self.model.has("waveform_points"):
             self._write("waveform_points", value=int(points))
         pre = self.preamble()
-        total = int(pre.get("points", 0)) or int(points or 0)
+        cmd = self.model.command("waveform_data?")
+        total = int(pre.get("points", 0))
         if points is not None:
             total = min(total, int(points)) if total else int(points)
-        step = int(wf.get("max_points_per_read") or 0)
-        cmd = self.model.command("waveform_data?")
-        if step and total > step and self.model.has("waveform_start") and self.model.has("waveform_stop"):
-            parts = []
-            for start in range(1, total + 1, step):
-                stop = min(start + step - 1, total)
+        if total <= 0:
+            raise self._fail(self.model.command("waveform_preamble?"),
+                             f"the preamble announces {pre.get('points')!r} points: nothing to read")
+        dtype = np.dtype(wf.get("dtype", "B"))
+        dtype = dtype.newbyteorder(">" if wf.get("byte_order") == "big" else "<")
+        windows = self.model.has("waveform_start") and self.model.has("waveform_stop")
+        step = int(wf.get("max_points_per_read") or 0) or total
+        if not windows and total > step:
+            raise InstrumentError(f"{self.name}: {total} points exceed one read of {step} and the model has no "
+                                  f"waveform_start/waveform_stop window")
+        parts = []
+        for start in range(1, total + 1, step):
+            stop = min(start + step - 1, total)
+            if windows:
                 self._write("waveform_start", value=start)
                 self._write("waveform_stop", value=stop)
-                parts.append(self.read_block(cmd))
-            raw = b"".join(parts)
-        else:
-            raw = self.read_block(cmd)
-        dtype = np.dtype(wf.get("dtype", "B"))
-        if wf.get("byte_order") == "big":
-            dtype = dtype.newbyteorder(">")
-        if len(raw) % dtype.itemsize:
-            raise self._fail(cmd, f"binary block of {len(raw)} bytes is not a whole number of "
-                                  f"{dtype.itemsize}-byte samples")
-        codes = np.frombuffer(raw, dtype=dtype).astype(np.float64)
+            codes = self.query_block(cmd, dtype)
+            if len(codes) != stop - start + 1:
+                raise self._fail(cmd, f"{len(codes)} points returned for points {start}..{stop} "
+                                      f"({stop - start + 1} expected; the preamble announces {pre.get('points')})")
+            parts.append(codes)
+        codes = (np.concatenate(parts) if len(parts) > 1 else parts[0]).astype(np.float64)
         yinc, yorg, yref = pre.get("y_increment", 1.0), pre.get("y_origin", 0.0), pre.get("y_reference", 0.0)
         if wf.get("y_origin_in", "codes") == "codes":
             volts = (codes - yorg - yref) * yinc
         else:
             volts = (codes - yref) * yinc + yorg
         xinc, xorg, xref = pre.get("x_increment", 1.0), pre.get("x_origin", 0.0), pre.get("x_reference", 0.0)
+        if not xinc > 0:
+            raise self._fail(self.model.command("waveform_preamble?"), f"x_increment {xinc!r} is not positive")
         self.check_errors(f"waveform transfer of CH{ch}")
         return ScopeWaveform(ch, volts, xorg - xref * xinc, xinc, pre)
 
@@ -768,7 +843,7 @@ class Scope(Instrument):
 
 # --------------------------------------------------------------------------- generator
 def _safe_amplitude(chan, value):
-    v = float(value)
+    v = finite(chan.name, value, "Vpp")
     lim = chan._instrument.limits
     if lim is not None:
         lim.check_span(chan.name, v, chan._instrument._known(chan, "offset"))
@@ -779,7 +854,7 @@ def _safe_amplitude(chan, value):
 
 
 def _safe_offset(chan, value):
-    v = float(value)
+    v = finite(chan.name, value, "V")
     lim = chan._instrument.limits
     if lim is not None:
         lim.check_span(chan.name, chan._instrument._known(chan, "amplitude"), v)
@@ -812,16 +887,31 @@ class Generator(OutputInstrument):
         self.check_errors("opening")
 
     def _known(self, chan: GeneratorChannel, attr: str) -> float:
-        """The programmed amplitude/offset of ``chan`` (remembered, else queried)."""
+        """The programmed amplitude/offset of ``chan`` (remembered, else read back; a readback that
+        cannot be verified is an error, never 0)."""
         if attr not in chan.state:
-            chan.state[attr] = getattr(chan, attr) or 0.0
+            chan.state[attr] = self._verified(f"{attr}?", chan.ch, attr)
         return float(chan.state[attr])
+
+    def _check_levels(self, c: GeneratorChannel, amplitude, offset) -> tuple[float, float]:
+        """Amplitude (Vpp) and offset checked, before anything is sent: finite, within the DUT's
+        limits (both peaks) and within the model's ranges.  Returns them as floats."""
+        amplitude = finite(c.name, amplitude, "Vpp")
+        offset = finite(c.name, offset, "V")
+        if self.limits is not None:
+            self.limits.check_span(c.name, amplitude, offset)
+        fr = self.model.facts.get("amplitude_vpp")
+        if fr:
+            in_range(fr[0], fr[1], "Vpp")(c, amplitude)
+        fr = self.model.facts.get("offset_v")
+        if fr:
+            in_range(fr[0], fr[1], "V")(c, offset)
+        return amplitude, offset
 
     def set_levels(self, ch: int, amplitude: float, offset: float = 0.0) -> None:
         """Amplitude (Vpp) and offset, written in the order whose intermediate state is also safe."""
         c = self.ch(ch)
-        if self.limits is not None:
-            self.limits.check_span(c.name, amplitude, offset)
+        amplitude, offset = self._check_levels(c, amplitude, offset)
         if abs(amplitude) <= abs(self._known(c, "amplitude")):
             c.amplitude = amplitude
             c.offset = offset
@@ -843,46 +933,36 @@ class Generator(OutputInstrument):
         if len(x) > int(arb.get("max_points", len(x))) or len(x) < int(arb.get("min_points", 1)):
             raise ValueError(f"{c.name}: {len(x)} samples; the model takes {arb.get('min_points', 1)} .. "
                              f"{arb.get('max_points')}")
-        if self.limits is not None:
-            self.limits.check_span(c.name, amplitude, offset)
+        amplitude, offset = self._check_levels(c, amplitude, offset)
         sr = arb.get("sample_rate")
-        if sr:
-            in_range(sr[0], sr[1], "Sa/s")(c, sample_rate)
+        sample_rate = in_range(sr[0], sr[1], "Sa/s")(c, sample_rate) if sr else finite(c.name, sample_rate, "Sa/s")
         lo, hi = int(arb["dac_min"]), int(arb["dac_max"])
         codes = np.round((x + 1.0) / 2.0 * (hi - lo) + lo).astype(np.int64)
         dtype = np.dtype(arb.get("datatype", "h")).newbyteorder("<" if arb.get("byte_order", "little") == "little" else ">")
-        payload = codes.astype(dtype).tobytes()
         self.output_off(ch)
         self._write("arb_clear", ch=ch)
         head = self.model.command("arb_upload", ch=ch, name=name)
-        self._send_block(head, payload)
+        self.write_block(head, codes.astype(dtype))
         self.check_errors(f"uploading {len(x)} points to CH{ch}")
         self._leave_dc(c)
         self._write("function_arbitrary", ch=ch)
         self._write("arb_select", ch=ch, name=name)
-        self._write("arb_sample_rate", ch=ch, value=float(sample_rate))
+        self._write("arb_sample_rate", ch=ch, value=sample_rate)
         self.set_levels(ch, amplitude, offset)
         self.check_errors(f"arbitrary waveform on CH{ch}")
 
-    def _send_block(self, head: str, payload: bytes) -> None:
-        from rig.bench.models import encode_block
-
-        res = self._require_open(head)
-        data = head.encode("latin-1") + encode_block(payload) + self.model.write_termination.encode()
-        self.sent.append(f"{head}<block of {len(payload)} bytes>")
-        try:
-            res.write_raw(data)
-        except Exception as e:  # noqa: BLE001
-            raise self._fail(head, f"write of a {len(payload)}-byte block failed: {e}", e) from e
-
     def noise(self, ch: int, amplitude: float, offset: float = 0.0, bandwidth: float | None = None) -> None:
+        """Gaussian noise of ``amplitude`` Vpp around ``offset`` (every value checked before the
+        function changes)."""
         c = self.ch(ch)
-        if self.limits is not None:
-            self.limits.check_span(c.name, amplitude, offset)
+        amplitude, offset = self._check_levels(c, amplitude, offset)
+        bw = None
+        if bandwidth is not None and self.model.has("noise_bandwidth"):
+            bw = facts_range("noise_bandwidth_hz", "Hz")(c, bandwidth)
         self._leave_dc(c)
         self._write("function_noise", ch=ch)
-        if bandwidth is not None and self.model.has("noise_bandwidth"):
-            self._write("noise_bandwidth", ch=ch, value=float(facts_range("noise_bandwidth_hz", "Hz")(c, bandwidth)))
+        if bw is not None:
+            self._write("noise_bandwidth", ch=ch, value=bw)
         self.set_levels(ch, amplitude, offset)
         self.check_errors(f"noise on CH{ch}")
 
@@ -890,15 +970,18 @@ class Generator(OutputInstrument):
               edge: float | None = None) -> None:
         """Pulses between ``low`` and ``high`` volts (open circuit)."""
         c = self.ch(ch)
-        amplitude, offset = high - low, (high + low) / 2
-        if self.limits is not None:
-            self.limits.check_span(c.name, amplitude, offset)
+        low, high = finite(c.name, low, "V"), finite(c.name, high, "V")
+        amplitude, offset = self._check_levels(c, high - low, (high + low) / 2)
+        facts_range("frequency_hz", "Hz")(c, frequency)
+        facts_range("pulse_width_s", "s")(c, width)
+        if edge is not None:
+            edge = finite(c.name, edge, "s")
         self._leave_dc(c)
         self._write("function_pulse", ch=ch)
         c.frequency = frequency
         c.pulse_width = width
         if edge is not None and self.model.has("pulse_edge"):
-            self._write("pulse_edge", ch=ch, value=float(edge))
+            self._write("pulse_edge", ch=ch, value=edge)
         self.set_levels(ch, amplitude, offset)
         self.check_errors(f"pulse on CH{ch}")
 
@@ -912,7 +995,7 @@ class Generator(OutputInstrument):
         """A d.c. output of ``level`` volts: the d.c. function, whose output is the offset alone
         (the amplitude is ignored by the instrument, and by the safety checks while it lasts)."""
         c = self.ch(ch)
-        level = float(level)
+        level = finite(c.name, level, "V")
         if self.limits is not None:
             self.limits.check_span(c.name, 0.0, level)
         fr = self.model.facts.get("offset_v")
@@ -927,14 +1010,22 @@ class Generator(OutputInstrument):
     def burst(self, ch: int, cycles: int, period: float | None = None, trigger: str | None = "bus") -> None:
         """Burst mode: ``cycles`` per trigger (``trigger``: the model's trigger_sources key, or None
         with ``period`` for an internal period)."""
-        self.ch(ch)
+        c = self.ch(ch)
+        n = finite(c.name, cycles, "cycles")
+        if n != int(n) or n < 1:
+            raise ValueError(f"{c.name}: {cycles!r} burst cycles; expected a whole number >= 1")
+        if period is not None:
+            period = finite(c.name, period, "s")
+            if period <= 0:
+                raise ValueError(f"{c.name}: burst period {period:g} s is not positive")
+        word = facts_word("trigger_sources")(self, trigger) if trigger is not None else None
         if self.model.has("burst_mode_triggered"):
             self._write("burst_mode_triggered", ch=ch)
-        self._write("burst_cycles", ch=ch, value=int(cycles))
+        self._write("burst_cycles", ch=ch, value=int(n))
         if period is not None and self.model.has("burst_period"):
-            self._write("burst_period", ch=ch, value=float(period))
-        if trigger is not None and self.model.has("trigger_source"):
-            self._write("trigger_source", ch=ch, value=facts_word("trigger_sources")(self, trigger))
+            self._write("burst_period", ch=ch, value=period)
+        if word is not None and self.model.has("trigger_source"):
+            self._write("trigger_source", ch=ch, value=word)
         self._write("burst_state", ch=ch, value="ON")
         self.check_errors(f"burst on CH{ch}")
 
@@ -949,8 +1040,8 @@ class Generator(OutputInstrument):
         c = self.ch(ch)
         if self.limits is not None:
             dc = c.state.get("function") == "dc"      # the d.c. function outputs the offset alone
-            amp = 0.0 if dc else self._query_cast("amplitude?", float, ch=ch) or 0.0
-            off = self._query_cast("offset?", float, ch=ch) or 0.0
+            amp = 0.0 if dc else self._verified("amplitude?", ch, "amplitude")
+            off = self._verified("offset?", ch, "offset")
             self.limits.check_span(c.name, amp, off)
         self._write("output_on", ch=ch)
         self.check_errors(f"output on, CH{ch}")
@@ -958,7 +1049,7 @@ class Generator(OutputInstrument):
 
 # --------------------------------------------------------------------------- supply
 def _safe_voltage(chan, value):
-    v = float(value)
+    v = finite(chan.name, value, "V")
     if chan._instrument.limits is not None:
         chan._instrument.limits.check_voltage(chan.name, v)
     vmax = chan._instrument.model.channel_facts(chan.ch).get("voltage_max")
@@ -968,7 +1059,7 @@ def _safe_voltage(chan, value):
 
 
 def _safe_current(chan, value):
-    i = float(value)
+    i = finite(chan.name, value, "A")
     if chan._instrument.limits is not None:
         chan._instrument.limits.check_current(chan.name, i)
     imax = chan._instrument.model.channel_facts(chan.ch).get("current_max")
@@ -1024,8 +1115,8 @@ class Supply(OutputInstrument):
         """Switch the output on, after reading back the programmed voltage and current limit and
         checking them against the DUT limits (the instrument may hold settings from before)."""
         c = self.ch(ch)
-        v = self._query_cast("voltage?", float, ch=ch) or 0.0
-        i = self._query_cast("current_limit?", float, ch=ch) or 0.0
+        v = self._verified("voltage?", ch, "set voltage")
+        i = self._verified("current_limit?", ch, "current limit")
         _safe_voltage(c, v)
         _safe_current(c, i)
         self._write("output_on", ch=ch)
@@ -1047,18 +1138,36 @@ class Meter(Instrument):
     def _range(self, value, fact: str) -> str:
         if value is None or str(value).upper() in ("AUTO", "DEF", "MIN", "MAX"):
             return "AUTO" if value is None else str(value).upper()
-        v = float(value)
+        v = finite(self.name, value)
         ranges = self.model.facts.get(fact)
+        if v <= 0:
+            raise ValueError(f"{self.name}: range {v:g} is not positive")
         if ranges and v > max(ranges):
             raise ValueError(f"{self.name}: range {v:g} is above the largest, {max(ranges):g}")
         return f"{v:g}"
 
-    def configure_voltage_dc(self, range_v: float | str | None = None, nplc: float | None = None) -> None:
-        self._write("configure_voltage_dc", value=self._range(range_v, "voltage_ranges"))
-        if nplc is not None and self.model.has("nplc"):
-            self._write("nplc", value=float(nplc))
+    def configure_voltage_dc(self, range_v: float | str | None = None, nplc: float | str | None = None) -> None:
+        """DC volts in ``range_v`` (AUTO when None) with an integration time of ``nplc`` power-line
+        cycles, one of the values the model accepts (``facts.nplc``), checked before anything is sent."""
+        rng = self._range(range_v, "voltage_ranges")
+        n = None
+        if nplc is not None:
+            if not self.model.has("nplc"):
+                raise ValueError(f"{self.name}: model {self.model.name} has no NPLC setting")
+            n = facts_choice("nplc", "PLC")(self, nplc)
+        self._write("configure_voltage_dc", value=rng)
+        if n is not None:
+            self._write("nplc", value=n)
         self.check_errors("configuring DC volts")
         self.state["function"] = "voltage_dc"
+
+    @property
+    def nplc(self) -> float:
+        """The DC-volts integration time, power-line cycles, as the meter reports it."""
+        v = self._query_cast("nplc?", float)
+        if v is None:
+            raise self._fail(self.model.command("nplc?"), "no NPLC value the driver can use (overload or NaN)")
+        return v
 
     def configure_current_dc(self, range_a: float | str | None = None) -> None:
         self._write("configure_current_dc", value=self._range(range_a, "current_ranges"))

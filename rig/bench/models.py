@@ -3,14 +3,17 @@
 A model file says what an instrument is (``model``, ``capability``, the ``idn`` pattern its ``*IDN?``
 answer matches, the programming manual it was taken from, its line terminations and facts such as
 channels and ranges), how it is commanded (``commands``: a key of the capability's fixed
-:data:`VOCABULARY` -> a SCPI template) and how it is simulated (``sim``: a pyvisa-sim device
-definition).  Adding an instrument model is adding a file; nothing in the drivers names a model.
+:data:`VOCABULARY` -> a SCPI template), its SCPI command tree (``scpi``, :mod:`rig.bench.scpi`: what the
+virtual instrument serves; every template and every fixed sim dialogue must be a command of it, so
+the driver and the virtual instrument cannot drift) and how it is simulated (``sim``: a pyvisa-sim
+device definition).  Adding an instrument model is adding a file; nothing in the drivers names a model.
 
 Templates use only the placeholders ``{ch}`` (channel number), ``{value}`` (a number or a word),
 ``{name}`` (a waveform name) and ``{block}`` (an IEEE 488.2 definite-length binary block, always last).
 Keys ending in ``?`` are queries.  :meth:`InstrumentModel.command` renders a template,
 :meth:`InstrumentModel.match` is the inverse (what a received SCPI line is), accepting any case and
-the short or long form of every mnemonic (``:CHAN1:SCAL 0.5`` is ``:CHANnel1:SCALe 0.5``).
+the short or long form of every mnemonic (``:CHAN1:SCAL 0.5`` is ``:CHANnel1:SCALe 0.5``; the
+mnemonic matcher is :func:`rig.bench.scpi.mnemonic_regex`).
 
 A malformed file is refused with a :class:`ModelError` naming the file, the key and the reason.
 
@@ -28,6 +31,8 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
+
+from rig.bench import scpi
 
 CAPABILITIES = ("scope", "generator", "supply", "meter")
 PLACEHOLDERS = ("ch", "value", "name", "block")
@@ -111,6 +116,9 @@ VOCABULARY: dict[str, dict[str, CommandSpec]] = {
         ("stop", "", R, "stop acquiring"),
         ("single", "", R, "arm one acquisition"),
         ("force_trigger", "", O, "trigger now"),
+        ("memory_depth", "value", O, "acquisition memory depth, points or AUTO (facts.memory_depths)"),
+        ("memory_depth?", "", O, "acquisition memory depth, points or AUTO"),
+        ("sample_rate?", "", O, "current sample rate, Sa/s"),
         ("waveform_source", "ch", R, "channel the waveform transfer reads"),
         ("waveform_mode", "value", R, "transfer mode: the model's word (facts.waveform.mode)"),
         ("waveform_format", "value", R, "transfer format: the model's word (facts.waveform.format)"),
@@ -176,7 +184,8 @@ VOCABULARY: dict[str, dict[str, CommandSpec]] = {
         *_COMMON,
         ("configure_voltage_dc", "value", R, "configure DC volts; value: range in V or AUTO"),
         ("configure_current_dc", "value", R, "configure DC current; value: range in A or AUTO"),
-        ("nplc", "value", O, "integration time in power-line cycles"),
+        ("nplc", "value", O, "integration time in power-line cycles (facts.nplc: the values accepted)"),
+        ("nplc?", "", O, "integration time in power-line cycles"),
         ("read?", "", R, "trigger and read one reading in the configured function"),
         ("measure_voltage_dc?", "", R, "configure, trigger and read DC volts"),
         ("measure_current_dc?", "", R, "configure, trigger and read DC current"),
@@ -191,21 +200,13 @@ REQUIRED_FACTS = {
     "meter": (),
 }
 
-_TOP_KEYS = {"model", "capability", "idn", "source", "termination", "facts", "commands", "sim", "notes"}
+_TOP_KEYS = {"model", "capability", "idn", "source", "termination", "facts", "commands", "scpi", "sim",
+             "notes"}
 _REQUIRED_TOP = ("model", "capability", "idn", "source", "termination", "commands", "sim")
 
 
 # --------------------------------------------------------------------------- matching
-_WORD = re.compile(r"[A-Za-z]+")
-
-
-def _mnemonic_regex(word: str) -> str:
-    """``CHANnel`` -> ``CHAN(?:NEL)?`` (short or long form); a word without an upper-case
-    short form followed by lower case letters is matched literally.  Case is ignored by the caller."""
-    m = re.fullmatch(r"([A-Z]+)([a-z]+)", word)
-    if m:
-        return f"{m.group(1)}(?:{m.group(2).upper()})?"
-    return re.escape(word)
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
 
 def _literal_regex(text: str, first: bool) -> str:
@@ -218,7 +219,9 @@ def _literal_regex(text: str, first: bool) -> str:
         ch = text[pos]
         w = _WORD.match(text, pos)
         if w:
-            out.append(_mnemonic_regex(w.group(0)))
+            word = w.group(0)
+            # a trailing {ch} placeholder follows the word: its digits are the suffix, not the mnemonic
+            out.append(scpi.mnemonic_regex(word))
             pos = w.end()
             continue
         if ch == " ":
@@ -263,11 +266,8 @@ def _format_value(v) -> str:
 
 
 def encode_block(data: bytes) -> bytes:
-    """``data`` as an IEEE 488.2 definite-length block ``#<n><len><data>``."""
-    n = str(len(data))
-    if len(n) > 9:
-        raise ValueError(f"a definite-length block holds at most 999999999 bytes, not {len(data)}")
-    return b"#" + str(len(n)).encode() + n.encode() + bytes(data)
+    """``data`` as an IEEE 488.2 definite-length block ``#<n><len><data>`` (pyvisa's encoder)."""
+    return scpi.block(bytes(data))
 
 
 # --------------------------------------------------------------------------- the model
@@ -286,6 +286,7 @@ class InstrumentModel:
     commands: dict[str, str]
     sim: dict
     path: Path | None = None
+    tree: scpi.Tree | None = None     # the SCPI command tree (``scpi``), or one derived from ``commands``
     _regex: dict = field(default_factory=dict, repr=False)
 
     # -- rendering
@@ -391,19 +392,13 @@ class InstrumentModel:
 
 
 def _parse_block_text(text: str) -> bytes | None:
-    raw = text.encode("latin-1")
-    if len(raw) < 2 or raw[:1] != b"#" or not raw[1:2].isdigit() or raw[1:2] == b"0":
-        return None
-    n = int(raw[1:2])
-    digits = raw[2:2 + n]
-    if len(digits) != n or not digits.isdigit():
-        return None
-    length = int(digits)
-    data = raw[2 + n:]
-    body, rest = data[:length], data[length:]
-    if len(body) != length or rest.strip(b"\r\n"):
-        return None
-    return body
+    raw = text.encode("latin-1").rstrip(b"\r\n") if text else b""
+    for cut in (len(text), len(raw)):        # the block may end in CR/LF bytes of its own
+        try:
+            return scpi.parse_block(text.encode("latin-1")[:cut])
+        except scpi.ScpiError:
+            continue
+    return None
 
 
 # --------------------------------------------------------------------------- loading
@@ -471,6 +466,63 @@ def _check_sim(path, sim, idn: str) -> None:
             raise ModelError(path, f"sim.properties.{name}", "expected a mapping with 'getter' and/or 'setter'")
 
 
+#: the numeric facts the drivers compute with, by shape (checked at load, so that a wrongly typed value
+#: such as ``voltage_max: "thirty"`` is refused naming the file and the key, not met later)
+FACT_NUMBERS = ("bandwidth_hz", "sample_rate_max", "sample_memory", "max_input_v", "max_current_a", "overload",
+                "max_output_v", "output_impedance_ohm", "arb.dac_min", "arb.dac_max", "arb.max_points",
+                "arb.min_points", "waveform.max_points_per_read", "waveform.screen_points")
+FACT_RANGES = ("vertical_scale", "timebase_scale", "amplitude_vpp", "offset_v", "frequency_hz", "pulse_width_s",
+               "noise_bandwidth_hz", "arb.sample_rate")
+FACT_LISTS = ("voltage_ranges", "current_ranges", "nplc")
+CHANNEL_NUMBERS = ("voltage_max", "current_max", "ovp_max", "ocp_max")
+
+
+def _is_number(v) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_facts(path, facts: dict) -> None:
+    """Refuse facts of the wrong type (:data:`FACT_NUMBERS`, :data:`FACT_RANGES`, :data:`FACT_LISTS`,
+    per-channel :data:`CHANNEL_NUMBERS`, ``memory_depths``) with a :class:`ModelError` naming the key."""
+    def get(dotted):
+        d = facts
+        for part in dotted.split("."):
+            if not isinstance(d, dict) or part not in d:
+                return None, False
+            d = d[part]
+        return d, True
+
+    for key in FACT_NUMBERS:
+        v, present = get(key)
+        if present and not _is_number(v):
+            raise ModelError(path, f"facts.{key}", f"expected a finite number, got {v!r}")
+    for key in FACT_RANGES:
+        v, present = get(key)
+        if present and not (isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v) and v[0] <= v[1]):
+            raise ModelError(path, f"facts.{key}", f"expected [low, high], two finite numbers, low <= high; got {v!r}")
+    for key in FACT_LISTS:
+        v, present = get(key)
+        if present and not (isinstance(v, list) and v and all(_is_number(x) and x > 0 for x in v)):
+            raise ModelError(path, f"facts.{key}", f"expected a list of positive numbers, got {v!r}")
+    md, present = get("memory_depths")
+    if present and not (isinstance(md, dict) and all(isinstance(r, list) and all(_is_number(x) and x > 0 for x in r)
+                                                     for r in md.values())):
+        raise ModelError(path, "facts.memory_depths", f"expected channels shown -> list of point counts, got {md!r}")
+    chans = facts.get("channels")
+    if isinstance(chans, dict):
+        for c, cf in chans.items():
+            if cf is None:
+                continue
+            if not isinstance(cf, dict):
+                raise ModelError(path, f"facts.channels.{c}", f"expected a mapping of channel facts, got {cf!r}")
+            for key in CHANNEL_NUMBERS:
+                if key in cf and not (_is_number(cf[key]) and cf[key] > 0):
+                    raise ModelError(path, f"facts.channels.{c}.{key}", f"expected a finite positive number, "
+                                                                        f"got {cf[key]!r}")
+
+
 def parse_model(data: Any, path: Path | str, name: str | None = None) -> InstrumentModel:
     """An :class:`InstrumentModel` from the parsed YAML ``data`` of ``path`` (validated)."""
     path = Path(path)
@@ -503,6 +555,7 @@ def parse_model(data: Any, path: Path | str, name: str | None = None) -> Instrum
         if not ok:
             raise ModelError(path, "facts.channels", f"expected a channel count >= 1 or a mapping "
                                                      f"channel number -> facts, not {ch!r}")
+    check_facts(path, facts)
     cmds = data["commands"]
     if not isinstance(cmds, dict):
         raise ModelError(path, "commands", f"expected a mapping key -> SCPI template, not {type(cmds).__name__}")
@@ -516,10 +569,74 @@ def parse_model(data: Any, path: Path | str, name: str | None = None) -> Instrum
         if spec.required and key not in cmds:
             raise ModelError(path, f"commands.{key}", f"missing (every {cap} model defines it: {spec.doc})")
     _check_sim(path, data["sim"], data["idn"])
+    tree = _check_tree(path, data.get("scpi"), cmds, data["sim"])
     return InstrumentModel(name=name, model=data["model"].strip(), capability=cap, idn=data["idn"].strip(),
                            source=data["source"].strip(), read_termination=rt, write_termination=wt,
                            facts=facts, commands={str(k): v for k, v in cmds.items()}, sim=data["sim"],
-                           path=path)
+                           path=path, tree=tree)
+
+
+_EXAMPLE = {"ch": "1", "value": "1", "name": '"RIG"', "block": "#10"}
+
+
+def _check_tree(path, data, cmds: dict, sim: dict) -> scpi.Tree:
+    """The model's command tree; every command template and every fixed pyvisa-sim dialogue must be
+    a command the tree accepts (so the driver, the virtual instrument and the sim device read one
+    description).  A file without ``scpi`` gets a tree derived from its templates (every header
+    accepted with any parameters)."""
+    if data is None:
+        return derived_tree(cmds)
+    try:
+        tree = scpi.parse_tree(data)
+    except ValueError as e:
+        msg = str(e)
+        key, _, reason = msg.partition(": ")
+        raise ModelError(path, key if key.startswith("scpi") else "scpi", reason if key.startswith("scpi") else msg) \
+            from None
+    for key, template in cmds.items():
+        why = scpi.check_template(tree, template.format(**_EXAMPLE))
+        if why:
+            raise ModelError(path, f"commands.{key}", f"{template!r}: {why}")
+    for i, d in enumerate(sim.get("dialogues") or ()):
+        why = scpi.check_template(tree, str(d["q"]))
+        if why:
+            raise ModelError(path, f"sim.dialogues[{i}]", f"{d['q']!r}: {why}")
+    props = [(f"sim.properties.{n}", p) for n, p in (sim.get("properties") or {}).items()]
+    for cname, c in (sim.get("channels") or {}).items():
+        if isinstance(c, dict):
+            props += [(f"sim.channels.{cname}.properties.{n}", p) for n, p in (c.get("properties") or {}).items()]
+    for where, prop in props:
+        for side in ("getter", "setter"):
+            q = str((prop.get(side) or {}).get("q", ""))
+            head = q.split(" ", 1)[0]
+            if not q or "{:" in head:      # a header built from the value cannot be checked
+                continue
+            why = scpi.check_template(tree, q.replace("{ch_id}", "1").replace("{:s}", "1"))
+            if why:
+                raise ModelError(path, f"{where}.{side}", f"{q!r}: {why}")
+    return tree
+
+
+def derived_tree(cmds: dict) -> scpi.Tree:
+    """A permissive tree from command templates alone: each header, any parameters, named after
+    its vocabulary key."""
+    tree: dict[str, dict] = {}
+    for key, template in cmds.items():
+        first = True
+        for unit in template.split(";"):
+            head = unit.strip().split(" ", 1)[0]
+            query = head.endswith("?")
+            head = head.rstrip("?").replace("{ch}", "#")
+            if head.startswith("*"):
+                continue
+            node = tree.setdefault(head, {"params": ["any"] * 4, "set": False, "query": False})
+            if first:
+                node["name"] = key.rstrip("?")
+            node["query" if query else "set"] = True
+            first = False
+    out = scpi.parse_tree({"tree": tree})
+    out.derived = True
+    return out
 
 
 def load_file(path: Path | str) -> InstrumentModel:
@@ -531,6 +648,10 @@ def load_file(path: Path | str) -> InstrumentModel:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ModelError(path, None, f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        line = path.read_bytes()[:e.start].count(b"\n") + 1
+        raise ModelError(path, None, f"not UTF-8 text: byte {e.object[e.start]:#04x} at line {line} "
+                                     f"(offset {e.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -604,7 +725,7 @@ def sim_library(models: Iterable[InstrumentModel | str] | None = None) -> dict:
     ms = [load_model(m) for m in (models if models is not None else load_models().values())]
     devices, resources = {}, {}
     for m in ms:
-        dev = dict(m.sim)
+        dev = sim_device(m)
         if "eom" not in dev:
             eom = {"q": m.write_termination, "r": m.read_termination}
             dev["eom"] = {t: dict(eom) for t in ("TCPIP INSTR", "TCPIP SOCKET", "ASRL INSTR",
@@ -612,6 +733,94 @@ def sim_library(models: Iterable[InstrumentModel | str] | None = None) -> dict:
         devices[m.name] = dev
         resources[sim_resource(m)] = {"device": m.name}
     return {"spec": SIM_SPEC, "devices": devices, "resources": resources}
+
+
+def _sim_queries(dev: dict) -> set[str]:
+    """Every command text a pyvisa-sim device definition already answers (dialogues, properties)."""
+    out = set()
+    groups = [dev] + [c for c in (dev.get("channels") or {}).values() if isinstance(c, dict)]
+    for g in groups:
+        out |= {str(d.get("q")) for d in g.get("dialogues") or ()}
+        for p in (g.get("properties") or {}).values():
+            for side in ("getter", "setter"):
+                if isinstance(p, dict) and p.get(side):
+                    out.add(str(p[side].get("q")))
+    return out
+
+
+def sim_device(model: InstrumentModel | str) -> dict:
+    """The model's pyvisa-sim device: its file's ``sim`` section (the error queue, canned answers of
+    the queries that compute something) plus, from the command tree, what the driver's templates
+    set: a property per setting and channel (setter: the template with the value as ``{:s}``;
+    getter: the template of the matching query; default: the tree's *RST default in the
+    instrument's answer format) and a dialogue per fixed command.  What the file states wins."""
+    import copy
+
+    m = load_model(model)
+    dev = copy.deepcopy(m.sim)
+    if m.tree is None or m.tree.derived:
+        return dev
+    known = _sim_queries(dev)
+    props: dict[str, dict] = {}
+    dialogues: list[dict] = []
+    setters: dict[tuple, str] = {}     # (node name, channel) -> setter pattern
+    getters: dict[tuple, str] = {}
+    nodes: dict[tuple, scpi.Node] = {}
+    order: list[tuple] = []
+    for key, template in m.commands.items():
+        if "{block}" in template:
+            continue
+        chans = m.channels if "{ch}" in template else [None]
+        for ch in chans:
+            text = template.replace("{ch}", str(ch)) if ch is not None else template
+            for unit in text.split(";"):
+                unit = unit.strip()
+                parts = scpi.split_unit(unit.replace("{value}", "0").replace("{name}", "X").encode("latin-1"))
+                if parts is None:
+                    continue
+                head, _rooted, query, params = parts
+                words = [head.upper()] if head.startswith("*") else head.strip(":").split(":")
+                found = m.tree.find(words)
+                if found is None:
+                    continue
+                node = found[0]
+                gk = (node.name, ch)
+                if query:
+                    if node.is_setting and "{" not in unit:
+                        getters.setdefault(gk, unit)
+                        nodes[gk] = node
+                        order.append(gk)
+                    continue
+                if "{value}" in unit or "{name}" in unit:
+                    pattern = unit.replace("{value}", "{:s}").replace("{name}", "{:s}")
+                elif params and node.params and node.params[0].type != "none":
+                    # a fixed value (OUTPut1 ON): the setter takes any value in its place
+                    pattern = unit[: unit.rindex(params[-1].decode("latin-1"))] + "{:s}"
+                else:
+                    if unit not in known:
+                        dialogues.append({"q": unit})
+                        known.add(unit)
+                    continue
+                setters.setdefault(gk, pattern)
+                nodes[gk] = node
+                order.append(gk)
+    for gk in dict.fromkeys(order):
+        setter, getter = setters.get(gk), getters.get(gk)
+        if (setter and setter in known) or (getter and getter in known):
+            continue
+        node = nodes[gk]
+        default = node.params[0].default if node.params else None
+        prop: dict = {"default": m.tree.format(default, node) if default is not None else "0", "specs": {"type": "str"}}
+        if getter:
+            prop["getter"] = {"q": getter, "r": "{:s}"}
+        if setter:
+            prop["setter"] = {"q": setter}
+        props[f"{gk[0]}_{gk[1]}" if gk[1] is not None else gk[0]] = prop
+        known |= {q for q in (setter, getter) if q}
+    dev.setdefault("dialogues", []).extend(dialogues)
+    for name, prop in props.items():
+        dev.setdefault("properties", {}).setdefault(name, prop)
+    return dev
 
 
 def write_sim_library(path: Path | str, models: Iterable[InstrumentModel | str] | None = None) -> Path:

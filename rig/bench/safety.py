@@ -14,6 +14,7 @@ context-manager exit (``finally``).
 from __future__ import annotations
 
 import atexit
+import math
 import signal
 import threading
 from dataclasses import dataclass, field, replace
@@ -26,6 +27,15 @@ A = "assumed"
 
 class SafetyError(ValueError):
     """A setting refused because it would exceed a DUT limit; nothing was sent."""
+
+
+class LimitError(ValueError):
+    """A DUT limit that cannot be used (not finite, not positive, beyond the option's allowance):
+    ``key`` names the limit (``current_max``), ``reason`` says why."""
+
+    def __init__(self, key: str, reason: str):
+        self.key, self.reason = key, reason
+        super().__init__(f"{key}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,25 @@ class DutLimits:
     voltage_min_what: str = "voltage"
     current_max_what: str = "current"
     basis: dict = field(default_factory=dict)   # field name -> "IEC 62056-21 §4" | "assumed" | "bench configuration"
+
+    @staticmethod
+    def allowance(option) -> dict[str, tuple[float, str]]:
+        """What a bench configuration may restate at most for an interface option: limit name ->
+        (bound, basis); ``voltage_min`` is a floor, the others ceilings.  The current loop's come
+        from IEC 62056-21 §4 (30 V open circuit, 30 mA); the V.28 option's voltage from its assumed
+        absolute maximum; where nothing is stated, the option's default limit is the bound."""
+        opt = get_option(option)
+        d = DutLimits.for_option(opt)
+        if opt.name == "current-loop":
+            v = CURRENT_LOOP.absolute_max["open_circuit_voltage"]
+            i = CURRENT_LOOP.absolute_max["loop_current"]
+            return {"voltage_max": (v.high, v.basis), "voltage_min": (-v.high, A),
+                    "current_max": (i.high / 1000.0, i.basis)}
+        if opt.name == "voltage":
+            v = VOLTAGE.absolute_max["voltage"]
+            return {"voltage_max": (v.high, v.basis), "voltage_min": (v.low, v.basis),
+                    "current_max": (d.current_max, d.basis["current_max"])}
+        return {k: (getattr(d, k), d.basis[k]) for k in ("voltage_max", "voltage_min", "current_max")}
 
     @classmethod
     def for_option(cls, option, **overrides) -> "DutLimits":
@@ -63,19 +92,43 @@ class DutLimits:
         return lim.with_overrides(**overrides) if overrides else lim
 
     def with_overrides(self, **values) -> "DutLimits":
+        """A copy with some limits restated (a bench configuration).  Each must be a finite number,
+        ``voltage_max`` and ``current_max`` positive, and within :meth:`allowance` for the option
+        (a restated limit may only be tighter than what the interface allows): :class:`LimitError`
+        naming the limit otherwise."""
         unknown = set(values) - {"voltage_max", "voltage_min", "current_max"}
         if unknown:
-            raise ValueError(f"unknown DUT limit(s) {sorted(unknown)}; expected voltage_max, voltage_min, current_max")
+            raise LimitError(sorted(unknown)[0], "unknown DUT limit; expected voltage_max, voltage_min, current_max")
+        allow = self.allowance(self.option)
+        units = {"voltage_max": "V", "voltage_min": "V", "current_max": "A"}
+        clean = {}
+        for k, v in values.items():
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                raise LimitError(k, f"expected a number ({units[k]}), got {v!r}") from None
+            if isinstance(v, bool) or not math.isfinite(x):
+                raise LimitError(k, f"expected a finite number ({units[k]}), got {v!r}")
+            bound, basis = allow[k]
+            if k != "voltage_min" and x <= 0:
+                raise LimitError(k, f"expected a positive number ({units[k]}), got {v!r}")
+            if k == "voltage_min" and x < bound:
+                raise LimitError(k, f"{x:g} V is below what the {self.label} allows, {bound:g} V ({basis})")
+            if k != "voltage_min" and x > bound:
+                shown = f"{x * 1000:g} mA is above what the {self.label} allows, {bound * 1000:g} mA" \
+                    if k == "current_max" else f"{x:g} V is above what the {self.label} allows, {bound:g} V"
+                raise LimitError(k, f"{shown} ({basis})")
+            clean[k] = x
         basis = dict(self.basis)
-        basis.update({k: "bench configuration" for k in values})
-        new = replace(self, basis=basis, **{k: float(v) for k, v in values.items()})
-        if new.voltage_min > new.voltage_max or new.current_max < 0:
-            raise ValueError(f"DUT limits out of order: voltage {new.voltage_min}..{new.voltage_max} V, "
-                             f"current {new.current_max} A")
+        basis.update({k: "bench configuration" for k in clean})
+        new = replace(self, basis=basis, **clean)
+        if new.voltage_min > new.voltage_max:
+            raise LimitError("voltage_min", f"{new.voltage_min:g} V is above voltage_max {new.voltage_max:g} V")
         return new
 
     # -- checks (raise SafetyError; the caller has sent nothing yet)
     def check_voltage(self, who: str, volts: float) -> None:
+        _finite(who, volts, "V")
         if volts > self.voltage_max:
             raise SafetyError(f"{who}: {_g(volts)} V exceeds the DUT's {_g(self.voltage_max)} V "
                               f"{self.voltage_max_what} limit ({self.label}; {self.basis.get('voltage_max', '')})")
@@ -84,12 +137,15 @@ class DutLimits:
                               f"{self.voltage_min_what} limit ({self.label}; {self.basis.get('voltage_min', '')})")
 
     def check_current(self, who: str, amps: float) -> None:
+        _finite(who, amps, "A")
         if abs(amps) > self.current_max:
             raise SafetyError(f"{who}: {_g(amps * 1000)} mA exceeds the DUT's {_g(self.current_max * 1000)} mA "
                               f"{self.current_max_what} limit ({self.label}; {self.basis.get('current_max', '')})")
 
     def check_span(self, who: str, amplitude_vpp: float, offset: float) -> None:
         """A waveform of ``amplitude_vpp`` peak-to-peak around ``offset``: both peaks within limits."""
+        _finite(who, amplitude_vpp, "Vpp")
+        _finite(who, offset, "V")
         hi, lo = offset + abs(amplitude_vpp) / 2, offset - abs(amplitude_vpp) / 2
         try:
             self.check_voltage(who, hi)
@@ -104,6 +160,16 @@ class DutLimits:
 
 def _g(x: float) -> str:
     return f"{x:g}"
+
+
+def _finite(who: str, value, unit: str) -> None:
+    """NaN and infinity pass every comparison with a limit: refuse them first."""
+    try:
+        ok = math.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise SafetyError(f"{who}: {value!r} {unit} is not a finite number; nothing was sent")
 
 
 # --------------------------------------------------------------------------- outputs off on every exit

@@ -28,6 +28,11 @@ DEFAULT_CHUNK = 1 << 20
 STANDARD_BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
 
+class CaptureError(ValueError):
+    """A capture that cannot be decoded truthfully (empty, no finite sample, flat, levels not found, a
+    speed that does not fit it): the message says why.  Never "0 characters" with verdicts."""
+
+
 @dataclass
 class DecodeResult:
     """What a capture decodes to.  Times are integer ns (``chars['t_start_ns']``)."""
@@ -44,6 +49,7 @@ class DecodeResult:
     edges: np.ndarray | None = None   # pos (samples), mark (1/0) when keep_edges
     level_source: str = ""
     frames: list = field(default_factory=list)
+    parts: list = field(default_factory=list)     # [(first sample, end sample, DecodeResult)] by speed
 
     @property
     def values(self) -> bytes:
@@ -94,6 +100,8 @@ class DecodeResult:
             "format": str(self.fmt),
             "sample_rate": self.sample_rate,
             "frames": [_frame_obj(f) for f in self.frames],
+            **({"parts": [{"start_sample": a, "end_sample": b, "nominal_baud": r.nominal_baud,
+                           "characters": int(len(r.chars))} for a, b, r in self.parts]} if self.parts else {}),
         }
 
     def to_json(self, **kw) -> str:
@@ -354,27 +362,109 @@ def decode(capture, sample_rate: float | None = None, option="current-loop", bau
     are mapped in by a second thread ahead of the decoder, which stays on this thread (mapping a page
     in costs microseconds of kernel time in a virtual machine: some 15 ms for 50 M samples, a quarter of
     the decode); None (default): on when the file spans more than two chunks and there is a second CPU.
-    """
-    from rig._uart import UartDecoder
 
+    Raises :class:`CaptureError` (with the reason) for a capture that is empty, has no finite sample,
+    or shows no two levels and no character (without ``thresholds``: a flat capture), and for a
+    ``baud`` that does not fit (every character a BREAK, or nothing but glitches).  With ``baud``
+    auto, a capture whose speed changes (IEC 62056-21 mode C: 300 Bd, then the agreed speed) is
+    decoded part by part, each at its own speed (``parts``).
+    """
     cap = as_capture(capture, sample_rate)
     fs = cap.sample_rate if cap.sample_rate else sample_rate
     if not fs:
         raise ValueError("the sample rate is not known: give sample_rate (--sample-rate)")
+    if not math.isfinite(float(fs)) or float(fs) <= 0:
+        raise CaptureError(f"sample rate {fs!r} is not a positive finite number")
+    if cap.n == 0:
+        raise CaptureError("empty capture: no samples")
     opt = get_option(option)
     cf = CharFormat.parse(fmt)
     if baud is not None and not (isinstance(baud, str) and baud.lower() == "auto"):
         baud = float(baud)
+        if not math.isfinite(baud) or baud <= 0:
+            raise CaptureError(f"baud {baud!r} is not a positive finite speed")
     else:
         baud = None
-    dec = UartDecoder(float(fs), baud, data_bits=cf.data_bits, parity=cf.parity, stop_bits=cf.stop_bits,
-                      mark_is_high=opt.mark_is_high, thresholds=thresholds, hysteresis=hysteresis,
-                      glitch_ui=glitch_ui, analysis_samples=analysis_samples, scale=scale, offset=offset,
-                      fallback_thresholds=opt.receiver_thresholds(), keep_edges=keep_edges)
-    edge_parts = []
+    kw = dict(thresholds=thresholds, scale=scale, offset=offset, hysteresis=hysteresis, glitch_ui=glitch_ui,
+              keep_edges=keep_edges, analysis_samples=analysis_samples)
     if readahead is None:
         readahead = cap.n > 2 * chunk and (os.cpu_count() or 1) > 1
-    for c in cap.chunks(chunk, readahead):
+    res = _decode_run(cap.chunks(chunk, readahead), float(fs), opt, cf, baud, **kw)
+    if thresholds is None and (res.level_source != "histogram" or _suspect(res)):
+        noisy = _bit_average_result(cap, float(fs), opt, cf, baud, res, scale, offset, analysis_samples,
+                                    find_frames)
+        if noisy is not None:
+            return noisy
+    _check_truth(res, cap, baud, thresholds, scale, offset, chunk)
+    if baud is None and _suspect(res):
+        parts = speed_parts(cap, float(fs), opt, cf, chunk=chunk, **{k: kw[k] for k in (
+            "thresholds", "scale", "offset", "hysteresis", "analysis_samples")})
+        if len(parts) > 1:
+            res = _decode_parts(cap, parts, float(fs), opt, cf, kw)
+    if find_frames:
+        res.frames = frames_in(res.chars, cf)
+    return res
+
+
+def _bit_average_result(cap: Capture, fs: float, opt, cf, baud, res: DecodeResult, scale, offset,
+                        analysis_samples: int, find_frames: bool) -> DecodeResult | None:
+    """Under heavy noise (rig.physical.robust.NOISE_RATIO of the swing, rms, or more, measured on the
+    first ``analysis_samples``), the characters decided from bit averages instead of the comparator's
+    edges; None for a capture below that noise (the comparator decoder's result stands).  Edge timings
+    (rise and fall times, jitter, bit widths) are not measured then: the noise hides them."""
+    from rig.physical import robust
+
+    arr = _array_of(cap)
+    head = np.asarray(arr[:max(analysis_samples, 1 << 16)], dtype=np.float64) * scale + offset
+    head = head[np.isfinite(head)]
+    if len(head) < 64:
+        return None
+    b = baud or robust.robust_baud(head, fs, cf, mark_is_high=opt.mark_is_high)
+    if not b:
+        return None
+    lv = robust.robust_levels(head, fs / b)
+    ratio = robust.noise_ratio(head, lv)
+    if lv is None or not ratio >= robust.NOISE_RATIO:
+        return None
+    if not robust.levels_separated(ratio, fs / b):
+        return None                  # noise alone (Otsu splits any histogram): no levels
+    sigma = ratio * abs(lv[1] - lv[0])
+    x = np.asarray(arr, dtype=np.float64) * scale + offset
+    chars, lv = robust.decode_bit_average(x, fs, b, cf, mark_is_high=opt.mark_is_high, levels=lv)
+    ratio = sigma / abs(lv[1] - lv[0]) if lv[1] != lv[0] else ratio     # against the levels the bits show
+    mark, space = (lv[1], lv[0]) if opt.mark_is_high else (lv[0], lv[1])
+    T = fs / b
+    nb = chars["is_break"] == 0
+    st = dict(res.stats)
+    st.update(T=T, sxy=0.0, sxx=0.0, jit_n=0, glitches=0, breaks=int((~nb).sum()))
+    levels = {"mark": float(mark), "space": float(space), "threshold_low": 0.5 * (mark + space),
+              "threshold_high": 0.5 * (mark + space), "unit": opt.unit,
+              "source": f"bit averages (noise {ratio:.2f} of the swing, rms)"}
+    basis = "edge timings not measured: the noise hides them"
+    M = [Measurement("characters", int(len(chars)), "count"),
+         opt.measure("mark_level", float(mark)), opt.measure("space_level", float(space)),
+         Measurement("noise_rms", ratio, "of swing", basis=basis),
+         Measurement("nominal_baud", float(b), "Bd", basis="given" if baud else "best bit-average decode"),
+         opt.measure("parity_errors", int(((chars["parity_ok"] == 0) & nb).sum())),
+         opt.measure("framing_errors", int(((chars["framing_ok"] == 0) & nb).sum()))]
+    out = DecodeResult(chars, opt, cf, fs, float(b), st, levels, M, np.zeros(0, dtype=res.glitches.dtype), None,
+                       levels["source"])
+    if find_frames:
+        out.frames = frames_in(out.chars, cf)
+    return out
+
+
+def _decode_run(chunks, fs: float, opt, cf, baud, *, thresholds, scale, offset, hysteresis, glitch_ui,
+                keep_edges, analysis_samples, t0_ns: int = 0) -> DecodeResult:
+    """One decoder over ``chunks`` (an iterable of arrays), its result."""
+    from rig._uart import UartDecoder
+
+    dec = UartDecoder(fs, baud, data_bits=cf.data_bits, parity=cf.parity, stop_bits=cf.stop_bits,
+                      mark_is_high=opt.mark_is_high, thresholds=thresholds, hysteresis=hysteresis,
+                      glitch_ui=glitch_ui, analysis_samples=analysis_samples, scale=scale, offset=offset,
+                      fallback_thresholds=opt.receiver_thresholds(), keep_edges=keep_edges, t0_ns=t0_ns)
+    edge_parts = []
+    for c in chunks:
         dec.feed(c, False)        # the characters stay in the decoder: one array at the end, no copy
         if keep_edges:
             edge_parts.append(dec.take_edges())
@@ -382,11 +472,166 @@ def decode(capture, sample_rate: float | None = None, option="current-loop", bau
     if keep_edges:
         edge_parts.append(dec.take_edges())
     edges = np.concatenate(edge_parts) if keep_edges else None
-    res = build_result(chars, dec.stats(), dec.histogram(), dec.take_glitches(), opt, cf, float(fs),
-                       baud, scale, offset, dec.level_source or "", edges)
-    if find_frames:
-        res.frames = frames_in(res.chars, cf)
-    return res
+    return build_result(chars, dec.stats(), dec.histogram(), dec.take_glitches(), opt, cf, fs,
+                        baud, scale, offset, dec.level_source or "", edges)
+
+
+def _check_truth(res: DecodeResult, cap: Capture, baud, thresholds, scale, offset, chunk) -> None:
+    """Refuse a result that would not be the truth: no levels and no character (the reason found by
+    one more pass over the samples: no finite sample, or one level only), or a given speed that
+    does not fit the capture."""
+    n_chars = len(res.chars)
+    if n_chars == 0 and thresholds is None and res.level_source not in ("histogram",):
+        finite = 0
+        lo, hi = math.inf, -math.inf
+        for c in cap.chunks(chunk):
+            x = np.asarray(c, dtype=np.float64)
+            ok = np.isfinite(x)
+            k = int(ok.sum())
+            if k:
+                finite += k
+                lo, hi = min(lo, float(x[ok].min())), max(hi, float(x[ok].max()))
+        unit = res.option.unit
+        if finite == 0:
+            raise CaptureError(f"no finite sample in the capture ({cap.n} samples, all NaN or infinite): "
+                               f"no levels to decode")
+        plo, phi = sorted((lo * scale + offset, hi * scale + offset))
+        if hi <= lo:
+            raise CaptureError(f"flat capture: all {finite} finite samples are {plo:.6g} {unit}: no two levels, "
+                               f"no transition to decode")
+        raise CaptureError(f"the levels cannot be found: the samples ({plo:.6g} .. {phi:.6g} {unit}) show no two "
+                           f"separated levels and cross no receiver threshold ({res.levels['threshold_low']:.6g} / "
+                           f"{res.levels['threshold_high']:.6g} {unit}); give --thresholds if the line is there")
+    if baud is not None:
+        breaks = int(res.chars["is_break"].sum()) if n_chars else 0
+        what = None
+        if n_chars and breaks == n_chars:
+            what = f"all {n_chars} characters are BREAKs"
+        elif n_chars == 0 and int(res.stats["glitches"]) > 0:
+            what = f"no character, {int(res.stats['glitches'])} pulses shorter than a bit (glitches)"
+        if what:
+            # a line stuck at space is all BREAKs at any speed: only edges that fit another speed
+            # make the given one wrong
+            bauds = _edge_bauds(cap, res, thresholds, scale, offset, chunk)
+            if bauds and any(b != nearest_standard(baud) for b in bauds):
+                raise CaptureError(f"the capture does not fit {baud:g} Bd: {what} (its edges fit "
+                                   f"{' then '.join(f'{b:g} Bd' for b in bauds)}); try --baud auto")
+
+
+def _edge_bauds(cap, res: DecodeResult, thresholds, scale, offset, chunk) -> list[float]:
+    """The standard speeds the capture's edges fit, part by part ([] if none can be told)."""
+    try:
+        parts = speed_parts(cap, res.sample_rate, res.option, res.fmt, chunk=chunk, thresholds=thresholds,
+                            scale=scale, offset=offset)
+    except (ValueError, ArithmeticError):
+        return []
+    return [b for _, _, b in parts if b]
+
+
+def _suspect(res: DecodeResult) -> bool:
+    """Signs that part of an auto-baud capture was at another speed: glitches, breaks or errors."""
+    st = res.stats
+    return bool(int(st["glitches"]) or int(st["breaks"]) or int(st.get("char_parity_errors", 0))
+                or int(st.get("char_framing_errors", 0)))
+
+
+def _array_of(cap: Capture):
+    """The whole capture as an array (a read-only memory map of a .npy file: nothing read yet)."""
+    if isinstance(cap.source, (str, Path)):
+        return np.lib.format.open_memmap(cap.source, mode="r").reshape(-1)
+    return cap.source
+
+
+def speed_parts(cap, fs: float, opt, cf, *, chunk: int = DEFAULT_CHUNK, thresholds=None, scale: float = 1.0,
+                offset: float = 0.0, hysteresis: float = 1.0 / 6, analysis_samples: int = 1 << 18,
+                gap_bits: float = 12.0, min_edges: int = 6) -> list[tuple[int, int, float]]:
+    """The parts of a capture at one speed each: ``[(first sample, end sample, standard baud)]``.
+
+    Every comparator edge is found (no glitch filter); the line is cut into bursts at idle gaps
+    longer than ``gap_bits`` of the shorter pulse on either side (within a character no level lasts
+    that long); each burst with ``min_edges`` edges gets the standard speed its edges fit
+    (rig._uart.estimate_bit_period), shorter ones that of the burst before; consecutive bursts at
+    one speed are one part, cut in the middle of the gap between parts.  One part: no switch."""
+    from rig._uart import estimate_bit_period
+
+    res = _decode_run(cap.chunks(chunk), fs, opt, cf, None, thresholds=thresholds, scale=scale, offset=offset,
+                      hysteresis=hysteresis, glitch_ui=0.0, keep_edges=True, analysis_samples=analysis_samples)
+    pos = np.asarray(res.edges["pos"], dtype=np.float64)
+    if len(pos) < 2 * min_edges:
+        return [(0, cap.n, 0.0)]
+    d = np.diff(pos)
+    w = 8
+    pad = np.concatenate([np.full(w, np.inf), d, np.full(w, np.inf)])
+    win = np.lib.stride_tricks.sliding_window_view(pad, w)
+    left = win[:len(d)].min(axis=1)            # shortest of the w intervals before interval i
+    right = win[w + 1:w + 1 + len(d)].min(axis=1)
+    gap = d > gap_bits * np.minimum(left, right)
+    cuts = np.flatnonzero(gap)                  # interval i is a gap: a burst ends at edge i
+    starts = np.concatenate([[0], cuts + 1])
+    ends = np.concatenate([cuts + 1, [len(pos)]])
+    bursts = []
+    for a, b in zip(starts, ends):
+        if b - a >= min_edges:
+            T = estimate_bit_period(pos[a:b], fs, 0.0, 0.35)
+            bursts.append([int(a), int(b), nearest_standard(fs / T) if T > 0 else 0.0])
+        else:
+            bursts.append([int(a), int(b), 0.0])
+    known = [x[2] for x in bursts if x[2]]
+    if not known:
+        return [(0, cap.n, 0.0)]
+    prev = known[0]
+    for x in bursts:
+        if x[2]:
+            prev = x[2]
+        else:
+            x[2] = prev
+    parts: list[list] = []
+    for a, b, baud in bursts:
+        if parts and parts[-1][2] == baud:
+            parts[-1][1] = b
+        else:
+            parts.append([a, b, baud])
+    out = []
+    for k, (a, b, baud) in enumerate(parts):
+        lo = 0 if k == 0 else int((pos[a - 1] + pos[a]) / 2)
+        hi = cap.n if k == len(parts) - 1 else int((pos[b - 1] + pos[b]) / 2)
+        out.append((lo, hi, float(baud)))
+    return out
+
+
+def _decode_parts(cap: Capture, parts, fs: float, opt, cf, kw) -> DecodeResult:
+    """Each part decoded at its own speed; the characters (times from the capture's start), edges
+    and glitches joined; the measurements of part k named ``part<k>.<name>``."""
+    arr = _array_of(cap)
+    ns = 1e9 / fs
+    results = []
+    for a, b, baud in parts:
+        x = arr[a:b]
+        r = _decode_run([x], fs, opt, cf, baud or None, t0_ns=int(round(a * ns)), **kw)
+        _check_truth(r, as_capture(x, fs), baud or None, kw["thresholds"], kw["scale"], kw["offset"], len(x) or 1)
+        results.append((a, b, r))
+    chars = np.concatenate([r.chars for _, _, r in results])
+    M = [Measurement("characters", int(len(chars)), "count")]
+    for k, (a, b, r) in enumerate(results, 1):
+        M += [replace_name(m, f"part{k}.{m.name}") for m in r.measurements]
+    glitches = np.concatenate([_shift(r.glitches, a) for a, _, r in results])
+    edges = np.concatenate([_shift(r.edges, a) for a, _, r in results]) if kw["keep_edges"] else None
+    main = max(results, key=lambda t: t[1] - t[0])[2]
+    return DecodeResult(chars, opt, cf, fs, 0.0, main.stats, main.levels, M, glitches, edges,
+                        main.level_source, parts=results)
+
+
+def _shift(rec, a: int):
+    if rec is None or not len(rec):
+        return rec
+    out = rec.copy()
+    out["pos"] += a
+    return out
+
+
+def replace_name(m: Measurement, name: str) -> Measurement:
+    from dataclasses import replace
+    return replace(m, name=name)
 
 
 def levels_from_histogram(hist, hmin, hscale, mid) -> tuple[float, float]:

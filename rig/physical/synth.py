@@ -321,3 +321,93 @@ def _insert_glitches(et, ev, glist):
         v += [1 - cur, cur]
     order = np.argsort(np.asarray(t), kind="stable")
     return np.asarray(t)[order], np.asarray(v, dtype=np.int8)[order]
+
+
+_WIRE = CharFormat(8, "N", 1)      # the line bits of a wire byte: start, 8 bits (7E1: parity is bit 7), stop
+_7E1 = CharFormat.parse("7E1")
+
+
+# --------------------------------------------------------------------------- a wire record as a waveform
+def line_edges(record, directions: Iterable[str], t0_ns: int, t1_ns: int):
+    """Transitions of the line in [t0_ns, t1_ns) as seen by a probe on ``directions`` (one
+    direction, or both: on the shared line a sender at space pulls it to space, so the logic is the
+    AND of the senders; assumed).  Returns (level at t0 (1 = mark), [(t_ns, level), ...]).
+
+    Characters come from the wire record: a character whose ``line`` is -1 was never on the wire;
+    a break holds space from its start to its end; a character is start bit, the 8 bits of its wire
+    byte LSB first, stop bit, over t_start..t_end."""
+    dirs = set(directions)
+    per: dict[str, list[tuple[int, int, list[int]]]] = {d: [] for d in dirs}
+    for c in record:
+        if c.direction not in dirs or c.line < 0 or c.t_end_ns <= c.t_start_ns:
+            continue
+        if c.t_end_ns < t0_ns or c.t_start_ns >= t1_ns:
+            continue   # over before the screen (the line back at mark), or after it
+        if c.index == -1 and "break" in c.faults:
+            per[c.direction].append((c.t_start_ns, c.t_end_ns, [0]))
+        else:
+            per[c.direction].append((c.t_start_ns, c.t_end_ns, _WIRE.bits(c.line)))
+    events: list[tuple[int, str, int]] = []
+    for d, chars in per.items():
+        chars.sort(key=lambda x: x[0])
+        for ts, te, bits in chars:
+            step = (te - ts) / len(bits) if len(bits) > 1 else (te - ts)
+            prev = None
+            for k, b in enumerate(bits):
+                if b != prev:
+                    events.append((ts + int(round(k * step)), d, b))
+                    prev = b
+            if prev != 1:
+                events.append((te, d, 1))
+    events.sort(key=lambda e: e[0])
+    level = {d: 1 for d in dirs}
+    start_level = 1
+    out: list[tuple[int, int]] = []
+    cur = 1
+    for t, d, b in events:
+        level[d] = b
+        new = 1 if all(level.values()) else 0
+        if t < t0_ns:
+            start_level = cur = new
+            continue
+        if t >= t1_ns:
+            break
+        if new != cur:
+            out.append((t, new))
+            cur = new
+    return start_level, out
+
+
+def line_chars(record, directions: Iterable[str], t0_ns: int, t1_ns: int) -> list:
+    """The wire record's characters on the line (``line`` >= 0) lying wholly inside [t0, t1)."""
+    dirs = set(directions)
+    return [c for c in record if c.direction in dirs and c.line >= 0 and c.index >= 0
+            and c.t_start_ns >= t0_ns and c.t_end_ns <= t1_ns]
+
+
+def line_waveform(record, option, t0_ns: int, duration_ns: int, n_samples: int,
+                  directions: Iterable[str] = ("to_meter", "to_hhu"), levels=None,
+                  rise_time_s: float = 0.0, noise_rms: float = 0.0, seed: int = 0) -> Waveform:
+    """The line [t0, t0 + duration) as a rig.physical.synth Waveform of ``n_samples`` samples
+    (sample 0 at t0), in the option's unit.  ``levels``: (mark, space), default the option's
+    nominal ones.  Its ``chars`` are the ground truth (start times relative to t0)."""
+    opt = get_option(option)
+    mark, space = levels if levels is not None else (opt.nominal_mark, opt.nominal_space)
+    t1 = t0_ns + duration_ns
+    start, edges = line_edges(record, directions, t0_ns, t1)
+    et = [float(t - t0_ns) for t, _ in edges]
+    ev = [lv for _, lv in edges]
+    if start == 0:
+        et.insert(0, 0.0)
+        ev.insert(0, 0)
+    truth = []
+    bauds = []
+    for c in line_chars(record, directions, t0_ns, t1):
+        v = c.line & 0x7F
+        truth.append(TrueChar(v, c.t_start_ns - t0_ns, _7E1.parity_bit(v) == (c.line >> 7) & 1, True))
+        bauds.append(c.baud)
+    baud = float(np.median(bauds)) if bauds else 300.0
+    sample_rate = n_samples * 1e9 / duration_ns
+    return Waveform(opt, sample_rate, baud, _7E1, int(n_samples), float(mark), float(space),
+                    np.asarray(et, dtype=np.float64), np.asarray(ev, dtype=np.int8), truth, [],
+                    rise_time_s, rise_time_s, noise_rms, 3.0, 0.0, 20.0, 0.0, seed)

@@ -1,0 +1,302 @@
+"""The virtual bench: the embedded default for instruments, one SCPI server per instrument on loopback.
+
+    with EmbeddedMeter() as meter, VirtualBench(meter.line) as bench:
+        bench.resources        # {"scope": "TCPIP::127.0.0.1::40123::SOCKET", "generator": ..., ...}
+        rm = pyvisa.ResourceManager("@py")   # the drivers reach it exactly as they reach hardware
+
+Each instrument is a small threaded TCP server (raw socket, 127.0.0.1, an ephemeral port;
+``server.py``) speaking its model's command tree (``scpi`` of its ``instruments/*.yaml`` file, parsed
+by rig.bench.scpi with the IEEE 488.2 / SCPI-1999 rules: short and long forms, optional nodes,
+numeric suffixes, header paths across ``;``, MIN/MAX/DEF, units, a query for every setting, the
+common commands and the standard error queue).  One module per instrument: ``scope.py``,
+``generator.py``, ``supply.py``, ``dmm.py``; the line as a waveform is rig.physical.synth's.  Bad
+input (garbage bytes, overlong lines, bad blocks, bad numbers) queues an error and never ends the
+server.
+
+What the instruments do to and see of the virtual line (rig.link.VirtualLine):
+
+- scope: waveforms synthesised from the line's wire record for the interface option (levels and
+  polarity from rig.physical.options; the current loop's mark level from the loop model), with the
+  timebase, vertical scale/offset and memory depth the client set, in the model's transfer format
+  and preamble, so rig.physical.analysis decodes exactly the characters of the record (faults
+  included: the record's ``line`` byte is what was on the wire).  ``run``: a read returns the screen
+  ending now; ``stop``: freezes that; ``single``: arms, triggers on the first edge of the trigger
+  source's slope on the line (or on ``force_trigger``), and the acquisition is done once the screen
+  after the trigger has passed.  Channels probe one direction or the shared line (setting ``probes``).
+- generator: its output disturbs the line through a coupling network (rig.bench.loop): noise with
+  the output on is a noise fault (bit error rate from the amplitude relative to the interface's swing),
+  pulses are glitches (a bit error rate from their duty), a burst (burst on, then a trigger) is a noise
+  window of cycles / frequency; output off removes them.
+- supply and meter: the current loop (rig.bench.loop): the supply's voltage and current limit give
+  the loop current; below the receiver's 9 mA bits err, at or below 3 mA every character is lost
+  (a drop fault on both directions); the meter reads the loop current and the supply's terminal
+  voltage.  Only the current-loop option has a loop; with the others the supply and meter act on
+  a plain resistive load (R_LOOP_OHM) and leave the line alone.
+
+The bench owns the faults it adds to the line and replaces only those; faults injected by anyone
+else stay.
+"""
+from __future__ import annotations
+
+import threading
+
+from rig import _clock
+from rig.bench import loop as loopmodel
+from rig.bench.scpi import ERRORS, ScpiError, ScpiInput  # noqa: F401  (re-exported for callers)
+from rig.bench.virtual.base import VirtualInstrument
+from rig.bench.virtual.dmm import VirtualMeter
+from rig.bench.virtual.generator import VirtualGenerator
+from rig.bench.virtual.scope import Acquisition, VirtualScope  # noqa: F401
+from rig.bench.virtual.server import InstrumentServer
+from rig.bench.virtual.supply import VirtualSupply
+from rig.link.faults import Fault
+from rig.physical.options import InterfaceOption, get_option
+from rig.physical.synth import line_chars, line_edges, line_waveform  # noqa: F401  (their home is rig.physical)
+
+DEFAULT_MODELS = {
+    "scope": "rigol-ds1000z",
+    "generator": "keysight-33500b",
+    "supply": "rigol-dp832",
+    "meter": "keysight-34461a",
+}
+DIRECTIONS = ("to_meter", "to_hhu", "both")
+FOREVER_NS = 10 ** 18          # a fault window that lasts until the bench removes it
+
+CLASSES = {"scope": VirtualScope, "generator": VirtualGenerator, "supply": VirtualSupply, "meter": VirtualMeter}
+
+
+# =========================================================================== the bench
+class VirtualBench:
+    """A scope, a generator, a supply and a meter on loopback TCP, acting on a VirtualLine.
+
+    ``models``: role -> model name or InstrumentModel (default :data:`DEFAULT_MODELS`; a role left
+    out is not served).  ``config``: a :class:`rig.bench.config.BenchConfig` instead: its option,
+    models and channels (the supply's channel powers the loop, the generator's disturbs the line,
+    the scope's probes the whole line) are used.  ``settings`` (all optional): ``probes`` {scope
+    channel: "to_meter" | "to_hhu" | "both"} (default 1 both, 2 to_meter, 3 to_hhu, 4 both),
+    ``supply`` {voltage, current_limit, output} at power-on (24 V, 30 mA, on: the loop powered as an
+    HHU powers it), ``r_loop_ohm``, ``probe_gain`` (V per option unit), ``memory_depth`` (scope
+    points, 120 000), ``rise_time_s`` and ``scope_noise`` (rms, option unit) of the scope's view,
+    ``seed`` (of the faults' bit errors), ``ports`` {role: TCP port} (0: ephemeral), ``host``.
+    """
+
+    def __init__(self, line, option="current-loop", models=None, config=None, settings=None):
+        from rig.bench.models import load_model
+
+        self.line = line
+        self.bench_config = config
+        cfg = dict(settings or {})
+        self.settings = cfg
+        probes = {1: "both", 2: "to_meter", 3: "to_hhu", 4: "both"}
+        chan = {}
+        if config is not None:
+            option = config.option
+            models = {role: ic.model for role, ic in config.instruments.items()}
+            chan = {role: ic.channel for role, ic in config.instruments.items() if ic.channel}
+            if "scope" in chan:
+                probes[chan["scope"]] = "both"
+        self.option: InterfaceOption = get_option(option)
+        probes.update({int(k): v for k, v in (cfg.get("probes") or {}).items()})
+        for ch, d in probes.items():
+            if d not in DIRECTIONS:
+                raise ValueError(f"settings probes: channel {ch}: {d!r}; expected one of {DIRECTIONS}")
+        self.probes = probes
+        self.loop_channel = int(chan.get("supply", 1))
+        self.generator_channel = int(chan.get("generator", 1))
+        self.r_loop_ohm = float(cfg.get("r_loop_ohm", loopmodel.R_LOOP_OHM))
+        self.seed = int(cfg.get("seed", 0))
+        self._seeds = self.seed * 1000
+        self.host = str(cfg.get("host", "127.0.0.1"))
+        self._lock = threading.RLock()
+        self._started = False
+        self._owned: dict[str, tuple[Fault, ...]] = {}
+        self._bursts: list[Fault] = []
+        self.instruments: dict[str, VirtualInstrument] = {}
+        self._servers: dict[str, InstrumentServer] = {}
+        self._threads: list[threading.Thread] = []
+        for role, m in (DEFAULT_MODELS if models is None else models).items():
+            model = load_model(m)
+            self.instruments[role] = CLASSES[model.capability](role, model, self)
+
+    def bench(self):
+        """The bench configuration with the virtual instruments' resource strings (for the drivers:
+        ``bench.bench().open("scope")``)."""
+        from dataclasses import replace
+
+        from rig.bench.config import InstrumentConfig, load_bench
+        from rig.bench.safety import DutLimits
+
+        base = self.bench_config or replace(load_bench(None), option=self.option.name,
+                                            limits=DutLimits.for_option(self.option))
+        inst = {role: base.instruments[role] if self.bench_config else InstrumentConfig(role, i.model)
+                for role, i in self.instruments.items()}
+        return replace(base, instruments=inst).with_resources(self.resources, backend="@py")
+
+    # -- roles
+    def by_capability(self, capability: str) -> VirtualInstrument | None:
+        for inst in self.instruments.values():
+            if inst.capability == capability:
+                return inst
+        return None
+
+    @property
+    def resources(self) -> dict[str, str]:
+        return {role: f"TCPIP::{self.host}::{srv.server_address[1]}::SOCKET"
+                for role, srv in self._servers.items()}
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {role: srv.server_address[1] for role, srv in self._servers.items()}
+
+    # -- the loop and the line
+    @property
+    def loop(self) -> loopmodel.LoopState:
+        """The loop as the supply powers it (a bench without a supply: the power-on default)."""
+        sup = self.by_capability("supply")
+        if isinstance(sup, VirtualSupply):
+            return sup.state(self.loop_channel)
+        s = self.settings.get("supply") or {}
+        return loopmodel.loop_state(float(s.get("voltage", 24.0)), float(s.get("current_limit", 0.03)),
+                                    bool(s.get("output", True)), r_loop_ohm=self.r_loop_ohm)
+
+    def line_levels(self) -> tuple[float, float]:
+        """(mark, space) on the line in the option's unit."""
+        return loopmodel.levels(self.option, self.loop if self.option.name == "current-loop" else None)
+
+    def probe_gain(self) -> float:
+        return float(self.settings.get("probe_gain", loopmodel.PROBE_GAIN[self.option.name]))
+
+    def _seed(self) -> int:
+        self._seeds += 1
+        return self._seeds
+
+    def _own(self, slot: str, faults: tuple[Fault, ...]) -> None:
+        """Replace the bench's faults in ``slot`` on the line, leaving everyone else's."""
+        with self._lock:
+            now = _clock.now_ns()
+            # a burst over is harmless (characters are put on the line at or after now) and goes
+            self._bursts = [b for b in self._bursts if b.start_ns + b.duration_ns > now]
+            old = [f for fs in self._owned.values() for f in fs]
+            self._owned[slot] = tuple(faults)
+            self._owned["burst"] = tuple(self._bursts)
+            mine = [f for fs in self._owned.values() for f in fs]
+            others = [f for f in self.line.faults if not any(f is o for o in old)]
+            self.line.faults = tuple(others) + tuple(mine)
+
+    @property
+    def faults(self) -> tuple[Fault, ...]:
+        """The faults the bench has on the line now (bursts that are over left out)."""
+        now = _clock.now_ns()
+        with self._lock:
+            return tuple(f for fs in self._owned.values() for f in fs
+                         if f.start_ns is None or f.start_ns + f.duration_ns > now)
+
+    def loop_changed(self) -> None:
+        """The supply changed: the loop's faults on the line follow (current loop only)."""
+        if not self._started or self.option.name != "current-loop":
+            return
+        with self._lock:
+            state = self.loop
+            prev = self._owned.get("loop", ())
+            ber = state.ber
+            if ber >= 1.0:
+                if prev and prev[0].kind == "drop":
+                    return
+                faults = tuple(Fault("drop", direction=d, at=self.line.sent(d), count=1 << 62)
+                               for d in ("to_meter", "to_hhu"))
+            elif ber > 0.0:
+                if prev and prev[0].kind == "noise" and prev[0].ber == ber:
+                    return
+                faults = (Fault("noise", ber=ber, start_ns=_clock.now_ns(), duration_ns=FOREVER_NS,
+                                seed=self._seed()),)
+            else:
+                faults = ()
+            self._own("loop", faults)
+        self.generator_changed(None)   # the generator's effect depends on the loop's levels
+
+    def generator_changed(self, gen: VirtualGenerator | None) -> None:
+        """The generator changed: its standing disturbance of the line follows (a burst waits for
+        its trigger)."""
+        gen = gen or self.by_capability("generator")
+        if not self._started or not isinstance(gen, VirtualGenerator):
+            return
+        with self._lock:
+            ch = self.generator_channel
+            ber = 0.0 if gen.burst(ch) else gen.effect(ch, self.option, self.loop)
+            kind = "bit_flip" if gen.function(ch) == "pulse" else "noise"
+            prev = self._owned.get("generator", ())
+            if (not prev and ber == 0) or (prev and prev[0].ber == ber and prev[0].kind == kind):
+                return
+            faults = ()
+            if ber > 0:
+                if kind == "noise":
+                    faults = (Fault("noise", ber=ber, start_ns=_clock.now_ns(), duration_ns=FOREVER_NS,
+                                    seed=self._seed()),)
+                else:
+                    faults = (Fault("bit_flip", ber=ber, seed=self._seed()),)
+            self._own("generator", faults)
+
+    def generator_noise(self) -> float:
+        """The rms, in the option's unit, of the generator's noise on the line now (what the scope
+        shows; the bit errors it causes are its faults): its output on with the noise function and
+        no burst, else 0.  Bursts are not shown (assumed: the scope's view of them is not modelled)."""
+        gen = self.by_capability("generator")
+        if not isinstance(gen, VirtualGenerator):
+            return 0.0
+        ch = self.generator_channel
+        with gen.lock:
+            if not gen.output(ch) or gen.burst(ch) or gen.function(ch) != "noise":
+                return 0.0
+            return loopmodel.COUPLING[self.option.name] * abs(gen.vpp(ch)) / loopmodel.NOISE_CREST
+
+    def generator_trigger(self, gen: VirtualGenerator) -> None:
+        """A trigger: with burst on and the output on, a noise window of the burst's duration."""
+        ch = self.generator_channel
+        if not (gen.burst(ch) and gen.output(ch)):
+            return
+        with self._lock:
+            ber = gen.effect(ch, self.option, self.loop)
+            if ber <= 0:
+                return
+            self._bursts.append(Fault("noise", ber=ber, start_ns=_clock.now_ns(),
+                                      duration_ns=gen.burst_ns(ch), seed=self._seed()))
+            self._own("generator", self._owned.get("generator", ()))
+
+    # -- life
+    def start(self) -> "VirtualBench":
+        ports = self.settings.get("ports") or {}
+        try:
+            for role, inst in self.instruments.items():
+                srv = InstrumentServer(inst, self.host, int(ports.get(role, 0)))
+                self._servers[role] = srv
+                t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
+                                     name=f"virtual-{role}", daemon=True)
+                t.start()
+                self._threads.append(t)
+        except OSError:
+            self.close()
+            raise
+        self._started = True
+        self.loop_changed()
+        self.generator_changed(None)
+        return self
+
+    def close(self) -> None:
+        for srv in self._servers.values():
+            srv.close_all()
+        for t in self._threads:
+            t.join(2)
+        self._servers.clear()
+        self._threads.clear()
+        with self._lock:
+            self._started = False
+            self._bursts = []
+            old = [f for fs in self._owned.values() for f in fs]
+            self._owned.clear()
+            self.line.faults = tuple(f for f in self.line.faults if not any(f is o for o in old))
+
+    def __enter__(self) -> "VirtualBench":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,74 @@
+"""What every virtual instrument shares: its model's command tree (rig.bench.scpi), an identity
+matching the model, channel checks, and a hook after each change."""
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from rig.bench.scpi import ScpiError, ScpiInstrument
+
+if TYPE_CHECKING:
+    from rig.bench.virtual import VirtualBench
+
+
+class ChannelView(dict):
+    """A setting of every channel, {channel: value}; also callable with the channel."""
+
+    def __call__(self, ch: int):
+        return self[ch]
+
+
+class VirtualInstrument(ScpiInstrument):
+    """One instrument of the virtual bench, speaking its model's tree (``model.tree``).
+
+    Subclasses handle the nodes that act (``do_``/``q_``/``on_`` + node name, see
+    :class:`rig.bench.scpi.ScpiInstrument`); every other setting of the tree is kept and answered."""
+
+    capability = ""
+
+    def __init__(self, role: str, model, bench: "VirtualBench"):
+        self.role = role
+        self.model = model
+        self.bench = bench
+        self.tree = model.tree
+        super().__init__()
+        self.reset()
+
+    # -- identity
+    def idn(self) -> str:
+        """An *IDN? answer matching the model's pattern: the sim device's answer with 'RIG-VIRTUAL'
+        as serial number where the pattern allows it."""
+        ans = None
+        for d in (self.model.sim or {}).get("dialogues") or ():
+            if str(d.get("q", "")).strip().upper() == "*IDN?":
+                ans = str(d.get("r", ""))
+        if ans is None:
+            ans = re.sub(r"\[!?([^\]]*)\]", lambda m: m.group(1)[:1] or "0", self.model.idn)
+            ans = ans.replace("*", "0").replace("?", "0")
+        parts = ans.split(",")
+        if len(parts) >= 3:
+            trial = ",".join(parts[:2] + ["RIG-VIRTUAL"] + parts[3:])
+            if self.model.idn_matches(trial):
+                return trial
+        return ans
+
+    # -- helpers for the subclasses
+    def per_channel(self, name: str, convert=lambda v: v) -> ChannelView:
+        return ChannelView({c: convert(self.get(name, c)) for c in self.model.channels})
+
+    def channel(self, ch: int) -> int:
+        if ch not in self.model.channels:
+            raise ScpiError(-114, f"channel {ch} (this model has {self.model.channels})")
+        return ch
+
+    def changed(self) -> None:
+        """Called after every command that was accepted (the bench follows the instrument)."""
+
+    def _command(self, node, sfx, params):
+        r = super()._command(node, sfx, params)
+        self.changed()
+        return r
+
+    def do__rst(self, sfx, p):
+        self.reset()
+        self.changed()
