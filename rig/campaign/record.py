@@ -74,7 +74,7 @@ def read_identity(bench) -> dict:
     out = {"role": bench.spec.role, "read": _iso(time.time())}
     try:
         hhu = bench.session()
-        out["IDResponse"] = str(hhu.identity) if hhu.identity is not None else UNKNOWN
+        out["IDResponse"] = str(hhu.identity).removeprefix("IDResponse ") if hhu.identity is not None else UNKNOWN
     except Exception as e:  # noqa: BLE001 - a DUT that does not identify: recorded, the cases will say more
         out["IDResponse"] = f"{UNKNOWN}: {e}"
         bench.drop_session(sign_off=False)

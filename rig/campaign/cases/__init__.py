@@ -19,6 +19,7 @@ from rig.campaign.store import Capture, StepRecord
 from rig.measurement import Measurement
 
 LIBRARY: dict[str, "Case"] = {}
+STAND_IN = "stand_in"       # the step note naming what stood in for a measurement (StepContext.stand_in)
 
 
 @dataclass
@@ -109,6 +110,12 @@ class StepContext:
 
     def note(self, **kw) -> None:
         self.record.notes.update(kw)
+
+    def stand_in(self, what: str) -> None:
+        """Say that this step measured a stand-in, not the DUT's own signal or the instrument the
+        case names (e.g. a capture synthesised from the virtual line's wire record): the report
+        marks the step and its case."""
+        self.record.notes[STAND_IN] = what
 
 
 #: the basis rig.client once wrote for the tr and ta limits it takes from the profile, whatever the

@@ -93,14 +93,21 @@ def levels(ctx):
                     rise_time=ctx.params["rise_time_ui"] / baud, noise=ctx.params["noise"], seed=len(chars))
     samples = wf.samples.astype(np.float32)
     res = decode(samples, wf.sample_rate, opt.name, baud=baud)
+    what = STAND_IN_CAPTURE
+    ctx.stand_in(what)
     for m in res.measurements:
-        ctx.record.measurements.append(m)
+        ctx.record.measurements.append(replace(m, basis=f"{m.basis}; {what}" if m.basis else what))
     sent = bytes(c for _, c in chars)
     ctx.measure("characters decoded as on the wire", sum(1 for a, b_ in zip(res.values, sent) if a == b_),
                 "count", len(sent), len(sent), "IEC 62056-21 §5")
     ctx.capture(f"{ctx.params['direction']} {opt.name}", samples, wf.sample_rate, opt.name)
     ctx.note(option=opt.name, baud=baud, characters=len(sent))
 
+
+STAND_IN_CAPTURE = ("stand-in: a capture synthesised from the virtual line's wire record "
+                    "(no scope on this bench)")
+STAND_IN_DISTURBANCE = ("stand-in: the disturbance applied as the line faults a receiver meeting the "
+                        "option would read (no instrument on this bench)")
 
 _NO_INSTRUMENTS = ("name the bench's instruments in the plan (bench_config = FILE, or instruments = "
                    "{ scope = RESOURCE, ... }) to measure through them")
@@ -305,6 +312,7 @@ def margin(ctx):
             return [Fault("baud_error", direction, percent=amount)] if amount else []
         if q == "ber":
             return [Fault("bit_flip", direction, ber=amount, seed=i + 1)] if amount else []
+        ctx.stand_in(STAND_IN_DISTURBANCE)
         req = ReadCommand.of(reg.register_id).to_bytes(parity=True)
         copies = 1 + hhu.profile.protocol.nak_repeats
         faults, _ = disturbance_faults(q, amount, opt, req * copies, hhu.port.baud, line.sent("to_meter"),
