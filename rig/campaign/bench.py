@@ -157,6 +157,13 @@ class Instruments:
             self.virtual.close()
 
 
+def _watched(client: Client) -> Client:
+    """A client whose scheduled writes the run's time split sees (rig.campaign.timesplit)."""
+    from rig.campaign.timesplit import watch_port
+    watch_port(client.port)
+    return client
+
+
 class Bench:
     def __init__(self, spec: BenchSpec, profile: Profile):
         self.spec = spec
@@ -229,7 +236,7 @@ class Bench:
         """A new client on the line (the caller closes it); one at a time on a port."""
         self.drop_session()
         self._settle()
-        return Client(self.port_url, profile or self.profile)
+        return _watched(Client(self.port_url, profile or self.profile))
 
     def _settle(self) -> None:
         # after a BreakCommand the meter switches back to the initial speed: a new IDRequest
@@ -241,7 +248,7 @@ class Bench:
         serves many cases); a case that spoils it calls drop_session()."""
         if self._client is None:
             self._settle()
-            self._client = Client(self.port_url, self.profile)
+            self._client = _watched(Client(self.port_url, self.profile))
             self._identified = False
         self._client.exchanges.clear()
         if not self._identified:
@@ -383,7 +390,7 @@ class Bench:
 
         def run():
             try:
-                with Client(self.line.hhu_port, self.profile) as hhu:
+                with _watched(Client(self.line.hhu_port, self.profile)) as hhu:
                     script(hhu)
             except BaseException as e:  # seen by the case
                 self.hhu_error = e

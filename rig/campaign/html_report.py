@@ -428,7 +428,8 @@ def _sweep_section(d: _RunData) -> PlotSection:
         return sec
     sec.figures.append(Figure(plots.sweeps_figure(series), "outcome against the swept value", "; ".join(
         (f"{s.title}: fails at {_num(s.threshold)} {s.unit}".rstrip() if s.categories is None else
-         f"{s.title}: {sum(1 for y in s.success if y < 1)} of {len(s.x)} values not all passed")
+         f"{s.title}: " + (f"every step passed at all {len(s.x)} values" if all(y >= 1 for y in s.success) else
+                           f"failed steps at {sum(1 for y in s.success if y < 1)} of {len(s.x)} values"))
         + (f", {len(s.not_run)} not run" if s.not_run else "") + (f", {len(s.errors)} could not be carried out"
                                                                   if s.errors else "")
         for s in series), wide=len(series) > 1))

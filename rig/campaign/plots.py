@@ -264,11 +264,11 @@ def histogram_figure(series: dict[str, np.ndarray], unit: str, xlabel: str, titl
     ax.hist(data, bins=bins, range=(lo, hi), stacked=True, label=[n or "_nolegend_" for n in names],
             color=[PALETTE[i % len(PALETTE)] for i in range(len(names))], edgecolor="white", linewidth=0.3)
     ax.set_xlim(lo, hi)
-    for label, v in marks:
+    mark_styles = ((0, (1, 1)), (0, (3, 1, 1, 1)), (0, (5, 2)))
+    for i, (label, v) in enumerate(marks):
         if v is not None and lo <= v <= hi:
-            ax.axvline(v, color="#333", linestyle=":", linewidth=1.0)
-            ax.annotate(f"{label} {v:.3g}", (v, 1.0), xycoords=("data", "axes fraction"), rotation=90,
-                        fontsize=7, color="#333", ha="right", va="top", xytext=(-1, -2), textcoords="offset points")
+            lim_handles.append(ax.axvline(v, color="#333", linestyle=mark_styles[i % 3], linewidth=1.1,
+                                          label=f"{label} {v:.4g} {unit}"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     from matplotlib.ticker import MaxNLocator
@@ -276,7 +276,7 @@ def histogram_figure(series: dict[str, np.ndarray], unit: str, xlabel: str, titl
     ax.set_title(title)
     handles = [h for h in ax.get_legend_handles_labels()[0] if h not in lim_handles] + lim_handles
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncols=3 if len(handles) > 4 else 2, frameon=False)
     return _png(fig)
 
 

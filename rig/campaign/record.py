@@ -30,6 +30,15 @@ def _iso(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t))
 
 
+def _command() -> str:
+    """The command line that ran the campaign (`rig ...` for python -m rig)."""
+    if not sys.argv or not sys.argv[0]:
+        return UNKNOWN
+    prog = os.path.basename(sys.argv[0])
+    prog = "rig" if prog in ("__main__.py", "rig") else sys.argv[0]
+    return " ".join([prog, *sys.argv[1:]])
+
+
 def _append(store, run_id: int, key: str, item) -> None:
     have = store.record(run_id).get(key) or []
     store.set_record(run_id, key, [*have, item])
@@ -42,7 +51,7 @@ def record_start(store, run_id: int, plan, profile) -> None:
     _append(store, run_id, "rig", {
         "version": getattr(rig, "__version__", UNKNOWN), "python": platform.python_version(),
         "host": socket.gethostname(), "platform": platform.platform(), "pid": os.getpid(),
-        "command": " ".join(sys.argv) if sys.argv and sys.argv[0] else UNKNOWN, "started": _iso(time.time())})
+        "command": _command(), "started": _iso(time.time())})
     cases = {}
     for spec in plan.cases:
         defaults = LIBRARY[spec.use].params if spec.use in LIBRARY else {}

@@ -31,7 +31,7 @@ NO_ANSWER = "waiting out an answer that did not come (tr_max, tt)"
 PACING = "pacing: tr_min before the client speaks"
 POLLS = "token execution: not-ready polls"
 GUARD = "speed-switch guard"
-CASE_WAITS = "waits a case makes (lockout periods, an HHU's session)"
+CASE_WAITS = "waits a case makes (tt, lockout periods, an HHU's session)"
 OVERHEAD = "rig overhead"
 #: in priority order; the protocol's waits are those between LINE and OVERHEAD
 CATEGORIES = (LINE, REACTION, NO_ANSWER, POLLS, PACING, GUARD, CASE_WAITS, OVERHEAD)
@@ -40,6 +40,7 @@ PROTOCOL_WAITS = CATEGORIES[1:-1]
 # sleep_until's caller -> category; callers in rig/link/virtual.py (the line's own pacing) are not waits
 _BY_CALLER = {"transfer_token": POLLS, "_settle": GUARD, "set_baud": GUARD, "_send": PACING, "write": PACING}
 _NOT_WAITS = ("rig/link/virtual.py",)
+_PACING_CALLERS = ("_send", "raw", "_exchange")     # the client's (and the raw helper's) tr_min before speaking
 
 _installed: list["TimeLedger"] = []
 _patch_lock = threading.Lock()
@@ -137,6 +138,30 @@ class TimeLedger:
             top = next((i for i, n in enumerate(active) if n), len(CATEGORIES) - 1)
             out[top] += t1_ns - prev
         return {c: out[i] / 1e9 for i, c in enumerate(CATEGORIES)}
+
+
+def watch_port(port) -> None:
+    """Note the waits a write on this port is scheduled for (`write(chars, at_ns=...)`: the client's
+    tr_min pacing, a case's own timing such as the tt test's late option select); the port's
+    scheduled writes wait inside rig._clock, where sleep_until does not see them. The port is one
+    the campaign opened (a Client's on a bench); its `write` is wrapped for its lifetime."""
+    if getattr(port, "_rig_watched", False):
+        return
+    from rig import _clock
+    write = port.write
+
+    def watched_write(chars, *a, at_ns=None, **kw):
+        if at_ns is not None and _installed:
+            t = _clock.now_ns()
+            if at_ns > t:
+                caller = sys._getframe(1).f_code.co_name
+                cat = PACING if caller in _PACING_CALLERS else CASE_WAITS
+                for ledger in tuple(_installed):
+                    ledger.add(t, at_ns, cat)
+        return write(chars, *a, at_ns=at_ns, **kw)
+
+    port.write = watched_write
+    port._rig_watched = True
 
 
 def _install(ledger: TimeLedger) -> None:
