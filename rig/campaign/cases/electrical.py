@@ -121,6 +121,10 @@ def _setup_scope(inst, channels, trigger_ch: int, baud: float, screen_s: float):
     gain = inst.probe_gain()
     mark, space = inst.expected_levels()
     scope = inst.open("scope")
+    setup = (tuple(channels), trigger_ch, baud, screen_s, mark, space, gain)
+    if getattr(inst, "scope_setup", None) == setup:     # as the last step left it: nothing to send
+        return scope
+    inst.scope_setup = None
     span = max(abs(mark - space) * gain, 1e-3)
     for ch in channels:
         scope.configure_channel(ch, scale=span / 6, offset=-(mark + space) / 2 * gain)
@@ -129,6 +133,7 @@ def _setup_scope(inst, channels, trigger_ch: int, baud: float, screen_s: float):
     scope.configure_timebase(screen_s / hdivs, offset=screen_s / 2 - pre)
     level = 0.5 * sum(opt.receiver_thresholds()) * gain
     scope.edge_trigger(trigger_ch, level=level, slope="falling" if opt.mark_is_high else "rising")
+    inst.scope_setup = setup
     return scope
 
 
