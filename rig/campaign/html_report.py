@@ -354,12 +354,32 @@ def _is_number(v) -> bool:
 
 def _sweep_section(d: _RunData) -> PlotSection:
     from rig.campaign import plots
+    series = sweep_series(d)
     sec = PlotSection("plot-sweeps", "Sweeps: outcome against the swept value",
                       "For each swept case, the rate of exchanges that went through at the first try (and with "
                       "repeats) at each amount, or, where a step measures no rate, the share of its steps that "
                       "passed at each value; the failure threshold and the amount the plan requires to work are "
                       "marked. Steps not run (a stop condition) and steps that could not be carried out are "
                       "marked apart, above the plot: they measured nothing.")
+    if not series:
+        sec.note = "No case in this run swept a parameter."
+        return sec
+    sec.figures.append(Figure(plots.sweeps_figure(series), "outcome against the swept value", "; ".join(
+        (f"{s.title}: fails at {_num(s.threshold)} {s.unit}".rstrip() if s.categories is None else
+         f"{s.title}: " + (f"every step passed at all {len(s.x)} values" if all(y >= 1 for y in s.success) else
+                           f"failed steps at {sum(1 for y in s.success if y < 1)} of {len(s.x)} values"))
+        + (f", {len(s.not_run)} not run" if s.not_run else "") + (f", {len(s.errors)} could not be carried out"
+                                                                  if s.errors else "")
+        for s in series), wide=len(series) > 1))
+    return sec
+
+
+def sweep_series(d: _RunData) -> list:
+    """One rig.campaign.plots.SweepSeries per swept case (and per value of its other swept
+    parameters): the first swept parameter on x (numbers as they are, names by their position in the
+    plan), y the success rate its steps measured, else the share of its steps that passed; steps
+    not run and steps that could not be carried out apart (they measured nothing)."""
+    from rig.campaign import plots
     meas: dict[tuple, dict] = {}
     for m in d.measurements:
         meas.setdefault((m["case_key"], m["step_key"]), {})[m["name"]] = m
@@ -423,17 +443,7 @@ def _sweep_section(d: _RunData) -> PlotSection:
                 not_run=not_run, errors=sorted(errors.get(other, ())),
                 categories=None if numeric else [str(v) for v in order],
                 rate="success rate" if rated else "steps passed"))
-    if not series:
-        sec.note = "No case in this run swept a parameter."
-        return sec
-    sec.figures.append(Figure(plots.sweeps_figure(series), "outcome against the swept value", "; ".join(
-        (f"{s.title}: fails at {_num(s.threshold)} {s.unit}".rstrip() if s.categories is None else
-         f"{s.title}: " + (f"every step passed at all {len(s.x)} values" if all(y >= 1 for y in s.success) else
-                           f"failed steps at {sum(1 for y in s.success if y < 1)} of {len(s.x)} values"))
-        + (f", {len(s.not_run)} not run" if s.not_run else "") + (f", {len(s.errors)} could not be carried out"
-                                                                  if s.errors else "")
-        for s in series), wide=len(series) > 1))
-    return sec
+    return series
 
 
 def plot_sections(store: Store, run_id: int) -> list[PlotSection]:
