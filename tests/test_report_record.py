@@ -248,3 +248,20 @@ def test_the_text_summary_shows_the_dut_the_profile_and_the_time(run):
     assert "DUT on meter: /RIg5RIG STS EMULATOR, FOIN RIG0000000000001" in text
     assert "profile: " in text and "timing.tr_max_ms = 1200" in text
     assert "time: " in text and "on the line" in text and "rig overhead" in text
+
+
+def test_text_from_a_plan_or_a_dut_is_never_markup_and_the_styles_are_intact(tmp_path):
+    evil = '<img src=x onerror="alert(1)">'
+    with Store(tmp_path / "s.sqlite") as store:
+        run = store.new_run(evil, "name = 'x'", None, None)
+        c = store.ensure_case(run, evil, "meter/6.6/read", evil, evil, "meter", 0, 1, {})
+        store.record_step(c, StepRecord("rep=0", 0, {}, [Measurement(evil, 1, evil, 1, 1, evil)], error=evil))
+        store.set_record(run, "dut.meter", [{"IDResponse": evil, "FOIN": evil, "softwareVersion": evil}])
+        store.finish_case(c, "done", "error")
+        store.finish_run(run, "done", "error")
+        text = write_report(store, run, tmp_path / "r.html").read_text(encoding="utf-8")
+    assert evil not in text and "&lt;img src=x" in text
+    page = Page(text)
+    assert not any(u == "x" for u in page.urls)
+    style = text[text.index("<style>"):text.index("</style>")]
+    assert '"Segoe UI"' in style and "&#34;" not in style and "&quot;" not in style

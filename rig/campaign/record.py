@@ -34,8 +34,9 @@ def _command() -> str:
     """The command line that ran the campaign (`rig ...` for python -m rig)."""
     if not sys.argv or not sys.argv[0]:
         return UNKNOWN
-    prog = os.path.basename(sys.argv[0])
-    prog = "rig" if prog in ("__main__.py", "rig") else sys.argv[0]
+    head, prog = os.path.split(sys.argv[0])
+    if prog == "__main__.py":                         # python -m rig, python -m pytest, ...
+        prog = "rig" if os.path.basename(head) == "rig" else f"python -m {os.path.basename(head)}"
     return " ".join([prog, *sys.argv[1:]])
 
 
