@@ -97,7 +97,7 @@ def test_the_report_renders_in_chromium(report_file, browser, record_property):
     assert timing.is_displayed() and "on the line" in timing.text and "rig overhead" in timing.text
     bars = d.find_elements(By.CSS_SELECTOR, "#time .timebar span")
     widths = [b.size["width"] for b in bars]
-    assert len(bars) == 3 and widths[0] > 0 and sum(widths) > 0.9 * d.find_element(By.CSS_SELECTOR, "#time .timebar").size["width"] - 4
+    assert len(bars) == 4 and widths[0] > 0 and sum(widths) > 0.9 * d.find_element(By.CSS_SELECTOR, "#time .timebar").size["width"] - 4
 
     # the failed measurement is highlighted where a user looks: the failures table and its case's table
     bg = "rgba(253, 231, 231, 1)"

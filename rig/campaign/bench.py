@@ -149,6 +149,9 @@ class Instruments:
         if d is None:
             self.need(role)
             d = _no_delay(self.config.open(role))
+            if role == "scope":
+                from rig.campaign.timesplit import ACQUISITION, watch_call
+                watch_call(d, "wait_triggered", ACQUISITION)
             self._drivers[role] = d
             if role == "supply":      # opening switched the output off: power the loop again
                 self.power_loop()

@@ -547,13 +547,13 @@ def _time_view(record: dict) -> dict | None:
     rows, total, executions = time_rows(record)
     if not rows:
         return None
-    from rig.campaign.timesplit import LINE, OVERHEAD
+    from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD
     pct = {r["name"]: r["s"] / total * 100 for r in rows}
-    waits = sum(v for k, v in pct.items() if k not in (LINE, OVERHEAD) and not k.startswith("protocol waits"))
+    waits = sum(r["s"] for r in rows if r["sub"]) / total * 100
     view_rows = [{"name": r["name"], "s": r["s"], "pct": r["s"] / total * 100,
                   "cls": "sub" if r["sub"] else ""} for r in rows]
     return {"rows": view_rows, "executions": executions, "line_pct": pct.get(LINE, 0.0), "waits_pct": waits,
-            "overhead_pct": pct.get(OVERHEAD, 0.0)}
+            "instruments_pct": pct.get(ACQUISITION, 0.0), "overhead_pct": pct.get(OVERHEAD, 0.0)}
 
 
 def render_html(store: Store, run_id: int) -> str:

@@ -67,7 +67,7 @@ def benchmark_rows(store: Store, run_id: int) -> list[dict]:
 def time_rows(record: dict) -> tuple[list[dict], float, int]:
     """How the run's wall time divided (all its executions added up): ([{name, s, sub}], total
     seconds, executions); empty when the store kept no time split for the run."""
-    from rig.campaign.timesplit import LINE, OVERHEAD, PROTOCOL_WAITS, merge
+    from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD, PROTOCOL_WAITS, merge
     times = record.get("time") or []
     if not times:
         return [], 0.0, 0
@@ -79,6 +79,8 @@ def time_rows(record: dict) -> tuple[list[dict], float, int]:
     rows = [{"name": LINE, "s": split.get(LINE, 0.0), "sub": False},
             {"name": "protocol waits the profile imposes", "s": waits, "sub": False}]
     rows += [{"name": f"  {c}", "s": split[c], "sub": True} for c in PROTOCOL_WAITS if split.get(c, 0.0) > 0]
+    if split.get(ACQUISITION, 0.0) > 0:
+        rows.append({"name": ACQUISITION, "s": split[ACQUISITION], "sub": False})
     rows.append({"name": OVERHEAD, "s": split.get(OVERHEAD, 0.0), "sub": False})
     return rows, total, len(times)
 
@@ -104,10 +106,12 @@ def record_lines(store: Store, run_id: int) -> list[str]:
     if rows:
         by = {r["name"]: r["s"] for r in rows}
         waits = by["protocol waits the profile imposes"]
-        from rig.campaign.timesplit import LINE, OVERHEAD
+        from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD
+        inst = by.get(ACQUISITION, 0.0)
         lines.append(f"time: {total:.1f} s = on the line {by[LINE]:.1f} s ({by[LINE] / total:.0%}) + protocol waits "
-                     f"{waits:.1f} s ({waits / total:.0%}) + rig overhead {by[OVERHEAD]:.1f} s "
-                     f"({by[OVERHEAD] / total:.1%})")
+                     f"{waits:.1f} s ({waits / total:.0%})"
+                     + (f" + scope acquisitions {inst:.1f} s ({inst / total:.0%})" if inst else "")
+                     + f" + rig overhead {by[OVERHEAD]:.1f} s ({by[OVERHEAD] / total:.1%})")
     return lines
 
 

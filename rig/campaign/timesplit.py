@@ -13,8 +13,10 @@ reaction tr); the gap before the HHU speaks again after a request that got no an
 tr_max or tt); the first tr_min of the gap before the HHU speaks after an answer (the pacing the
 client keeps). From rig._clock.sleep_until, the one door every deliberate wait of the client, the
 bench and the cases goes through: token-execution polls, the speed-switch guard, a case's own
-waits (a lockout period). The rest is the rig's own overhead: Python, the store, starting benches,
-the virtual bench's instruments (SCPI, captures, decoding).
+waits (a lockout period). From the scope's driver: the wait for its acquisition (its screen
+filling after the trigger), the instrument's time, not the protocol's nor the rig's. The rest is the
+rig's own overhead: Python, the store, starting benches, the virtual bench's instruments (SCPI round
+trips, synthesising their signals), decoding captures.
 
 Benches without a wire record (a port bench: a real line) give only their deliberate waits; the
 line time of their exchanges is taken from the stored exchanges (Store.run_exchanges).
@@ -32,10 +34,11 @@ PACING = "pacing: tr_min before the client speaks"
 POLLS = "token execution: not-ready polls"
 GUARD = "speed-switch guard"
 CASE_WAITS = "waits a case makes (tt, lockout periods, an HHU's session)"
+ACQUISITION = "instruments: waiting for the scope's acquisition"
 OVERHEAD = "rig overhead"
-#: in priority order; the protocol's waits are those between LINE and OVERHEAD
-CATEGORIES = (LINE, REACTION, NO_ANSWER, POLLS, PACING, GUARD, CASE_WAITS, OVERHEAD)
-PROTOCOL_WAITS = CATEGORIES[1:-1]
+#: in priority order; the protocol's waits are those between LINE and ACQUISITION
+CATEGORIES = (LINE, REACTION, NO_ANSWER, POLLS, PACING, GUARD, CASE_WAITS, ACQUISITION, OVERHEAD)
+PROTOCOL_WAITS = CATEGORIES[1:-2]
 
 # sleep_until's caller -> category; callers in rig/link/virtual.py (the line's own pacing) are not waits
 _BY_CALLER = {"transfer_token": POLLS, "_settle": GUARD, "set_baud": GUARD, "_send": PACING, "write": PACING}
@@ -164,6 +167,23 @@ def watch_port(port) -> None:
     port._rig_watched = True
 
 
+def watch_call(obj, name: str, category: str) -> None:
+    """Note the time spent in obj.name(...) under `category` (a scope's wait_triggered: the
+    instrument filling its screen, as long on a real bench as on the virtual one)."""
+    from rig import _clock
+    fn = getattr(obj, name)
+
+    def watched(*a, **kw):
+        t = _clock.now_ns()
+        try:
+            return fn(*a, **kw)
+        finally:
+            for ledger in tuple(_installed):
+                ledger.add(t, _clock.now_ns(), category)
+
+    setattr(obj, name, watched)
+
+
 def _install(ledger: TimeLedger) -> None:
     global _original
     from rig import _clock
@@ -200,18 +220,3 @@ def merge(splits) -> dict[str, float]:
         for k, v in s.items():
             out[k] = out.get(k, 0.0) + v
     return out
-
-
-def summary_lines(split: dict[str, float]) -> list[str]:
-    """The split in words, one line per category with time, for the run's summary."""
-    total = sum(split.values())
-    if total <= 0:
-        return []
-    waits = sum(split.get(c, 0.0) for c in PROTOCOL_WAITS)
-    lines = [f"wall time {total:.1f} s: on the line {split.get(LINE, 0):.1f} s ({split.get(LINE, 0) / total:.0%}), "
-             f"protocol waits {waits:.1f} s ({waits / total:.0%}), rig overhead {split.get(OVERHEAD, 0):.1f} s "
-             f"({split.get(OVERHEAD, 0) / total:.1%})"]
-    for c in PROTOCOL_WAITS:
-        if split.get(c, 0) >= 0.05:
-            lines.append(f"  {c}: {split[c]:.1f} s")
-    return lines
