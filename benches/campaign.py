@@ -54,6 +54,7 @@ def main() -> int:
     for _ in range(args.rounds):
         res = one_round(plans)
         command.append(res[-1]["wall_s"])
+        print("verdicts: " + ", ".join(f"{run['name']} {run['verdict']}" for run in res[:-1]))
         for run in res[:-1]:
             t = totals.setdefault(run["name"], {"wall_s": 0.0, **dict.fromkeys(CATEGORIES, 0.0)})
             t["wall_s"] += run["wall_s"]

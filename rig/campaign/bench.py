@@ -179,8 +179,9 @@ class Instruments:
 
 def _watched(client: Client) -> Client:
     """A client whose scheduled writes the run's time split sees (rig.campaign.timesplit)."""
-    from rig.campaign.timesplit import watch_port
+    from rig.campaign.timesplit import NO_ANSWER, watch_call, watch_port
     watch_port(client.port)
+    watch_call(client.reader, "next_frame", NO_ANSWER)    # blocked until the peer's frame or a deadline
     return client
 
 

@@ -10,7 +10,8 @@ Intervals, each with a category; a moment covered by several takes the first of 
 nothing is counted twice, and the parts add up to the wall time). From a virtual line's wire
 record: every character (on the line); the gap before the meter speaks after a request (its
 reaction tr); the gap before the HHU speaks again after a request that got no answer (waiting out
-tr_max or tt); the first tr_min of the gap before the HHU speaks after an answer (the pacing the
+tr_max or tt), and any time the rig's client is blocked waiting for a frame (FrameReader.next_frame:
+an answer that comes late, garbled or not at all, up to the command timeout); the first tr_min of the gap before the HHU speaks after an answer (the pacing the
 client keeps). From rig._clock.sleep_until, the one door every deliberate wait of the client, the
 bench and the cases goes through: token-execution polls, the speed-switch guard, a case's own
 waits (a lockout period). From the scope's driver: the wait for its acquisition (its screen
@@ -29,7 +30,7 @@ import threading
 
 LINE = "on the line"
 REACTION = "reaction tr (request to answer)"
-NO_ANSWER = "waiting out an answer that did not come (tr_max, tt)"
+NO_ANSWER = "waiting for an answer, or out its absence (tr_max, command timeout)"
 PACING = "pacing: tr_min before the client speaks"
 POLLS = "token execution: not-ready polls"
 GUARD = "speed-switch guard"
