@@ -172,11 +172,14 @@ def _eye_section(d: _RunData) -> PlotSection:
     sec = PlotSection("plot-eye", "Eye diagrams",
                       "One eye per interface option and direction: every bit of the decoded characters of its "
                       "captures, folded on each character's bit period, over the option's limit mask (red: no "
-                      "trace may enter).")
-    groups: dict[tuple[str, str], list] = {}
+                      "trace may enter); a margin sweep's captures, disturbed on purpose, in eyes of their own.")
+    swept = {c["key"] for c in d.cases if c["use"] == "electrical/margin"}
+    groups: dict[tuple[str, str, str], list] = {}
     for c, samples, res in d.decoded:
-        groups.setdefault((res.option.name, direction_of(c["name"])), []).append((c, samples, res))
-    for (option, direction), items in groups.items():
+        # a margin sweep's captures are disturbed on purpose: an eye of their own per case
+        sweep = c["case_key"] if c["case_key"] in swept else ""
+        groups.setdefault((res.option.name, direction_of(c["name"]), sweep), []).append((c, samples, res))
+    for (option, direction, sweep), items in sorted(groups.items(), key=lambda g: (g[0][2], g[0][0], g[0][1])):
         per = max(1, MAX_TRACES // len(items))
         xs, parts, chars, bauds = None, [], 0, set()
         for c, samples, res in items:
@@ -192,14 +195,16 @@ def _eye_section(d: _RunData) -> PlotSection:
             continue
         traces = np.vstack(parts)
         res = items[0][2]
-        label = f"{option}, {direction or 'direction not named'}"
-        png, hits, mask_text = plots.eye_figure(xs, traces, res.option, label, max(bauds))
+        label = f"{option}, {direction or 'direction not named'}" + (f" — {sweep}, disturbed" if sweep else "")
+        png, hits, mask_text = plots.eye_figure(xs, traces, res.option, label, max(bauds), disturbed=bool(sweep))
         steps = sorted({f"{c['case_key']} {c['step_key']}" for c, _, _ in items})
         sec.figures.append(Figure(png, f"eye diagram of {label}",
                                   f"{label} — {len(items)} capture(s) ({'; '.join(steps[:4])}"
                                   f"{f' and {len(steps) - 4} more' if len(steps) > 4 else ''}), {chars} characters at "
                                   f"{', '.join(f'{b:g}' for b in sorted(bauds))} Bd; {mask_text}; "
-                                  f"{'no trace in the mask' if hits == 0 else f'{hits} trace(s) in the mask'}"))
+                                  f"{'no trace in the mask' if hits == 0 else f'{hits} trace(s) in the mask'}"
+                                  + (" (disturbed on purpose by the sweep: traces in the mask are what it looks for)"
+                                     if sweep and hits else "")))
     sec.remarks += d.capture_remarks
     if not sec.figures:
         sec.note = (NO_CAPTURE if not d.captures else

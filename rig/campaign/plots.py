@@ -180,9 +180,10 @@ def mask_hits(x: np.ndarray, traces: np.ndarray, mask: EyeMask) -> int:
 # --- figures ---------------------------------------------------------------------------------------
 @_styled
 def eye_figure(x: np.ndarray, traces: np.ndarray, opt: InterfaceOption, title: str,
-               baud: float) -> tuple[bytes, int, str]:
+               baud: float, disturbed: bool = False) -> tuple[bytes, int, str]:
     """The eye of one capture over the option's mask; returns (PNG, traces in the mask, the mask
-    in words)."""
+    in words). `disturbed`: the captures of a margin sweep, disturbed on purpose: traces in the
+    mask are what the sweep looks for, not a failure (the title is not coloured)."""
     from matplotlib.collections import LineCollection
     from matplotlib.patches import Polygon
     mask = eye_mask(opt)
@@ -210,7 +211,8 @@ def eye_figure(x: np.ndarray, traces: np.ndarray, opt: InterfaceOption, title: s
     verdict = "no trace in the mask" if hits == 0 else f"{hits} of {n} traces in the mask"
     if len(title) > 60:
         title = title[:59] + "…"
-    ax.set_title(f"{title}\n{n} bits at {baud:.0f} Bd: {verdict}", color=PASS_COLOUR if hits == 0 else FAIL_COLOUR)
+    colour = "#333" if disturbed else PASS_COLOUR if hits == 0 else FAIL_COLOUR
+    ax.set_title(f"{title}\n{n} bits at {baud:.0f} Bd: {verdict}", color=colour)
     return _png(fig), hits, mask.text
 
 

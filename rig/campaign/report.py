@@ -79,6 +79,8 @@ def time_rows(record: dict) -> tuple[list[dict], float, int]:
     rows = [{"name": LINE, "s": split.get(LINE, 0.0), "sub": False},
             {"name": "protocol waits the profile imposes", "s": waits, "sub": False}]
     rows += [{"name": f"  {c}", "s": split[c], "sub": True} for c in PROTOCOL_WAITS if split.get(c, 0.0) > 0]
+    known = {LINE, OVERHEAD, ACQUISITION, *PROTOCOL_WAITS}
+    rows += [{"name": k, "s": v, "sub": False} for k, v in split.items() if k not in known and v > 0]  # another version's
     if split.get(ACQUISITION, 0.0) > 0:
         rows.append({"name": ACQUISITION, "s": split[ACQUISITION], "sub": False})
     rows.append({"name": OVERHEAD, "s": split.get(OVERHEAD, 0.0), "sub": False})
