@@ -37,6 +37,7 @@ def run_summary(store: Store, run_id: int) -> dict:
                       "failures": failed, "params": json.loads(c["params"] or "{}")})
     row["cases"] = cases
     row["store"] = store.path
+    row["record"] = store.record(run_id)      # what was tested and how (rig.campaign.record)
     return row
 
 
