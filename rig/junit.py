@@ -130,6 +130,21 @@ def _testcase(store: Store, case: dict, classname: str, step: dict) -> tuple[ET.
     return tc, outcome
 
 
+def _record_properties(record: dict) -> list[tuple[str, str]]:
+    """The run's record, short, as testsuite properties: rig's version, each DUT's identity."""
+    out = []
+    rig = record.get("rig") or []
+    if rig:
+        out.append(("rig", f"{rig[-1].get('version', '?')} on {rig[-1].get('host', '?')}"))
+    for key, idents in record.items():
+        if key.startswith("dut."):
+            for ident in idents:
+                if "IDResponse" in ident:
+                    out.append((f"dut {key[4:]}", ", ".join(f"{k} {ident.get(k, '-')}" for k in
+                                                            ("IDResponse", "FOIN", "softwareVersion"))))
+    return out
+
+
 def junit_element(store: Store, run_ids) -> ET.Element:
     """The <testsuites> element for the runs."""
     root = ET.Element("testsuites", name="rig")
@@ -142,7 +157,8 @@ def junit_element(store: Store, run_ids) -> ET.Element:
         counts = dict(tests=0, failures=0, errors=0, skipped=0)
         _properties(suite, [("run", run_id), ("plan", run["plan_path"] or run["name"]),
                             ("status", run["status"]), ("verdict", run["verdict"] or "-"),
-                            ("store", store.path)] + ([("note", run["note"])] if run["note"] else []))
+                            ("store", store.path)] + ([("note", run["note"])] if run["note"] else [])
+                    + _record_properties(store.record(run_id)))
         cases = []
         for case in store.cases(run_id):
             classname = f"{case['key']} ({case['clause']})" if case["clause"] else case["key"]

@@ -265,3 +265,14 @@ def test_text_from_a_plan_or_a_dut_is_never_markup_and_the_styles_are_intact(tmp
     assert not any(u == "x" for u in page.urls)
     style = text[text.index("<style>"):text.index("</style>")]
     assert '"Segoe UI"' in style and "&#34;" not in style and "&quot;" not in style
+
+
+def test_junit_names_the_dut_and_rig(run):
+    import xml.etree.ElementTree as ET
+    from rig.junit import junit_xml
+    _, store_path, run_id, _, _ = run
+    with Store(store_path) as store:
+        suite = ET.fromstring(junit_xml(store, [run_id])).find("testsuite")
+    props = {p.get("name"): p.get("value") for p in suite.find("properties")}
+    assert props["dut meter"] == "IDResponse /RIg5RIG STS EMULATOR, FOIN RIG0000000000001, softwareVersion RIG-EMU 0.1"
+    assert props["rig"].startswith("0.1.0 on ")
