@@ -276,3 +276,12 @@ def test_junit_names_the_dut_and_rig(run):
     props = {p.get("name"): p.get("value") for p in suite.find("properties")}
     assert props["dut meter"] == "IDResponse /RIg5RIG STS EMULATOR, FOIN RIG0000000000001, softwareVersion RIG-EMU 0.1"
     assert props["rig"].startswith("0.1.0 on ")
+
+
+def test_the_summary_marks_stand_ins(run):
+    from rig.campaign.report import report
+    _, store_path, run_id, _, _ = run
+    with Store(store_path) as store:
+        text = report(store, run_id)
+    after = text[text.index("levels/hhu"):]
+    assert after.splitlines()[1].strip().startswith("stand-in: a capture synthesised from the virtual line's wire record")

@@ -502,15 +502,11 @@ def _failures(cases: list[dict]) -> list[dict]:
 
 
 def _case_view(store: Store, case: dict, c: dict) -> dict:
-    from rig.campaign.cases import STAND_IN
     from rig.junit import failed_exchanges, exchange_text
-    rows, excerpts, stand_ins = [], [], []
+    rows, excerpts = [], []
     for step in store.steps(case["id"]):
         ms = store.measurements(step["id"])
         n = len(ms) + (1 if step["error"] else 0)
-        notes = json.loads(step["notes"] or "{}") or {}
-        if isinstance(notes, dict) and notes.get(STAND_IN):
-            stand_ins.append(notes[STAND_IN])
         if n:
             rows.append({"key": step["key"], "n": n, "error": step["error"], "measurements": ms})
         if step["verdict"] in (FAIL, ERROR):
@@ -524,7 +520,7 @@ def _case_view(store: Store, case: dict, c: dict) -> dict:
                                  "text": text})
     verdict = c["verdict"] or c["status"]
     return {**c, "verdict": verdict, "title": case["title"], "rows": rows, "excerpts": excerpts,
-            "open": verdict in (FAIL, ERROR), "stand_in": "; ".join(dict.fromkeys(stand_ins))}
+            "open": verdict in (FAIL, ERROR)}
 
 
 def _record_view(record: dict) -> dict:

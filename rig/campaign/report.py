@@ -10,6 +10,7 @@ import re
 import shlex
 import sys
 
+from rig.campaign.cases import STAND_IN
 from rig.campaign.store import ERROR, Store, default_path
 from rig.measurement import FAIL, INFO, PASS
 
@@ -25,7 +26,11 @@ def run_summary(store: Store, run_id: int) -> dict:
     for c in store.cases(run_id):
         steps = store.steps(c["id"])
         failed = []
+        stand_in = []
         for s in steps:
+            notes = json.loads(s["notes"] or "{}") or {}
+            if isinstance(notes, dict) and notes.get(STAND_IN):
+                stand_in.append(notes[STAND_IN])
             for m in store.measurements(s["id"]):
                 if m.verdict == "fail":
                     failed.append({"step": s["key"], **m.as_dict()})
@@ -34,7 +39,8 @@ def run_summary(store: Store, run_id: int) -> dict:
         cases.append({"case": c["key"], "use": c["use"], "clause": c["clause"], "bench": c["bench"],
                       "status": c["status"], "verdict": c["verdict"], "steps": len(steps),
                       "planned_steps": c["planned_steps"], "stop_reason": c["stop_reason"],
-                      "failures": failed, "params": json.loads(c["params"] or "{}")})
+                      "failures": failed, "params": json.loads(c["params"] or "{}"),
+                      "stand_in": "; ".join(dict.fromkeys(stand_in))})
     row["cases"] = cases
     row["store"] = store.path
     row["record"] = store.record(run_id)      # what was tested and how (rig.campaign.record)
@@ -146,6 +152,8 @@ def report(store: Store, run_id: int) -> str:
                      f"{c['clause']}")
         if c["stop_reason"]:
             lines.append(f"          stopped: {c['stop_reason']}")
+        if c["stand_in"]:
+            lines.append(f"          {c['stand_in']}")
         for f in c["failures"][:MAX_FAILURES]:
             if "error" in f:
                 lines.append(f"          {f['step']}: error: {f['error']}")
@@ -199,6 +207,9 @@ def summary_renderable(store: Store, run_id: int):
         (f"{counts[v]} {v}" + (", " if v != shown[-1] else ""), _COLOURS[v] if counts[v] else "dim")
         for v in shown])
     parts = [head, table, count_line]
+    for c in cases:
+        if c["stand_in"]:
+            parts.append(Text.assemble((c["case"], "bold"), ": ", (c["stand_in"], "yellow")))
     failing = [c for c in cases if c["failures"]]
     if failing:
         ft = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="failed measurements",
