@@ -380,11 +380,16 @@ def sweeps_figure(series: list[SweepSeries]) -> bytes:
                     linewidth=1, markersize=3, alpha=0.8)
         # nothing was measured at these: marked above the plot, never drawn as a rate of 0
         if s.not_run:
-            ax.plot(s.not_run, [1.08] * len(s.not_run), "v", color="#999", markersize=5, label="not run (stopped)",
+            ax.plot(s.not_run, [1.08] * len(s.not_run), "v", color="#777", markersize=7, label="not run (stopped)",
                     clip_on=False)
         if s.errors:
             ax.plot(s.errors, [1.08] * len(s.errors), "X", color="#e65100", markersize=6,
                     label="could not be carried out", clip_on=False)
+        every = [*s.x, *(s.not_run or ()), *(s.errors or ())]
+        if s.categories is None and every:
+            lo_x, hi_x = min(every), max(every)
+            pad = (hi_x - lo_x) * 0.05 or 1.0
+            ax.set_xlim(lo_x - pad, hi_x + pad)
         if s.categories is not None:
             ax.set_xticks(range(len(s.categories)), s.categories, rotation=35, ha="right", fontsize=7)
             ax.set_xlim(-0.6, len(s.categories) - 0.4)
