@@ -140,12 +140,24 @@ def series_of(store_path, run_id):
         return {s.title: s for s in sweep_series(_RunData(store, run_id))}
 
 
+def stored(store_path, run_id, case: str) -> dict:
+    """step key -> (verdict, success_rate or None) as the store has them."""
+    with Store(store_path) as store:
+        c = next(c for c in store.cases(run_id) if c["key"] == case)
+        return {s["key"]: (s["verdict"], next((m.value for m in store.measurements(s["id"])
+                                               if m.name == "success_rate"), None))
+                for s in store.steps(c["id"]) if s["key"] != "summary"}
+
+
 def test_a_sweep_over_names_is_drawn_on_its_names(kinds):
     plan, store_path, run_id, text, page = kinds
     s = series_of(store_path, run_id)["faults/line"]
     assert s.categories == ["bit_flip", "drop"] and s.x == [0.0, 1.0]
-    assert s.rate == "steps passed" and s.success == [1.0, 1.0]
-    assert "faults/line: every step passed at all 2 values" in text
+    steps = stored(store_path, run_id, "faults/line")
+    assert s.rate == "steps passed"
+    assert s.success == [1.0 if steps[f"kind={k},rep=0"][0] == "pass" else 0.0 for k in ("bit_flip", "drop")]
+    if s.success == [1.0, 1.0]:
+        assert "faults/line: every step passed at all 2 values" in text
 
 
 def test_sweeps_over_integers_and_two_dimensions_give_one_series_each(kinds):
@@ -154,7 +166,11 @@ def test_sweeps_over_integers_and_two_dimensions_give_one_series_each(kinds):
     assert series["meter/6.7/timing"].x == [1.0, 2.0] and series["meter/6.7/timing"].categories is None
     two = {t: s for t, s in series.items() if t.startswith("margin/two")}
     assert set(two) == {"margin/two (direction=to_meter)", "margin/two (direction=to_hhu)"}
-    assert all(s.x == [0.0, 1.0] and s.success == [1.0, 1.0] for s in two.values())
+    steps = stored(store_path, run_id, "margin/two")
+    for d in ("to_meter", "to_hhu"):
+        s = two[f"margin/two (direction={d})"]
+        assert s.x == [0.0, 1.0]
+        assert s.success == [steps[f"amount={a},direction={d},rep=0"][1] for a in ("0", "1")]
 
 
 def test_sweep_steps_not_run_are_not_drawn_as_zero(kinds):
