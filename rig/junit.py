@@ -4,8 +4,9 @@
 
 One <testsuite> per run, one <testcase> per case and step (classname: the case key with its
 clause, name: the step key). A failed step carries a <failure> naming each failed measurement with
-its limits and the exchange(s) that failed; a step that could not be carried out an <error>; a case
-stopped before all its planned steps a <skipped> testcase for the rest. Every measurement is a
+its limits and the first exchanges that failed (and how many more); a step that could not be carried
+out an <error>; a step with values but no requirement (verdict "info") passes with a property
+`verdict` saying so; a case stopped before all its planned steps a <skipped> testcase for the rest. Every measurement is a
 <property> of its testcase ("value unit [low .. high] verdict"), the run's plan and verdict
 properties of its testsuite.
 """
@@ -18,7 +19,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from rig.campaign.store import ERROR, Store
-from rig.measurement import FAIL, Measurement
+from rig.measurement import FAIL, INFO, Measurement
 
 _MAX_EXCHANGES = 5   # exchanges quoted in a failure
 
@@ -61,15 +62,28 @@ def exchange_text(e: dict) -> str:
     return "\n".join(lines)
 
 
-def _exchanges(store: Store, step_id: int) -> list[dict]:
-    return [dict(r) for r in store.db.execute("SELECT * FROM exchanges WHERE step_id=? ORDER BY seq", (step_id,))]
+def failed_exchanges(store: Store, step_id: int, limit: int = _MAX_EXCHANGES) -> tuple[list[dict], int, bool]:
+    """(the first `limit` exchanges that failed, how many more failed, whether these are failures):
+    when every exchange went through, the first ones are shown instead (what the measurements judge)
+    and the third item is False."""
+    ex = store.exchanges(step_id)
+    bad = [e for e in ex if not e["ok"]]
+    shown = bad or ex
+    return shown[:limit], max(0, len(shown) - limit), bool(bad)
 
 
 def failing_exchanges(store: Store, step_id: int) -> list[dict]:
-    """The exchanges that failed; when all went through, the last ones (what the measurements judge)."""
-    ex = _exchanges(store, step_id)
-    bad = [e for e in ex if not e["ok"]]
-    return (bad or ex)[-_MAX_EXCHANGES:]
+    """The first exchanges that failed (when all went through, the first ones)."""
+    return failed_exchanges(store, step_id)[0]
+
+
+def excerpt_text(store: Store, step_id: int) -> str:
+    """The failed-step excerpt: the first failed exchanges as text, and how many more failed."""
+    shown, more, failed = failed_exchanges(store, step_id)
+    text = "\n\n".join(exchange_text(e) for e in shown)
+    if more:
+        text += f"\n\n... and {more} more {'failed ' if failed else ''}exchange(s)"
+    return text
 
 
 def _iso(t: float | None) -> str:
@@ -95,23 +109,40 @@ def _testcase(store: Store, case: dict, classname: str, step: dict) -> tuple[ET.
     props = [(m.name, measurement_value(m)) for m in ms]
     if step["params"] and step["params"] != "{}":
         props.insert(0, ("params", step["params"]))
+    if step["verdict"] == INFO:   # JUnit has no such outcome: a passed testcase that says nothing was judged
+        props.append(("verdict", "info: values recorded, no requirement to judge them against"))
     _properties(tc, props)
     outcome = step["verdict"]
     if step["error"] or outcome == ERROR:
         err = ET.SubElement(tc, "error", message=step["error"] or "error", type="error")
-        err.text = "\n\n".join(exchange_text(e) for e in failing_exchanges(store, step["id"])) or None
+        err.text = excerpt_text(store, step["id"]) or None
         outcome = ERROR
     elif outcome == FAIL or any(m.verdict == FAIL for m in ms):
         failed = [m for m in ms if m.verdict == FAIL]
         msg = "; ".join(f"{m.name} = {measurement_value(m)}" for m in failed) or "step failed"
         fl = ET.SubElement(tc, "failure", message=msg, type="fail")
         body = [f"{m.name}: {measurement_value(m)}" for m in failed]
-        body += [exchange_text(e) for e in failing_exchanges(store, step["id"])]
-        fl.text = "\n\n".join(body)
+        ex = excerpt_text(store, step["id"])
+        fl.text = "\n\n".join(body + ([ex] if ex else []))
         outcome = FAIL
     if step["notes"] and step["notes"] not in ("{}", "null"):
         ET.SubElement(tc, "system-out").text = f"notes: {step['notes']}"
     return tc, outcome
+
+
+def _record_properties(record: dict) -> list[tuple[str, str]]:
+    """The run's record, short, as testsuite properties: rig's version, each DUT's identity."""
+    out = []
+    rig = record.get("rig") or []
+    if rig:
+        out.append(("rig", f"{rig[-1].get('version', '?')} on {rig[-1].get('host', '?')}"))
+    for key, idents in record.items():
+        if key.startswith("dut."):
+            for ident in idents:
+                if "IDResponse" in ident:
+                    out.append((f"dut {key[4:]}", ", ".join(f"{k} {ident.get(k, '-')}" for k in
+                                                            ("IDResponse", "FOIN", "softwareVersion"))))
+    return out
 
 
 def junit_element(store: Store, run_ids) -> ET.Element:
@@ -126,7 +157,8 @@ def junit_element(store: Store, run_ids) -> ET.Element:
         counts = dict(tests=0, failures=0, errors=0, skipped=0)
         _properties(suite, [("run", run_id), ("plan", run["plan_path"] or run["name"]),
                             ("status", run["status"]), ("verdict", run["verdict"] or "-"),
-                            ("store", store.path)] + ([("note", run["note"])] if run["note"] else []))
+                            ("store", store.path)] + ([("note", run["note"])] if run["note"] else [])
+                    + _record_properties(store.record(run_id)))
         cases = []
         for case in store.cases(run_id):
             classname = f"{case['key']} ({case['clause']})" if case["clause"] else case["key"]

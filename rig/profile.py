@@ -354,6 +354,57 @@ class Profile:
             return self.sources[parent]
         raise KeyError(f"no profile value {key!r}")
 
+    def basis(self, *keys: str) -> str:
+        """Where a limit made of these profile values comes from, as a Measurement's basis: the
+        default's own citation marked "(profile)" ("IEC 62056-21 §6.4 (profile)", "assumed
+        (profile)"), or the override that set it ("user profile mine.toml", "plan p.toml
+        [profile]"); several distinct sources joined by "; "."""
+        out = []
+        for k in keys:
+            s = self.source(k)
+            out.append(f"{s} (profile)" if _DEFAULT_SOURCE.fullmatch(s) else s)
+        return "; ".join(dict.fromkeys(out))
+
+    def is_default(self, key: str) -> bool:
+        """The value at `key` is the shipped default's (no user profile or plan changed it)."""
+        return _DEFAULT_SOURCE.fullmatch(self.source(key)) is not None
+
+    def value(self, key: str) -> Any:
+        """A value by its dotted TOML key ("timing.tr_max_ms" in ms as written, "registers.FOIN.length",
+        "codes.tokenStatus.16")."""
+        parts = key.split(".")
+        if parts[0] == "registers":
+            obj: Any = self.registers[parts[1]]
+            return getattr(obj, parts[2]) if len(parts) > 2 else obj
+        if parts[0] == "codes":
+            return self.codes[parts[1]][int(parts[2])] if len(parts) > 2 else self.codes[parts[1]]
+        if parts[0] in ("packing",):
+            return self.packing
+        if parts[0] == "error_texts":
+            return self.error_texts[parts[1]]
+        obj = getattr(self, parts[0])
+        name = parts[1]
+        if name.endswith("_ms"):
+            ms = getattr(obj, name[:-3] + "_ns") / NS_PER_MS
+            return int(ms) if ms.is_integer() else ms
+        return getattr(obj, name)
+
+    def differences(self, base: "Profile | None" = None) -> list[dict]:
+        """What this profile changes from `base` (default: the shipped default): one entry per
+        value set by a user profile or a plan, {key, value, default, source}, in key order."""
+        base = base or load_profile()
+        out = []
+        for key in sorted(self.sources):
+            if self.is_default(key):
+                continue
+            try:
+                old = base.value(key)
+            except (KeyError, AttributeError, ValueError):
+                old = None               # a register or code the default does not have
+            out.append({"key": key, "value": _plain(self.value(key)), "default": _plain(old),
+                        "source": self.sources[key]})
+        return out
+
     def baud_from_char(self, ch: str) -> int:
         for table in (self.character.baud_chars_mode_c, self.character.baud_chars_mode_b):
             if ch in table:
@@ -374,6 +425,13 @@ class Profile:
         d = asdict(self)
         d["path"] = str(self.path)
         return d
+
+
+def _plain(v: Any) -> Any:
+    """A value as JSON can hold it (a Register as its fields)."""
+    if isinstance(v, Register):
+        return {k: x for k, x in asdict(v).items() if k != "source"}
+    return v
 
 
 def _unit_free(key: str) -> str:

@@ -32,8 +32,10 @@ def measurements(store, step):
 
 def test_the_electrical_plan_passes_on_the_embedded_default(run):
     store, verdict, cases, steps = run
-    failed = {k: c["verdict"] for k, c in cases.items() if c["verdict"] != "pass"}
+    failed = {k: c["verdict"] for k, c in cases.items() if c["verdict"] not in ("pass", "info")}
     assert verdict == "pass" and not failed, failed
+    # margins with no amount they must work at are recorded, not judged
+    assert cases["margin/noise"]["verdict"] == cases["margin/level"]["verdict"] == "info"
     assert {"levels/optical", "levels/current-loop", "levels/voltage", "margin/baud-error",
             "margin/loop-current", "margin/noise", "margin/level"} <= set(cases)
 

@@ -2,6 +2,7 @@
 and summary; --junit as `rig run --junit` writes; bad input named with exit code 2. And the
 summary `rig run` prints: a rich table on a terminal, plain text otherwise."""
 import base64
+import html
 import io
 import re
 import xml.etree.ElementTree as ET
@@ -176,7 +177,7 @@ def test_a_run_without_data_for_plots_says_so_instead_of_empty_axes(tmp_path):
         section = section[:section.index("</section>")]
         assert 'class="note"' in section and "<img" not in section, sid
     assert "No token was executed in this run." in text
-    assert text.count("No capture is stored with this run&#x27;s steps") == 3   # eye, bit widths, jitter
+    assert html.unescape(text).count("No capture is stored with this run's steps") == 3   # eye, bit widths, jitter
 
 
 def test_rig_run_prints_a_plain_summary_when_not_on_a_terminal(stored):

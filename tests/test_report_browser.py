@@ -88,6 +88,17 @@ def test_the_report_renders_in_chromium(report_file, browser, record_property):
             assert w > 0 and h > 0, f"{sid}: an image the browser could not decode"
             assert img.is_displayed() and img.size["width"] > 200, sid
 
+    # the record of what was tested, and where the time went, are on the page (not in a folded part)
+    dut = d.find_element(By.ID, "record-dut")
+    assert dut.is_displayed() and "RIG0000000000001" in dut.text and "/RIg5RIG STS EMULATOR" in dut.text
+    prof = d.find_element(By.ID, "record-profile")
+    assert prof.is_displayed() and "emulator.execution_ms" in prof.text and "[profile]" in prof.text
+    timing = d.find_element(By.ID, "time-table")
+    assert timing.is_displayed() and "on the line" in timing.text and "rig overhead" in timing.text
+    bars = d.find_elements(By.CSS_SELECTOR, "#time .timebar span")
+    widths = [b.size["width"] for b in bars]
+    assert len(bars) == 4 and widths[0] > 0 and sum(widths) > 0.9 * d.find_element(By.CSS_SELECTOR, "#time .timebar").size["width"] - 4
+
     # the failed measurement is highlighted where a user looks: the failures table and its case's table
     bg = "rgba(253, 231, 231, 1)"
     failed = d.find_elements(By.CSS_SELECTOR, "#failures-table tr.fail td")

@@ -46,6 +46,23 @@ LOOP_LIMIT_A = 0.03
 DEFAULT_PROBES = {"to_meter": 2, "to_hhu": 3, "both": 1}
 
 
+def _no_delay(driver):
+    """Small SCPI writes leave at once on a raw-socket (TCPIP::...::SOCKET) instrument: with Nagle's
+    algorithm on, a command that gets no reply followed by a query (every `SYST:ERR?` check after a
+    setting) waits for the peer's delayed ACK, some 40 ms per pair on Linux, most of an electrical
+    step's time on the virtual bench. pyvisa-py leaves Nagle on; this belongs in rig.bench.drivers
+    (where the resource is opened) and moves there once that layer sets it itself."""
+    import socket
+    try:
+        res = driver._res
+        sock = res.visalib.sessions[res.session].interface
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except Exception:  # noqa: BLE001 - another backend or session kind: nothing to do
+        pass
+    return driver
+
+
 class Instruments:
     """A bench's scope, generator, supply and meter for one interface option, driven through
     rig.bench.drivers whatever is behind them: the virtual bench started on the embedded meter's
@@ -131,7 +148,10 @@ class Instruments:
         d = self._drivers.get(role)
         if d is None:
             self.need(role)
-            d = self.config.open(role)
+            d = _no_delay(self.config.open(role))
+            if role == "scope":
+                from rig.campaign.timesplit import ACQUISITION, watch_call
+                watch_call(d, "wait_triggered", ACQUISITION)
             self._drivers[role] = d
             if role == "supply":      # opening switched the output off: power the loop again
                 self.power_loop()
@@ -144,7 +164,7 @@ class Instruments:
 
     def generator(self):
         self.need("generator")
-        return self.config.open("generator")
+        return _no_delay(self.config.open("generator"))
 
     def close(self) -> None:
         for d in self._drivers.values():
@@ -155,6 +175,14 @@ class Instruments:
         self._drivers.clear()
         if self.virtual is not None:
             self.virtual.close()
+
+
+def _watched(client: Client) -> Client:
+    """A client whose scheduled writes the run's time split sees (rig.campaign.timesplit)."""
+    from rig.campaign.timesplit import NO_ANSWER, watch_call, watch_port
+    watch_port(client.port)
+    watch_call(client.reader, "next_frame", NO_ANSWER)    # blocked until the peer's frame or a deadline
+    return client
 
 
 class Bench:
@@ -229,7 +257,7 @@ class Bench:
         """A new client on the line (the caller closes it); one at a time on a port."""
         self.drop_session()
         self._settle()
-        return Client(self.port_url, profile or self.profile)
+        return _watched(Client(self.port_url, profile or self.profile))
 
     def _settle(self) -> None:
         # after a BreakCommand the meter switches back to the initial speed: a new IDRequest
@@ -241,7 +269,7 @@ class Bench:
         serves many cases); a case that spoils it calls drop_session()."""
         if self._client is None:
             self._settle()
-            self._client = Client(self.port_url, self.profile)
+            self._client = _watched(Client(self.port_url, self.profile))
             self._identified = False
         self._client.exchanges.clear()
         if not self._identified:
@@ -383,7 +411,7 @@ class Bench:
 
         def run():
             try:
-                with Client(self.line.hhu_port, self.profile) as hhu:
+                with _watched(Client(self.line.hhu_port, self.profile)) as hhu:
                     script(hhu)
             except BaseException as e:  # seen by the case
                 self.hhu_error = e

@@ -17,6 +17,7 @@ from rig.campaign.plan import PlanError, load_plan, shipped_plans
 from rig.campaign.store import Store, StoreError, default_path
 
 DEFAULT_PLANS = ("conformance", "electrical")
+OK_VERDICTS = ("pass", "info")      # exit 0: nothing failed (info: values recorded, no requirement to judge)
 
 
 def add_parsers(subparsers) -> None:
@@ -126,7 +127,7 @@ def cmd_run(args) -> int:
             results.append(run_summary(store, run_id))
             if not args.json:
                 print_summary(store, run_id)
-            if verdict != "pass":
+            if verdict not in OK_VERDICTS:
                 code = 1
             if verdict == "stopped":
                 break
@@ -157,7 +158,7 @@ def cmd_resume(args) -> int:
                 print_summary(store, args.run)
     except (PlanError, StoreError) as e:
         return _err(str(e))
-    return 0 if verdict == "pass" else 1
+    return 0 if verdict in OK_VERDICTS else 1
 
 
 def cmd_runs(args) -> int:

@@ -180,9 +180,10 @@ def mask_hits(x: np.ndarray, traces: np.ndarray, mask: EyeMask) -> int:
 # --- figures ---------------------------------------------------------------------------------------
 @_styled
 def eye_figure(x: np.ndarray, traces: np.ndarray, opt: InterfaceOption, title: str,
-               baud: float) -> tuple[bytes, int, str]:
+               baud: float, disturbed: bool = False) -> tuple[bytes, int, str]:
     """The eye of one capture over the option's mask; returns (PNG, traces in the mask, the mask
-    in words)."""
+    in words). `disturbed`: the captures of a margin sweep, disturbed on purpose: traces in the
+    mask are what the sweep looks for, not a failure (the title is not coloured)."""
     from matplotlib.collections import LineCollection
     from matplotlib.patches import Polygon
     mask = eye_mask(opt)
@@ -210,7 +211,8 @@ def eye_figure(x: np.ndarray, traces: np.ndarray, opt: InterfaceOption, title: s
     verdict = "no trace in the mask" if hits == 0 else f"{hits} of {n} traces in the mask"
     if len(title) > 60:
         title = title[:59] + "…"
-    ax.set_title(f"{title}\n{n} bits at {baud:.0f} Bd: {verdict}", color=PASS_COLOUR if hits == 0 else FAIL_COLOUR)
+    colour = "#333" if disturbed else PASS_COLOUR if hits == 0 else FAIL_COLOUR
+    ax.set_title(f"{title}\n{n} bits at {baud:.0f} Bd: {verdict}", color=colour)
     return _png(fig), hits, mask.text
 
 
@@ -251,8 +253,9 @@ def _limits(ax, limits, data_lo: float, data_hi: float, unit: str, fixed: tuple[
 
 @_styled
 def histogram_figure(series: dict[str, np.ndarray], unit: str, xlabel: str, title: str, limits=(),
-                     bins: int = 40, fixed_range: tuple[float, float] | None = None) -> bytes:
-    """A histogram of one quantity, one colour per series (stacked), with its limits drawn."""
+                     bins: int = 40, fixed_range: tuple[float, float] | None = None, marks=()) -> bytes:
+    """A histogram of one quantity, one colour per series (stacked), with its limits drawn, and
+    `marks` ((label, value): percentiles) as dotted lines labelled at the top."""
     fig, axes = _figure(5.6, 3.6)
     ax = axes[0, 0]
     allv = np.concatenate([np.asarray(v, dtype=float) for v in series.values()])
@@ -263,6 +266,11 @@ def histogram_figure(series: dict[str, np.ndarray], unit: str, xlabel: str, titl
     ax.hist(data, bins=bins, range=(lo, hi), stacked=True, label=[n or "_nolegend_" for n in names],
             color=[PALETTE[i % len(PALETTE)] for i in range(len(names))], edgecolor="white", linewidth=0.3)
     ax.set_xlim(lo, hi)
+    mark_styles = ((0, (1, 1)), (0, (3, 1, 1, 1)), (0, (5, 2)))
+    for i, (label, v) in enumerate(marks):
+        if v is not None and lo <= v <= hi:
+            lim_handles.append(ax.axvline(v, color="#333", linestyle=mark_styles[i % 3], linewidth=1.1,
+                                          label=f"{label} {v:.4g} {unit}"))
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     from matplotlib.ticker import MaxNLocator
@@ -270,7 +278,7 @@ def histogram_figure(series: dict[str, np.ndarray], unit: str, xlabel: str, titl
     ax.set_title(title)
     handles = [h for h in ax.get_legend_handles_labels()[0] if h not in lim_handles] + lim_handles
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncols=2, frameon=False)
+        fig.legend(handles=handles, loc="outside lower center", ncols=3 if len(handles) > 4 else 2, frameon=False)
     return _png(fig)
 
 
@@ -345,12 +353,16 @@ class SweepSeries:
     completion: list[float | None]
     threshold: float | None = None
     must_work_at: float | None = None
-    not_run: list[float] = None
+    not_run: list[float] = None        # values (positions) of steps not run: a stop condition
+    errors: list[float] = None         # values (positions) of steps that could not be carried out
+    categories: list[str] | None = None   # a sweep over names: x is the position in this list
+    rate: str = "success rate"         # what y is ("steps passed" when the steps measure no rate)
 
 
 @_styled
 def sweeps_figure(series: list[SweepSeries]) -> bytes:
-    """Success rate against the disturbance's amount, one panel per sweep."""
+    """Success rate (or the share of steps passed) against the swept value, a number or a name,
+    one panel per sweep; steps not run or not carried out are marked above the axis."""
     cols = min(2, len(series))
     rows = math.ceil(len(series) / cols)
     fig, axes = _figure(4.6 * cols + 0.4, 3.2 * rows, rows, cols)
@@ -359,13 +371,29 @@ def sweeps_figure(series: list[SweepSeries]) -> bytes:
         order = np.argsort(s.x)
         x = np.asarray(s.x, dtype=float)[order]
         y = np.asarray(s.success, dtype=float)[order]
-        ax.plot(x, y, "o-", color=TRACE_COLOUR, label="success (first try)", linewidth=1.5, markersize=4)
+        style = "o" if s.categories is not None else "o-"      # names are not a continuum
+        label = "success (first try)" if s.rate == "success rate" else "steps passed"
+        ax.plot(x, y, style, color=TRACE_COLOUR, label=label, linewidth=1.5, markersize=5)
         if any(v is not None for v in s.completion):
             c = np.asarray([np.nan if v is None else v for v in s.completion], dtype=float)[order]
-            ax.plot(x, c, "s--", color=PALETTE[1], label="completed (with repeats)", linewidth=1,
-                    markersize=3, alpha=0.8)
+            ax.plot(x, c, "s--" if s.categories is None else "s", color=PALETTE[1], label="completed (with repeats)",
+                    linewidth=1, markersize=3, alpha=0.8)
+        # nothing was measured at these: marked above the plot, never drawn as a rate of 0
         if s.not_run:
-            ax.plot(s.not_run, [0.0] * len(s.not_run), "x", color="#999", label="not run (stopped)")
+            ax.plot(s.not_run, [1.08] * len(s.not_run), "v", color="#777", markersize=7, label="not run (stopped)",
+                    clip_on=False)
+        if s.errors:
+            ax.plot(s.errors, [1.08] * len(s.errors), "X", color="#e65100", markersize=6,
+                    label="could not be carried out", clip_on=False)
+        every = [*s.x, *(s.not_run or ()), *(s.errors or ())]
+        if s.categories is None and every:
+            lo_x, hi_x = min(every), max(every)
+            pad = (hi_x - lo_x) * 0.05 or 1.0
+            ax.set_xlim(lo_x - pad, hi_x + pad)
+        if s.categories is not None:
+            ax.set_xticks(range(len(s.categories)), s.categories, rotation=35, ha="right", fontsize=7)
+            ax.set_xlim(-0.6, len(s.categories) - 0.4)
+            ax.grid(axis="x", visible=False)
         if s.threshold is not None:
             ax.axvline(s.threshold, color=FAIL_COLOUR, linestyle="-", linewidth=1.2)
             ax.annotate(f"fails at {s.threshold:g}", (s.threshold, 0.5), rotation=90, fontsize=7,
@@ -374,9 +402,10 @@ def sweeps_figure(series: list[SweepSeries]) -> bytes:
             ax.axvline(s.must_work_at, color=PASS_COLOUR, linestyle="--", linewidth=1.2)
             ax.annotate(f"must work at {s.must_work_at:g}", (s.must_work_at, 0.5), rotation=90, fontsize=7,
                         color=PASS_COLOUR, ha="left", va="center", xytext=(2, 0), textcoords="offset points")
-        ax.set_ylim(-0.05, 1.1)
+        ax.set_ylim(-0.05, 1.13)
+        ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
         ax.set_xlabel(f"{s.quantity} [{s.unit}]" if s.unit else s.quantity)
-        ax.set_ylabel("rate")
+        ax.set_ylabel(s.rate)
         ax.set_title(s.title, fontsize=9)
     for j in range(len(series), rows * cols):
         axes[j // cols, j % cols].set_visible(False)

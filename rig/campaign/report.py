@@ -10,10 +10,13 @@ import re
 import shlex
 import sys
 
+from rig.campaign.cases import STAND_IN
 from rig.campaign.store import ERROR, Store, default_path
-from rig.measurement import FAIL, PASS
+from rig.measurement import FAIL, INFO, PASS
 
 MAX_FAILURES = 5      # failed measurements listed per case in the terminal summaries
+MAX_FAILURES_HTML = 10   # ... and in the HTML report's summary (all are in its measurement tables)
+PERCENTILES = ("p50", "p90", "p99")
 
 
 def run_summary(store: Store, run_id: int) -> dict:
@@ -23,7 +26,11 @@ def run_summary(store: Store, run_id: int) -> dict:
     for c in store.cases(run_id):
         steps = store.steps(c["id"])
         failed = []
+        stand_in = []
         for s in steps:
+            notes = json.loads(s["notes"] or "{}") or {}
+            if isinstance(notes, dict) and notes.get(STAND_IN):
+                stand_in.append(notes[STAND_IN])
             for m in store.measurements(s["id"]):
                 if m.verdict == "fail":
                     failed.append({"step": s["key"], **m.as_dict()})
@@ -32,10 +39,89 @@ def run_summary(store: Store, run_id: int) -> dict:
         cases.append({"case": c["key"], "use": c["use"], "clause": c["clause"], "bench": c["bench"],
                       "status": c["status"], "verdict": c["verdict"], "steps": len(steps),
                       "planned_steps": c["planned_steps"], "stop_reason": c["stop_reason"],
-                      "failures": failed, "params": json.loads(c["params"] or "{}")})
+                      "failures": failed, "params": json.loads(c["params"] or "{}"),
+                      "stand_in": "; ".join(dict.fromkeys(stand_in))})
     row["cases"] = cases
     row["store"] = store.path
+    row["record"] = store.record(run_id)      # what was tested and how (rig.campaign.record)
     return row
+
+
+def benchmark_rows(store: Store, run_id: int) -> list[dict]:
+    """The distributions a run's summaries computed (`<name> n`, `<name> p50` ... `<name> max`): one
+    row per case and quantity with n, p50, p90, p99, min, max, unit and the verdict of its limits."""
+    cols, rows = store.table(run_id, "measurements")
+    found: dict[tuple, dict] = {}
+    for r in rows:
+        m = dict(zip(cols, r))
+        name, _, stat = m["name"].rpartition(" ")
+        if not name or stat not in ("n", *PERCENTILES, "min", "max"):
+            continue
+        d = found.setdefault((m["case_key"], m["step_key"], name),
+                             {"case": m["case_key"], "name": name, "unit": "", "verdicts": []})
+        d[stat] = m["value"]
+        if stat != "n":
+            d["unit"] = d["unit"] or m["unit"] or ""
+        d["verdicts"].append(m["verdict"])
+    out = []
+    for d in found.values():
+        if all(k in d for k in PERCENTILES):
+            from rig.campaign.store import combine
+            out.append({"n": None, "min": None, "max": None, **d, "verdict": combine(d.pop("verdicts"))})
+    return out
+
+
+def time_rows(record: dict) -> tuple[list[dict], float, int]:
+    """How the run's wall time divided (all its executions added up): ([{name, s, sub}], total
+    seconds, executions); empty when the store kept no time split for the run."""
+    from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD, PROTOCOL_WAITS, merge
+    times = record.get("time") or []
+    if not times:
+        return [], 0.0, 0
+    split = merge(t["split"] for t in times)
+    total = sum(split.values())
+    if total <= 0:
+        return [], 0.0, len(times)
+    waits = sum(split.get(c, 0.0) for c in PROTOCOL_WAITS)
+    rows = [{"name": LINE, "s": split.get(LINE, 0.0), "sub": False},
+            {"name": "protocol waits the profile imposes", "s": waits, "sub": False}]
+    rows += [{"name": f"  {c}", "s": split[c], "sub": True} for c in PROTOCOL_WAITS if split.get(c, 0.0) > 0]
+    known = {LINE, OVERHEAD, ACQUISITION, *PROTOCOL_WAITS}
+    rows += [{"name": k, "s": v, "sub": False} for k, v in split.items() if k not in known and v > 0]  # another version's
+    if split.get(ACQUISITION, 0.0) > 0:
+        rows.append({"name": ACQUISITION, "s": split[ACQUISITION], "sub": False})
+    rows.append({"name": OVERHEAD, "s": split.get(OVERHEAD, 0.0), "sub": False})
+    return rows, total, len(times)
+
+
+def record_lines(store: Store, run_id: int) -> list[str]:
+    """The run's record, short: the DUT's identity, what the profile changes, the time split."""
+    rec = store.record(run_id)
+    lines = []
+    for key, v in rec.items():
+        if key.startswith("dut."):
+            for ident in v:
+                if "IDResponse" in ident:
+                    lines.append(f"DUT on {key[4:]}: {ident['IDResponse']}, FOIN {ident.get('FOIN', '-')}, "
+                                 f"softwareVersion {ident.get('softwareVersion', '-')}"
+                                 + (" (the rig's emulator)" if ident.get("emulated") else ""))
+    diff = (rec.get("profile") or {}).get("differences")
+    if isinstance(diff, list):
+        lines.append("profile: the shipped default" if not diff else
+                     "profile: " + ", ".join(f"{d['key']} = {d['value']}" for d in diff[:6])
+                     + (f" and {len(diff) - 6} more" if len(diff) > 6 else "")
+                     + f" ({'; '.join(dict.fromkeys(d['source'] for d in diff))})")
+    rows, total, _ = time_rows(rec)
+    if rows:
+        by = {r["name"]: r["s"] for r in rows}
+        waits = by["protocol waits the profile imposes"]
+        from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD
+        inst = by.get(ACQUISITION, 0.0)
+        lines.append(f"time: {total:.1f} s = on the line {by[LINE]:.1f} s ({by[LINE] / total:.0%}) + protocol waits "
+                     f"{waits:.1f} s ({waits / total:.0%})"
+                     + (f" + scope acquisitions {inst:.1f} s ({inst / total:.0%})" if inst else "")
+                     + f" + rig overhead {by[OVERHEAD]:.1f} s ({by[OVERHEAD] / total:.1%})")
+    return lines
 
 
 def clause_order(clause: str | None):
@@ -66,6 +152,8 @@ def report(store: Store, run_id: int) -> str:
                      f"{c['clause']}")
         if c["stop_reason"]:
             lines.append(f"          stopped: {c['stop_reason']}")
+        if c["stand_in"]:
+            lines.append(f"          {c['stand_in']}")
         for f in c["failures"][:MAX_FAILURES]:
             if "error" in f:
                 lines.append(f"          {f['step']}: error: {f['error']}")
@@ -73,11 +161,12 @@ def report(store: Store, run_id: int) -> str:
                 lines.append(f"          {f['step']}: {f['name']} = {f['value']} {f['unit']} {_limits(f)}")
         if len(c["failures"]) > MAX_FAILURES:
             lines.append(f"          ... {len(c['failures']) - MAX_FAILURES} more")
+    lines += record_lines(store, run_id)
     lines.append(f"results in {store.path}; HTML report: {report_command(store, run_id)}")
     return "\n".join(lines)
 
 
-_COLOURS = {PASS: "bold green", FAIL: "bold red", ERROR: "bold dark_orange"}
+_COLOURS = {PASS: "bold green", FAIL: "bold red", ERROR: "bold dark_orange", INFO: "bold blue"}
 
 
 def _verdict(v: str | None):
@@ -112,11 +201,15 @@ def summary_renderable(store: Store, run_id: int):
             table.add_row(clause if j == 0 else "", c["case"], _verdict(c["verdict"] or c["status"]),
                           f"{c['steps']}/{c['planned_steps'] or '?'}",
                           Text(str(nfail), style="red" if nfail else "dim"))
-    counts = {v: sum(1 for c in cases if c["verdict"] == v) for v in (PASS, FAIL, ERROR)}
+    shown = (PASS, FAIL, ERROR) + ((INFO,) if any(c["verdict"] == INFO for c in cases) else ())
+    counts = {v: sum(1 for c in cases if c["verdict"] == v) for v in shown}
     count_line = Text.assemble(f"{len(cases)} cases: ", *[
-        (f"{counts[v]} {v}" + (", " if v != ERROR else ""), _COLOURS[v] if counts[v] else "dim")
-        for v in (PASS, FAIL, ERROR)])
+        (f"{counts[v]} {v}" + (", " if v != shown[-1] else ""), _COLOURS[v] if counts[v] else "dim")
+        for v in shown])
     parts = [head, table, count_line]
+    for c in cases:
+        if c["stand_in"]:
+            parts.append(Text.assemble((c["case"], "bold"), ": ", (c["stand_in"], "yellow")))
     failing = [c for c in cases if c["failures"]]
     if failing:
         ft = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="failed measurements",
@@ -137,6 +230,8 @@ def summary_renderable(store: Store, run_id: int):
             if c["stop_reason"]:
                 ft.add_row(c["case"], "", Text(f"stopped: {c['stop_reason']}", style="dim"), "", "", "")
         parts += [Text(""), ft]
+    for line in record_lines(store, run_id):
+        parts.append(Text(line, style="dim"))
     parts.append(Text.assemble(("results ", "dim"), store.path, ("  HTML report: ", "dim"),
                                (report_command(store, run_id), "bold cyan")))
     return Group(*parts)

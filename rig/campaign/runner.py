@@ -22,7 +22,8 @@ from rig.campaign.bench import Bench, BenchUnsupported, StepSkipped
 from rig.campaign.cases import LIBRARY, RecordedStep, StepContext
 from rig.campaign.plan import CaseSpec, Plan
 from rig.campaign.store import ERROR, SKIPPED, StepRecord, Store, combine
-from rig.measurement import FAIL, PASS
+from rig.campaign.timesplit import TimeLedger
+from rig.measurement import FAIL
 
 SUMMARY = "summary"
 
@@ -42,10 +43,24 @@ class Runner:
         self.echo = echo            # echo(str): one line per finished case (when no progress bars)
         self._progress = None
         self._lock = threading.Lock()
+        self.ledger = TimeLedger()
+        self._wire_benches: set[str] = set()
 
     # -- the whole run ---------------------------------------------------------------------------
     def run(self) -> str:
         self.store.claim_run(self.run_id)
+        from rig import _clock
+        from rig.campaign import record
+        record.record_start(self.store, self.run_id, self.plan, self.profile)
+        t0, wall0 = _clock.now_ns(), time.time()
+        try:
+            with self.ledger.watching():
+                return self._run()
+        finally:
+            record.record_time(self.store, self.run_id, self.ledger, t0, _clock.now_ns(), wall0,
+                               self._wire_benches)
+
+    def _run(self) -> str:
         groups: dict[str, list[tuple[int, CaseSpec]]] = {}
         for pos, spec in enumerate(self.plan.cases):
             groups.setdefault(spec.bench, []).append((pos, spec))
@@ -95,17 +110,27 @@ class Runner:
                     continue
                 if bench is None:
                     bench = Bench(self.plan.benches[name], self.profile).open()
+                    from rig.campaign import record
+                    record.record_dut(self.store, self.run_id, name, bench)
                 verdict = self._run_case(bench, spec, case, case_id, steps, task)
                 if verdict is None:
                     return  # stopped
                 if self.echo is not None:
                     self.echo(f"{verdict:<6} {spec.key}  ({case.clause})")
-                if self.plan.stop_on_failure and verdict != PASS:
+                if self.plan.stop_on_failure and verdict in (FAIL, ERROR):
                     self.stop.set()
                     return
         finally:
             if bench is not None:
-                bench.close()
+                from rig.campaign import record
+                try:
+                    record.record_bench(self.store, self.run_id, name, bench)
+                    if bench.line is not None:
+                        t = self.profile.timing
+                        self.ledger.add_wire(bench.line.record(), t.tr_min_fast_ns)
+                        self._wire_benches.add(name)
+                finally:
+                    bench.close()
 
     # -- one case --------------------------------------------------------------------------------
     def _run_case(self, bench: Bench, spec: CaseSpec, case, case_id: int, steps, task) -> str | None:

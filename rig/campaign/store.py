@@ -26,10 +26,10 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rig.measurement import FAIL, PASS, Measurement
+from rig.measurement import FAIL, INFO, PASS, Measurement
 
 DEFAULT_STORE = "rig-results.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2          # 2: run_record (what was tested and how)
 
 # verdicts of steps, cases and runs
 ERROR = "error"          # the step could not be carried out (bench or DUT broke the procedure)
@@ -65,6 +65,9 @@ CREATE TABLE IF NOT EXISTS captures (
     id INTEGER PRIMARY KEY, step_id INTEGER NOT NULL REFERENCES steps(id), name TEXT NOT NULL,
     option TEXT, sample_rate REAL, n_samples INTEGER, dtype TEXT, encoding TEXT NOT NULL,
     data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS run_record (
+    run_id INTEGER NOT NULL REFERENCES runs(id), key TEXT NOT NULL, value TEXT NOT NULL,
+    recorded_at REAL NOT NULL, PRIMARY KEY (run_id, key));
 CREATE INDEX IF NOT EXISTS steps_case ON steps(case_id);
 CREATE INDEX IF NOT EXISTS meas_step ON measurements(step_id);
 CREATE INDEX IF NOT EXISTS exch_step ON exchanges(step_id);
@@ -108,13 +111,14 @@ class StepRecord:
     def verdict(self) -> str:
         if self.error:
             return ERROR
-        return FAIL if any(m.verdict == FAIL for m in self.measurements) else PASS
+        return combine(m.verdict for m in self.measurements)
 
 
 def combine(verdicts) -> str:
-    """A verdict over several: error beats fail beats pass; nothing to judge is pass."""
+    """A verdict over several: error beats fail beats pass beats info (values recorded with no
+    requirement to judge them against: nothing was verified); nothing at all to judge is pass."""
     v = set(verdicts)
-    for worst in (ERROR, FAIL):
+    for worst in (ERROR, FAIL, PASS, INFO):
         if worst in v:
             return worst
     return PASS
@@ -133,6 +137,7 @@ class Store:
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.executescript(_SCHEMA)
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            _migrate(self.db)
         except sqlite3.DatabaseError as e:
             raise StoreError(f"{self.path}: cannot open the result store: {e}") from None
         self.db.row_factory = sqlite3.Row
@@ -276,6 +281,37 @@ class Store:
         import numpy as np
         return np.load(io.BytesIO(zlib.decompress(r["data"])), allow_pickle=False), r["sample_rate"]
 
+    # -- the run's record: what was tested and how (schema 2) ---------------------------------------
+    def set_record(self, run_id: int, key: str, value) -> None:
+        """Keep one item of the run's record (rig, plan, profile, bench.NAME, dut.NAME, time, ...)."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO run_record (run_id, key, value, recorded_at) VALUES (?, ?, ?, ?)",
+                       (run_id, key, _json(value), time.time()))
+
+    def record(self, run_id: int) -> dict:
+        """The run's record, key -> value; empty for a run stored before schema 2 (nothing was kept)."""
+        try:
+            rows = self.db.execute("SELECT key, value FROM run_record WHERE run_id=? ORDER BY key", (run_id,))
+            return {k: json.loads(v) for k, v in rows}
+        except sqlite3.OperationalError as e:       # an old store opened read-only: no such table
+            if "no such table" in str(e):
+                return {}
+            raise
+
+    # -- queries for the reports ----------------------------------------------------------------------
+    def exchanges(self, step_id: int) -> list[dict]:
+        """A step's exchanges in order (bytes, times, attempts, NAKs, errors)."""
+        return [dict(r) for r in self.db.execute("SELECT * FROM exchanges WHERE step_id=? ORDER BY seq", (step_id,))]
+
+    def run_exchanges(self, run_id: int) -> list[dict]:
+        """Every exchange of a run with its case and bench, in order (times and sizes; no bytes)."""
+        return [dict(r) for r in self.db.execute(
+            "SELECT c.key AS case_key, c.bench, c.use, s.id AS step_id, s.key AS step_key, e.seq, e.name, "
+            "length(e.request) AS request_len, length(e.answer) AS answer_len, e.request_start_ns, "
+            "e.request_end_ns, e.answer_first_ns, e.answer_last_ns, e.tr_ns, e.ok "
+            "FROM exchanges e JOIN steps s ON e.step_id=s.id JOIN cases c ON s.case_id=c.id "
+            "WHERE c.run_id=? ORDER BY c.position, s.position, e.seq", (run_id,))]
+
     def table(self, run_id: int, name: str) -> tuple[list[str], list[tuple]]:
         """Rows of one table for a run, flattened with the case and step they belong to (for export)."""
         q = {
@@ -298,6 +334,14 @@ class Store:
         }[name]
         cur = self.db.execute(q, (run_id,))
         return [d[0] for d in cur.description], [tuple(r) for r in cur.fetchall()]
+
+
+def _migrate(db) -> None:
+    """Bring an older store's schema version up (the tables themselves come from _SCHEMA's
+    CREATE ... IF NOT EXISTS: schema 2 only adds run_record, so old runs read as before)."""
+    row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if row is not None and int(row[0]) < SCHEMA_VERSION:
+        db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
 
 
 def _json(v) -> str:

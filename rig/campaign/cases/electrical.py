@@ -93,14 +93,21 @@ def levels(ctx):
                     rise_time=ctx.params["rise_time_ui"] / baud, noise=ctx.params["noise"], seed=len(chars))
     samples = wf.samples.astype(np.float32)
     res = decode(samples, wf.sample_rate, opt.name, baud=baud)
+    what = STAND_IN_CAPTURE
+    ctx.stand_in(what)
     for m in res.measurements:
-        ctx.record.measurements.append(m)
+        ctx.record.measurements.append(replace(m, basis=f"{m.basis}; {what}" if m.basis else what))
     sent = bytes(c for _, c in chars)
     ctx.measure("characters decoded as on the wire", sum(1 for a, b_ in zip(res.values, sent) if a == b_),
                 "count", len(sent), len(sent), "IEC 62056-21 §5")
     ctx.capture(f"{ctx.params['direction']} {opt.name}", samples, wf.sample_rate, opt.name)
     ctx.note(option=opt.name, baud=baud, characters=len(sent))
 
+
+STAND_IN_CAPTURE = ("stand-in: a capture synthesised from the virtual line's wire record "
+                    "(no scope on this bench)")
+STAND_IN_DISTURBANCE = ("stand-in: the disturbance applied as the line faults a receiver meeting the "
+                        "option would read (no instrument on this bench)")
 
 _NO_INSTRUMENTS = ("name the bench's instruments in the plan (bench_config = FILE, or instruments = "
                    "{ scope = RESOURCE, ... }) to measure through them")
@@ -114,6 +121,10 @@ def _setup_scope(inst, channels, trigger_ch: int, baud: float, screen_s: float):
     gain = inst.probe_gain()
     mark, space = inst.expected_levels()
     scope = inst.open("scope")
+    setup = (tuple(channels), trigger_ch, baud, screen_s, mark, space, gain)
+    if getattr(inst, "scope_setup", None) == setup:     # as the last step left it: nothing to send
+        return scope
+    inst.scope_setup = None
     span = max(abs(mark - space) * gain, 1e-3)
     for ch in channels:
         scope.configure_channel(ch, scale=span / 6, offset=-(mark + space) / 2 * gain)
@@ -122,6 +133,7 @@ def _setup_scope(inst, channels, trigger_ch: int, baud: float, screen_s: float):
     scope.configure_timebase(screen_s / hdivs, offset=screen_s / 2 - pre)
     level = 0.5 * sum(opt.receiver_thresholds()) * gain
     scope.edge_trigger(trigger_ch, level=level, slope="falling" if opt.mark_is_high else "rising")
+    inst.scope_setup = setup
     return scope
 
 
@@ -305,6 +317,7 @@ def margin(ctx):
             return [Fault("baud_error", direction, percent=amount)] if amount else []
         if q == "ber":
             return [Fault("bit_flip", direction, ber=amount, seed=i + 1)] if amount else []
+        ctx.stand_in(STAND_IN_DISTURBANCE)
         req = ReadCommand.of(reg.register_id).to_bytes(parity=True)
         copies = 1 + hhu.profile.protocol.nak_repeats
         faults, _ = disturbance_faults(q, amount, opt, req * copies, hhu.port.baud, line.sent("to_meter"),

@@ -101,6 +101,9 @@ def line_fault(ctx):
       choices={"kind": tuple(GENERATOR_FAULTS), "direction": ("to_meter", "to_hhu", "both")})
 def generator_fault(ctx):
     kind, args, expect = GENERATOR_FAULTS[ctx.params["kind"]]
+    ctx.note(line_fault=kind)
+    ctx.stand_in("stand-in: the generator's disturbance applied as the line fault it causes (rig.bench.loop's "
+                 "coupling, assumed), not through a generator")
     _transfer_with_fault(ctx, kind, args, ctx.params["expect"] or expect)
 
 
