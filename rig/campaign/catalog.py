@@ -48,9 +48,13 @@ def _benches(c: Case) -> str:
     return "embedded and port" if not c.needs else "; ".join(w for w, _ in c.needs)
 
 
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|")
+
+
 def _keys_table(keys: dict) -> list[str]:
     out = ["| key | takes | meaning |", "|---|---|---|"]
-    out += [f"| `{k}` | {t} | {d} |" for k, (t, d) in keys.items()]
+    out += [f"| `{k}` | {_cell(t)} | {_cell(d)} |" for k, (t, d) in keys.items()]
     return out
 
 
@@ -137,8 +141,8 @@ def plan_format_markdown() -> str:
             for p in c.describe()["params"]:
                 choices = f" One of {', '.join(f'`{x}`' if x else '(empty)' for x in p['choices'])}." \
                     if p["choices"] else ""
-                md.append(f"| `{p['name']}` | {p['type']} | `{_default(p['default'])}` | {p['unit']} | "
-                          f"{p['description']}.{choices} |")
+                md.append(f"| `{p['name']}` | {p['type']} | `{_default(p['default'])}` | {_cell(p['unit'])} | "
+                          f"{_cell(p['description'])}.{choices} |")
             md.append("")
         else:
             md += ["No parameters.", ""]
