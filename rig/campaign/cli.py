@@ -368,12 +368,25 @@ class _Campaign:
         self.store, self.args = store, args
         self.results: list[dict] = []
         self.code = 0
+        self.current: int | None = None      # the run under way
+
+    def guarded(self, fn, *a) -> int:
+        """fn(*a), with a write the store refuses (disk full) ending the campaign clearly: exit 2,
+        the run resumable."""
+        try:
+            return fn(*a)
+        except StoreWriteError as e:
+            if self.current is None:
+                return _err(str(e))
+            return _err(f"{e}\nrun {self.current} ended; every step recorded before is kept: free some space, "
+                        f"then `rig resume {self.current}{_store_opt(self.args)}`")
 
     def start(self, plans) -> int:
         """Run `plans` from the first; returns the exit code."""
         from rig.campaign.runner import start_run
         for i, plan in enumerate(plans):
             run_id = start_run(plan, self.store)
+            self.current = run_id
             control = {"cases": [c.key for c in plan.cases], "then": [_plan_control(p) for p in plans[i + 1:]]}
             self.store.set_control(run_id, control)
             if i > 0 and self.results:   # the previous run's plans-to-come now belong to this one
@@ -393,14 +406,11 @@ class _Campaign:
         """Run (or resume) one run; None to go on to the next plan, else the exit code to end with."""
         from rig.campaign.report import print_summary, run_summary
         args = self.args
+        self.current = run_id
         if not args.json and not getattr(args, "quiet", 0):
             print(f"run {run_id}: plan {plan.name} ({plan.path}) -> {self.store.path}", flush=True)
         try:
             verdict, interrupted = _execute(plan, self.store, run_id, args)
-        except StoreWriteError as e:
-            _err(f"{e}\nrun {run_id} ended; every step recorded before is kept: free some space, then "
-                 f"`rig resume {run_id}{_store_opt(args)}`")
-            return 2
         except OSError as e:  # a port or instrument of the bench that cannot be reached
             _err(f"plan {plan.name}: {e}; what was recorded is kept: fix the bench and "
                  f"`rig resume {run_id}{_store_opt(args)}`")
@@ -463,9 +473,9 @@ def cmd_run(args) -> int:
     with store:
         c = _Campaign(store, args)
         try:
-            code = c.start(plans)
+            code = c.guarded(c.start, plans)
         finally:
-            c.finish()
+            c.guarded(c.finish)
     return code
 
 
@@ -498,9 +508,9 @@ def _rerun_failed(args) -> int:
             return 0
         c = _Campaign(store, args)
         try:
-            code = c.start([plan])
+            code = c.guarded(c.start, [plan])
         finally:
-            c.finish()
+            c.guarded(c.finish)
     return code
 
 
@@ -526,21 +536,22 @@ def cmd_resume(args) -> int:
                     return 0
                 c.code = 0 if row["verdict"] == "pass" else 1
                 try:
-                    return c.then(args.run)
+                    return c.guarded(c.then, args.run)
                 finally:
-                    c.finish()
+                    c.guarded(c.finish)
             plan = load_plan(row["plan_path"] or f"run-{args.run}.toml", text=row["plan_text"],
                              base_dir=row["plan_dir"])
             if ctl.get("cases") is not None:
                 plan = select_cases(plan, None, set(ctl["cases"]))
         except (PlanError, StoreError) as e:
             return _err(str(e))
-        try:
+        def go():
             code = c.go_on(plan, args.run)
-            if code is None:
-                code = c.then(args.run)
+            return c.then(args.run) if code is None else code
+        try:
+            code = c.guarded(go)
         finally:
-            c.finish()
+            c.guarded(c.finish)
     return code
 
 

@@ -342,20 +342,31 @@ def _connect(path: str, *, create: bool, read_only: bool) -> sqlite3.Connection:
         raise StoreError(f"{path}: a directory, not a result store")
     if create and not read_only and not p.parent.is_dir():
         raise StoreError(f"{path}: cannot make the result store: no directory {str(p.parent)!r}")
+    if not read_only and p.exists() and not (os.access(p, os.W_OK) and os.access(p.resolve().parent, os.W_OK)):
+        raise StoreError(f"{path}: the result store is read-only (or its directory is): a run cannot be "
+                         "recorded there (`rig runs`, `rig report`, `rig export` can read it)")
     uri = "file:" + urllib.parse.quote(str(p.resolve())) + "?mode=" + ("ro" if read_only else "rwc" if create else "rw")
     try:
         db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30, isolation_level=None)
+        if read_only:
+            try:
+                db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            except sqlite3.OperationalError as e:
+                if "unable to open" not in str(e):
+                    raise
+                # a WAL store on a read-only disk, closed cleanly (no -shm file, none can be made):
+                # nobody can write it, so SQLite may read it as immutable
+                db.close()
+                db = sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False,
+                                     isolation_level=None)
     except sqlite3.DatabaseError as e:
-        raise StoreError(f"{path}: cannot open the result store: {e}") from None
+        raise _open_error(path, e) from None
     try:
         _check_whole(db, path)
         if read_only:
             if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone() is None:
                 raise StoreError(f"{path}: an SQLite file, but not a rig result store (no runs table)")
             return db
-        if not os.access(path, os.W_OK) and p.exists():
-            raise StoreError(f"{path}: the result store is read-only: a run cannot be recorded there "
-                             "(`rig runs`, `rig report`, `rig export` can read it)")
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
@@ -380,13 +391,19 @@ def _check_whole(db: sqlite3.Connection, path: str) -> None:
     try:
         rows = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
     except sqlite3.DatabaseError as e:
-        if "not a database" in str(e):
-            raise StoreError(f"{path}: not a result store (not an SQLite database)") from None
-        raise StoreError(f"{path}: the result store is damaged: SQLite cannot read it ({e}); "
-                         "restore it from a copy (`sqlite3 FILE .recover` may save what is left)") from None
+        raise _open_error(path, e) from None
     if rows != ["ok"]:
         raise StoreError(f"{path}: the result store is damaged (SQLite quick_check: {'; '.join(rows)}); "
                          "restore it from a copy (`sqlite3 FILE .recover` may save what is left)")
+
+
+def _open_error(path: str, e: sqlite3.DatabaseError) -> StoreError:
+    if "not a database" in str(e):
+        return StoreError(f"{path}: not a result store (not an SQLite database)")
+    if "malformed" in str(e) or "corrupt" in str(e):
+        return StoreError(f"{path}: the result store is damaged: SQLite cannot read it ({e}); "
+                          "restore it from a copy (`sqlite3 FILE .recover` may save what is left)")
+    return StoreError(f"{path}: cannot open the result store: {e}")
 
 
 def _migrate(db: sqlite3.Connection) -> None:
