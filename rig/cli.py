@@ -342,7 +342,7 @@ def _common_options(p: argparse.ArgumentParser, default) -> None:
     have = {a for act in p._actions for a in act.option_strings}
     if "-v" not in have:
         g.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
-                       help="more: -v each case as logged, -vv each step (on standard error)")
+                       help="more, on standard error: -v each case as it ends, -vv each step")
     g.add_argument("-q", "--quiet", action="count", default=0 if default is None else default,
                    help="less: no progress bars or per-case lines; errors and the results only")
     g.add_argument("--log-file", metavar="FILE", default=None if default is None else default,
