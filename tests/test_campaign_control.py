@@ -7,7 +7,6 @@ import signal
 import sqlite3
 from pathlib import Path
 
-import pytest
 
 from conftest import run_rig as rig
 from conftest import start_rig

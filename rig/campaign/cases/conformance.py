@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from rig import _clock
-from rig.campaign.cases import case, needs, params, virtual_line, virtual_line_unless
+from rig.campaign.cases import case, needs, params, virtual_line_unless
 from rig.campaign.cases._wire import MS, is_error_answer, non_646, parity_errors, raw
 from rig.client import ClientError
 from rig.protocol import (Ack, BreakCommand, Data, DataSet, IDRequest, IDResponse, Nak, OptionSelect,
