@@ -332,7 +332,14 @@ def build_parser() -> argparse.ArgumentParser:
     campaign_cli.add_parsers(sub)
     # the common options, before or after the command (`rig -v run` or `rig run -v`)
     _common_options(ap, None)
-    for p in sub.choices.values():
+
+    def every_command(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for p in action.choices.values():
+                    yield p
+                    yield from every_command(p)
+    for p in every_command(ap):
         _common_options(p, argparse.SUPPRESS)
     return ap
 
