@@ -181,9 +181,10 @@ def test_ctrl_c_exits_130_and_resume_goes_on_to_the_plans_not_started(tmp_path):
 
 
 def test_resume_of_a_selection_keeps_the_selection(tmp_path):
-    """A run of some cases (--case), stopped, resumes those cases only."""
+    """A run of some cases (--case) of two plans, stopped: resumed, those cases only, in both plans."""
     store = tmp_path / "s.sqlite"
-    proc = start_rig("run", "--no-progress", "-k", "meter/6.6/*", "conformance", "--store", store)
+    proc = start_rig("run", "--no-progress", "-k", "meter/6.6/*", "-k", "levels/optical", "conformance", "electrical",
+                     "--store", store)
     try:
         assert proc.stdout.readline().startswith("run 1")
         assert proc.stdout.readline().startswith("pass")
@@ -197,7 +198,8 @@ def test_resume_of_a_selection_keeps_the_selection(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     wanted = [c.key for c in load_plan("conformance").cases if c.key.startswith("meter/6.6/")]
     assert sorted(case_keys(store, 1)) == sorted(wanted)
-    assert len(runs(store)) == 1
+    assert case_keys(store, 2) == ["levels/optical"]
+    assert [x["name"] for x in runs(store)] == ["conformance", "electrical"]
 
 
 # --- rig init -------------------------------------------------------------------------------------
