@@ -117,6 +117,12 @@ def test_a_plan_without_cases_is_refused_clearly(tmp_path):
     assert f"{f}: no cases" in r.stderr and "[[case]]" in r.stderr and "rig cases" in r.stderr
 
 
+def test_check_with_case_selects_across_the_plans():
+    r = rig("check", "conformance", "faults", "-k", "faults/line")
+    assert r.returncode == 0, r.stderr
+    assert "plan faults: 1 case(s), 12 step(s)" in r.stdout and "plan conformance" not in r.stdout
+
+
 def test_dry_run_prints_what_would_run_and_stores_nothing(tmp_path):
     store = tmp_path / "s.sqlite"
     r = rig("run", "--dry-run", "--case", "meter/6.6/*", "--store", store)

@@ -110,12 +110,17 @@ def _open_store(args, *, read_only: bool = False, create: bool = True) -> Store:
 
 
 # --- choosing cases -------------------------------------------------------------------------------
-def _matches(pattern: str, spec) -> bool:
-    """A glob over the case's name or `use`; without glob characters, a part of either."""
+def _name_matches(pattern: str, *names: str) -> bool:
+    """A glob over any of the names; without glob characters, a part of one."""
     from fnmatch import fnmatchcase
     if any(ch in pattern for ch in "*?["):
-        return fnmatchcase(spec.key, pattern) or fnmatchcase(spec.use, pattern)
-    return pattern in spec.key or pattern in spec.use
+        return any(fnmatchcase(n, pattern) for n in names)
+    return any(pattern in n for n in names)
+
+
+def _matches(pattern: str, spec) -> bool:
+    """A case of a plan, by its name or `use`."""
+    return _name_matches(pattern, spec.key, spec.use)
 
 
 def select_cases(plan, patterns, keys=None):
@@ -149,9 +154,9 @@ def _print_plan(d: dict) -> None:
         print(f"  {c['name']:<34} {c['steps']:>5} step(s)  on {c['bench']}")
 
 
-def _load_selected(sources, patterns):
+def _load_selected(sources, patterns, plans=None):
     """The plans, with only the cases chosen; a pattern that matches nothing anywhere is refused."""
-    plans = [load_plan(s) for s in sources]
+    plans = [load_plan(s) for s in sources] if plans is None else plans
     if patterns:
         for pat in patterns:
             if not any(_matches(pat, c) for p in plans for c in p.cases):
@@ -163,20 +168,24 @@ def _load_selected(sources, patterns):
 
 
 def cmd_check(args) -> int:
-    out, code = [], 0
-    for source in args.plan:
+    out, code, loaded = [], 0, []
+    for source in args.plan:            # every plan checked, each error named
         try:
-            plans = _load_selected([source], args.cases)
+            loaded.append(load_plan(source))
         except PlanError as e:
             print(f"rig: {e}", file=sys.stderr)
             out.append({"file": source, "ok": False, "error": str(e)})
             code = 2
-            continue
-        for plan in plans:
-            d = _describe_plan(plan)
-            out.append({"ok": True, **d})
-            if not args.json:
-                _print_plan(d)
+    try:
+        plans = _load_selected(None, args.cases, loaded)
+    except PlanError as e:
+        print(f"rig: {e}", file=sys.stderr)
+        plans, code = [], 2
+    for plan in plans:
+        d = _describe_plan(plan)
+        out.append({"ok": True, **d})
+        if not args.json:
+            _print_plan(d)
     if args.json:
         print(json.dumps(out, indent=1))
     return code
@@ -188,8 +197,7 @@ def cmd_cases(args) -> int:
     if args.markdown:
         print(catalog.plan_format_markdown())
         return 0
-    chosen = [c for c in LIBRARY.values()
-              if not args.pattern or any(_matches(p, type("S", (), {"key": c.id, "use": c.id})) for p in args.pattern)]
+    chosen = [c for c in LIBRARY.values() if not args.pattern or any(_name_matches(p, c.id) for p in args.pattern)]
     if not chosen:
         return _err(f"no case matches {' '.join(args.pattern)} (`rig cases` lists them all)")
     if args.json:
