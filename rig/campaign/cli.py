@@ -468,11 +468,13 @@ def cmd_run(args) -> int:
     except PlanError as e:
         return _err(str(e))
     if args.dry_run:
-        for plan in plans:
-            d = _describe_plan(plan)
-            print(json.dumps(d, indent=1)) if args.json else _print_plan(d)
-        if not args.json:
-            print("dry run: nothing was run, no port opened, nothing stored")
+        described = [_describe_plan(p) for p in plans]
+        if args.json:
+            print(json.dumps(described if len(described) > 1 else described[0], indent=1))
+            return 0
+        for d in described:
+            _print_plan(d)
+        print("dry run: nothing was run, no port opened, nothing stored")
         return 0
     try:
         store = _open_store(args)
