@@ -56,7 +56,9 @@ def test_cases_json_lists_every_case_with_clause_params_and_benches():
     margin = {p["name"]: p for p in cases["electrical/margin"]["params"]}
     assert margin["quantity"]["choices"] == ["baud_error", "ber", "noise", "level", "loop_current"]
     assert cases["meter/6.7/tt"]["params"][0] | {"description": ""} == {
-        "name": "margin_ms", "type": "integer", "default": 100, "unit": "ms", "choices": None, "description": ""}
+        "name": "margin_ms", "type": "integer", "default": 100, "unit": "ms", "choices": None, "description": "",
+        "names": None}
+    assert {p["name"]: p["names"] for p in cases["meter/7/maintained"]["params"]} == {"registers": "register"}
     assert "embedded" in cases["faults/line"]["benches"]
 
 
@@ -107,6 +109,19 @@ def test_a_case_the_bench_cannot_run_is_refused_at_load_with_file_line_and_key(t
     assert f"{f}:8: case[0].bench:" in r.stderr and "(at quantity=noise)" in r.stderr
     assert "instruments" in r.stderr
     assert not (tmp_path / "s.sqlite").exists()
+
+
+def test_a_register_the_profile_does_not_have_is_refused_at_load(tmp_path):
+    f = tmp_path / "reg.toml"
+    f.write_text('name = "reg"\n\n[[case]]\nuse = "stress/session_cycling"\nparams = { register = "tokenStatuss" }\n\n'
+                 '[[case]]\nuse = "meter/7/maintained"\nsweep = { registers = [["FOIN"], ["FOIN", "nope"]] }\n')
+    r = rig("check", f)
+    assert r.returncode == 2
+    assert f"{f}:5: case[0].params.register: expected a register of the profile (" in r.stderr
+    assert "got 'tokenStatuss'" in r.stderr
+    f.write_text(f.read_text().replace("tokenStatuss", "tokenStatus"))
+    r = rig("check", f)
+    assert r.returncode == 2 and f"{f}:9: case[1].sweep.registers:" in r.stderr and "got 'nope'" in r.stderr
 
 
 def test_a_plan_without_cases_is_refused_clearly(tmp_path):

@@ -452,8 +452,34 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
                 stop_on_failure, parallel)
     # the profile must load too (its errors name the plan)
     from rig.campaign.profiles import check_profile
-    check_profile(plan, c)
+    profile = check_profile(plan, c)
+    _check_profile_names(c, plan, profile)
     return plan
+
+
+def _check_profile_names(c: _Checker, plan: Plan, profile) -> None:
+    """Parameters that name something of the profile (a register) name one it has."""
+    from rig.campaign.cases import LIBRARY
+    for i, spec in enumerate(plan.cases):
+        for name, kind in LIBRARY[spec.use].param_kinds.items():
+            if kind != "register":
+                continue
+            swept = name in spec.sweep
+            values = spec.sweep[name] if swept else [spec.params[name]]
+            for v in values:
+                for reg in (v if isinstance(v, list) else [v]):
+                    if reg not in profile.registers:
+                        where = ("case", i, "sweep" if swept else "params", name)
+                        raise c.fail(where if swept or name in _raw_params(plan, i) else ("case", i, "use"),
+                                     f"a register of the profile ({', '.join(profile.registers)})", reg)
+
+
+def _raw_params(plan: Plan, i: int) -> dict:
+    """The params the plan's i-th case gives itself (not the case's defaults)."""
+    try:
+        return tomllib.loads(plan.text)["case"][i].get("params", {})
+    except (KeyError, IndexError, tomllib.TOMLDecodeError):
+        return {}
 
 
 def _bench_instruments(c: _Checker, b: dict, p: tuple, interface: str | None, base: str):

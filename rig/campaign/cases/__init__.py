@@ -36,6 +36,9 @@ class Case:
     # what the case needs of its bench, beyond its role: (what, test(bench spec, step params) -> why
     # not, or None); checked when a plan is loaded, so a plan is refused before anything runs
     needs: list[tuple[str, Callable]] = field(default_factory=list)
+    # name -> what its values name, checked against the plan's profile when the plan is loaded:
+    # "register" (a register of the profile's table; a list: each of them)
+    param_kinds: dict[str, str] = field(default_factory=dict)
 
     def param_type(self, name: str) -> str:
         d = self.params[name]
@@ -62,7 +65,8 @@ class Case:
             "params": [{"name": n, "type": self.param_type(n), "default": d,
                         "unit": self.param_doc.get(n, ("", ""))[1],
                         "choices": list(self.choices[n]) if n in self.choices else None,
-                        "description": self.param_doc.get(n, ("", ""))[0]}
+                        "description": self.param_doc.get(n, ("", ""))[0],
+                        "names": self.param_kinds.get(n)}
                        for n, d in self.params.items()],
             "summary_step": self.summary is not None,
         }
@@ -101,13 +105,17 @@ def case(id: str, *, clause: str, title: str, roles=("meter-dut",), params=None,
 
 
 def params(**doc):
-    """Describe a case's parameters: `@params(reads=("reads per step", ""), margin_ms=("...", "ms"))`
-    above its `@case`."""
+    """Describe a case's parameters: `@params(reads=("reads per step", ""), margin_ms=("...", "ms"),
+    register=("the register read", "", "register"))` above its `@case`: (meaning, unit[, kind])."""
     def deco(fn):
         c = next(c for c in LIBRARY.values() if c.run is fn)
         unknown = set(doc) - set(c.params)
         assert not unknown, f"{c.id}: described parameters it does not take: {unknown}"
-        c.param_doc.update({k: (v, "") if isinstance(v, str) else tuple(v) for k, v in doc.items()})
+        for k, v in doc.items():
+            v = (v, "") if isinstance(v, str) else tuple(v)
+            c.param_doc[k] = v[:2]
+            if len(v) > 2:
+                c.param_kinds[k] = v[2]
         return fn
     return deco
 

@@ -50,7 +50,7 @@ def character(ctx):
         ctx.measure("characters not 10 bits long", bad, "count", None, 0, "IEC 62056-21 §5 (7E1)")
 
 
-@params(register=("the register read by the ReadCommand (profile register name)", ""), token=("the token written by the WriteCommand; empty: one issued by the emulator, on a real meter a rejected test token", ""))
+@params(register=("the register read by the ReadCommand (profile register name)", "", "register"), token=("the token written by the WriteCommand; empty: one issued by the emulator, on a real meter a rejected test token", ""))
 @case("meter/6.4/messages", clause="IEC 62055-52 §6.4 messages",
       title="IDRequest, IDResponse, option select, ReadCommand, WriteCommand, BreakCommand, ACK, NAK, Data",
       params={"register": "tokenStatus", "token": ""})
@@ -309,7 +309,7 @@ def register_table(ctx):
 MAINTAINED = ("tableID", "FOIN", "protocolVersion", "serverStatus", "tokenStatus", "softwareVersion")
 
 
-@params(registers=("the maintained registers read (profile register names)", ""))
+@params(registers=("the maintained registers read (profile register names)", "", "register"))
 @case("meter/7/maintained", clause="IEC 62055-52 §7 maintained entities",
       title="tableID, FOIN, protocolVersion, serverStatus, tokenStatus, softwareVersion are readable",
       params={"registers": list(MAINTAINED)})

@@ -106,7 +106,7 @@ def _margin_need(bench, params):
         samples_per_bit=("samples per bit of the synthesised capture (virtual line)", ""),
         rise_time_ui=("rise time of the synthesised capture (virtual line)", "UI"),
         noise=("noise added to the synthesised capture (virtual line)", "option unit rms"),
-        register=("the register read for the exchange captured (profile register name)", ""))
+        register=("the register read for the exchange captured (profile register name)", "", "register"))
 @needs("port meter-dut bench: a scope among its instruments; hhu-dut: embedded only", _levels_need)
 @case("electrical/levels", clause="IEC 62055-52 §6.2 physical interface (IEC 62056-21 §4), §6.3 bit timing",
       title="levels, transitions and bit timing of one exchange's characters against the option's limits",
@@ -305,7 +305,7 @@ def disturbance_faults(quantity, amount, opt, chars: bytes, baud: float, base_in
 @params(quantity=("the disturbance swept: " + ", ".join(f"{q} ({u})" for q, u in UNITS.items()), ""),
         amount=("how much of it, in the quantity's unit (sweep this)", "per quantity"),
         exchanges=("reads per step; the success rate is over these", ""),
-        register=("the register read (profile register name)", ""),
+        register=("the register read (profile register name)", "", "register"),
         direction=("where the disturbance is applied", ""),
         interface=("the interface option; empty: the bench's", ""),
         repeats=("NAK repeats the client may use; -1: the profile's", ""),

@@ -35,7 +35,7 @@ def token_run_summary(ctx, steps):
         ctx.measure("tokens applied twice", len(acct.applied_twice()), "count", None, 0, "IEC 62055-52 §6.1")
 
 
-@params(sessions=("sessions (identify, read, sign off) per step", ""), register=("the register read in each session (a name of the profile's register table)", ""))
+@params(sessions=("sessions (identify, read, sign off) per step", ""), register=("the register read in each session (a name of the profile's register table)", "", "register"))
 @case("stress/session_cycling", clause="IEC 62055-52 §6.6 protocol flow (Annex A)",
       title="identify, read, sign off, again and again", params={"sessions": 1, "register": "tokenStatus"})
 def session_cycling(ctx):
@@ -56,7 +56,7 @@ def session_cycling(ctx):
     ctx.measure("sessions completed", ok, "count", n, n, "IEC 62055-52 Annex A")
 
 
-@params(exchanges=("reads per step, each sent tr_min after the answer", ""), register=("the register read (profile register name)", ""))
+@params(exchanges=("reads per step, each sent tr_min after the answer", ""), register=("the register read (profile register name)", "", "register"))
 @case("stress/back_to_back", clause="IEC 62055-52 §6.7 inter-message timing",
       title="back-to-back exchanges at the minimum gap", params={"exchanges": 20, "register": "tokenStatus"})
 def back_to_back(ctx):
