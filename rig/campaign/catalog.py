@@ -141,8 +141,10 @@ def plan_format_markdown() -> str:
             for p in c.describe()["params"]:
                 choices = f" One of {', '.join(f'`{x}`' if x else '(empty)' for x in p['choices'])}." \
                     if p["choices"] else ""
+                names = " Checked against the profile's register table when the plan is loaded." \
+                    if p["names"] == "register" else ""
                 md.append(f"| `{p['name']}` | {p['type']} | `{_default(p['default'])}` | {_cell(p['unit'])} | "
-                          f"{_cell(p['description'])}.{choices} |")
+                          f"{_cell(p['description'])}.{choices}{names} |")
             md.append("")
         else:
             md += ["No parameters.", ""]
