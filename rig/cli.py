@@ -12,7 +12,18 @@ from pathlib import Path
 # thread and the virtual line's threads run on
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import logging  # noqa: E402
+import time  # noqa: E402
+
 from rig import __version__  # noqa: E402
+
+_log = logging.getLogger("rig")
+
+
+def _iso_time(t: float) -> str:
+    """A wall-clock time as ISO 8601 with milliseconds and the local offset."""
+    from datetime import datetime
+    return datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds")
 
 
 class UsageError(Exception):
@@ -58,6 +69,9 @@ def cmd_parse(args) -> int:
     from rig.protocol import ProtocolError, message_from_frame
 
     data = _read_input(args.file, args.hex)
+    name = "standard input" if args.file == "-" else args.file
+    if not data:
+        raise UsageError(f"{name}: empty: no bytes to parse")
     profile = load_profile(args.profile)
     framer = _framing.Framer.from_profile(profile, parity=args.parity)
     frames = framer.feed(data) + framer.flush()
@@ -87,7 +101,18 @@ def cmd_parse(args) -> int:
     if not args.json:
         print(f"{len(frames)} frame(s), {len(frames) - bad} ok, {bad} with errors, {len(data)} bytes",
               file=sys.stderr)
+    if bad and args.parity == "none" and _looks_like_7e1(data):
+        print(f"rig: hint: {name} has bytes with the top bit set, as 7E1 wire bytes (a sniffer's or logic "
+              "analyser's capture) have: try `--parity even`", file=sys.stderr)
     return 1 if bad else 0
+
+
+def _looks_like_7e1(data: bytes) -> bool:
+    """Bytes with bit 7 set where 7-bit characters are expected, and (nearly) every byte of even
+    parity: wire bytes with their parity bit still on (a few may be garbled)."""
+    high = sum(1 for b in data if b & 0x80)
+    even = sum(1 for b in data if bin(b).count("1") % 2 == 0)
+    return high > 0 and even >= 0.9 * len(data)
 
 
 # --- rig line, serve, read, token --------------------------------------------------------------------
@@ -129,12 +154,20 @@ def cmd_serve(args) -> int:
     profile = load_profile(args.profile)
     emu = MeterEmulator(profile, policy=_policy(args))
 
+    from rig import _clock
+
     def log(event):
+        # wall-clock time (ISO 8601, local with its offset) of the request's end, or of now, beside
+        # the monotonic t_*_ns of the event (rig._clock)
+        now_ns = _clock.now_ns()
+        t_ns = event.get("t_request_end_ns") or now_ns
+        wall = _iso_time(time.time() - (now_ns - t_ns) / 1e9)
         if args.json:
-            print(json.dumps(event), flush=True)
+            print(json.dumps({"time": wall, **event}), flush=True)
         else:
             ans = f" -> {event['answer']!r}" if event["answer"] is not None else ""
-            print(f"[{event['state']}] {event['event']}{ans}", flush=True)
+            print(f"{wall} [{event['state']}] {event['event']}{ans}", flush=True)
+        _log.info("serve: %s [%s] %s", event["event"], event["state"], event)
 
     server = MeterServer(_open_port(args.port, profile), profile, emulator=emu, log=log)
     print(f"meter emulator on {args.port} ({server.port.latency}); Ctrl-C stops", file=sys.stderr, flush=True)
@@ -300,20 +333,74 @@ def build_parser() -> argparse.ArgumentParser:
     decode_cli.add_parser(sub)
     bench_cli.add_parser(sub)
     campaign_cli.add_parsers(sub)
+    # the common options, before or after the command (`rig -v run` or `rig run -v`)
+    _common_options(ap, None)
+
+    def every_command(parser):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for p in action.choices.values():
+                    yield p
+                    yield from every_command(p)
+    for p in every_command(ap):
+        _common_options(p, argparse.SUPPRESS)
     return ap
+
+
+def _common_options(p: argparse.ArgumentParser, default) -> None:
+    g = p.add_argument_group("output")
+    have = {a for act in p._actions for a in act.option_strings}
+    if "-v" not in have:
+        g.add_argument("-v", "--verbose", action="count", default=0 if default is None else default,
+                       help="more, on standard error: -v each case as it ends, -vv each step")
+    g.add_argument("-q", "--quiet", action="count", default=0 if default is None else default,
+                   help="less: no progress bars or per-case lines; errors and the results only")
+    g.add_argument("--log-file", metavar="FILE", default=None if default is None else default,
+                   help="also log everything (each step, each exchange of `rig serve`) with "
+                        "ISO 8601 times to FILE")
+    g.add_argument("--no-color", action="store_true", default=False if default is None else default,
+                   help="no colours (as the NO_COLOR environment variable does)")
+
+
+def _setup_logging(args) -> None:
+    verbose = args.verbose if isinstance(getattr(args, "verbose", 0), int) else 0
+    level = logging.ERROR if args.quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    root = logging.getLogger("rig")
+    root.setLevel(logging.DEBUG)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(level)
+    console.setFormatter(logging.Formatter("rig: %(message)s"))
+    root.addHandler(console)
+    if args.log_file:
+        try:
+            fh = logging.FileHandler(args.log_file, encoding="utf-8")
+        except OSError as e:
+            raise UsageError(f"--log-file {args.log_file}: cannot write: {e.strerror or e}") from None
+        fh.setLevel(logging.DEBUG)
+        fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        fmt.formatTime = lambda record, datefmt=None: _iso_time(record.created)  # type: ignore[method-assign]
+        fh.setFormatter(fmt)
+        root.addHandler(fh)
+        _log.debug("rig %s: %s", __version__, " ".join(sys.argv))
 
 
 def main(argv: list[str] | None = None) -> int:
     from rig.profile import ProfileError
 
     args = build_parser().parse_args(argv)
+    if args.no_color:
+        os.environ["NO_COLOR"] = "1"       # rich (summary table, progress bars) honours it
     try:
+        _setup_logging(args)
         return args.func(args)
     except (UsageError, ProfileError) as e:
         print(f"rig: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:         # Ctrl-C outside a run (a run stops cleanly by itself)
+        print("\nrig: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

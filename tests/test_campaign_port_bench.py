@@ -234,18 +234,16 @@ use = "electrical/levels"
 name = "levels/optical"
 params = { interface = "optical" }
 '''
-    plan = tmp_path / "p.toml"
-    plan.write_text(text)
-    r = rig_run(plan, tmp_path / "s.sqlite")
-    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr
-    res = Results(Store(tmp_path / "s.sqlite"), 1)
-    errors = {k: [s["error"] for key, s in v.items() if key != "summary"] for k, v in res.steps.items()}
-    assert all("needs the virtual line" in e and "a baud error is a line fault" in e
-               for e in errors["margin/baud-error"]), errors
-    assert "has instruments for the current-loop interface, not optical" in errors["levels/optical"][0]
-    # the summary claims no threshold from steps that could not run
-    summary = res.measurements("margin/baud-error", "summary")
-    assert summary["failure threshold"].value is None
+    # refused when the plan is loaded (no port opened, nothing stored), each with its line
+    head, margin, levels = text.split("[[case]]")
+    for body, says in ((margin, "a baud_error margin is a virtual-line fault: the embedded bench only"),
+                       (levels, "has instruments for the current-loop interface, not optical")):
+        plan = tmp_path / "p.toml"
+        plan.write_text(head + "[[case]]" + body)
+        r = rig_run(plan, tmp_path / "s.sqlite")
+        assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr
+        assert f"{plan}:{head.count(chr(10)) + 2}: case[0].use: " in r.stderr and says in r.stderr, r.stderr
+        assert not (tmp_path / "s.sqlite").exists()
 
 
 def test_a_port_bench_without_instruments_cannot_measure_levels(served, tmp_path):
@@ -254,9 +252,9 @@ def test_a_port_bench_without_instruments_cannot_measure_levels(served, tmp_path
     plan = tmp_path / "p.toml"
     plan.write_text(text)
     r = rig_run(plan, tmp_path / "s.sqlite")
-    assert r.returncode == 1
-    (step,) = Results(Store(tmp_path / "s.sqlite"), 1).steps["electrical/levels"].values()
-    assert "needs the virtual line" in step["error"] and "bench_config = FILE" in step["error"]
+    assert r.returncode == 2          # refused at load, naming what the bench lacks
+    assert "measuring levels on a port bench needs its instruments" in r.stderr
+    assert "bench_config or instruments" in r.stderr and not (tmp_path / "s.sqlite").exists()
 
 
 # --------------------------------------------------------------------------------- the plan's bench keys
@@ -267,7 +265,7 @@ kind = "port"
 port = "/dev/ttyUSB0"
 {extra}
 [[case]]
-use = "electrical/levels"
+use = "meter/6.6/read"
 '''
 
 

@@ -50,6 +50,58 @@ INTERFACES = ("optical", "current-loop", "voltage")
 POLICIES = ("typical", "min", "max")
 
 
+# Every key of a plan, with what it takes: the loader checks against these, and the plan-format
+# reference (docs/plan-format.md, `rig cases --markdown`) is written from them.
+PLAN_KEYS = {
+    "name": ("string", "the plan's name, shown in `rig runs` and the reports; default: the file's stem"),
+    "description": ("string", "one line on what the plan checks"),
+    "profile": ("string or table", "a profile file (relative to the plan), or a table of profile overrides in "
+                "profile syntax (`[profile.timing] tr_max_ms = 800`) with an optional `file` key"),
+    "bench": ("table or array of tables", "the benches (`[[bench]]`); default: one embedded meter-dut bench"),
+    "case": ("array of tables", "the cases to run (`[[case]]`), in order; at least one"),
+    "stop_on_failure": ("boolean", "stop the run after the first case that does not pass; default false"),
+    "parallel": ("boolean", "run the cases of different benches in parallel threads; default true"),
+}
+BENCH_KEYS = {
+    "name": ("string", "unique in the plan; default `embedded` for the first bench, `bench<i>` for the others"),
+    "kind": ("embedded | port", "embedded: the meter emulator (or HHU stand-in) on a virtual line with a "
+             "virtual instrument bench; port: a real line at `port`; default embedded"),
+    "role": ("meter-dut | hhu-dut", "meter-dut: the DUT is a meter, the rig plays the HHU; hhu-dut: the DUT is "
+             "an HHU, the rig plays the meter; default meter-dut"),
+    "interface": ("optical | current-loop | voltage", "the interface option; default: the bench_config's "
+                  "option, else optical"),
+    "port": ("string", "kind = port only: the DUT's line, any pyserial URL (`/dev/ttyUSB0`, `socket://host:port`)"),
+    "policy": ("typical | min | max", "embedded meter: its reaction time tr (typical, at the minimum, at the "
+               "maximum); default typical"),
+    "instruments": ("table", "kind = port only: role (scope, generator, supply, meter) = a VISA resource, "
+                    "or a table {model, resource, channel, backend, timeout} as in a bench file"),
+    "bench_config": ("string", "kind = port only: a bench file (`rig bench serve --write-config` writes one), "
+                     "relative to the plan"),
+    "probes": ("table", "kind = port only: scope channel per direction {to_meter, to_hhu, both}; default 2, 3"),
+    "probe_gain": ("number > 0", "kind = port only: volts at the scope per unit of the interface option"),
+}
+CASE_KEYS = {
+    "use": ("string", "the case of the library (`rig cases`); required"),
+    "name": ("string", "unique in the plan (give it to use one case twice); default: `use`"),
+    "bench": ("string", "the bench it runs on; default: the first"),
+    "repeat": ("integer >= 1", "how many times each step (each sweep point) is run; default 1"),
+    "params": ("table", "the case's parameters (see each case below); default: the case's defaults"),
+    "sweep": ("table", "parameter = a list of values, or {start, stop, step}: one step per value (several "
+              "parameters: every combination)"),
+    "stop": ("table", "stop conditions, ending the case early (the steps left are recorded as skipped)"),
+}
+SWEEP_RANGE_KEYS = {
+    "start": ("number", "the first value"),
+    "stop": ("number", "the last value (included; below start sweeps down)"),
+    "step": ("number > 0", "the distance between values; integers throughout give integers; at most 10000 points"),
+}
+STOP_KEYS = {
+    "below": ("table {measurement, value}", "stop once a step's measurement of that name is below value"),
+    "max_failures": ("integer >= 1", "stop after this many failed or erroneous steps"),
+    "max_duration_s": ("number > 0", "start no step after the case has run this long (seconds)"),
+}
+
+
 class PlanError(ValueError):
     """A plan that cannot be run: `file:line: key: expected ..., got ...`."""
 
@@ -189,11 +241,14 @@ class _Checker:
         self.file, self.text = file, text
 
     def fail(self, path: tuple, expected: str, got: Any = ...) -> PlanError:
+        got_s = "" if got is ... else f", got {got!r}"
+        return self.refuse(path, f"expected {expected}{got_s}")
+
+    def refuse(self, path: tuple, message: str) -> PlanError:
         line = key_line(self.text, path)
         where = f"{self.file}:{line}" if line else self.file
         dotted = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path))
-        got_s = "" if got is ... else f", got {got!r}"
-        return PlanError(f"{where}: {dotted}: expected {expected}{got_s}")
+        return PlanError(f"{where}: {dotted}: {message}")
 
     def keys(self, table: dict, path: tuple, allowed: tuple[str, ...], required: tuple[str, ...] = ()):
         if not isinstance(table, dict):
@@ -248,8 +303,10 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
         where = f"{file}:{m.group(1)}" if m else file
         raise PlanError(f"{where}: not valid TOML: {e}") from None
     c = _Checker(file, text)
-    c.keys(data, (), ("name", "description", "profile", "bench", "case", "stop_on_failure", "parallel"),
-           ("case",))
+    c.keys(data, (), tuple(PLAN_KEYS))
+    if "case" not in data:
+        raise PlanError(f"{file}: no cases: a plan runs one or more [[case]] tables, e.g.\n\n"
+                        f"    [[case]]\n    use = \"meter/6.4/messages\"\n\n(`rig cases` lists them)")
     name = c.text_(data.get("name"), ("name",), default=Path(file).stem)
     description = c.text_(data.get("description"), ("description",), default="")
     stop_on_failure = data.get("stop_on_failure", False)
@@ -285,8 +342,7 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
     benches: dict[str, BenchSpec] = {}
     for i, b in enumerate(raw_benches):
         p = bench_path(i)
-        c.keys(b, p, ("name", "kind", "role", "interface", "port", "policy", "instruments", "bench_config",
-                      "probes", "probe_gain"))
+        c.keys(b, p, tuple(BENCH_KEYS))
         bname = c.text_(b.get("name"), p + ("name",), default="embedded" if i == 0 else f"bench{i}")
         if bname in benches:
             raise c.fail(p + ("name",), "a bench name not used by another bench", bname)
@@ -330,7 +386,7 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
     first_bench = next(iter(benches))
     for i, rc in enumerate(raw_cases):
         p = ("case", i)
-        c.keys(rc, p, ("use", "name", "bench", "repeat", "params", "sweep", "stop"), ("use",))
+        c.keys(rc, p, tuple(CASE_KEYS), ("use",))
         use = c.text_(rc["use"], p + ("use",))
         if use not in LIBRARY:
             raise c.fail(p + ("use",), f"a case of the library ({', '.join(sorted(LIBRARY))})", use)
@@ -343,6 +399,7 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
         if benches[bench].role not in case.roles:
             raise c.fail(p + ("use",), f"a case for a bench with role {benches[bench].role!r} "
                          f"(bench {bench!r}); {use!r} is for {', '.join(case.roles)}", use)
+        bench_key = p + ("bench",) if "bench" in rc else p + ("use",)
         repeat = c.int_(rc.get("repeat"), p + ("repeat",), 1, 1)
         params = rc.get("params", {})
         c.keys(params, p + ("params",), tuple(case.params))
@@ -359,7 +416,7 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
                     raise c.fail(sp, "a non-empty list of values", spec)
                 values = spec
             elif isinstance(spec, dict):
-                c.keys(spec, sp, ("start", "stop", "step"), ("start", "stop", "step"))
+                c.keys(spec, sp, tuple(SWEEP_RANGE_KEYS), tuple(SWEEP_RANGE_KEYS))
                 start, stop_ = c.num_(spec["start"], sp + ("start",)), c.num_(spec["stop"], sp + ("stop",))
                 step = c.num_(spec["step"], sp + ("step",), positive=True)
                 n = int(round(abs(stop_ - start) / step)) + 1
@@ -373,7 +430,7 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
                 raise c.fail(sp, "a list of values or a table {start, stop, step}", spec)
             sweep[k] = [case.check_param(k, v, lambda exp, v=v: c.fail(sp, exp, v)) for v in values]
         st = rc.get("stop", {})
-        c.keys(st, p + ("stop",), ("below", "max_failures", "max_duration_s"))
+        c.keys(st, p + ("stop",), tuple(STOP_KEYS))
         below = None
         if "below" in st:
             b = st["below"]
@@ -382,13 +439,47 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
                      c.num_(b["value"], p + ("stop", "below", "value")))
         stop = Stop(below, c.int_(st.get("max_failures"), p + ("stop", "max_failures"), 1),
                     c.num_(st.get("max_duration_s"), p + ("stop", "max_duration_s"), positive=True))
-        cases.append(CaseSpec(key, use, bench, repeat, merged, sweep, stop, key_line(text, p) or 0))
+        spec = CaseSpec(key, use, bench, repeat, merged, sweep, stop, key_line(text, p) or 0)
+        # what the case needs of its bench, for every step's parameters (a swept quantity too)
+        for _, step_params in spec.steps()[:: max(1, repeat)]:
+            why = case.cannot_run(benches[bench], step_params)
+            if why:
+                at = ", ".join(f"{k}={_fmt(step_params[k])}" for k in sweep)
+                raise c.refuse(bench_key, f"{use!r} cannot run on bench {bench!r}"
+                                          f"{f' (at {at})' if at else ''}: {why}")
+        cases.append(spec)
     plan = Plan(name, description, benches, cases, profile_file, overrides, text, str(path), base,
                 stop_on_failure, parallel)
     # the profile must load too (its errors name the plan)
     from rig.campaign.profiles import check_profile
-    check_profile(plan, c)
+    profile = check_profile(plan, c)
+    _check_profile_names(c, plan, profile)
     return plan
+
+
+def _check_profile_names(c: _Checker, plan: Plan, profile) -> None:
+    """Parameters that name something of the profile (a register) name one it has."""
+    from rig.campaign.cases import LIBRARY
+    for i, spec in enumerate(plan.cases):
+        for name, kind in LIBRARY[spec.use].param_kinds.items():
+            if kind != "register":
+                continue
+            swept = name in spec.sweep
+            values = spec.sweep[name] if swept else [spec.params[name]]
+            for v in values:
+                for reg in (v if isinstance(v, list) else [v]):
+                    if reg not in profile.registers:
+                        where = ("case", i, "sweep" if swept else "params", name)
+                        raise c.fail(where if swept or name in _raw_params(plan, i) else ("case", i, "use"),
+                                     f"a register of the profile ({', '.join(profile.registers)})", reg)
+
+
+def _raw_params(plan: Plan, i: int) -> dict:
+    """The params the plan's i-th case gives itself (not the case's defaults)."""
+    try:
+        return tomllib.loads(plan.text)["case"][i].get("params", {})
+    except (KeyError, IndexError, tomllib.TOMLDecodeError):
+        return {}
 
 
 def _bench_instruments(c: _Checker, b: dict, p: tuple, interface: str | None, base: str):

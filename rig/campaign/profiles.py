@@ -91,10 +91,10 @@ def profile_for_plan(plan) -> Profile:
     return replace(prof, sources=sources, path=Path(plan.path))
 
 
-def check_profile(plan, checker) -> None:
-    """Fail with the plan's file and line when its profile does not load."""
+def check_profile(plan, checker) -> Profile:
+    """The plan's profile; fails with the plan's file and line when it does not load."""
     try:
-        profile_for_plan(plan)
+        return profile_for_plan(plan)
     except ProfileError as e:
         msg = str(e)
         m = re.match(r".*? \[profile\]: ([A-Za-z0-9_.]+): (expected .*)$", msg)

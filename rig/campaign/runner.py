@@ -13,6 +13,7 @@ Ctrl-C asks for a clean stop: the step under way finishes and is recorded, then 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import traceback
@@ -21,11 +22,12 @@ from concurrent.futures import ThreadPoolExecutor
 from rig.campaign.bench import Bench, BenchUnsupported, StepSkipped
 from rig.campaign.cases import LIBRARY, RecordedStep, StepContext
 from rig.campaign.plan import CaseSpec, Plan
-from rig.campaign.store import ERROR, SKIPPED, StepRecord, Store, combine
+from rig.campaign.store import ERROR, SKIPPED, StepRecord, Store, StoreError, combine
 from rig.campaign.timesplit import TimeLedger
 from rig.measurement import FAIL
 
 SUMMARY = "summary"
+log = logging.getLogger("rig.campaign")
 
 
 def start_run(plan: Plan, store: Store) -> int:
@@ -115,11 +117,15 @@ class Runner:
                 verdict = self._run_case(bench, spec, case, case_id, steps, task)
                 if verdict is None:
                     return  # stopped
+                log.info("run %d: case %s: %s", self.run_id, spec.key, verdict)
                 if self.echo is not None:
                     self.echo(f"{verdict:<6} {spec.key}  ({case.clause})")
                 if self.plan.stop_on_failure and verdict in (FAIL, ERROR):
                     self.stop.set()
                     return
+        except StoreError:       # the store refused a write (disk full): the other benches stop too
+            self.stop.set()
+            raise
         finally:
             if bench is not None:
                 from rig.campaign import record
@@ -157,6 +163,8 @@ class Runner:
                     stop_reason, skipped = f"not run: {e}", True
                     break
                 self.store.record_step(case_id, rec)
+                log.debug("run %d: %s [%s]: %s in %.3f s%s", self.run_id, spec.key, key, rec.verdict,
+                          rec.finished_at - rec.started_at, f" ({rec.error})" if rec.error else "")
                 history.append(RecordedStep(key, rec.params, rec.verdict, rec.measurements))
                 self._advance(task, 1)
             stop_reason = self._stop_reason(spec, history)

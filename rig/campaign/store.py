@@ -22,6 +22,7 @@ import socket
 import sqlite3
 import threading
 import time
+import urllib.parse
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,6 +80,11 @@ class StoreError(Exception):
     """A store that cannot be opened or does not hold what was asked for; names the file."""
 
 
+class StoreWriteError(StoreError):
+    """A write the store refused (disk full, I/O error, read-only): nothing of it was kept, all
+    before it was; the run can be resumed once the cause is fixed."""
+
+
 def default_path() -> str:
     return os.environ.get("RIG_STORE") or DEFAULT_STORE
 
@@ -127,24 +133,20 @@ def combine(verdicts) -> str:
 class Store:
     """The SQLite result store. Thread-safe: one connection, every write under a lock."""
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], *, create: bool = True, read_only: bool = False):
+        """create: make the file when it is not there (`rig run`); else a missing store is an error.
+        read_only: for the reading commands (runs, report, export): never writes, so a store on a
+        read-only disk or of another user can be read."""
         self.path = str(path)
+        self.read_only = read_only
         self._lock = threading.RLock()
-        try:
-            self.db = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self.db.executescript(_SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            _migrate(self.db)
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"{self.path}: cannot open the result store: {e}") from None
+        self.db = _connect(self.path, create=create, read_only=read_only)
         self.db.row_factory = sqlite3.Row
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str] | None = None) -> "Store":
-        return cls(path or default_path())
+    def open(cls, path: str | os.PathLike[str] | None = None, *, create: bool = True,
+             read_only: bool = False) -> "Store":
+        return cls(path or default_path(), create=create, read_only=read_only)
 
     def close(self) -> None:
         with self._lock:
@@ -163,12 +165,28 @@ class Store:
         class _T:
             def __enter__(self_):
                 store._lock.acquire()
-                store.db.execute("BEGIN IMMEDIATE")
+                try:
+                    store.db.execute("BEGIN IMMEDIATE")
+                except sqlite3.DatabaseError as e:
+                    store._lock.release()
+                    raise _write_error(store.path, e) from None
                 return store.db
 
             def __exit__(self_, et, ev, tb):
                 try:
-                    store.db.execute("ROLLBACK" if et else "COMMIT")
+                    if et is None:
+                        try:
+                            store.db.execute("COMMIT")
+                            return
+                        except sqlite3.DatabaseError as e:
+                            ev = e
+                    if store.db.in_transaction:
+                        try:
+                            store.db.execute("ROLLBACK")
+                        except sqlite3.DatabaseError:
+                            pass  # SQLite rolled it back itself
+                    if isinstance(ev, sqlite3.DatabaseError):
+                        raise _write_error(store.path, ev) from None
                 finally:
                     store._lock.release()
         return _T()
@@ -191,6 +209,17 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE runs SET status=?, verdict=?, finished_at=?, note=? WHERE id=?",
                        (status, verdict, time.time(), note, run_id))
+
+    def set_control(self, run_id: int, control: dict) -> None:
+        """How the run was asked for beyond its plan: {"cases": the case keys selected (all: absent),
+        "then": the plans to run after it, [{path, text, base_dir}]}, for `rig resume`."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET control=? WHERE id=?", (_json(control), run_id))
+
+    def control(self, run_id: int) -> dict:
+        row = self.run(run_id)
+        text = row["control"] if "control" in row.keys() else None
+        return json.loads(text) if text else {}
 
     def ensure_case(self, run_id: int, key: str, use: str, clause: str, title: str, bench: str,
                     position: int, planned_steps: int, params: dict) -> int:
@@ -250,6 +279,7 @@ class Store:
         for r in self.db.execute("SELECT * FROM runs ORDER BY id"):
             d = dict(r)
             d.pop("plan_text")
+            d.pop("control", None)
             if d["status"] == "running" and not _alive(d["pid"], d["host"]):
                 d["status"] = "interrupted"
             c = self.db.execute(
@@ -336,12 +366,98 @@ class Store:
         return [d[0] for d in cur.description], [tuple(r) for r in cur.fetchall()]
 
 
-def _migrate(db) -> None:
-    """Bring an older store's schema version up (the tables themselves come from _SCHEMA's
-    CREATE ... IF NOT EXISTS: schema 2 only adds run_record, so old runs read as before)."""
+def _connect(path: str, *, create: bool, read_only: bool) -> sqlite3.Connection:
+    """Open (or, with create, make) a store; refuses a missing file, a file that is not SQLite or
+    not a rig store, and a damaged one (SQLite's quick_check), naming the file."""
+    p = Path(path)
+    if not create and not p.exists():
+        raise StoreError(f"{path}: no result store there: the file does not exist "
+                         "(--store or $RIG_STORE names the store)")
+    if p.is_dir():
+        raise StoreError(f"{path}: a directory, not a result store")
+    if create and not read_only and not p.parent.is_dir():
+        raise StoreError(f"{path}: cannot make the result store: no directory {str(p.parent)!r}")
+    if not read_only and p.exists() and not (os.access(p, os.W_OK) and os.access(p.resolve().parent, os.W_OK)):
+        raise StoreError(f"{path}: the result store is read-only (or its directory is): a run cannot be "
+                         "recorded there (`rig runs`, `rig report`, `rig export` can read it)")
+    uri = "file:" + urllib.parse.quote(str(p.resolve())) + "?mode=" + ("ro" if read_only else "rwc" if create else "rw")
+    try:
+        db = sqlite3.connect(uri, uri=True, check_same_thread=False, timeout=30, isolation_level=None)
+        if read_only:
+            try:
+                db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            except sqlite3.OperationalError as e:
+                if "unable to open" not in str(e):
+                    raise
+                # a WAL store on a read-only disk, closed cleanly (no -shm file, none can be made):
+                # nobody can write it, so SQLite may read it as immutable
+                db.close()
+                db = sqlite3.connect(uri + "&immutable=1", uri=True, check_same_thread=False,
+                                     isolation_level=None)
+    except sqlite3.DatabaseError as e:
+        raise _open_error(path, e) from None
+    try:
+        _check_whole(db, path)
+        if read_only:
+            if db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone() is None:
+                raise StoreError(f"{path}: an SQLite file, but not a rig result store (no runs table)")
+            return db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.executescript(_SCHEMA)
+        _migrate(db)
+        db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+    except StoreError:
+        db.close()
+        raise
+    except sqlite3.DatabaseError as e:
+        db.close()
+        if "readonly" in str(e) or "read-only" in str(e):
+            raise StoreError(f"{path}: the result store is read-only: a run cannot be recorded there "
+                             "(`rig runs`, `rig report`, `rig export` can read it)") from None
+        raise StoreError(f"{path}: cannot open the result store: {e}") from None
+    return db
+
+
+def _check_whole(db: sqlite3.Connection, path: str) -> None:
+    """SQLite's own check of the file's structure (PRAGMA quick_check): a damaged store is named
+    and refused, never read as if whole."""
+    try:
+        rows = [r[0] for r in db.execute("PRAGMA quick_check(5)")]
+    except sqlite3.DatabaseError as e:
+        raise _open_error(path, e) from None
+    if rows != ["ok"]:
+        raise StoreError(f"{path}: the result store is damaged (SQLite quick_check: {'; '.join(rows)}); "
+                         "restore it from a copy (`sqlite3 FILE .recover` may save what is left)")
+
+
+def _open_error(path: str, e: sqlite3.DatabaseError) -> StoreError:
+    if "not a database" in str(e):
+        return StoreError(f"{path}: not a result store (not an SQLite database)")
+    if "malformed" in str(e) or "corrupt" in str(e):
+        return StoreError(f"{path}: the result store is damaged: SQLite cannot read it ({e}); "
+                          "restore it from a copy (`sqlite3 FILE .recover` may save what is left)")
+    return StoreError(f"{path}: cannot open the result store: {e}")
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """What changed since schema version 1 (an older store gains it when opened for writing)."""
+    cols = {r[1] for r in db.execute("PRAGMA table_info(runs)")}
+    if "control" not in cols:   # JSON: the case selection of the run, the plans to run after it
+        db.execute("ALTER TABLE runs ADD COLUMN control TEXT")
+    # schema 2 only adds run_record (made by _SCHEMA's CREATE ... IF NOT EXISTS): old runs read as before
     row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
     if row is not None and int(row[0]) < SCHEMA_VERSION:
         db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
+
+
+def _write_error(path: str, e: sqlite3.DatabaseError) -> StoreWriteError:
+    text = str(e)
+    why = ("the disk is full" if "full" in text else
+           "the store is read-only" if "readonly" in text else
+           "a disk I/O error (the disk may be full, or the file too large)" if "I/O" in text else text)
+    return StoreWriteError(f"{path}: cannot write the result store: {why} (SQLite: {text})")
 
 
 def _json(v) -> str:

@@ -32,6 +32,45 @@ class Case:
     run: Callable
     summary: Callable | None = None
     choices: dict[str, tuple] = field(default_factory=dict)
+    # name -> (what it sets, unit): the parameters' description, for `rig cases` and the plan docs
+    param_doc: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # what the case needs of its bench, beyond its role: (what, test(bench spec, step params) -> why
+    # not, or None); checked when a plan is loaded, so a plan is refused before anything runs
+    needs: list[tuple[str, Callable]] = field(default_factory=list)
+    # name -> what its values name, checked against the plan's profile when the plan is loaded:
+    # "register" (a register of the profile's table; a list: each of them)
+    param_kinds: dict[str, str] = field(default_factory=dict)
+
+    def param_type(self, name: str) -> str:
+        d = self.params[name]
+        kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
+                dict: "table"}.get(type(d), type(d).__name__)
+        return kind
+
+    def cannot_run(self, bench, params: dict) -> str | None:
+        """Why this case cannot run on `bench` (a rig.campaign.plan.BenchSpec) with `params`, or None."""
+        if bench.role not in self.roles:
+            return f"it is for a bench with role {' or '.join(self.roles)}, bench {bench.name!r} is {bench.role}"
+        for _what, test in self.needs:
+            why = test(bench, params)
+            if why:
+                return why
+        return None
+
+    def describe(self) -> dict:
+        """The case as `rig cases --json` prints it."""
+        return {
+            "name": self.id, "clause": self.clause, "checks": self.title, "roles": list(self.roles),
+            "benches": _benches_text(self),
+            "needs": [w for w, _ in self.needs],
+            "params": [{"name": n, "type": self.param_type(n), "default": d,
+                        "unit": self.param_doc.get(n, ("", ""))[1],
+                        "choices": list(self.choices[n]) if n in self.choices else None,
+                        "description": self.param_doc.get(n, ("", ""))[0],
+                        "names": self.param_kinds.get(n)}
+                       for n, d in self.params.items()],
+            "summary_step": self.summary is not None,
+        }
 
     def check_param(self, name: str, value, fail):
         default = self.params[name]
@@ -64,6 +103,61 @@ def case(id: str, *, clause: str, title: str, roles=("meter-dut",), params=None,
         LIBRARY[id] = Case(id, clause, title, tuple(roles), dict(params or {}), fn, None, dict(choices or {}))
         return fn
     return deco
+
+
+def params(**doc):
+    """Describe a case's parameters: `@params(reads=("reads per step", ""), margin_ms=("...", "ms"),
+    register=("the register read", "", "register"))` above its `@case`: (meaning, unit[, kind])."""
+    def deco(fn):
+        c = next(c for c in LIBRARY.values() if c.run is fn)
+        unknown = set(doc) - set(c.params)
+        assert not unknown, f"{c.id}: described parameters it does not take: {unknown}"
+        for k, v in doc.items():
+            v = (v, "") if isinstance(v, str) else tuple(v)
+            c.param_doc[k] = v[:2]
+            if len(v) > 2:
+                c.param_kinds[k] = v[2]
+        return fn
+    return deco
+
+
+def needs(what: str, test: Callable):
+    """What a case needs of its bench beyond its role, with the test that tells (above its `@case`):
+    test(bench spec, step params) -> why it cannot run there, or None."""
+    def deco(fn):
+        c = next(c for c in LIBRARY.values() if c.run is fn)
+        c.needs.append((what, test))
+        return fn
+    return deco
+
+
+# the common needs
+def virtual_line(why: str) -> Callable:
+    """Only on an embedded bench: the case needs the virtual line (faults, the wire record) or the
+    emulator (issued tokens, power cycle, the token account)."""
+    def test(bench, params):
+        if bench.kind != "embedded":
+            return f"{why}: needs the embedded bench's virtual line (bench {bench.name!r} is kind = {bench.kind!r})"
+        return None
+    return test
+
+
+def virtual_line_unless(param: str, why: str) -> Callable:
+    """As virtual_line, unless the plan gives `param` (e.g. a token the real meter accepts)."""
+    base = virtual_line(why)
+
+    def test(bench, params):
+        if params.get(param):
+            return None
+        why_not = base(bench, params)
+        return None if why_not is None else f"{why_not}; or give the case's `{param}` parameter"
+    return test
+
+
+def _benches_text(c: Case) -> str:
+    if not c.needs:
+        return "embedded and port"
+    return "; ".join(w for w, _ in c.needs)
 
 
 def summary(id: str):

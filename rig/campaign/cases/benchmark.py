@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from rig.campaign.cases import case, summary
+from rig.campaign.cases import case, needs, params, summary, virtual_line
 
 
 def _distribution(ctx, name, values, unit, low=None, high=None, basis=""):
@@ -22,6 +22,7 @@ def _distribution(ctx, name, values, unit, low=None, high=None, basis=""):
     ctx.measure(f"{name} max", float(v.max()), unit, None, high, basis)
 
 
+@params(reads=("reads of tokenStatus per step, each one tr measurement", ""))
 @case("benchmark/reaction_time", clause="IEC 62055-52 §6.7 server timing (tr)",
       title="the DUT's reaction time tr: a distribution over many reads", params={"reads": 10})
 def reaction_time(ctx):
@@ -40,6 +41,8 @@ def reaction_summary(ctx, steps):
     _distribution(ctx, "tr", tr, "ms", lo / 1e6, t.tr_max_ns / 1e6, f"timing.tr ({ctx.profile.source('timing.tr_max')})")
 
 
+@params(tokens=("accepted tokens transferred per step", ""))
+@needs("embedded only (tokens issued to the emulator)", virtual_line("accepted tokens are issued to the emulator"))
 @case("benchmark/token_execution", clause="IEC 62055-52 §6.7 message execution timing",
       title="the DUT's token execution time: a distribution over many tokens", params={"tokens": 3})
 def token_execution(ctx):
@@ -59,6 +62,7 @@ def execution_summary(ctx, steps):
                   f"timing.execution_limit ({ctx.profile.source('timing.execution_limit')})")
 
 
+@params(reads=("reads of tokenStatus per step", ""))
 @case("benchmark/throughput", clause="(the rig itself)",
       title="the rig's throughput: exchanges per second and its own overhead per exchange",
       params={"reads": 20})

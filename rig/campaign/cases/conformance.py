@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from rig import _clock
-from rig.campaign.cases import case
+from rig.campaign.cases import case, needs, params, virtual_line_unless
 from rig.campaign.cases._wire import MS, is_error_answer, non_646, parity_errors, raw
 from rig.client import ClientError
 from rig.protocol import (Ack, BreakCommand, Data, DataSet, IDRequest, IDResponse, Nak, OptionSelect,
@@ -50,6 +50,7 @@ def character(ctx):
         ctx.measure("characters not 10 bits long", bad, "count", None, 0, "IEC 62056-21 §5 (7E1)")
 
 
+@params(register=("the register read by the ReadCommand (profile register name)", "", "register"), token=("the token written by the WriteCommand; empty: one issued by the emulator, on a real meter a rejected test token", ""))
 @case("meter/6.4/messages", clause="IEC 62055-52 §6.4 messages",
       title="IDRequest, IDResponse, option select, ReadCommand, WriteCommand, BreakCommand, ACK, NAK, Data",
       params={"register": "tokenStatus", "token": ""})
@@ -144,6 +145,7 @@ def write_processing(ctx):
     ctx.exchanges(hhu.exchanges)
 
 
+@params(commands=("command letters the protocol does not define, sent one after the other", ""))
 @case("meter/6.6/undefined", clause="IEC 62055-52 §6.6 undefined-command processing",
       title="undefined commands get NAK or an error answer (per profile) and the session goes on",
       params={"commands": ["X1", "E2", "P2"]})
@@ -180,6 +182,7 @@ def break_processing(ctx):
     ctx.exchanges(hhu.exchanges)
 
 
+@params(token=("a token the meter rejects, entered `threshold` times (profile token_lockout)", ""), clear=("how the lockout is cleared afterwards: power_cycle (the emulator only), wait (the lockout period), none", ""))
 @case("meter/6.6/token_lockout", clause="IEC 62055-52 §6.6 TokenLockout",
       title="after `threshold` rejected tokens, token entry is locked out",
       params={"token": REJECTED, "clear": "power_cycle"}, choices={"clear": ("power_cycle", "wait", "none")})
@@ -216,6 +219,7 @@ def token_lockout(ctx):
         _clock.sleep_until(_clock.now_ns() + lk.initial_period_ns)
 
 
+@params(reads=("reads of tokenStatus whose tr and ta are judged", ""), token=("a token to time the execution of; empty: one issued by the emulator (none on a real meter)", ""))
 @case("meter/6.7/timing", clause="IEC 62055-52 §6.7 server timing",
       title="reaction time tr, inter-character time ta, message execution time",
       params={"reads": 5, "token": ""})
@@ -234,6 +238,7 @@ def timing(ctx):
         ctx.check("token executed (not ready, then a result)", r.status not in (None, 16))
 
 
+@params(margin_ms=("how far inside tt_min and beyond tt_max the option select is sent", "ms"))
 @case("meter/6.7/tt", clause="IEC 62055-52 §6.7 inter-message timing (tt)",
       title="the meter waits for the option select until tt_min, and has fallen back after tt_max",
       params={"margin_ms": 100})
@@ -304,6 +309,7 @@ def register_table(ctx):
 MAINTAINED = ("tableID", "FOIN", "protocolVersion", "serverStatus", "tokenStatus", "softwareVersion")
 
 
+@params(registers=("the maintained registers read (profile register names)", "", "register"))
 @case("meter/7/maintained", clause="IEC 62055-52 §7 maintained entities",
       title="tableID, FOIN, protocolVersion, serverStatus, tokenStatus, softwareVersion are readable",
       params={"registers": list(MAINTAINED)})
@@ -322,6 +328,8 @@ def maintained(ctx):
     ctx.exchanges(hhu.exchanges)
 
 
+@params(token=("a token the meter accepts, never used; empty: one issued by the emulator", ""))
+@needs("a token the meter accepts: the `token` parameter, or the embedded bench", virtual_line_unless("token", "a token the meter accepts is issued to the emulator"))
 @case("meter/6.1/tcdu", clause="IEC 62055-52 §6.1 TCDU",
       title="a token accepted: TokenData, tokenStatus, AuthenticationResult, ValidationResult, TokenResult; "
             "entered again: Used; applied once", params={"token": ""})

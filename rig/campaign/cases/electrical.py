@@ -39,7 +39,7 @@ import numpy as np
 
 from rig import _clock
 from rig.campaign.bench import BenchUnsupported
-from rig.campaign.cases import case, summary
+from rig.campaign.cases import case, needs, params, summary
 from rig.client import ClientError
 from rig.link import Fault
 from rig.physical.analysis import decode
@@ -59,6 +59,55 @@ def _option(ctx):
     return get_option(ctx.params.get("interface") or ctx.bench.spec.interface)
 
 
+def _bench_option(bench, params) -> str:
+    return params.get("interface") or bench.interface
+
+
+def _port_instruments(bench, params, roles, why) -> str | None:
+    """On a port bench: the instruments of `roles` for the case's option, or why not."""
+    if bench.kind != "port":
+        return None
+    option = _bench_option(bench, params)
+    cfg = bench.config
+    if cfg is None or not cfg.instruments:
+        return (f"{why} on a port bench needs its instruments (bench {bench.name!r} names none: "
+                "bench_config or instruments)")
+    if cfg.option != option:
+        return f"bench {bench.name!r} has instruments for the {cfg.option} interface, not {option}"
+    missing = [r for r in roles if r not in cfg.instruments]
+    if missing:
+        return f"{why} needs a {' and a '.join(missing)} among bench {bench.name!r}'s instruments"
+    return None
+
+
+def _levels_need(bench, params):
+    if bench.role == "hhu-dut":
+        if bench.kind != "embedded":
+            return "an HHU's levels need the embedded bench's virtual line (the wire record)"
+        return None
+    return _port_instruments(bench, params, ("scope",), "measuring levels")
+
+
+def _margin_need(bench, params):
+    q = params["quantity"]
+    option = _bench_option(bench, params)
+    if q == "loop_current" and option != "current-loop":
+        return f"a loop_current margin is for the current-loop interface, not {option}"
+    if bench.kind != "port":
+        return None
+    if q in ("baud_error", "ber"):
+        return f"a {q} margin is a virtual-line fault: the embedded bench only (bench {bench.name!r} is a port)"
+    by_generator = q == "noise" or (q == "level" and option != "current-loop")
+    return _port_instruments(bench, params, ("generator",) if by_generator else ("supply",), f"a {q} margin")
+
+
+@params(interface=("the interface option; empty: the bench's", ""),
+        direction=("the direction captured: the meter's answer (to_hhu) or the request (to_meter)", ""),
+        samples_per_bit=("samples per bit of the synthesised capture (virtual line)", ""),
+        rise_time_ui=("rise time of the synthesised capture (virtual line)", "UI"),
+        noise=("noise added to the synthesised capture (virtual line)", "option unit rms"),
+        register=("the register read for the exchange captured (profile register name)", "", "register"))
+@needs("port meter-dut bench: a scope among its instruments; hhu-dut: embedded only", _levels_need)
 @case("electrical/levels", clause="IEC 62055-52 §6.2 physical interface (IEC 62056-21 §4), §6.3 bit timing",
       title="levels, transitions and bit timing of one exchange's characters against the option's limits",
       roles=("meter-dut", "hhu-dut"),
@@ -265,6 +314,18 @@ def disturbance_faults(quantity, amount, opt, chars: bytes, baud: float, base_in
     return faults, bit_errors
 
 
+@params(quantity=("the disturbance swept: " + ", ".join(f"{q} ({u})" for q, u in UNITS.items()), ""),
+        amount=("how much of it, in the quantity's unit (sweep this)", "per quantity"),
+        exchanges=("reads per step; the success rate is over these", ""),
+        register=("the register read (profile register name)", "", "register"),
+        direction=("where the disturbance is applied", ""),
+        interface=("the interface option; empty: the bench's", ""),
+        repeats=("NAK repeats the client may use; -1: the profile's", ""),
+        min_success=("success rate at or above which a step counts as working", "fraction"),
+        must_work_at=("the amount up to which communication must work (the requirement); -1: none", "per quantity"),
+        coupling=("level margin off the current loop: the option's unit per generator volt; 0: the default", "unit/V"))
+@needs("port bench: instruments for noise, level, loop_current (baud_error and ber: embedded only); "
+       "loop_current: the current-loop interface", _margin_need)
 @case("electrical/margin", clause="IEC 62055-52 §6.2 physical interface: margins",
       title="sweep a disturbance (baud error, bit error rate, noise, level, loop current) until communication "
             "fails; success rate and bit errors against the amount",

@@ -4,7 +4,7 @@ no token was lost or applied twice."""
 from __future__ import annotations
 
 from rig import _clock
-from rig.campaign.cases import case, summary
+from rig.campaign.cases import case, needs, params, summary, virtual_line
 from rig.client import ClientError
 from rig.link import FAULT_KINDS, Fault
 
@@ -86,6 +86,8 @@ def _transfer_with_fault(ctx, kind, args, expect):
     ctx.note(outcome=outcome, token=token, tokenStatus_after=status)
 
 
+@params(kind=("the virtual line's fault kind (rig.link.FAULT_KINDS)", ""), direction=("where the fault is injected", ""), expect=("the outcome required: recovered, rejected or failed; empty: the kind's usual outcome", ""))
+@needs("embedded only (virtual-line faults)", virtual_line("fault injection"))
 @case("faults/line", clause="IEC 62055-52 §6.7 transmission error timing; §6.1 TCDU",
       title="each virtual-line fault on a token write: recovered by NAK/repeat (or a clear failure), "
             "the token applied once", params={"kind": "parity", "direction": "to_meter", "expect": ""},
@@ -95,6 +97,8 @@ def line_fault(ctx):
     _transfer_with_fault(ctx, ctx.params["kind"], args, ctx.params["expect"] or expect)
 
 
+@params(kind=("the generator's disturbance, as the virtual bench couples it onto the line", ""), direction=("where the disturbance is injected", ""), expect=("the outcome required: recovered, rejected or failed; empty: the kind's usual outcome", ""))
+@needs("embedded only (virtual-line faults)", virtual_line("fault injection"))
 @case("faults/generator", clause="IEC 62055-52 §6.2, §6.7 transmission errors",
       title="the generator's disturbances (noise, pulses, burst) on a token write",
       params={"kind": "noise", "direction": "to_meter", "expect": ""},

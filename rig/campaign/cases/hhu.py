@@ -9,7 +9,7 @@ the cases that need the wire record or faults on the line say so.
 from __future__ import annotations
 
 from rig import _clock
-from rig.campaign.cases import case
+from rig.campaign.cases import case, needs, params, virtual_line
 from rig.link import Fault
 
 MS = 1_000_000
@@ -68,6 +68,7 @@ def _messages(rec):
     return out
 
 
+@params(timeout_s=("how long the HHU has for its session", "s"))
 @case("hhu/6.4/session", clause="IEC 62055-52 §6.4 messages, §6.6 protocol flow (HHU side)",
       title="the HHU's session: well-formed requests, none refused, ended by BreakCommand",
       roles=("hhu-dut",), params={"timeout_s": 30.0})
@@ -81,6 +82,8 @@ def hhu_session(ctx):
     ctx.note(events=[e["event"] for e in events])
 
 
+@params(timeout_s=("how long the HHU has for its session", "s"))
+@needs("embedded only (the wire record)", virtual_line("watching the HHU's timing"))
 @case("hhu/6.7/timing", clause="IEC 62055-52 §6.7 inter-message timing (HHU side)",
       title="the HHU waits at least tr_min after each answer, and selects its option within tt",
       roles=("hhu-dut",), params={"timeout_s": 30.0})
@@ -103,6 +106,8 @@ def hhu_timing(ctx):
         ctx.check("an IDResponse followed by an option select", False, "IEC 62056-21 §6.3")
 
 
+@params(timeout_s=("how long the HHU has for its session", "s"), offset=("the character of the IDResponse garbled (index from its start)", ""))
+@needs("embedded only (fault injection)", virtual_line("garbling an answer"))
 @case("hhu/6.3/nak_repeat", clause="IEC 62055-52 §6.7 transmission error timing (HHU side)",
       title="a garbled answer: the HHU asks for it again with NAK and carries on",
       roles=("hhu-dut",), params={"timeout_s": 30.0, "offset": 5})

@@ -1,10 +1,12 @@
 """Stress: long token runs, session cycling, back-to-back exchanges at minimum gaps, top speed."""
 from __future__ import annotations
 
-from rig.campaign.cases import case, summary
+from rig.campaign.cases import case, needs, params, summary, virtual_line
 from rig.client import ClientError
 
 
+@params(tokens=("accepted tokens transferred per step", ""))
+@needs("embedded only (tokens issued to the emulator)", virtual_line("accepted tokens are issued to the emulator"))
 @case("stress/token_run", clause="IEC 62055-52 §6.1 TCDU, §6.6 WriteCommand processing",
       title="a long run of accepted tokens: every one accepted and applied exactly once",
       params={"tokens": 5})
@@ -33,6 +35,7 @@ def token_run_summary(ctx, steps):
         ctx.measure("tokens applied twice", len(acct.applied_twice()), "count", None, 0, "IEC 62055-52 §6.1")
 
 
+@params(sessions=("sessions (identify, read, sign off) per step", ""), register=("the register read in each session (a name of the profile's register table)", "", "register"))
 @case("stress/session_cycling", clause="IEC 62055-52 §6.6 protocol flow (Annex A)",
       title="identify, read, sign off, again and again", params={"sessions": 1, "register": "tokenStatus"})
 def session_cycling(ctx):
@@ -53,6 +56,7 @@ def session_cycling(ctx):
     ctx.measure("sessions completed", ok, "count", n, n, "IEC 62055-52 Annex A")
 
 
+@params(exchanges=("reads per step, each sent tr_min after the answer", ""), register=("the register read (profile register name)", "", "register"))
 @case("stress/back_to_back", clause="IEC 62055-52 §6.7 inter-message timing",
       title="back-to-back exchanges at the minimum gap", params={"exchanges": 20, "register": "tokenStatus"})
 def back_to_back(ctx):
@@ -75,6 +79,7 @@ def back_to_back(ctx):
                     f"timing.tr_min_fast ({p.source('timing.tr_min_fast')})")
 
 
+@params(reads=("reads of tokenStatus per step at the top speed", ""))
 @case("stress/top_speed", clause="IEC 62055-52 §6.3 character transmission (speed)",
       title="a session at the profile's top speed, many reads", params={"reads": 20})
 def top_speed(ctx):
