@@ -118,11 +118,11 @@ name = "margin/two"
 params = { quantity = "baud_error", exchanges = 1, repeats = 0 }
 sweep = { amount = [0.0, 1.0], direction = ["to_meter", "to_hhu"] }
 
-[[case]]                       # steps that cannot be carried out (loop current off the current loop)
+[[case]]                       # steps that cannot be carried out (loop currents over the DUT's limit)
 use = "electrical/margin"
 name = "margin/impossible"
-params = { quantity = "loop_current", interface = "optical", exchanges = 1 }
-sweep = { amount = [20, 10] }
+params = { quantity = "loop_current", interface = "current-loop", exchanges = 1 }
+sweep = { amount = [40, 35] }
 '''
 
 
@@ -185,7 +185,7 @@ def test_sweep_steps_not_run_are_not_drawn_as_zero(kinds):
 def test_steps_that_could_not_be_carried_out_are_marked_not_drawn(kinds):
     _, store_path, run_id, text, page = kinds
     s = series_of(store_path, run_id)["margin/impossible"]
-    assert s.x == [] and s.errors == [10.0, 20.0]
+    assert s.x == [] and s.errors == [35.0, 40.0]
     verdicts = {cells[1]: cells[0] for _, cells in page.tables["summary-cases"][1:]}
     assert verdicts["margin/impossible"] == "error"
 
