@@ -419,6 +419,12 @@ def _bit_average_result(cap: Capture, fs: float, opt, cf, baud, res: DecodeResul
     head = head[np.isfinite(head)]
     if len(head) < 64:
         return None
+    # the noise first, on the bit the comparator decoder saw (cheap); the speed only for a noisy capture
+    guess = baud or res.nominal_baud or nearest_standard(res.baud) or 9600.0
+    lv = robust.robust_levels(head, fs / guess)
+    ratio = robust.noise_ratio(head, lv)
+    if lv is None or not ratio >= robust.NOISE_RATIO:
+        return None
     b = baud or robust.robust_baud(head, fs, cf, mark_is_high=opt.mark_is_high)
     if not b:
         return None
