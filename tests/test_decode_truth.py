@@ -181,3 +181,13 @@ def test_noisy_capture_read_by_a_receiver_is_not_called_a_wrong_speed(baud, spb,
     w = synthesize(b"/?!\r\n" * 3, baud=baud, samples_per_bit=spb, noise=noise * 19.0, seed=seed)
     res = decode(w.samples, w.sample_rate, "current-loop", baud, thresholds=(3.0, 9.0))
     assert res.values != b"/?!\r\n" * 3
+
+
+def test_heavy_noise_capture_through_the_cli_with_vcd(tmp_path, capsys):
+    data = b"/?!\r\n" * 10
+    w = synthesize(data, baud=9600, samples_per_bit=16, noise=0.4 * 19.0, noise_clip=None, seed=10)
+    p = save(tmp_path, w.samples.astype(np.float32))
+    vcd = tmp_path / "out.vcd"
+    rc, out = run([str(p), "--sample-rate", str(w.sample_rate), "--baud", "9600", "--vcd", str(vcd)], capsys)
+    assert "/?!<CR><LF>" * 10 in out.out and "levels from bit averages (noise 0.4" in out.out
+    assert rc == 0 and "s/ \"" in vcd.read_text()
