@@ -585,6 +585,9 @@ class Scope(Instrument):
     def configure_channel(self, ch: int, scale: float, offset: float = 0.0, coupling: str = "DC",
                           display: bool = True) -> None:
         c = self.ch(ch)
+        facts_range("vertical_scale", "V/div")(c, scale)      # checked before anything is sent
+        finite(c.name, offset, "V")
+        facts_word("couplings")(c, coupling)
         c.display = display
         c.coupling = coupling
         c.scale = scale
@@ -592,15 +595,19 @@ class Scope(Instrument):
         self.check_errors(f"configuring CH{ch}")
 
     def configure_timebase(self, scale: float, offset: float | None = None) -> None:
+        facts_range("timebase_scale", "s/div")(self, scale)
+        if offset is not None:
+            finite(self.name, offset, "s")
         self.timebase = scale
         if offset is not None and self.model.has("timebase_offset"):
             self._write("timebase_offset", value=float(offset))
         self.check_errors("configuring the timebase")
 
     def edge_trigger(self, ch: int, level: float, slope: str = "rising", sweep: str = "single") -> None:
-        self.ch(ch)
+        c = self.ch(ch)
         slope_w = facts_word("slopes")(self, slope)
         sweep_w = facts_word("sweeps")(self, sweep)
+        finite(c.name, level, "V")
         self._write("trigger_mode_edge")
         self._write("trigger_edge_source", ch=ch)
         self._write("trigger_edge_slope", value=slope_w)
@@ -617,20 +624,25 @@ class Scope(Instrument):
         """Trigger on a UART character (``fmt``: data bits, parity N/E/O, stop bits, e.g. "7E1")."""
         if not self.has_serial_trigger:
             raise InstrumentError(f"{self.name}: model {self.model.name} has no serial trigger")
-        self.ch(ch)
+        c = self.ch(ch)
         bits, parity, stop = int(fmt[0]), fmt[1].upper(), fmt[2:]
+        rate = finite(c.name, baud, "Bd")
+        if rate <= 0 or rate != int(rate):
+            raise ValueError(f"{c.name}: serial trigger speed {baud!r} is not a whole number of Bd")
+        settings = (("trigger_serial_baud", int(rate)),
+                    ("trigger_serial_when", facts_word("serial_when")(self, when)),
+                    ("trigger_serial_bits", bits),
+                    ("trigger_serial_parity", facts_word("parities")(self, parity)),
+                    ("trigger_serial_stop", stop),
+                    ("trigger_serial_level", None if level is None else finite(c.name, level, "V")),
+                    ("trigger_serial_data", data))
+        sweep_w = facts_word("sweeps")(self, sweep)          # every value checked before anything is sent
         self._write("trigger_mode_serial")
         self._write("trigger_serial_source", ch=ch)
-        for key, value in (("trigger_serial_baud", int(baud)),
-                           ("trigger_serial_when", facts_word("serial_when")(self, when)),
-                           ("trigger_serial_bits", bits),
-                           ("trigger_serial_parity", facts_word("parities")(self, parity)),
-                           ("trigger_serial_stop", stop),
-                           ("trigger_serial_level", None if level is None else float(level)),
-                           ("trigger_serial_data", data)):
+        for key, value in settings:
             if value is not None and self.model.has(key):
                 self._write(key, value=value)
-        self._write("trigger_sweep", value=facts_word("sweeps")(self, sweep))
+        self._write("trigger_sweep", value=sweep_w)
         self.check_errors(f"serial trigger on CH{ch}")
 
     # -- acquisition
