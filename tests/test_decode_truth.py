@@ -191,3 +191,15 @@ def test_heavy_noise_capture_through_the_cli_with_vcd(tmp_path, capsys):
     rc, out = run([str(p), "--sample-rate", str(w.sample_rate), "--baud", "9600", "--vcd", str(vcd)], capsys)
     assert "/?!<CR><LF>" * 10 in out.out and "levels from bit averages (noise 0.4" in out.out
     assert rc == 0 and "s/ \"" in vcd.read_text()
+
+
+@pytest.mark.parametrize("slow, fast", [(300, 1200), (300, 4800), (300, 19200), (600, 9600)])
+def test_speed_switch_to_each_agreed_speed_decoded_per_part(slow, fast):
+    fs = fast * 12
+    rng = np.random.default_rng(fast)
+    a, b = bytes(rng.integers(0x20, 0x7F, 20).tolist()), bytes(rng.integers(0x20, 0x7F, 60).tolist())
+    x = np.concatenate([synthesize(a, baud=slow, sample_rate=fs, idle_after=40, seed=1).samples,
+                        synthesize(b, baud=fast, sample_rate=fs, idle_before=400, noise=0.3, seed=2).samples])
+    res = decode(x, fs, "current-loop", "auto")
+    assert res.values == a + b
+    assert [(r.nominal_baud, len(r.chars)) for _, _, r in res.parts] == [(slow, len(a)), (fast, len(b))]
