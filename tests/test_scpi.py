@@ -135,3 +135,20 @@ def test_the_sim_device_settings_come_from_the_command_tree():
     assert {"q": ":RUN"} in scope["dialogues"]       # a fixed command of the templates
     assert any(p.get("setter", {}).get("q") == ":TIMebase:MAIN:SCALe {:s}" and p["default"] == "1.000000e-06"
                for p in scope["properties"].values())
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda t: t.update({":FOO": {"type": "bogus"}}), r"scpi\.tree\.:FOO"),
+    (lambda t: t.update({":FOO": {"range": [1]}}), r"scpi\.tree\.:FOO\.range"),
+    (lambda t: t.update({":FOO": {"range": [0, 1], "default": "abc"}}), r"scpi\.tree\.:FOO\.default"),
+    (lambda t: t.update({"[:FOO": {}}), r"scpi\.tree\.\[:FOO"),
+    (lambda t: t.update({":FOO": {"values": ["A", "B"], "default": "C"}}), r"scpi\.tree\.:FOO"),
+])
+def test_a_malformed_tree_is_refused_naming_file_and_key(tmp_path, edit, key):
+    m = load_model("rigol-dp832")
+    data = yaml.safe_load(m.path.read_text(encoding="utf-8"))
+    edit(data["scpi"]["tree"])
+    p = tmp_path / "dp832-bad.yaml"
+    p.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    with pytest.raises(ModelError, match=r"dp832-bad\.yaml: " + key):
+        load_file(p)

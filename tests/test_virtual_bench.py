@@ -182,6 +182,7 @@ def test_generator_noise_burst_brings_naks_and_repeats(rm, session):
     hhu.identify()
     gen = Inst(rm, bench, "generator")
     gen.w("function_noise", ch=1)
+    gen.w("load_high_z", ch=1)                       # 10 V peak needs it, as on the 33500B
     gen.w("amplitude", ch=1, value=10)
     gen.w("offset", ch=1, value=5)
     gen.w("frequency", ch=1, value=10)               # 1 cycle at 10 Hz: a 100 ms burst
@@ -434,3 +435,20 @@ def test_ds1000z_trigger_status_and_raw_reads_as_the_firmware_does(rm):
         assert s.query(":ACQ:MDEP?").strip() == "24000000"
         assert s.query(":SYST:ERR?").strip() == '0,"No error"'
         s.close()
+
+
+def test_33500b_levels_are_limited_at_the_load_setting(rm):
+    """10 Vpp on a 5 V offset is 10 V peak: more than the 5 V the 33500B gives into its default 50 ohm
+    load setting (-221, the offset refused), fine once the load is high impedance."""
+    with VirtualLine() as line, VirtualBench(line) as bench:
+        g = Inst(rm, bench, "generator").res
+        g.write(":SOUR1:VOLT 10;:SOUR1:VOLT:OFFS 5")
+        assert g.query("SYST:ERR?").startswith("-221,")
+        assert float(g.query("SOUR1:VOLT:OFFS?")) == 0.0     # refused: the offset is what it was
+        g.write(":SOUR1:VOLT 12")                              # above 10 Vpp into 50 ohm
+        assert g.query("SYST:ERR?").startswith("-222,")
+        g.write(":OUTP1:LOAD INF;:SOUR1:VOLT:OFFS 5")
+        assert float(g.query("SOUR1:VOLT:OFFS?")) == 5.0 and float(g.query("SOUR1:VOLT?")) == 10.0
+        assert g.query("OUTP1:LOAD?").strip() == "+9.900000000000000E+37"
+        assert g.query("SYST:ERR?").strip() == '+0,"No error"'
+        g.close()

@@ -504,6 +504,14 @@ def _param(d, where: str) -> Param:
     default = d.get("default")
     if t == "choice" and default is not None:
         default = parse_choice(str(default), [str(v) for v in vals])
+    elif t in ("number", "int") and default is not None:
+        numeric = isinstance(default, (int, float)) and not isinstance(default, bool) and math.isfinite(default)
+        if not numeric and str(default) not in [str(v) for v in vals]:
+            raise ValueError(f"{where}.default: {default!r} is neither a finite number nor one of {list(vals)}")
+        if numeric:
+            default = int(default) if t == "int" else float(default)
+    elif t == "bool" and default is not None and not isinstance(default, bool):
+        raise ValueError(f"{where}.default: expected true or false, not {default!r}")
     return Param(t, rng, default, d.get("unit"), tuple(str(v) for v in vals), bool(d.get("optional", False)))
 
 

@@ -47,11 +47,37 @@ class VirtualGenerator(VirtualInstrument):
         return self.per_channel("offset", float)
 
     # -- checks the instrument makes
+    def _load_factor(self, ch: int) -> float:
+        """Displayed over open-circuit volts: the levels are set as seen across the LOAD setting
+        (50 ohm: half the open-circuit value; INFinity: all of it) behind the 50 ohm output."""
+        load = self.get("load", ch)
+        r_out = float(self.model.facts.get("output_impedance_ohm", 50))
+        return 1.0 if load == "INFinity" else float(load) / (float(load) + r_out)
+
+    def _check_levels(self, ch: int) -> None:
+        """Amplitude and offset within what the output can give at the load setting: a peak of
+        facts.max_output_v open-circuit, amplitude within facts.amplitude_vpp (33500B: 20 Vpp, 10 V
+        peak into high impedance; half into 50 ohm).  Otherwise -221, the setting refused."""
+        self.channel(ch)
+        k = self._load_factor(ch)
+        peak = float(self.model.facts.get("max_output_v", 10.0)) * k
+        lo, hi = (float(x) * k for x in self.model.facts.get("amplitude_vpp", (0.002, 20.0)))
+        vpp, off = self.vpp(ch), self.offset(ch)
+        if self.get("function", ch) == "DC":
+            vpp = 0.0               # d.c.: the amplitude plays no part, the offset is the level
+        elif not lo * 0.999 <= vpp <= hi * 1.001:
+            raise ScpiError(-222, f"amplitude {vpp:g} Vpp outside {lo:g}..{hi:g} at this load")
+        if abs(off) + vpp / 2 > peak * 1.0001:
+            raise ScpiError(-221, f"offset {off:g} V with {vpp:g} Vpp exceeds the {peak:g} V peak at this load")
+
     def on_amplitude(self, sfx, v):
-        self.channel(sfx[0])
+        self._check_levels(sfx[0])
 
     def on_offset(self, sfx, v):
-        self.channel(sfx[0])
+        self._check_levels(sfx[0])
+
+    def on_load(self, sfx, v):
+        self._check_levels(sfx[0])
 
     def q_load(self, sfx, p):
         v = self.get("load", sfx[0])

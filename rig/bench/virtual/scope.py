@@ -315,6 +315,10 @@ class VirtualScope(VirtualInstrument):
     def q_waveform_yreference(self, sfx, p):
         return _pre(self._yscale(self._source())[2])
 
+    def on_waveform_points(self, sfx, n):
+        """POINts n: the next reads return n points from STARt (STOP follows)."""
+        self.set("waveform_stop", int(self.get("waveform_start")) + int(n) - 1)
+
     def q_waveform_points(self, sfx, p):
         start, stop = self._window(self._points())
         return str(stop - start + 1)
