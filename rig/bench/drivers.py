@@ -1115,13 +1115,39 @@ class Supply(OutputInstrument):
                 self._write("over_voltage_protection", ch=ch, value=float(level))
                 if self.model.has("over_voltage_protection_on"):
                     self._write("over_voltage_protection_on", ch=ch)
+                self._check_protection(ch, "over_voltage_protection?", "over-voltage protection", level, "V")
         if self.limits is not None and self.model.has("over_current_protection"):
             level = min(self.limits.current_max, cf.get("ocp_max", self.limits.current_max))
             if level > 0 and level >= current_limit:
                 self._write("over_current_protection", ch=ch, value=float(level))
                 if self.model.has("over_current_protection_on"):
                     self._write("over_current_protection_on", ch=ch)
+                self._check_protection(ch, "over_current_protection?", "over-current protection", level, "A")
         self.check_errors(f"configuring CH{ch}")
+
+    def _check_protection(self, ch: int, key: str, what: str, level: float, unit: str) -> None:
+        """A protection level read back (where the model can): it must be what was set (a supply may
+        clamp or ignore it), else the output goes off and SafetyError is raised."""
+        if not self.model.has(key):
+            return
+        got = self._verified(key, ch, f"{what} level")
+        if abs(got - level) > max(1e-3 * abs(level), 1e-4):
+            self.output_off(ch)
+            raise SafetyError(f"{self.ch(ch).name}: the {what} level read back is {got:g} {unit}, not the "
+                              f"{level:g} {unit} set; the output stays off")
+
+    def mode(self, ch: int = 1) -> str:
+        """The channel's regulation as the supply reports it (e.g. CV, CC, or UR when off on a DP832)."""
+        self.ch(ch)
+        text = self.model.command("output_mode?", ch=ch)
+        answer = self.ask(text).strip().upper()
+        if not answer.isalpha():
+            raise self._fail(text, f"garbage answer {answer[:40]!r}, expected a mode word such as CV or CC")
+        return answer
+
+    def measure_power(self, ch: int = 1, low=None, high=None, basis: str = "", name: str = "supply_power") -> Measurement:
+        self.ch(ch)
+        return Measurement(name, self._query_cast("measure_power?", float, ch=ch), "W", low, high, basis)
 
     def output_on(self, ch: int = 1) -> None:
         """Switch the output on, after reading back the programmed voltage and current limit and
