@@ -1207,6 +1207,20 @@ class Meter(Instrument):
             raise self._fail(self.model.command("nplc?"), "no NPLC value the driver can use (overload or NaN)")
         return v
 
+    def configuration(self) -> tuple[str, float | None]:
+        """(function, range) as the meter reports its configuration (``CONFigure?``: e.g. ``"VOLT
+        +1.00000000E+01,+3.00000000E-06"`` is ("VOLT", 10.0)); the range None when it is not a number."""
+        text = self.model.command("configuration?")
+        answer = self.ask(text).strip().strip('"').strip()
+        function, _, rest = answer.partition(" ")
+        if not function or not function.replace(":", "").isalpha():
+            raise self._fail(text, f"garbage answer {answer[:40]!r}, expected '\"<function> <range>,<resolution>\"'")
+        try:
+            rng = float(rest.split(",")[0])
+        except ValueError:
+            rng = float("nan")
+        return function.upper(), (rng if math.isfinite(rng) and abs(rng) < OVERLOAD else None)
+
     def configure_current_dc(self, range_a: float | str | None = None) -> None:
         self._write("configure_current_dc", value=self._range(range_a, "current_ranges"))
         self.check_errors("configuring DC current")

@@ -193,6 +193,7 @@ VOCABULARY: dict[str, dict[str, CommandSpec]] = {
         ("read?", "", R, "trigger and read one reading in the configured function"),
         ("measure_voltage_dc?", "", R, "configure, trigger and read DC volts"),
         ("measure_current_dc?", "", R, "configure, trigger and read DC current"),
+        ("configuration?", "", O, "the configured function, range and resolution: '\"<function> <range>,<resolution>\"'"),
     ),
 }
 
