@@ -127,7 +127,8 @@ def write_vcd(path, res) -> None:
         f.write("$scope module uart $end\n$var wire 1 ! line $end\n$var string 1 \" char $end\n"
                 "$upscope $end\n$enddefinitions $end\n")
         events = [(0, "1!")]
-        events += [(int(np.floor(p * ns + 0.5)), f"{int(m)}!") for p, m in zip(e["pos"], e["mark"])]
+        if e is not None:    # none under heavy noise (characters from bit averages): characters only
+            events += [(int(np.floor(p * ns + 0.5)), f"{int(m)}!") for p, m in zip(e["pos"], e["mark"])]
         for r in res.chars:
             label = "BREAK" if r["is_break"] else _show(int(r["value"])).strip("<>")
             if not r["parity_ok"] and not r["is_break"]:

@@ -330,6 +330,7 @@ class ScpiStub:
         self.idn = next(d["r"] for d in self.model.sim["dialogues"] if d["q"] == "*IDN?")
         self.lines: list[str] = []
         self.state: dict = {}
+        self.frozen: dict = {}      # settings it answers whatever was set (an instrument ignoring them)
         self.cond = threading.Condition()
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
@@ -383,6 +384,8 @@ class ScpiStub:
         if key in ("output_on", "output_off"):
             self.state[("output", ch)] = "ON" if key == "output_on" else "OFF"
         elif key.endswith("?"):
+            if (key[:-1], ch) in self.frozen:
+                return self.frozen[(key[:-1], ch)]
             return self.state.get((key[:-1], ch), "OFF" if key == "output?" else "0")
         elif "value" in f:
             self.state[(key, ch)] = f["value"]
@@ -581,3 +584,40 @@ def test_scope_shows_the_generators_noise():
             assert quiet < 0.1 * want
             assert noisy == pytest.approx(want, rel=0.15)
             assert rms() < 0.1 * want
+
+
+def test_supply_protection_read_back_mode_and_power_over_tcp():
+    """Over real TCP against the virtual DP832: the protection levels set are read back and
+    verified, the regulation mode and the power are read as a DP832 answers them."""
+    from rig.bench.virtual import VirtualBench
+    from rig.link import VirtualLine
+
+    with VirtualLine() as line, VirtualBench(line, models={"supply": "rigol-dp832"}) as bench:
+        with bench.bench().open("supply", timeout=5.0) as p:
+            p.configure(2, voltage=12.0, current_limit=0.02)
+            assert ":SOURce2:VOLTage:PROTection?" in p.sent and ":SOURce2:CURRent:PROTection?" in p.sent
+            assert p.mode(2) == "UR"                       # off: unregulated
+            p.output_on(2)
+            assert p.mode(2) in ("CV", "CC")
+            pw = p.measure_power(2)
+            assert pw.unit == "W" and pw.value is not None and pw.value >= 0
+
+
+def test_supply_protection_level_not_taken_is_an_error_and_output_stays_off():
+    stub = ScpiStub("rigol-dp832")
+    try:
+        with Supply(stub.resource, "rigol-dp832", timeout=2.0, limits=LOOP) as p:
+            stub.frozen[("over_voltage_protection", 1)] = "33.000"     # a supply that kept its own level
+            with pytest.raises(SafetyError, match=r"supply DP832 CH1: the over-voltage protection level read back "
+                                                  r"is 33 V, not the 30 V set; the output stays off"):
+                p.configure(1, 12.0, 0.02)
+        assert stub.state[("output", 1)] == "OFF" and ":OUTPut CH1,ON" not in stub.lines
+    finally:
+        stub.close()
+
+
+def test_meter_configuration_read_back():
+    # CONFigure? as a 34461A answers it (the sim's canned answer; the virtual 34461A takes CONF? for
+    # :CONFigure[:VOLTage][:DC] today and answers nothing: reported to the virtual bench's owner)
+    with Meter(None, "keysight-34461a", sim=True, timeout=T) as m:
+        assert m.configuration() == ("VOLT", 10.0)

@@ -233,3 +233,30 @@ def test_wrongly_typed_facts_fail_at_load(tmp_path, name, edit, key):
     with pytest.raises(ModelError) as ei:
         load_file(model_variant(tmp_path, name, edit))
     assert ei.value.key == key
+
+
+@pytest.mark.parametrize("call", [
+    lambda s: s.configure_channel(1, scale=NAN),
+    lambda s: s.configure_channel(1, scale=0.5, offset=INF),
+    lambda s: s.configure_timebase(NAN),
+    lambda s: s.configure_timebase(1e-3, offset=NAN),
+    lambda s: s.edge_trigger(1, level=NAN),
+    lambda s: s.serial_trigger(1, baud=NAN),
+    lambda s: s.serial_trigger(1, baud=300, level=INF),
+    lambda s: setattr(s, "trigger_level", NAN),
+], ids=["scale", "offset", "timebase", "timebase-offset", "edge-level", "serial-baud", "serial-level",
+        "trigger-level"])
+def test_nan_scope_setting_refused_before_anything_sent(bench, call):
+    with bench.bench().open("scope", timeout=5.0) as s:
+        scope = bench.instruments["scope"]
+        before = scope.commands_seen
+        with pytest.raises(ValueError, match=r"not a finite number"):
+            call(s)
+        assert scope.commands_seen == before       # the scope received nothing, not even the mode
+
+
+def test_dut_limits_built_directly_are_checked_too():
+    with pytest.raises(LimitError, match=r"^current_max: expected a finite number, got nan$"):
+        DutLimits("optical", "optical head", 5.5, 0.0, NAN)
+    with pytest.raises(LimitError, match=r"^voltage_max: expected a positive number$"):
+        DutLimits("optical", "optical head", -1.0, -2.0, 0.1)

@@ -585,6 +585,9 @@ class Scope(Instrument):
     def configure_channel(self, ch: int, scale: float, offset: float = 0.0, coupling: str = "DC",
                           display: bool = True) -> None:
         c = self.ch(ch)
+        facts_range("vertical_scale", "V/div")(c, scale)      # checked before anything is sent
+        finite(c.name, offset, "V")
+        facts_word("couplings")(c, coupling)
         c.display = display
         c.coupling = coupling
         c.scale = scale
@@ -592,15 +595,19 @@ class Scope(Instrument):
         self.check_errors(f"configuring CH{ch}")
 
     def configure_timebase(self, scale: float, offset: float | None = None) -> None:
+        facts_range("timebase_scale", "s/div")(self, scale)
+        if offset is not None:
+            finite(self.name, offset, "s")
         self.timebase = scale
         if offset is not None and self.model.has("timebase_offset"):
             self._write("timebase_offset", value=float(offset))
         self.check_errors("configuring the timebase")
 
     def edge_trigger(self, ch: int, level: float, slope: str = "rising", sweep: str = "single") -> None:
-        self.ch(ch)
+        c = self.ch(ch)
         slope_w = facts_word("slopes")(self, slope)
         sweep_w = facts_word("sweeps")(self, sweep)
+        finite(c.name, level, "V")
         self._write("trigger_mode_edge")
         self._write("trigger_edge_source", ch=ch)
         self._write("trigger_edge_slope", value=slope_w)
@@ -617,20 +624,25 @@ class Scope(Instrument):
         """Trigger on a UART character (``fmt``: data bits, parity N/E/O, stop bits, e.g. "7E1")."""
         if not self.has_serial_trigger:
             raise InstrumentError(f"{self.name}: model {self.model.name} has no serial trigger")
-        self.ch(ch)
+        c = self.ch(ch)
         bits, parity, stop = int(fmt[0]), fmt[1].upper(), fmt[2:]
+        rate = finite(c.name, baud, "Bd")
+        if rate <= 0 or rate != int(rate):
+            raise ValueError(f"{c.name}: serial trigger speed {baud!r} is not a whole number of Bd")
+        settings = (("trigger_serial_baud", int(rate)),
+                    ("trigger_serial_when", facts_word("serial_when")(self, when)),
+                    ("trigger_serial_bits", bits),
+                    ("trigger_serial_parity", facts_word("parities")(self, parity)),
+                    ("trigger_serial_stop", stop),
+                    ("trigger_serial_level", None if level is None else finite(c.name, level, "V")),
+                    ("trigger_serial_data", data))
+        sweep_w = facts_word("sweeps")(self, sweep)          # every value checked before anything is sent
         self._write("trigger_mode_serial")
         self._write("trigger_serial_source", ch=ch)
-        for key, value in (("trigger_serial_baud", int(baud)),
-                           ("trigger_serial_when", facts_word("serial_when")(self, when)),
-                           ("trigger_serial_bits", bits),
-                           ("trigger_serial_parity", facts_word("parities")(self, parity)),
-                           ("trigger_serial_stop", stop),
-                           ("trigger_serial_level", None if level is None else float(level)),
-                           ("trigger_serial_data", data)):
+        for key, value in settings:
             if value is not None and self.model.has(key):
                 self._write(key, value=value)
-        self._write("trigger_sweep", value=facts_word("sweeps")(self, sweep))
+        self._write("trigger_sweep", value=sweep_w)
         self.check_errors(f"serial trigger on CH{ch}")
 
     # -- acquisition
@@ -1103,13 +1115,39 @@ class Supply(OutputInstrument):
                 self._write("over_voltage_protection", ch=ch, value=float(level))
                 if self.model.has("over_voltage_protection_on"):
                     self._write("over_voltage_protection_on", ch=ch)
+                self._check_protection(ch, "over_voltage_protection?", "over-voltage protection", level, "V")
         if self.limits is not None and self.model.has("over_current_protection"):
             level = min(self.limits.current_max, cf.get("ocp_max", self.limits.current_max))
             if level > 0 and level >= current_limit:
                 self._write("over_current_protection", ch=ch, value=float(level))
                 if self.model.has("over_current_protection_on"):
                     self._write("over_current_protection_on", ch=ch)
+                self._check_protection(ch, "over_current_protection?", "over-current protection", level, "A")
         self.check_errors(f"configuring CH{ch}")
+
+    def _check_protection(self, ch: int, key: str, what: str, level: float, unit: str) -> None:
+        """A protection level read back (where the model can): it must be what was set (a supply may
+        clamp or ignore it), else the output goes off and SafetyError is raised."""
+        if not self.model.has(key):
+            return
+        got = self._verified(key, ch, f"{what} level")
+        if abs(got - level) > max(1e-3 * abs(level), 1e-4):
+            self.output_off(ch)
+            raise SafetyError(f"{self.ch(ch).name}: the {what} level read back is {got:g} {unit}, not the "
+                              f"{level:g} {unit} set; the output stays off")
+
+    def mode(self, ch: int = 1) -> str:
+        """The channel's regulation as the supply reports it (e.g. CV, CC, or UR when off on a DP832)."""
+        self.ch(ch)
+        text = self.model.command("output_mode?", ch=ch)
+        answer = self.ask(text).strip().upper()
+        if not answer.isalpha():
+            raise self._fail(text, f"garbage answer {answer[:40]!r}, expected a mode word such as CV or CC")
+        return answer
+
+    def measure_power(self, ch: int = 1, low=None, high=None, basis: str = "", name: str = "supply_power") -> Measurement:
+        self.ch(ch)
+        return Measurement(name, self._query_cast("measure_power?", float, ch=ch), "W", low, high, basis)
 
     def output_on(self, ch: int = 1) -> None:
         """Switch the output on, after reading back the programmed voltage and current limit and
@@ -1168,6 +1206,20 @@ class Meter(Instrument):
         if v is None:
             raise self._fail(self.model.command("nplc?"), "no NPLC value the driver can use (overload or NaN)")
         return v
+
+    def configuration(self) -> tuple[str, float | None]:
+        """(function, range) as the meter reports its configuration (``CONFigure?``: e.g. ``"VOLT
+        +1.00000000E+01,+3.00000000E-06"`` is ("VOLT", 10.0)); the range None when it is not a number."""
+        text = self.model.command("configuration?")
+        answer = self.ask(text).strip().strip('"').strip()
+        function, _, rest = answer.partition(" ")
+        if not function or not function.replace(":", "").isalpha():
+            raise self._fail(text, f"garbage answer {answer[:40]!r}, expected '\"<function> <range>,<resolution>\"'")
+        try:
+            rng = float(rest.split(",")[0])
+        except ValueError:
+            rng = float("nan")
+        return function.upper(), (rng if math.isfinite(rng) and abs(rng) < OVERLOAD else None)
 
     def configure_current_dc(self, range_a: float | str | None = None) -> None:
         self._write("configure_current_dc", value=self._range(range_a, "current_ranges"))

@@ -174,11 +174,15 @@ VOCABULARY: dict[str, dict[str, CommandSpec]] = {
         ("over_voltage_protection_on", "ch", O, "over-voltage protection on"),
         ("over_current_protection", "ch value", O, "over-current protection level, A"),
         ("over_current_protection_on", "ch", O, "over-current protection on"),
+        ("over_voltage_protection?", "ch", O, "over-voltage protection level, V"),
+        ("over_current_protection?", "ch", O, "over-current protection level, A"),
         ("output_on", "ch", R, "output on"),
         ("output_off", "ch", R, "output off"),
         ("output?", "ch", R, "output state: 1|0|ON|OFF"),
         ("measure_voltage?", "ch", R, "measured output voltage, V"),
         ("measure_current?", "ch", R, "measured output current, A"),
+        ("measure_power?", "ch", O, "measured output power, W"),
+        ("output_mode?", "ch", O, "regulation: the model's word for constant voltage / current (facts.output_modes)"),
     ),
     "meter": _vocab(
         *_COMMON,
@@ -189,6 +193,7 @@ VOCABULARY: dict[str, dict[str, CommandSpec]] = {
         ("read?", "", R, "trigger and read one reading in the configured function"),
         ("measure_voltage_dc?", "", R, "configure, trigger and read DC volts"),
         ("measure_current_dc?", "", R, "configure, trigger and read DC current"),
+        ("configuration?", "", O, "the configured function, range and resolution: '\"<function> <range>,<resolution>\"'"),
     ),
 }
 

@@ -52,6 +52,14 @@ class DutLimits:
     current_max_what: str = "current"
     basis: dict = field(default_factory=dict)   # field name -> "IEC 62056-21 §4" | "assumed" | "bench configuration"
 
+    def __post_init__(self) -> None:
+        for k in ("voltage_max", "voltage_min", "current_max"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise LimitError(k, f"expected a finite number, got {v!r}")
+        if self.voltage_max <= 0 or self.current_max <= 0:
+            raise LimitError("voltage_max" if self.voltage_max <= 0 else "current_max", "expected a positive number")
+
     @staticmethod
     def allowance(option) -> dict[str, tuple[float, str]]:
         """What a bench configuration may restate at most for an interface option: limit name ->

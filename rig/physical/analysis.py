@@ -419,6 +419,12 @@ def _bit_average_result(cap: Capture, fs: float, opt, cf, baud, res: DecodeResul
     head = head[np.isfinite(head)]
     if len(head) < 64:
         return None
+    # the noise first, on the bit the comparator decoder saw (cheap); the speed only for a noisy capture
+    guess = baud or res.nominal_baud or nearest_standard(res.baud) or 9600.0
+    lv = robust.robust_levels(head, fs / guess)
+    ratio = robust.noise_ratio(head, lv)
+    if lv is None or not ratio >= robust.NOISE_RATIO:
+        return None
     b = baud or robust.robust_baud(head, fs, cf, mark_is_high=opt.mark_is_high)
     if not b:
         return None
@@ -510,12 +516,19 @@ def _check_truth(res: DecodeResult, cap: Capture, baud, thresholds, scale, offse
         elif n_chars == 0 and int(res.stats["glitches"]) > 0:
             what = f"no character, {int(res.stats['glitches'])} pulses shorter than a bit (glitches)"
         if what:
-            # a line stuck at space is all BREAKs at any speed: only edges that fit another speed
-            # make the given one wrong
-            bauds = _edge_bauds(cap, res, thresholds, scale, offset, chunk)
-            if bauds and any(b != nearest_standard(baud) for b in bauds):
-                raise CaptureError(f"the capture does not fit {baud:g} Bd: {what} (its edges fit "
-                                   f"{' then '.join(f'{b:g} Bd' for b in bauds)}); try --baud auto")
+            # a line stuck at space, or drowned in noise, is BREAKs and glitches at any speed: the
+            # given speed is wrong only if another one the edges fit reads the characters right
+            for other in dict.fromkeys(b for b in _edge_bauds(cap, res, thresholds, scale, offset, chunk)
+                                       if b != nearest_standard(baud) and 2 * b <= res.sample_rate):
+                r = _decode_run(cap.chunks(chunk), res.sample_rate, res.option, res.fmt, other,
+                                thresholds=thresholds, scale=scale, offset=offset, hysteresis=1.0 / 6,
+                                glitch_ui=0.35, keep_edges=False, analysis_samples=1 << 18)
+                c = r.chars
+                good = int(((c["parity_ok"] == 1) & (c["framing_ok"] == 1) & (c["is_break"] == 0)).sum())
+                if good >= 2 and good >= 0.8 * len(c):
+                    raise CaptureError(f"the capture does not fit {baud:g} Bd: {what}; at {other:g} Bd, which "
+                                       f"its edges fit, {good} of {len(c)} characters have parity and stop bits "
+                                       f"right; try --baud auto")
 
 
 def _edge_bauds(cap, res: DecodeResult, thresholds, scale, offset, chunk) -> list[float]:
@@ -550,8 +563,9 @@ def speed_parts(cap, fs: float, opt, cf, *, chunk: int = DEFAULT_CHUNK, threshol
     Every comparator edge is found (no glitch filter); the line is cut into bursts at idle gaps
     longer than ``gap_bits`` of the shorter pulse on either side (within a character no level lasts
     that long); each burst with ``min_edges`` edges gets the standard speed its edges fit
-    (rig._uart.estimate_bit_period), shorter ones that of the burst before; consecutive bursts at
-    one speed are one part, cut in the middle of the gap between parts.  One part: no switch."""
+    (rig._uart.estimate_bit_period) when 80 % of its intervals are whole bits of it, the others that
+    of the burst before; consecutive bursts at one speed are one part, cut in the middle of the gap
+    between parts.  One part: no switch; speed 0: none fits (noise)."""
     from rig._uart import estimate_bit_period
 
     res = _decode_run(cap.chunks(chunk), fs, opt, cf, None, thresholds=thresholds, scale=scale, offset=offset,
@@ -571,11 +585,16 @@ def speed_parts(cap, fs: float, opt, cf, *, chunk: int = DEFAULT_CHUNK, threshol
     ends = np.concatenate([cuts + 1, [len(pos)]])
     bursts = []
     for a, b in zip(starts, ends):
+        baud = 0.0
         if b - a >= min_edges:
             T = estimate_bit_period(pos[a:b], fs, 0.0, 0.35)
-            bursts.append([int(a), int(b), nearest_standard(fs / T) if T > 0 else 0.0])
-        else:
-            bursts.append([int(a), int(b), 0.0])
+            if T > 0:
+                r = np.diff(pos[a:b]) / T
+                k = np.rint(r)
+                fit = float(((k >= 1) & (k <= 12) & (np.abs(r - k) < 0.2)).mean())
+                if fit >= 0.8:          # noise crossing the thresholds fits no bit grid: no speed
+                    baud = nearest_standard(fs / T)
+        bursts.append([int(a), int(b), baud])
     known = [x[2] for x in bursts if x[2]]
     if not known:
         return [(0, cap.n, 0.0)]
