@@ -235,6 +235,12 @@ def test_a_store_from_before_the_record_is_read_and_says_so(tmp_path):
     assert r.returncode == 0, r.stderr
     text = html.unescape((tmp_path / "old.html").read_text(encoding="utf-8"))
     assert "stored before rig kept a record of what was tested" in text
+    db = sqlite3.connect(path)             # the report only read it: the old store is as it was
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+    assert db.execute("SELECT name FROM sqlite_master WHERE name='run_record'").fetchone() is None
+    db.close()
+    with Store(path):                      # opened for writing (a run, a resume): brought up to schema 2
+        pass
     db = sqlite3.connect(path)
     assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
     assert db.execute("SELECT count(*) FROM run_record").fetchone() == (0,)
