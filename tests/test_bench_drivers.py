@@ -617,7 +617,20 @@ def test_supply_protection_level_not_taken_is_an_error_and_output_stays_off():
 
 
 def test_meter_configuration_read_back():
-    # CONFigure? as a 34461A answers it (the sim's canned answer; the virtual 34461A takes CONF? for
-    # :CONFigure[:VOLTage][:DC] today and answers nothing: reported to the virtual bench's owner)
+    # CONFigure? as a 34461A answers it (the sim's canned answer)
     with Meter(None, "keysight-34461a", sim=True, timeout=T) as m:
         assert m.configuration() == ("VOLT", 10.0)
+
+
+def test_virtual_meter_answers_conf_query_not_taken_for_configure_voltage():
+    """CONF? is :CONFigure?, not :CONFigure[:VOLTage][:DC] with both optional nodes left out (the
+    virtual 34461A answered nothing and queued -230)."""
+    from rig.bench.virtual import VirtualBench
+    from rig.link import VirtualLine
+
+    with VirtualLine() as line, VirtualBench(line) as bench:
+        with bench.bench().open("meter", timeout=5.0) as m:
+            m.configure_current_dc()
+            assert m.configuration()[0] == "CURR"
+            m.configure_voltage_dc()
+            assert m.configuration()[0] == "VOLT"

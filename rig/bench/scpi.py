@@ -569,11 +569,14 @@ class Tree:
         if len(words) == 1 and words[0].startswith("*"):
             n = self._common.get(words[0].upper())
             return (n, ()) if n else None
+        # the most specific node wins: `CONF?` is :CONFigure, not :CONFigure[:VOLTage][:DC] with
+        # both optional nodes left out (the node with the fewest elements left out the fewest)
+        best = None
         for n in self.nodes:
             sfx = n.match(words, default_suffix)
-            if sfx is not None:
-                return n, sfx
-        return None
+            if sfx is not None and (best is None or len(n.elements) < len(best[0].elements)):
+                best = n, sfx
+        return best
 
     def format_number(self, x: float, node: Node | None = None) -> str:
         if isinstance(x, bool):
