@@ -150,7 +150,7 @@ class Client:
         self.want_baud = baud or self.profile.character.max_baud
         self.reader = FrameReader(port, Framer.from_profile(self.profile, parity="even"
                                                             if self.profile.character.format == "7E1" else "none"),
-                                  self.profile.timing.ta_ns)
+                                  self.profile.timing.ta_ns, quiet_min_ns=self.profile.timing.lone_ack_quiet_ns)
         self.identity: IDResponse | None = None
         self.exchanges: list[Exchange] = []
         self._last_end_ns = 0
