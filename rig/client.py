@@ -516,8 +516,12 @@ class Client:
             ex.errors.append(problem)
             if ex.attempts + ex.naks_sent > p.protocol.nak_repeats:
                 self._measure(ex)
-                raise ClientError(f"{ex.name}: {problem} (after {ex.attempts} request(s) and "
-                                  f"{ex.naks_sent} NAK(s))", ex)
+                why = f"{ex.name}: {problem} (after {ex.attempts} request(s) and {ex.naks_sent} NAK(s))"
+                # a request not to be repeated blindly that met anything but the meter's NAK may
+                # have been taken: the caller must find out
+                if repeat == "never" or repeat == "nak" and any(e != "NAK from the meter" for e in ex.errors):
+                    raise AnswerLost(why, ex)
+                raise ClientError(why, ex)
             if nak:
                 ex.naks_sent += 1  # ask for the answer (or the block) again
                 self._last_end_ns = frame.t_last_ns

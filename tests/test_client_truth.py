@@ -529,6 +529,19 @@ def test_token_write_that_never_arrived_is_written_again_with_its_true_outcome(l
     assert meter.entered == [TOKEN] and result.outcome == "accepted"
 
 
+def test_token_ack_garbled_every_time_asks_the_meter(line, profile):
+    class Garbled(TokenMeter):
+        lose = (1,)
+
+        def on_write(self, address, value, count):
+            super().on_write(address, value, count)
+            self.send(block("x", bad_bcc=True))  # its answer, garbled every time it is repeated
+    meter, result = transfer(line, profile, Garbled)
+    assert meter.entered == [TOKEN] and result.outcome == "accepted"
+    write = result.exchanges[0]
+    assert write.naks_sent == 2 and "took the token" in result.notes[0]
+
+
 def test_transfer_account_counts_unknown_apart():
     from rig.tokens import TokenModel
     prof = load_profile()
