@@ -1,0 +1,384 @@
+"""The rig's HHU (`rig read`, `rig token`, as a user runs them) against an independent meter that
+misbehaves on purpose (tests/peers/meter.py: written from FACTS.md, nothing imported from rig).
+
+The wire is rig's VirtualLine (two ptys joined at line rate: it is the line, not a role). Each test
+checks what a user would: the value printed is the one the meter holds for the register asked, an
+exit code other than 0 with a reason when the rig could not verify it, the token outcome is the one
+the meter recorded, the meter was signed off. Issue 13 items are named in each docstring.
+"""
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from peers.meter import PeerMeter
+from rig.link import VirtualLine
+
+TOKEN = "56746304125830196637"
+REGS = ("protocolVersion", "tokenStatus", "softwareVersion")
+
+
+def rig(*args, timeout=90):
+    return subprocess.run([sys.executable, "-m", "rig", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture
+def line():
+    with VirtualLine() as vl:
+        yield vl
+
+
+@pytest.fixture
+def meter(line):
+    """make(**kw) -> a started PeerMeter on the line's meter side (address 00000001 unless given)."""
+    made = []
+
+    def make(**kw):
+        kw.setdefault("address", "00000001")
+        m = PeerMeter(line.meter_port, **kw).start()
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.close()
+        assert m.error is None, f"the peer meter crashed: {m.error!r}"
+
+
+def read(line, *registers, extra=()):
+    r = rig("read", "--json", "--port", line.hhu_port, *extra, *registers)
+    assert "Traceback" not in r.stderr, r.stderr
+    out = json.loads(r.stdout) if r.stdout.strip().startswith("[") else []
+    return r, {x["register"]: x for x in out}
+
+
+def assert_values_true(r, rows, meter, registers):
+    """Every value printed is the meter's own for that register; exit 0 only when all were read;
+    otherwise a reason for each one missing."""
+    for reg, row in rows.items():
+        if "value" in row:
+            assert row["value"] == meter.value(reg), (reg, row, meter.answers)
+    read_ok = [reg for reg in registers if "value" in rows.get(reg, {})]
+    if r.returncode == 0:
+        assert read_ok == list(registers), (r.stdout, r.stderr)
+    else:
+        missing = [reg for reg in registers if reg not in read_ok]
+        assert missing, f"exit {r.returncode} although every value was read: {r.stdout} {r.stderr}"
+        assert all(rows.get(reg, {}).get("error") for reg in missing) or "error" in r.stderr, (r.stdout, r.stderr)
+
+
+def signed_off(meter, timeout_s=10):
+    return meter.wait_for(lambda m: m.breaks, timeout_s)
+
+
+# -- reference: a meter that behaves --------------------------------------------------------------
+def test_well_behaved_meter_reads_true_values_and_signs_off(line, meter):
+    m = meter()
+    r, rows = read(line, *REGS)
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, REGS)
+    assert signed_off(m) and m.state == "start"
+    assert all(200 <= rows[reg]["exchange"]["tr_ms"] <= 320 for reg in REGS), rows
+
+
+# -- 1. answers taken for the wrong request --------------------------------------------------------
+def test_late_answer_not_taken_for_next_request(line, meter):
+    """Issue 13 item 1: meter tr 1600 ms once; each later value must still be its register's."""
+    m = meter().misbehave("late", on="read 02", tr_s=1.6)
+    r, rows = read(line, *REGS)
+    assert_values_true(r, rows, m, REGS)
+
+
+def test_late_answer_to_every_request_is_not_reported_as_ok(line, meter):
+    """Item 1, late always (1600 ms > tr max): no answer comes within tr max, so the rig cannot
+    show that value as a good reading (exit code not 0, with the reason)."""
+    m = meter().misbehave("late", on="read 02", count=None, tr_s=1.6)
+    r, rows = read(line, *REGS)
+    assert_values_true(r, rows, m, REGS)
+    assert r.returncode != 0
+    row = rows.get("protocolVersion", {})
+    assert row.get("error") or not row.get("exchange", {}).get("ok", True) or "error" in r.stderr
+
+
+def test_answer_near_tr_max_is_taken(line, meter):
+    """Item 1 (near the limit): tr 1400 ms is inside tr max: the value is read, tr measured."""
+    m = meter().misbehave("late", on="read 02", tr_s=1.4)
+    r, rows = read(line, "protocolVersion")
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["protocolVersion"])
+    assert 1350 <= rows["protocolVersion"]["exchange"]["tr_ms"] <= 1500
+
+
+# -- 2. partial blocks ----------------------------------------------------------------------------------
+def test_partial_block_answer(line, meter):
+    """Item 2: a Data answer in EOT blocks of 5 characters: each ACKed, the value assembled."""
+    m = meter(partial=[5])
+    r, rows = read(line, "softwareVersion", "FOIN")
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["softwareVersion", "FOIN"])
+    assert m.block_replies and all(reply == "ACK" for _, reply in m.block_replies), m.block_replies
+    assert signed_off(m)
+
+
+def test_bad_partial_block_is_nakked_and_repeated(line, meter):
+    """Item 2: a partial block with a bad BCC gets NAK; the repeated block completes the value."""
+    m = meter(partial=[5]).misbehave("bad_bcc", on="block")
+    r, rows = read(line, "softwareVersion")
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["softwareVersion"])
+    assert (1, "NAK") in m.block_replies or (0, "NAK") in m.block_replies, m.block_replies
+
+
+def test_whole_data_set_in_eot_block_is_acknowledged(line, meter):
+    """Item 2: the whole data set in an EOT block is not the end: the client ACKs it and takes the
+    (empty) last block."""
+    m = meter(partial=[7, 0])           # "02(2.1)" then an empty ETX block
+    r, rows = read(line, "protocolVersion")
+    assert_values_true(r, rows, m, ["protocolVersion"])
+    assert m.block_replies[:1] == [(0, "ACK")], m.block_replies
+    assert r.returncode == 0, r.stderr
+
+
+# -- 3. device address -----------------------------------------------------------------------------------
+def test_meter_with_other_address_answers_any_device_request(line, meter):
+    """Item 3: with no --address the client asks for any device (/?!)."""
+    m = meter(address="12345678")
+    r, rows = read(line, "protocolVersion")
+    assert m.id_requests[:1] == [""], m.id_requests
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["protocolVersion"])
+
+
+def test_address_option_names_the_meter(line, meter):
+    """Item 3: --address names one meter; a meter with another address stays silent."""
+    m = meter(address="12345678")
+    r, rows = read(line, "protocolVersion", extra=("--address", "12345678"))
+    assert r.returncode == 0, r.stderr
+    assert m.id_requests[0].lstrip("0") == "12345678"
+    assert_values_true(r, rows, m, ["protocolVersion"])
+    r, rows = read(line, "protocolVersion", extra=("--address", "87654321"))
+    assert r.returncode != 0 and "value" not in rows.get("protocolVersion", {})
+    assert "answer" in r.stderr + r.stdout
+
+
+# -- 4. speed negotiation -----------------------------------------------------------------------------------
+def test_speed_switches_when_z_is_usable(line, meter):
+    """Item 4 (reference): the meter proposes 4800 Bd ('4'); the client takes it."""
+    m = meter(baud_char="4")
+    r, rows = read(line, "protocolVersion")
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["protocolVersion"])
+    assert m.option_selects[0]["z"] == "4" and 4800 in m.bauds
+
+
+def test_speed_stays_300_when_z_differs(line, meter):
+    """Item 4: the meter proposes 19200 Bd ('6'), above the client's maximum (9600): the client
+    does not pick a speed of its own; both stay at 300 Bd and the read works."""
+    m = meter(baud_char="6")
+    r, rows = read(line, "protocolVersion")
+    assert m.bauds == [300] or m.bauds == [300, 300], m.bauds
+    assert not m.bad_frames, m.bad_frames
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["protocolVersion"])
+
+
+def test_speed_stays_300_for_a_mode_b_baud_character(line, meter):
+    """Item 4: a mode B baud character ('E') in a mode C session: no Z of the option select can
+    equal it, so the speed stays 300 Bd."""
+    m = meter(baud_char="E")
+    r, rows = read(line, "protocolVersion")
+    assert m.bauds == [300], m.bauds
+    assert not m.bad_frames, m.bad_frames
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["protocolVersion"])
+
+
+def test_option_select_not_repeated_at_new_speed(line, meter):
+    """Item 4: no P0 after the option select (the meter did not hear it): the option select is
+    never sent again at 9600 Bd; the client falls back to 300 Bd and a new IDRequest."""
+    m = meter().misbehave("silent", on="option")
+    r, rows = read(line, "protocolVersion")
+    assert all(o["baud_heard"] == 300 for o in m.option_selects), m.option_selects
+    assert not [f for f in m.bad_frames if f.kind == "garbage"], m.bad_frames
+    assert m.id_requests.count(m.id_requests[0]) >= 2  # a new IDRequest at 300 Bd
+    assert_values_true(r, rows, m, ["protocolVersion"])
+    assert r.returncode == 0, r.stderr
+
+
+def test_lost_p0_leaves_no_session_open(line, meter):
+    """Items 4 and 6: the meter switched to 9600 Bd but its P0 was lost; whatever the client does
+    next, it must not leave the meter in programming mode."""
+    m = meter().misbehave("silent", on="option", switch=True)
+    r, rows = read(line, "protocolVersion")
+    assert_values_true(r, rows, m, ["protocolVersion"])
+    assert m.wait_for(lambda mm: mm.state == "start", 5), (m.state, m.bauds, m.log[-3:])
+
+
+# -- 5. lost acknowledgement of a token write --------------------------------------------------------------
+def token(line, *extra):
+    r = rig("token", "--json", "--port", line.hhu_port, *extra, TOKEN)
+    assert "Traceback" not in r.stderr, r.stderr
+    res = json.loads(r.stdout) if r.stdout.strip().startswith("{") else None
+    return r, res
+
+
+def assert_token_outcome_true(r, res, m):
+    """The outcome the rig reports is the meter's own for that token (its first entry), or
+    'outcome unknown' with exit code not 0; never a wrong verdict. Applied exactly once."""
+    assert m.accepted_tokens() == [TOKEN], m.token_entries
+    first = m.token_entries[0][1]
+    if res is not None and res.get("status_name") not in (None, "") and "unknown" not in json.dumps(res).lower():
+        assert res["status_name"] == first, (res["status_name"], m.token_entries)
+        assert (r.returncode == 0) == (first == "Accept")
+    else:
+        assert r.returncode != 0
+        assert "outcome unknown" in (r.stdout + r.stderr).lower(), (r.stdout, r.stderr)
+
+
+def test_lost_token_ack_reports_true_outcome(line, meter):
+    """Item 5: the meter took the token but its ACK was lost: the rig must not write it again
+    blindly and report "Used"/"Rejected"; it reports Accept, or 'outcome unknown'."""
+    m = meter().misbehave("lost_ack", on="write")
+    r, res = token(line)
+    assert_token_outcome_true(r, res, m)
+
+
+def test_late_token_ack_reports_true_outcome(line, meter):
+    """Item 5: the ACK to TokenData comes after tr max (1700 ms)."""
+    m = meter().misbehave("late", on="write", tr_s=1.7)
+    r, res = token(line)
+    assert_token_outcome_true(r, res, m)
+
+
+def test_token_ack_lost_every_time_reports_true_outcome(line, meter):
+    """Item 5: no write is ever acknowledged (the meter takes the first)."""
+    m = meter().misbehave("lost_ack", on="write", count=None)
+    r, res = token(line)
+    assert_token_outcome_true(r, res, m)
+
+
+def test_token_accepted_reference(line, meter):
+    """Item 5 (reference): a meter that behaves: Accept, exit 0, applied once."""
+    m = meter()
+    r, res = token(line)
+    assert r.returncode == 0, r.stderr
+    assert res["status_name"] == "Accept" and m.token_entries == [(TOKEN, "Accept")]
+
+
+# -- 6. sign-off -------------------------------------------------------------------------------------------------
+def test_failed_session_signs_off(line, meter):
+    """Item 6: polls unanswered: the session fails (exit 2, with the reason), BreakCommand is
+    sent, and the next `rig read` works."""
+    m = meter().misbehave("silent", on="poll", count=None)
+    r, _ = token(line)
+    assert r.returncode != 0 and r.stderr.strip(), (r.returncode, r.stderr)
+    assert signed_off(m), m.log[-3:]
+    m.rules.clear()
+    r, rows = read(line, "protocolVersion")
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["protocolVersion"])
+
+
+def test_execution_limit_passed_signs_off(line, meter, tmp_path):
+    """Item 6: tokenStatus stays Not ready past the execution limit: fail, with BreakCommand."""
+    prof = tmp_path / "short.toml"
+    prof.write_text("[timing]\nexecution_limit_ms = 1500\nnot_ready_poll_ms = 200\n")
+    m = meter().misbehave("not_ready", on="read 04", count=None)
+    r, _ = token(line, "--profile", prof)
+    assert r.returncode != 0 and r.stderr.strip(), (r.returncode, r.stderr)
+    assert signed_off(m), m.log[-3:]
+
+
+def test_ctrl_c_signs_off(line, meter):
+    """Item 6: Ctrl-C in the middle of a session still sends BreakCommand."""
+    m = meter().misbehave("late", on="read", count=None, tr_s=1.2)
+    proc = subprocess.Popen([sys.executable, "-m", "rig", "read", "--port", line.hhu_port, *REGS],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert m.wait_for(lambda mm: any(a["to"][1:2] == b"R" for a in mm.answers) or mm.log and
+                          any(e.get("frame", b"")[1:2] == b"R" for e in mm.log), 20)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "Traceback" not in err, err
+    assert proc.returncode != 0
+    assert signed_off(m), m.log[-3:]
+
+
+# -- 7. tr across repeats --------------------------------------------------------------------------------------------
+def test_tr_measured_per_attempt(line, meter):
+    """Item 7: NAK to the first read, the repeat answered with tr 250 ms: the rig's tr is that of
+    the attempt answered (not from the first request), and passes."""
+    m = meter().misbehave("nak", on="read 02")
+    r, rows = read(line, "protocolVersion")
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["protocolVersion"])
+    ex = rows["protocolVersion"]["exchange"]
+    meter_tr = m.answers[-1]["tr_ms"]
+    assert abs(ex["tr_ms"] - meter_tr) < 60, (ex["tr_ms"], meter_tr)
+    assert ex["ok"], ex
+
+
+def test_tr_after_bad_bcc_measured_from_the_nak(line, meter):
+    """Item 7: a bad BCC, NAK from the client, the answer repeated 250 ms after that NAK."""
+    m = meter().misbehave("bad_bcc", on="read 02")
+    r, rows = read(line, "protocolVersion")
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["protocolVersion"])
+    ex = rows["protocolVersion"]["exchange"]
+    meter_tr = m.answers[-1]["tr_ms"]
+    assert abs(ex["tr_ms"] - meter_tr) < 60, (ex["tr_ms"], meter_tr)
+    assert ex["ok"], ex
+
+
+# -- other misbehaviours ---------------------------------------------------------------------------------------------
+def test_silent_to_first_id_request_is_repeated(line, meter):
+    m = meter().misbehave("silent", on="id")
+    r, rows = read(line, "protocolVersion")
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["protocolVersion"])
+    assert len(m.id_requests) >= 2
+
+
+def test_gap_over_ta_mid_answer_is_not_taken(line, meter):
+    """A pause of 1700 ms (> ta) inside the answer: that answer is broken; the value comes from
+    a repeat, or the read fails with the reason."""
+    m = meter().misbehave("gap", on="read 05", at=4, gap_s=1.7)
+    r, rows = read(line, "softwareVersion")
+    assert_values_true(r, rows, m, ["softwareVersion"])
+
+
+def test_bad_bcc_always_fails_with_reason(line, meter):
+    m = meter().misbehave("bad_bcc", on="read 02", count=None)
+    r, rows = read(line, "protocolVersion", "softwareVersion")
+    assert_values_true(r, rows, m, ["protocolVersion", "softwareVersion"])
+    assert r.returncode != 0 and "value" not in rows.get("protocolVersion", {})
+
+
+def test_nak_to_every_read_fails_with_reason(line, meter):
+    m = meter().misbehave("nak", on="read 02", count=None)
+    r, rows = read(line, "protocolVersion")
+    assert_values_true(r, rows, m, ["protocolVersion"])
+    assert r.returncode != 0
+
+
+def test_echoing_line_still_reads_true_values(line, meter):
+    """The meter side reflects every character the HHU sends (a half-duplex loop)."""
+    m = meter(echo=True)
+    r, rows = read(line, "protocolVersion", "softwareVersion")
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["protocolVersion", "softwareVersion"])
+
+
+def test_stray_control_characters_before_answer(line, meter):
+    """A lone NAK and ETX on the line 100 ms before the answer."""
+    m = meter().misbehave("stray", on="read 02", data=b"\x15\x03", lead_s=0.1)
+    r, rows = read(line, "protocolVersion", "softwareVersion")
+    assert_values_true(r, rows, m, ["protocolVersion", "softwareVersion"])
+    assert r.returncode == 0, r.stderr
