@@ -84,10 +84,11 @@ class PeerHHU:
 
     # -- the session ---------------------------------------------------------------------------------
     def identify(self, address: str = "", *, z: str | None = None, mode: str = "1",
-                 switch: bool | None = None) -> dict:
+                 switch: bool | None = None, late_s: float = 0.0) -> dict:
         """IDRequest, IDResponse, option select with z (default: the Z proposed), then, when Z equals
-        the proposed one (FACTS §3), the speed switch guard_s after the option select left the line;
-        the P0 answer. switch overrides whether this HHU changes speed."""
+        the proposed one (FACTS §3), the speed switch guard_s after the option select left the line
+        (late_s later still: a loaded host); the P0 answer. switch overrides whether this HHU
+        changes speed."""
         self.line.set_baud(300)
         ident, ex = self.request(wire.id_request(address))
         if ident is None:
@@ -101,7 +102,7 @@ class PeerHHU:
         speed = wire.MODE_C.get(z) or wire.MODE_B.get(z) or 300
         do_switch = (z == proposed) if switch is None else switch
         if do_switch and speed != 300:
-            sleep_until(sel.sent_end_ns + self.guard_ns)
+            sleep_until(sel.sent_end_ns + self.guard_ns + int(late_s * 1e9))
             self.line.set_baud(speed)
         answer = self.receive(sel)
         return {"ident": ident, "ident_tr_ns": ex.tr_ns, "proposed": proposed, "z": z,
@@ -152,6 +153,7 @@ class PeerHHU:
         return f, ex
 
     def sign_off(self) -> None:
+        """B0, then back to 300 Bd the guard after it left the line (as after an option select)."""
         ex = self.send(wire.break_command())
-        sleep_until(ex.sent_end_ns)   # our own line time, before our speed goes back
+        sleep_until(ex.sent_end_ns + self.guard_ns)
         self.line.set_baud(300)
