@@ -384,3 +384,11 @@ def test_stray_control_characters_before_answer(line, meter):
     r, rows = read(line, "protocolVersion", "softwareVersion")
     assert_values_true(r, rows, m, ["protocolVersion", "softwareVersion"])
     assert r.returncode == 0, r.stderr
+
+
+def test_silent_to_a_read_is_repeated(line, meter):
+    """No answer to one ReadCommand: the client repeats it and reads the right value."""
+    m = meter().misbehave("silent", on="read 02")
+    r, rows = read(line, "protocolVersion", "softwareVersion")
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["protocolVersion", "softwareVersion"])
