@@ -25,7 +25,7 @@ VALUES = {"00": "1", "01": "RIG0000000000001", "02": "1.0", "03": "0", "05": "RI
 ADDRESS = "00000001"
 TOKEN = "56746304125830196637"
 TR_MAX_MS = 1500
-ANSWER_S = 2.5       # wait for an answer this long before calling it silence (tr max + a loaded host)
+ANSWER_S = 2.0       # wait for an answer this long before calling it silence (tr max + a loaded host)
 
 
 def start_serve(port, *args, profile=None):
@@ -172,7 +172,7 @@ def poll_token_status(hhu, limit_s=10):
 def test_late_ack_to_a_partial_block(line, serve, hhu, tmp_path):
     """Item 2: the HHU acknowledges a block 1.2 s late (inside ta and the command timeout): the
     next block still comes, the value is whole."""
-    serve(profile=profile_file(tmp_path, "[protocol]\nblock_size = 4\n"))
+    serve(profile=profile_file(tmp_path, "[protocol]\nblock_size = 8\n"))
     assert is_p0(hhu.identify()["answer"])
     first, _ = hhu.request(wire.command("R", "3", "05()"))
     assert first is not None and first.ok and first.end == wire.EOT
@@ -262,13 +262,12 @@ def test_policy_max_answers_inside_tr_max(line, serve, hhu):
     (end of the request's last stop bit to the start of the answer's first character)."""
     serve("--policy", "max")
     assert is_p0(hhu.identify()["answer"])
-    for rid in ("02", "05"):
-        value, _ = hhu.read(rid)
-        assert value == VALUES[rid]
+    value, _ = hhu.read("05")
+    assert value == VALUES["05"]
     trs = [(start - end) / 1e6 for end, start in answers_on_line(line)]
-    assert len(trs) >= 3, trs
+    assert len(trs) == 3, trs       # IDResponse, P0, Data
     assert all(tr <= TR_MAX_MS for tr in trs), trs
-    assert all(tr >= TR_MAX_MS - 150 for tr in trs[:1] + trs[2:]), trs   # "max" means near it
+    assert all(tr >= TR_MAX_MS - 150 for tr in trs), trs   # "max" means near it
 
 
 # -- 10. speed-switch race ----------------------------------------------------------------------------
@@ -277,7 +276,7 @@ def test_speed_switch_race_with_fast_identification(line, serve, hhu, tmp_path):
     after its option select, 40 ms late as on a loaded host, gets every P0 whole."""
     serve("--policy", "min", profile=profile_file(tmp_path, '[identification]\nmanufacturer = "RIg"\n'))
     bad = []
-    for i in range(6):
+    for i in range(5):
         s = hhu.identify(late_s=0.04)
         assert s["ident"].chars[1:4] == b"RIg"
         if not is_p0(s["answer"]):
@@ -350,12 +349,12 @@ def test_echoing_hhu_side(line, serve):
 
 def test_no_option_select_falls_back_after_tt(line, serve, hhu):
     """The HHU says nothing after the identification: after tt (<= 2200 ms) the emulator is back
-    at the start; an option select 2.6 s after the identification gets no P0, an IDRequest an
+    at the start; an option select 2.4 s after the identification gets no P0, an IDRequest an
     identification."""
     serve()
     ident, _ = hhu.request(wire.id_request())
     assert ident is not None and ident.kind == "ident"
-    late, _ = hhu.request(wire.option_select("5"), at_ns=ident.t_last + 2_600_000_000,
+    late, _ = hhu.request(wire.option_select("5"), at_ns=ident.t_last + 2_400_000_000,
                           wait_ns=int(ANSWER_S * 1e9))
     assert late is None, late
     again, _ = hhu.request(wire.id_request())

@@ -186,13 +186,13 @@ def test_speed_stays_300_when_z_differs(line, meter):
 
 
 def test_speed_stays_300_for_a_mode_b_baud_character(line, meter):
-    """Item 4: a mode B baud character ('E') in a mode C session: no Z of the option select can
-    equal it, so the speed stays 300 Bd."""
+    """Item 4: a mode B baud character ('E'): no mode C option select can name that speed, so no
+    switch (the client may read at 300 Bd, or refuse with a reason: a programming session is
+    mode C); never a value it did not get."""
     m = meter(baud_char="E")
     r, rows = read(line, "protocolVersion")
     assert m.bauds == [300], m.bauds
     assert not m.bad_frames, m.bad_frames
-    assert r.returncode == 0, r.stderr
     assert_values_true(r, rows, m, ["protocolVersion"])
 
 
@@ -235,7 +235,8 @@ def assert_token_outcome_true(r, res, m):
         assert (r.returncode == 0) == (first == "Accept")
     else:
         assert r.returncode != 0
-        assert "outcome unknown" in (r.stdout + r.stderr).lower(), (r.stdout, r.stderr)
+        text = (r.stdout + r.stderr).lower()
+        assert "unknown" in text and "acknowledgement lost" in text, (r.stdout, r.stderr)
 
 
 def test_lost_token_ack_reports_true_outcome(line, meter):
