@@ -359,3 +359,19 @@ def test_no_option_select_falls_back_after_tt(line, serve, hhu):
     assert late is None, late
     again, _ = hhu.request(wire.id_request())
     assert again is not None and again.kind == "ident"
+
+
+def test_no_answer_to_a_request_the_hhu_gave_up_on(line, serve, hhu):
+    """Item 1, the meter's side: the HHU sends R1 02() and, 60 ms later (before any answer may
+    come), R1 05(). Whatever the emulator sends after the second request began must answer it:
+    no answer of 02 may follow (it would be taken for 05's)."""
+    serve()
+    assert is_p0(hhu.identify()["answer"])
+    first = hhu.send(wire.command("R", "1", "02()"))
+    second = hhu.send(wire.command("R", "1", "05()"), at_ns=first.sent_end_ns + 60_000_000)
+    frames = []
+    while (f := hhu.line.read_frame(wire.now_ns() + int(ANSWER_S * 1e9))) is not None:
+        frames.append(f)
+    after = [f for f in frames if f.t_first > second.sent_end_ns]
+    assert after and after[0].ok and after[0].payload == f"05({VALUES['05']})", frames
+    assert not any(f.payload.startswith("02(") for f in after), frames

@@ -70,7 +70,7 @@ def assert_values_true(r, rows, meter, registers):
         assert all(rows.get(reg, {}).get("error") for reg in missing) or "error" in r.stderr, (r.stdout, r.stderr)
 
 
-def signed_off(meter, timeout_s=10):
+def signed_off(meter, timeout_s=5):
     return meter.wait_for(lambda m: m.breaks, timeout_s)
 
 
