@@ -375,3 +375,17 @@ def test_no_answer_to_a_request_the_hhu_gave_up_on(line, serve, hhu):
     after = [f for f in frames if f.t_first > second.sent_end_ns]
     assert after and after[0].ok and after[0].payload == f"05({VALUES['05']})", frames
     assert not any(f.payload.startswith("02(") for f in after), frames
+
+
+def test_bad_bcc_and_bad_parity_from_hhu_get_nak(line, serve, hhu):
+    """A ReadCommand with a wrong BCC, then one with a parity error: NAK each (FACTS §5: a command
+    that breaks the protocol gets NAK); the good one then gets the value."""
+    serve()
+    assert is_p0(hhu.identify()["answer"])
+    good = wire.command("R", "1", "02()")
+    f, _ = hhu.request(good[:-1] + bytes((good[-1] ^ 0x01,)))
+    assert f is not None and f.kind == "nak", f
+    f, _ = hhu.request(good, bad_parity=(4,))
+    assert f is not None and f.kind == "nak", f
+    value, ex = hhu.read("02")
+    assert value == VALUES["02"], ex.blocks

@@ -81,7 +81,10 @@ def test_well_behaved_meter_reads_true_values_and_signs_off(line, meter):
     assert r.returncode == 0, r.stderr
     assert_values_true(r, rows, m, REGS)
     assert signed_off(m) and m.state == "start"
-    assert all(200 <= rows[reg]["exchange"]["tr_ms"] <= 320 for reg in REGS), rows
+    # the tr the rig reports is the one the meter took (its own clock), within a loaded host's jitter
+    meter_tr = [a["tr_ms"] for a in m.answers if a["to"][1:2] == b"R"]
+    rig_tr = [rows[reg]["exchange"]["tr_ms"] for reg in REGS]
+    assert all(abs(a - b) < 60 for a, b in zip(rig_tr, meter_tr)) and len(meter_tr) == 3, (rig_tr, meter_tr)
 
 
 # -- 1. answers taken for the wrong request --------------------------------------------------------
