@@ -143,11 +143,7 @@ class Client:
     def __init__(self, port: Port | str, profile: Profile | None = None, *, address: str | None = None,
                  baud: int | None = None):
         self.profile = profile or load_profile()
-        self.address = "" if address is None else address
-        try:
-            IDRequest(self.address)
-        except ProtocolError as e:
-            raise ValueError(f"device address {self.address!r}: {e.reason}") from None
+        self.address = self.check_address("" if address is None else address)
         if isinstance(port, str):
             port = Port(port, baud=self.profile.character.initial_baud, fmt=self.profile.character.format)
         self.port = port
@@ -160,6 +156,15 @@ class Client:
         self._last_end_ns = 0
         self._session_baud: int | None = None  # speed of a session the meter may be in; None: none
         self.sign_off_error: str | None = None  # why the sign-off on the way out failed, if it did
+
+    @staticmethod
+    def check_address(address: str) -> str:
+        """A device address for the IDRequest, or ValueError saying what is wrong with it."""
+        try:
+            IDRequest(address)
+        except ProtocolError as e:
+            raise ValueError(f"device address {address!r}: {e.reason}") from None
+        return address
 
     @property
     def in_session(self) -> bool:
