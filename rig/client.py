@@ -150,7 +150,7 @@ class Client:
         self.want_baud = baud or self.profile.character.max_baud
         self.reader = FrameReader(port, Framer.from_profile(self.profile, parity="even"
                                                             if self.profile.character.format == "7E1" else "none"),
-                                  self.profile.timing.ta_ns)
+                                  self.profile.timing.ta_ns, quiet_min_ns=self.profile.timing.lone_ack_quiet_ns)
         self.identity: IDResponse | None = None
         self.exchanges: list[Exchange] = []
         self._last_end_ns = 0
@@ -537,7 +537,7 @@ class Client:
         ex.answer_kind = verdict if verdict == ERROR else frame.kind
         ex.blocks = len(parts)
         ex.answer_last_ns = frame.t_last_ns
-        first = next(t for t in reversed(ex.turns) if t.said == "request")
+        first = next((t for t in reversed(ex.turns) if t.said == "request" and t.tr_ns is not None), turn)
         ex.answer_first_ns = first.answer_first_ns
         ex.tr_ns = first.tr_ns
         ex.value = why if verdict == TAKE and want[0] == "data" else None
@@ -617,11 +617,27 @@ class Client:
 
     def _timed(self, ex: Exchange, turn: Turn, frame) -> None:
         """The frame answers this turn: its tr, from the end of what we said to its first character
-        on the line (arrival less one character time)."""
+        on the line (arrival less one character time). An answer sooner than tr_min after a repeated
+        request, while an earlier request went unanswered, is the late answer to that one: its tr
+        is measured from there (and the repeat stays unanswered in the record)."""
         ex.max_ta_ns = max(ex.max_ta_ns, frame.max_gap_ns)
-        if turn.tr_ns is None and frame.t_first_ns >= 0:
-            turn.answer_first_ns = frame.t_first_ns
-            turn.tr_ns = frame.t_first_ns - self.port.char_ns - turn.said_end_ns
+        if turn.tr_ns is not None or frame.t_first_ns < 0:
+            return
+        start = frame.t_first_ns - self.port.char_ns
+        if turn.said == "request" and start - turn.said_end_ns < self._tr_min_ns():
+            earlier = [t for t in ex.turns[:-1] if t.said == "request" and t.tr_ns is None]
+            if earlier:
+                turn = earlier[-1]
+                ex.notes.append(f"an answer {(start - ex.turns[-1].said_end_ns) / 1e6:.1f} ms after the "
+                                f"repeat, before tr_min: the late answer to request {ex.turns.index(turn) + 1}")
+        turn.answer_first_ns = frame.t_first_ns
+        turn.tr_ns = start - turn.said_end_ns
+
+    def _tr_min_ns(self, ident: IDResponse | None = None) -> int:
+        """tr_min for the meter (20 ms when its identification's third letter is lower case)."""
+        t = self.profile.timing
+        ident = ident or self.identity
+        return t.tr_min_fast_ns if ident is not None and ident.fast_reaction else t.tr_min_ns
 
     def _stale(self, frame, said_end: int) -> bool:
         """A frame that began on the line before we finished speaking cannot answer what we said
@@ -633,9 +649,7 @@ class Client:
     def _measure(self, ex: Exchange) -> None:
         """A tr measurement for every turn that got an answer, each judged; ta over the answer."""
         t = self.profile.timing
-        ident = ex.message if isinstance(ex.message, IDResponse) else self.identity
-        fast = ident is not None and ident.fast_reaction
-        tr_min = t.tr_min_fast_ns if fast else t.tr_min_ns
+        tr_min = self._tr_min_ns(ex.message if isinstance(ex.message, IDResponse) else None)
         ex.measurements = [m for m in ex.measurements if m.name not in ("tr", "ta max")]
         for turn in ex.turns:
             if turn.tr_ns is not None:

@@ -95,13 +95,13 @@ class FrameReader:
 
     def drain(self, limit_ns: int) -> list[Frame]:
         """Empty the line before we speak: what is waiting now, and, when something came, what
-        follows until quiet_chars character times of silence (not past limit_ns). Returns every
+        follows until quiet_chars character times (and quiet_min_ns) of silence, not past limit_ns. Returns every
         frame so dropped (queued, read, or in progress), for the record."""
         out = list(self._frames)
         self._frames.clear()
         got = self._take(*self.port.read(_clock.now_ns(), idle_ns=0))
         while (got or self.framer.pending) and _clock.now_ns() < limit_ns:
-            quiet = _clock.now_ns() + self.quiet_chars * self.port.char_ns
+            quiet = _clock.now_ns() + max(self.quiet_chars * self.port.char_ns, self.quiet_min_ns)
             got = self._take(*self.port.read(min(quiet, limit_ns), idle_ns=0))
             if not got and _clock.now_ns() >= quiet:
                 break

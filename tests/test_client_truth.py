@@ -630,5 +630,29 @@ def test_tr_after_a_timeout_is_measured_from_the_repeat(line, profile):
             _, late = hhu.read("protocolVersion")
     finally:
         meter.close()
-    assert late.turns[0].tr_ns is None  # no answer within the timeout: nothing measured for it
-    assert all(t < 1_000 * MS for t in late.trs_ns)  # never from the first request to the repeated answer
+    # the answer came 1.7 s after the first request, under 200 ms after the repeat: it is the late
+    # answer to the first, measured from there (a true FAIL), and not a too-early answer to the repeat
+    assert [t.said for t in late.turns] == ["request", "request"]
+    assert 1600 * MS <= late.turns[0].tr_ns <= 1900 * MS and late.turns[1].tr_ns is None
+    assert late.tr_ns == late.turns[0].tr_ns and not late.ok
+    assert [m.verdict for m in late.measurements if m.name == "tr"] == ["fail"]
+
+
+def test_rig_token_says_outcome_unknown_with_its_own_exit_code(line, tmp_path):
+    class Instant(TokenMeter):
+        exec_s = 0.0
+
+        def __init__(self, url):
+            super().__init__(url)
+            self.registers["04"] = "1"  # an earlier token accepted: the status cannot tell
+    f = tmp_path / "p.toml"
+    f.write_text("[protocol]\nnak_repeats = 1\n")
+    meter = meter_on(line, Instant)
+    try:
+        r = rig_cli("token", "--json", "--port", line.hhu_port, "--profile", f, TOKEN)
+    finally:
+        meter.close()
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+    out = json.loads(r.stdout)
+    assert out["outcome"] == "unknown" and out["outcome_text"] == "outcome unknown: acknowledgement lost"
+    assert not out["accepted"] and meter.seen("command B0")
