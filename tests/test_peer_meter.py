@@ -384,3 +384,17 @@ def test_stray_control_characters_before_answer(line, meter):
     r, rows = read(line, "protocolVersion", "softwareVersion")
     assert_values_true(r, rows, m, ["protocolVersion", "softwareVersion"])
     assert r.returncode == 0, r.stderr
+
+
+# -- 10. the speed switch, the client's side ----------------------------------------------------------------
+def test_fast_meter_answering_p0_at_tr_min_is_heard(line, meter):
+    """Item 10 from the client's side: a meter with a lower-case third letter may answer 20 ms
+    after a request (FACTS §3, §5), the option select included, at the new speed. This one answers
+    everything 40 ms after: the client must already listen at 9600 Bd."""
+    m = meter(manufacturer="PEe", tr_s=0.04)
+    r, rows = read(line, "protocolVersion", "softwareVersion")
+    assert r.returncode == 0, r.stderr
+    assert_values_true(r, rows, m, ["protocolVersion", "softwareVersion"])
+    assert m.option_selects[0]["z"] == "5" and len(m.id_requests) == 1, (m.option_selects, m.id_requests)
+    p0 = m.answers[1]
+    assert p0["answer"][1:3] == b"P0" and p0["baud"] == 9600 and p0["tr_ms"] < 100, p0
