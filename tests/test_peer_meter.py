@@ -76,6 +76,17 @@ def signed_off(meter, timeout_s=5):
     return meter.wait_for(lambda m: m.breaks, timeout_s)
 
 
+def test_peers_import_nothing_of_rig():
+    """The peers are independent only while they share no code with the rig (not even its framing)."""
+    import ast
+    from pathlib import Path
+    for path in (Path(__file__).parent / "peers").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n == "rig" or n.startswith("rig.") for n in names), f"{path.name} imports {names}"
+
+
 # -- reference: a meter that behaves --------------------------------------------------------------
 def test_well_behaved_meter_reads_true_values_and_signs_off(line, meter):
     """Reference: values of the registers asked, the proposed speed (4800 Bd, '4') taken, B0."""
