@@ -303,7 +303,7 @@ class Client:
                 return result
             raise ClientError(f"write TokenData: no acknowledgement in {p.protocol.nak_repeats + 1} write(s), "
                               f"and tokenStatus stayed {before}: the meter did not take the token",
-                              result.exchanges[-1] if result.exchanges else None, result)
+                              result.exchanges[-1] if result.exchanges else None)
         # taken: wait for the outcome
         limit = taken_ex.request_end_ns + p.timing.execution_limit_ns
         if status is None or status == not_ready:
@@ -502,8 +502,10 @@ class Client:
                 parts.append(msg.data)
                 frames.append(bytes(frame.data))
                 turn.result = PARTIAL
-                if sum(map(len, parts)) > p.limits.frame_max:
-                    problem = f"partial-block answer longer than {p.limits.frame_max} characters"
+                # one data set is at most address(value*unit): more is not an answer to one read
+                most = p.limits.address_max + p.limits.value_max_programming + p.limits.unit_max + 3
+                if sum(map(len, parts)) > most or len(parts) > most:
+                    problem = f"partial-block answer longer than one data set ({most} characters)"
                 else:
                     self._last_end_ns = frame.t_last_ns
                     self._say(Ack().to_bytes(), ex, "ACK")  # send the next block

@@ -656,3 +656,45 @@ def test_rig_token_says_outcome_unknown_with_its_own_exit_code(line, tmp_path):
     out = json.loads(r.stdout)
     assert out["outcome"] == "unknown" and out["outcome_text"] == "outcome unknown: acknowledgement lost"
     assert not out["accepted"] and meter.seen("command B0")
+
+
+class RandomFrames(FakeMeter):
+    """Answers reads with well-framed blocks (good BCC) of random printable text, partial or not."""
+
+    def __init__(self, url):
+        super().__init__(url)
+        import random
+        self.rng = random.Random(13)
+
+    def _random_block(self):
+        alphabet = "0123456789()*!/ AZaz.\r\n"
+        text = "".join(self.rng.choice(alphabet) for _ in range(self.rng.randrange(0, 24)))
+        return block(text, self.rng.choice((ETX, EOT)))
+
+    def on_read(self, address, count):
+        self.send(self._random_block())
+
+    def on_block_ack(self):
+        self.send(self._random_block())
+
+    def on_nak(self):
+        self.send(self._random_block())
+
+
+def test_random_frames_from_a_peer_only_fail_the_exchange(line, tmp_path):
+    f = tmp_path / "p.toml"
+    f.write_text("[protocol]\nnak_repeats = 0\n[timing]\ncommand_timeout_ms = 600\n")
+    prof = load_profile(f)
+    meter = meter_on(line, RandomFrames)
+    outcomes = []
+    try:
+        with Client(line.hhu_port, prof) as hhu:
+            hhu.identify()
+            for reg in ("tokenStatus", "softwareVersion", "FOIN", "serverStatus") * 3:
+                try:
+                    outcomes.append(hhu.read(reg)[0])
+                except ClientError as e:
+                    outcomes.append(type(e).__name__)
+    finally:
+        meter.close()
+    assert outcomes == ["ClientError"] * 12  # nothing random ties to a request; nothing raises else
