@@ -66,7 +66,7 @@ class PeerMeter:
     """The meter on one tty path, served by a thread. Its account is public for tests to check."""
 
     def __init__(self, path: str, *, address: str = "12345678", manufacturer: str = "PEE",
-                 baud_char: str = "5", ident: str = "PEER1", tr_s: float = 0.25,
+                 baud_char: str = "5", ident: str = "PEER1", tr_s: float = 0.22,
                  execution_s: float = 0.3, partial: list[int] | None = None, echo: bool = False,
                  tt_s: float = 2.2, inactivity_s: float = 60.0, values: dict[str, str] | None = None):
         self.line = Line(path, 300, echo=echo)
