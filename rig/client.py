@@ -265,19 +265,22 @@ class Client:
         status = None
         for attempt in range(p.protocol.nak_repeats + 1):
             try:
-                ex = self._transact("write TokenData", command, ("ack",), repeat="nak")
+                ex = self._transact("write TokenData", command, ("ack",), repeat="ask")
             except AnswerLost as lost:
+                # no ACK: lost, garbled, or a NAK (which a line can forge in front of the ACK): the
+                # meter is asked, the token is never written again on the strength of the line alone
                 ex = lost.exchange
                 result.exchanges.append(ex)
                 ex.notes.append(f"{ACK_LOST}: {lost}; asking the meter before writing again")
                 status = self._status_or_unknown(result, f"{ACK_LOST}, and tokenStatus could not be read")
                 if status == not_ready or status != before:
-                    result.notes.append(f"write {attempt + 1}: {ACK_LOST}; tokenStatus {status} "
-                                        f"(before the write: {before}): the meter took the token")
+                    result.notes.append(f"write {attempt + 1}: {ACK_LOST} ({ex.errors[-1] if ex.errors else lost}); "
+                                        f"tokenStatus {status} (before the write: {before}): the meter took the token")
                     taken_ex = ex
                     break
-                result.notes.append(f"write {attempt + 1}: {ACK_LOST}; tokenStatus still {status}: "
-                                    "not taken, or taken with the same outcome; writing again")
+                result.notes.append(f"write {attempt + 1}: {ACK_LOST} ({ex.errors[-1] if ex.errors else lost}); "
+                                    f"tokenStatus still {status}: not taken, or taken with the same outcome; "
+                                    "writing again")
                 unsure = unsure or self._code_name("tokenStatus", before) is not None
                 status = None
                 continue
@@ -441,7 +444,9 @@ class Client:
         """Send `request` and take its answer. want: ("ident",) an IDResponse, ("p0",) the P0 after
         the option select, ("ack",) ACK or an error answer, ("data", register) that register's
         data set or an error answer. repeat: "any" (repeat after silence, NAK or a wrong answer),
-        "nak" (repeat only when the meter NAKed: AnswerLost otherwise), "never" (AnswerLost).
+        "ask" (a non-idempotent write: a garbled answer is NAKed, but anything else, the meter's NAK
+        included, which the line can forge, raises AnswerLost for the caller to ask the meter),
+        "never" (AnswerLost: the option select).
         extra_ns: time the meter may take before its tr starts (the speed-switch guard)."""
         p = self.profile
         if ex is None:
@@ -516,14 +521,17 @@ class Client:
             ex.errors.append(problem)
             if ex.attempts + ex.naks_sent > p.protocol.nak_repeats:
                 self._measure(ex)
-                raise ClientError(f"{ex.name}: {problem} (after {ex.attempts} request(s) and "
-                                  f"{ex.naks_sent} NAK(s))", ex)
+                why = f"{ex.name}: {problem} (after {ex.attempts} request(s) and {ex.naks_sent} NAK(s))"
+                # a request not to be repeated blindly may have been taken: the caller must find out
+                if repeat in ("never", "ask"):
+                    raise AnswerLost(why, ex)
+                raise ClientError(why, ex)
             if nak:
                 ex.naks_sent += 1  # ask for the answer (or the block) again
                 self._last_end_ns = frame.t_last_ns
                 self._say(Nak().to_bytes(), ex, "NAK")
                 continue
-            if repeat == "never" or repeat == "nak" and problem != "NAK from the meter":
+            if repeat in ("never", "ask"):
                 self._measure(ex)
                 raise AnswerLost(f"{ex.name}: {problem}", ex)
             # silence, a NAK or a wrong answer: the request again (a new command also ends a

@@ -529,6 +529,40 @@ def test_token_write_that_never_arrived_is_written_again_with_its_true_outcome(l
     assert meter.entered == [TOKEN] and result.outcome == "accepted"
 
 
+def test_token_ack_garbled_every_time_asks_the_meter(line, profile):
+    class Garbled(TokenMeter):
+        lose = (1,)
+
+        def on_write(self, address, value, count):
+            super().on_write(address, value, count)
+            self.send(block("x", bad_bcc=True))  # its answer, garbled every time it is repeated
+    meter, result = transfer(line, profile, Garbled)
+    assert meter.entered == [TOKEN] and result.outcome == "accepted"
+    write = result.exchanges[0]
+    assert write.naks_sent == 2 and "took the token" in result.notes[0]
+
+
+@pytest.mark.parametrize("exec_s", [0.0, 0.4])
+def test_nak_in_front_of_the_token_ack_does_not_make_a_second_entry_the_verdict(line, profile, exec_s):
+    """A NAK on the line just before the meter's ACK (noise can make one): the client must not take
+    the NAK's word for it and write again, reporting Used or 'not ready' for an accepted token."""
+    class ForgedNak(TokenMeter):
+        lose = (1,)
+
+        def on_write(self, address, value, count):
+            super().on_write(address, value, count)
+            if count == 1:
+                self.send(bytes([NAK, ACK]))
+    ForgedNak.exec_s = exec_s
+    meter, result = transfer(line, profile, ForgedNak, before_token=True)
+    assert meter.entered.count(TOKEN) >= 1
+    if meter.entered == [TOKEN]:
+        assert result.outcome == "accepted"
+    else:  # written again: the meter's Used cannot tell, and the rig says so
+        assert result.outcome == "unknown" and result.outcome_text == "outcome unknown: acknowledgement lost"
+    assert result.outcome != "rejected"
+
+
 def test_transfer_account_counts_unknown_apart():
     from rig.tokens import TokenModel
     prof = load_profile()
