@@ -393,3 +393,19 @@ def test_fast_meter_answering_p0_at_tr_min_is_heard(line, meter):
     assert m.option_selects[0]["z"] == "5" and len(m.id_requests) == 1, (m.option_selects, m.id_requests)
     p0 = m.answers[1]
     assert p0["answer"][1:3] == b"P0" and p0["baud"] == 9600 and p0["tr_ms"] < 100, p0
+
+
+def test_endless_partial_answer_is_aborted(line, meter, tmp_path):
+    """Item 2: a meter whose partial blocks never end (the value runs on, EOT after EOT): the
+    client gives up on that answer (a new command, FACTS §3), fails the read with a reason, signs
+    off; it does not read for ever nor print a value."""
+    m = meter(partial=[40], endless=True)
+    prof = tmp_path / "one-repeat.toml"
+    prof.write_text("[protocol]\nnak_repeats = 1\n")    # one repeat is enough to see it bounded
+    r, rows = read(line, "softwareVersion", extra=("--profile", prof))
+    assert r.returncode != 0 and "value" not in rows.get("softwareVersion", {}), r.stdout
+    assert rows.get("softwareVersion", {}).get("error") or "error" in r.stderr
+    # a data set is at most 16 + 128 + 16 characters (FACTS §3); with its repeats, some tens of blocks
+    assert len(m.block_replies) < 50, len(m.block_replies)
+    assert m.block_replies[-1][1] in ("aborted", "none"), m.block_replies[-3:]
+    assert signed_off(m) and m.state == "start"

@@ -17,6 +17,7 @@ Behaviour (FACTS §3, §5, and the register IDs of rig/profiles/iec62055-52.toml
   the HHU -> the last answer again; unknown letters -> NAK.
 - Partial blocks (FACTS §3): with partial=[sizes] a Data answer goes in blocks, each but the last
   ending in EOT; each waits for ACK (next block) or NAK (the same again); a new command aborts.
+  endless=True: the blocks never end (EOT after EOT, the value running on).
 
 Misbehaviours: misbehave(kind, on=..., count=1 | None, **params) with kind
   late (tr_s), bad_bcc, nak, silent (switch: change speed all the same after an option select),
@@ -67,13 +68,15 @@ class PeerMeter:
 
     def __init__(self, path: str, *, address: str = "12345678", manufacturer: str = "PEE",
                  baud_char: str = "5", ident: str = "PEER1", tr_s: float = 0.22,
-                 execution_s: float = 0.3, partial: list[int] | None = None, echo: bool = False,
+                 execution_s: float = 0.3, partial: list[int] | None = None, endless: bool = False,
+                 echo: bool = False,
                  tt_s: float = 2.2, inactivity_s: float = 60.0, values: dict[str, str] | None = None):
         self.line = Line(path, 300, echo=echo)
         self.address, self.manufacturer, self.baud_char, self.ident = address, manufacturer, baud_char, ident
         self.tr_ns = int(tr_s * 1e9)
         self.execution_ns = int(execution_s * 1e9)
         self.partial = partial
+        self.endless = endless   # partial blocks that never end: the value runs on in EOT blocks
         self.tt_ns, self.inactivity_ns = int(tt_s * 1e9), int(inactivity_s * 1e9)
         self.values = dict(DEFAULT_VALUES, **(values or {}))
         self.rules: list[Rule] = []
@@ -347,6 +350,9 @@ class PeerMeter:
         """A Data answer in partial blocks: ACK -> next, NAK -> again, a new command aborts."""
         pieces = wire.split_blocks(text, self.partial)
         blocks = [wire.data_block(p, EOT if i < len(pieces) - 1 else ETX) for i, p in enumerate(pieces)]
+        if self.endless:
+            filler = wire.data_block("X" * self.partial[-1], EOT)
+            blocks = [b[:-2] + bytes((EOT, wire.bcc(b[1:-2] + bytes((EOT,))))) for b in blocks] + [filler] * 500
         req = f
         for i, block in enumerate(blocks):
             while True:
