@@ -261,6 +261,15 @@ def test_token_ack_lost_every_time_reports_true_outcome(line, meter):
     assert_token_outcome_true(r, res, m)
 
 
+def test_stray_nak_before_token_ack_reports_true_outcome(line, meter):
+    """Item 5: noise puts a lone NAK on the line 50 ms before the meter's ACK of TokenData (the
+    meter took the token): a NAK is no proof the write was refused."""
+    m = meter(execution_s=0.1).misbehave("stray", on="write", data=b"\x15", lead_s=0.05)
+    r, res = token(line)
+    assert [a["misbehaviour"] for a in m.answers if a["to"][1:2] == b"W"][:1] == ["stray"], m.answers
+    assert_token_outcome_true(r, res, m)
+
+
 def test_token_accepted_reference(line, meter):
     """Item 5 (reference): a meter that behaves: Accept, exit 0, applied once."""
     m = meter(execution_s=0.1)
