@@ -47,7 +47,7 @@ from rig.protocol import (
 from rig.tokens import ACCEPTING
 
 NOT_READY = 16  # the default profile's "Not ready"; the client looks it up by name in the profile
-E_SYNTAX = 4    # the framer's syntax error flag (docs/framing.md)
+E_SYNTAX, E_TRUNCATED = 4, 16  # the framer's error flags (docs/framing.md)
 MS = 1_000_000
 OS_LATENCY_NS = 20 * MS  # allowed for the OS between a character's arrival and our reading it (assumed)
 
@@ -473,10 +473,17 @@ class Client:
             # character time later, plus the OS latency
             deadline = turn.said_end_ns + extra_ns + p.timing.command_timeout_ns + self.port.char_ns + OS_LATENCY_NS
             problem, nak, frame, verdict, msg, why = None, False, None, None, None, ""
+            heard_nak = None  # a NAK is one byte that noise can make: acted on only if nothing better comes
             while True:
                 frame = self.reader.next_frame(deadline)
                 if frame is None:
-                    problem = f"no answer within {p.timing.command_timeout_ns / 1e6:g} ms"
+                    if heard_nak is not None:
+                        frame = heard_nak
+                        self._timed(ex, turn, frame)
+                        ex.naks_received += 1
+                        problem = "NAK from the meter"
+                    else:
+                        problem = f"no answer within {p.timing.command_timeout_ns / 1e6:g} ms"
                     break
                 if frame.kind == "garbage":
                     ex.notes.append(f"garbage set aside: {len(frame.data)} byte(s)")
@@ -485,16 +492,24 @@ class Client:
                     ex.notes.append(f"{frame.kind} frame set aside: it began before our {turn.said} ended "
                                     "(an answer to something said earlier)")
                     continue
+                if frame.errors & E_TRUNCATED:
+                    # cut short by the start of another frame (or the deadline): not an answer to
+                    # ask again for; what started after it is the candidate
+                    ex.notes.append(f"{frame.kind} frame cut short set aside: {len(frame.data)} byte(s)")
+                    continue
                 msg, bad = self._message(frame, continuing=bool(parts))
                 if bad:
                     self._timed(ex, turn, frame)
                     problem, nak = f"bad answer: {bad}", True
                     break
                 if isinstance(msg, Nak):
-                    self._timed(ex, turn, frame)
-                    ex.naks_received += 1
-                    problem = "NAK from the meter"
-                    break
+                    if heard_nak is not None:
+                        ex.notes.append("NAK set aside: another NAK followed")
+                    heard_nak = frame
+                    continue
+                if heard_nak is not None:
+                    ex.notes.append("NAK set aside: more came after it (a stray NAK, not the meter's answer)")
+                    heard_nak = None
                 verdict, why = self._judge(want, msg, parts)
                 if verdict == SKIP:
                     ex.notes.append(f"{_short(msg)} set aside: {why}")
