@@ -732,3 +732,24 @@ def test_random_frames_from_a_peer_only_fail_the_exchange(line, tmp_path):
     finally:
         meter.close()
     assert outcomes == ["ClientError"] * 12  # nothing random ties to a request; nothing raises else
+
+
+def test_stray_nak_before_the_answer_is_no_tr_fail(line, profile):
+    """A NAK byte on the line 100 ms before the meter's own answer (220 ms): no repeat, no false
+    tr FAIL; the stray byte is noted."""
+    class StrayNak(FakeMeter):
+        tr_s = 0.22
+
+        def on_read(self, address, count):
+            time.sleep(0.12)
+            self.ser.write(bytes([NAK]))
+            self.send(block(f"{address}({self.registers[address]})"), tr=0.1)
+    meter = meter_on(line, StrayNak)
+    try:
+        with Client(line.hhu_port, profile) as hhu:
+            hhu.identify()
+            value, ex = hhu.read("protocolVersion")
+    finally:
+        meter.close()
+    assert value == "1.0" and ex.attempts == 1 and ex.ok, ex.as_dict()
+    assert any("NAK set aside" in n for n in ex.notes)
