@@ -672,17 +672,21 @@ class Client:
         return frame.t_first_ns - self.port.char_ns < said_end - self.port.char_ns // 2
 
     def _measure(self, ex: Exchange) -> None:
-        """A tr measurement for every turn that got an answer, each judged; ta over the answer."""
-        t = self.profile.timing
+        """A tr measurement for every turn that got an answer, each judged; ta over the answer. The
+        basis cites the profile's own source for the limits (or the override that set them)."""
+        p, t = self.profile, self.profile.timing
         tr_min = self._tr_min_ns(ex.message if isinstance(ex.message, IDResponse) else None)
+        fast = tr_min == t.tr_min_fast_ns != t.tr_min_ns
+        tr_basis = p.basis("timing.tr_min_fast" if fast else "timing.tr_min", "timing.tr_max")
         ex.measurements = [m for m in ex.measurements if m.name not in ("tr", "ta max")]
-        for turn in ex.turns:
+        for i, turn in enumerate(ex.turns):
             if turn.tr_ns is not None:
+                after = "" if i == 0 else f"; after our {turn.said}"
                 ex.measurements.append(Measurement("tr", turn.tr_ns / 1e6, "ms", tr_min / 1e6, t.tr_max_ns / 1e6,
-                                                   basis=f"IEC 62056-21 §5 (profile); after our {turn.said}"))
+                                                   basis=tr_basis + after))
         if ex.turns and any(turn.tr_ns is not None for turn in ex.turns):
             ex.measurements.append(Measurement("ta max", ex.max_ta_ns / 1e6, "ms", None, t.ta_ns / 1e6,
-                                               basis="IEC 62056-21 §5 (profile)"))
+                                               basis=p.basis("timing.ta")))
 
     def close(self) -> None:
         self.port.close()

@@ -197,7 +197,7 @@ class StepContext:
             self.record.exchanges.append(e)
             if measure:
                 for m in e.measurements:
-                    self.measure(f"{e.name}: {m.name}", m.value, m.unit, m.low, m.high, exchange_basis(self.profile, m))
+                    self.measure(f"{e.name}: {m.name}", m.value, m.unit, m.low, m.high, m.basis)
 
     def capture(self, name: str, samples, sample_rate: float, option: str = "") -> None:
         self.record.captures.append(Capture(name, samples, sample_rate, option))
@@ -210,26 +210,6 @@ class StepContext:
         case names (e.g. a capture synthesised from the virtual line's wire record): the report
         marks the step and its case."""
         self.record.notes[STAND_IN] = what
-
-
-#: the basis rig.client once wrote for the tr and ta limits it takes from the profile, whatever the
-#: profile's own source for them
-_CLIENT_TIMING_BASIS = "IEC 62056-21 §5 (profile)"
-
-
-def exchange_basis(profile, m: Measurement) -> str:
-    """The basis of an exchange's tr or ta measurement as the profile has it: the profile's own
-    source for the limits (IEC 62056-21 §6.4 in the default), or the user profile or plan that
-    overrode them (Profile.basis)."""
-    if m.basis != _CLIENT_TIMING_BASIS:
-        return m.basis
-    if m.name == "tr":
-        t = profile.timing
-        fast = m.low is not None and round(m.low * 1e6) == t.tr_min_fast_ns != t.tr_min_ns
-        return profile.basis("timing.tr_min_fast" if fast else "timing.tr_min", "timing.tr_max")
-    if m.name == "ta max":
-        return profile.basis("timing.ta")
-    return m.basis
 
 
 @dataclass
