@@ -448,7 +448,6 @@ class Client:
         included, which the line can forge, raises AnswerLost for the caller to ask the meter),
         "never" (AnswerLost: the option select).
         extra_ns: time the meter may take before its tr starts (the speed-switch guard)."""
-        p = self.profile
         if ex is None:
             ex = Exchange(name)
             self.exchanges.append(ex)
