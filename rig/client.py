@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from rig import _clock
 from rig._framing import Framer
+from rig.errors import RigError
 from rig.exchange import Exchange, FrameReader
 from rig.link import Port
 from rig.measurement import Measurement
@@ -23,7 +24,7 @@ from rig.protocol import (
 NOT_READY = 16
 
 
-class ClientError(Exception):
+class ClientError(RigError):
     """An exchange that failed after every repeat; carries its record."""
 
     def __init__(self, message: str, exchange: Exchange | None = None):

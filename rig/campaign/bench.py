@@ -24,19 +24,11 @@ import threading
 from dataclasses import replace
 
 from rig import _clock
-from rig.campaign.plan import BenchSpec
+from rig.campaign.errors import BenchUnsupported, StepSkipped  # noqa: F401 - also raised from here
+from rig.campaign.spec import BenchSpec
 from rig.client import Client, ClientError
 from rig.profile import Profile
 from rig.tokens import TokenSpec
-
-
-class BenchUnsupported(Exception):
-    """The bench cannot do what a case asks (e.g. inject faults on real hardware)."""
-
-
-class StepSkipped(Exception):
-    """The step cannot run here and now, through no fault of the DUT or the bench (no operator at a
-    real HHU in a run nobody watches): the runner ends its case there, skipped, with the reason."""
 
 
 LOOP_SUPPLY_V = 24.0       # the loop powered as an HHU powers it (the virtual bench's power-on state)

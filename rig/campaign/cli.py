@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rig.campaign.plan import PLANS_DIR, PlanError, load_plan, shipped_plans
 from rig.campaign.store import ERROR, Store, StoreError, StoreWriteError, default_path
+from rig.errors import RigError
 from rig.measurement import FAIL
 
 DEFAULT_PLANS = ("conformance", "electrical")
@@ -503,7 +504,7 @@ def _rerun_failed(args) -> int:
             row = store.run(args.rerun_failed)
             plan = load_plan(row["plan_path"] or f"run-{row['id']}.toml", text=row["plan_text"],
                              base_dir=row["plan_dir"])
-        except (StoreError, PlanError) as e:
+        except RigError as e:
             return _err(str(e))
         failed = [c["key"] for c in store.cases(row["id"]) if c["verdict"] in (FAIL, ERROR)]
         if not failed:
@@ -554,7 +555,7 @@ def cmd_resume(args) -> int:
                              base_dir=row["plan_dir"])
             if ctl.get("cases") is not None:
                 plan = select_cases(plan, None, set(ctl["cases"]))
-        except (PlanError, StoreError) as e:
+        except RigError as e:
             return _err(str(e))
         def go():
             code = c.go_on(plan, args.run)
@@ -587,14 +588,14 @@ def cmd_runs(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from rig.campaign.export import ExportError, export
+    from rig.campaign.export import export
     try:
         store = _open_store(args, read_only=True)
         with store:
             store.run(args.run)
             out = Path(args.out or f"rig-run-{args.run}-{args.format}")
             files = export(store, args.run, out, args.format)
-    except (StoreError, ExportError) as e:
+    except RigError as e:
         return _err(str(e))
     if args.json:
         print(json.dumps({"run": args.run, "format": args.format, "files": [str(f) for f in files]}))
@@ -622,7 +623,7 @@ def cmd_report(args) -> int:
                 except OSError as e:
                     raise ReportError(f"cannot write the JUnit XML to {args.junit}: {e.strerror or e}") from None
                 print(f"junit: {xml}")
-    except (StoreError, ReportError) as e:
+    except RigError as e:
         return _err(str(e))
     return 0
 
@@ -632,7 +633,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="rig")
     add_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except RigError as e:
+        return _err(str(e))
 
 
 if __name__ == "__main__":
