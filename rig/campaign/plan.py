@@ -49,12 +49,11 @@ from rig.campaign.cases import LIBRARY
 from rig.campaign.errors import PlanError
 from rig.campaign.profiles import profile_for_plan
 from rig.profile import ProfileError
-from rig.campaign.spec import BenchSpec, CaseSpec, Plan, Stop, _fmt, key_line
+from rig.campaign.spec import PLANS_DIR, BenchSpec, CaseSpec, Plan, Stop, _fmt, key_line, shipped_plans
 
 __all__ = ["BENCH_KEYS", "CASE_KEYS", "PLAN_KEYS", "PLANS_DIR", "STOP_KEYS", "SWEEP_RANGE_KEYS", "BenchSpec",
            "CaseSpec", "Plan", "PlanError", "Stop", "key_line", "load_plan", "resolve_plan", "shipped_plans"]
 
-PLANS_DIR = Path(__file__).resolve().parent.parent / "plans"
 ROLES = ("meter-dut", "hhu-dut")
 KINDS = ("embedded", "port")
 INTERFACES = ("optical", "current-loop", "voltage")
@@ -437,7 +436,3 @@ def resolve_plan(source: str | Path) -> Path:
     if shipped.exists():
         return shipped
     raise PlanError(f"{source}: no such plan file, and not a shipped plan ({', '.join(shipped_plans())})")
-
-
-def shipped_plans() -> list[str]:
-    return sorted(p.stem for p in PLANS_DIR.glob("*.toml"))

@@ -6,7 +6,14 @@ from __future__ import annotations
 import itertools
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+PLANS_DIR = Path(__file__).resolve().parent.parent / "plans"     # the shipped plans
+
+
+def shipped_plans() -> list[str]:
+    return sorted(p.stem for p in PLANS_DIR.glob("*.toml"))
 
 
 @dataclass(frozen=True)
