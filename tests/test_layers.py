@@ -9,6 +9,7 @@ as well, except the importer's own packages (already running when it is imported
 from __future__ import annotations
 
 import ast
+import logging
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -223,3 +224,19 @@ def test_old_import_paths_of_moved_names_still_work():
     from rig.campaign.registry import LIBRARY as registered
     assert plan.PlanError is PlanError and plan.BenchSpec is spec.BenchSpec and plan.key_line is spec.key_line
     assert LIBRARY is registered and "meter/6.4/messages" in LIBRARY and STAND_IN == "stand_in"
+
+
+def test_a_rig_error_from_any_command_ends_it_with_exit_2_and_its_message(monkeypatch, capsys, tmp_path):
+    # one catch at the top of `rig`: an error class no command lists (an instrument's, here raised
+    # where `rig runs` would read the store) is still the message and exit code 2, no traceback
+    from rig import cli
+    from rig.bench.drivers import InstrumentError
+    from rig.campaign import cli as campaign_cli
+
+    def runs(args):
+        raise InstrumentError("scope TCPIP::192.0.2.1::INSTR: no answer to *IDN? within 2 s")
+    monkeypatch.setattr(campaign_cli, "cmd_runs", runs)
+    log = logging.getLogger("rig")
+    monkeypatch.setattr(log, "handlers", list(log.handlers))    # main() adds its console handler
+    assert cli.main(["runs", "--store", str(tmp_path / "s.sqlite")]) == 2
+    assert capsys.readouterr().err == "rig: error: scope TCPIP::192.0.2.1::INSTR: no answer to *IDN? within 2 s\n"
