@@ -18,6 +18,7 @@ import json
 import sys
 from pathlib import Path
 
+from rig.errors import RigError
 from rig.physical.options import OPTIONS
 
 
@@ -96,15 +97,14 @@ def bench_config_text(bench_config) -> str:
 def cmd_serve(args) -> int:
     import threading
 
-    from rig.bench.config import ConfigError, load_bench
-    from rig.bench.models import ModelError
+    from rig.bench.config import load_bench
     from rig.bench.virtual import VirtualBench
     from rig.embedded import EmbeddedMeter
     from rig.profile import load_profile
 
     try:
         cfg = load_bench(args.config) if args.config else None
-    except (ConfigError, ModelError) as e:
+    except RigError as e:
         print(f"rig bench serve: {e}", file=sys.stderr)
         return 2
     if cfg is not None and args.option and args.option != cfg.option:
@@ -170,12 +170,11 @@ def _probe(ic, timeout: float) -> dict:
 
 
 def cmd_list(args) -> int:
-    from rig.bench.config import ConfigError, load_bench
-    from rig.bench.models import ModelError
+    from rig.bench.config import load_bench
 
     try:
         cfg = load_bench(args.config)
-    except (ConfigError, ModelError) as e:
+    except RigError as e:
         print(f"rig bench list: {e}", file=sys.stderr)
         return 2
     rows = [_probe(ic, args.timeout) for ic in cfg.instruments.values()]
@@ -200,8 +199,6 @@ def cmd_capture(args) -> int:
 
     from rig.bench import loop as loopmodel
     from rig.bench.config import ConfigError, load_bench
-    from rig.bench.drivers import InstrumentError
-    from rig.bench.models import ModelError
     from rig.physical.options import get_option
 
     out = Path(args.out)
@@ -230,7 +227,7 @@ def cmd_capture(args) -> int:
                 scope.acquire(args.timeout)
             wf = scope.waveform(ch)
             idn = scope.idn
-    except (ConfigError, ModelError, InstrumentError, ValueError) as e:
+    except (RigError, ValueError) as e:   # ValueError: a number pyvisa or numpy refuses
         print(f"rig bench capture: {e}", file=sys.stderr)
         return 2
     values = (np.asarray(wf.volts, dtype=np.float64) / gain).astype(np.float32)

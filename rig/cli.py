@@ -16,6 +16,7 @@ import logging  # noqa: E402
 import time  # noqa: E402
 
 from rig import __version__  # noqa: E402
+from rig.errors import RigError  # noqa: E402
 
 _log = logging.getLogger("rig")
 
@@ -26,7 +27,7 @@ def _iso_time(t: float) -> str:
     return datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds")
 
 
-class UsageError(Exception):
+class UsageError(RigError):
     """Bad input named with where it is; printed as `rig: error: ...`, exit code 2."""
 
 
@@ -413,15 +414,13 @@ def _setup_logging(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rig.profile import ProfileError
-
     args = build_parser().parse_args(argv)
     if args.no_color:
         os.environ["NO_COLOR"] = "1"       # rich (summary table, progress bars) honours it
     try:
         _setup_logging(args)
         return args.func(args)
-    except (UsageError, ProfileError) as e:
+    except RigError as e:             # every error rig raises on purpose names what and where
         print(f"rig: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from rig import _clock
 from rig._framing import Framer
+from rig.errors import RigError
 from rig.exchange import Exchange, FrameReader, Turn
 from rig.link import Port
 from rig.measurement import Measurement
@@ -58,7 +59,7 @@ OUTCOME_ACCEPTED, OUTCOME_REJECTED, OUTCOME_UNKNOWN = "accepted", "rejected", "u
 ACK_LOST = "acknowledgement lost"
 
 
-class ClientError(Exception):
+class ClientError(RigError):
     """An exchange that failed after every repeat; carries its record (and, for a token transfer
     that failed after the token may have been taken, the TokenResult so far)."""
 

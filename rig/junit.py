@@ -12,17 +12,14 @@ properties of its testsuite.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from rig.campaign.report import excerpt_text
 from rig.campaign.store import ERROR, Store
 from rig.measurement import FAIL, INFO, Measurement
-
-_MAX_EXCHANGES = 5   # exchanges quoted in a failure
-
 
 def _num(v) -> str:
     return "" if v is None else f"{v:g}" if isinstance(v, (int, float)) else str(v)
@@ -37,52 +34,6 @@ def measurement_value(m: Measurement) -> str:
     text += f" {m.verdict}"
     if m.basis:
         text += f" ({m.basis})"
-    return text
-
-
-def _bytes(b) -> str:
-    if b is None:
-        return "-"
-    return repr(bytes(b))[1:]      # printable, with \x01 for control characters
-
-
-def exchange_text(e: dict) -> str:
-    """One exchange as text: outcome, tr, ta, attempts, NAKs, the bytes both ways, errors."""
-    tr = "-" if e["tr_ns"] is None else f"{e['tr_ns'] / 1e6:.3f} ms"
-    ta = "-" if e["max_ta_ns"] is None else f"{e['max_ta_ns'] / 1e6:.3f} ms"
-    lines = [f"exchange {e['seq']} {e['name'] or ''}: {'ok' if e['ok'] else 'FAILED'}, answer {e['answer_kind'] or '-'}, "
-             f"tr {tr}, max ta {ta}, attempts {e['attempts']}, NAKs sent {e['naks_sent']} "
-             f"received {e['naks_received']}",
-             f"  request: {_bytes(e['request'])}",
-             f"  answer:  {_bytes(e['answer'])}"]
-    for key in ("errors", "recovered"):
-        v = json.loads(e[key]) if e[key] else None
-        if v:
-            lines.append(f"  {key}: {v}")
-    return "\n".join(lines)
-
-
-def failed_exchanges(store: Store, step_id: int, limit: int = _MAX_EXCHANGES) -> tuple[list[dict], int, bool]:
-    """(the first `limit` exchanges that failed, how many more failed, whether these are failures):
-    when every exchange went through, the first ones are shown instead (what the measurements judge)
-    and the third item is False."""
-    ex = store.exchanges(step_id)
-    bad = [e for e in ex if not e["ok"]]
-    shown = bad or ex
-    return shown[:limit], max(0, len(shown) - limit), bool(bad)
-
-
-def failing_exchanges(store: Store, step_id: int) -> list[dict]:
-    """The first exchanges that failed (when all went through, the first ones)."""
-    return failed_exchanges(store, step_id)[0]
-
-
-def excerpt_text(store: Store, step_id: int) -> str:
-    """The failed-step excerpt: the first failed exchanges as text, and how many more failed."""
-    shown, more, failed = failed_exchanges(store, step_id)
-    text = "\n\n".join(exchange_text(e) for e in shown)
-    if more:
-        text += f"\n\n... and {more} more {'failed ' if failed else ''}exchange(s)"
     return text
 
 

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rig.errors import RigError
+
 __all__ = ["DEFAULT_PATH", "SCHEMA", "Profile", "ProfileError", "Register", "load_profile"]
 
 DEFAULT_PATH = Path(__file__).with_name("profiles") / "iec62055-52.toml"
@@ -25,7 +27,7 @@ NS_PER_MS = 1_000_000
 _DEFAULT_SOURCE = re.compile(r"IEC 62056-21 §\S.*|assumed")
 
 
-class ProfileError(ValueError):
+class ProfileError(RigError, ValueError):
     """A profile file is unreadable, malformed, or holds a value the schema refuses."""
 
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from rig.errors import RigError
 from rig.profile import Profile
 
 __all__ = ["DEFAULT_TABLE_PATH", "DEFAULT_STATUS", "REPORTED_OUTCOMES", "Reported", "Token", "TokenEntry", "TokenError", "TokenLockout",
@@ -71,7 +72,7 @@ ACCEPTING = frozenset({"accept", "first key-change token accepted", "second key-
 TCDU_TABLES = ("tokenStatus", "AuthenticationResult", "ValidationResult", "TokenResult")
 
 
-class TokenError(ValueError):
+class TokenError(RigError, ValueError):
     """A token text that is not a well-formed STS token (the meter's "Format error")."""
 
     def __init__(self, token: str, reason: str):
@@ -79,7 +80,7 @@ class TokenError(ValueError):
         super().__init__(f"token {token!r}: {reason}")
 
 
-class TokenTableError(ValueError):
+class TokenTableError(RigError, ValueError):
     """A test-token table that cannot be used; the message names the file and the key."""
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from rig.bench.models import CAPABILITIES, InstrumentModel, ModelError, load_model
 from rig.bench.safety import DutLimits, LimitError
+from rig.errors import RigError
 from rig.physical.options import get_option
 
 ROLES = CAPABILITIES    # a role is the capability the instrument plays on the bench
@@ -37,7 +38,7 @@ VIRTUAL_MODELS = {"scope": "rigol-ds1000z", "generator": "keysight-33500b", "sup
                   "meter": "keysight-34461a"}
 
 
-class ConfigError(ValueError):
+class ConfigError(RigError, ValueError):
     """A bench configuration that cannot be used: names the file, the key and what was expected."""
 
     def __init__(self, path, key: str | None, reason: str):

@@ -29,6 +29,7 @@ import numpy as np
 
 from rig.bench.models import InstrumentModel, load_model, sim_resource, write_sim_library
 from rig.bench.safety import OUTPUTS, DutLimits, SafetyError
+from rig.errors import RigError
 from rig.measurement import Measurement
 
 __all__ = ["Control", "Generator", "Instrument", "InstrumentError", "Meter", "Scope", "ScopeWaveform", "Supply",
@@ -37,7 +38,7 @@ __all__ = ["Control", "Generator", "Instrument", "InstrumentError", "Meter", "Sc
 OVERLOAD = 9.0e37          # SCPI "not a number / overload" answers are 9.9E37 (and 9.91E37)
 
 
-class InstrumentError(RuntimeError):
+class InstrumentError(RigError, RuntimeError):
     """An instrument that cannot be used as asked: wrong identity, no answer, garbage, error queue."""
 
 

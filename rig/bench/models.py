@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from rig.bench import scpi
+from rig.errors import RigError
 
 CAPABILITIES = ("scope", "generator", "supply", "meter")
 PLACEHOLDERS = ("ch", "value", "name", "block")
 
 
-class ModelError(ValueError):
+class ModelError(RigError, ValueError):
     """A model file that cannot be used: names the file, the key and the reason."""
 
     def __init__(self, path, key: str | None, reason: str):

@@ -19,17 +19,18 @@ import signal
 import threading
 from dataclasses import dataclass, field, replace
 
+from rig.errors import RigError
 from rig.physical.options import CURRENT_LOOP, VOLTAGE, get_option
 
 S = "IEC 62056-21 §4"
 A = "assumed"
 
 
-class SafetyError(ValueError):
+class SafetyError(RigError, ValueError):
     """A setting refused because it would exceed a DUT limit; nothing was sent."""
 
 
-class LimitError(ValueError):
+class LimitError(RigError, ValueError):
     """A DUT limit that cannot be used (not finite, not positive, beyond the option's allowance):
     ``key`` names the limit (``current_max``), ``reason`` says why."""
 

@@ -34,6 +34,8 @@ from typing import Any
 
 from pyvisa.util import from_ieee_block, to_ieee_block
 
+from rig.errors import RigError
+
 MAX_LINE = 1 << 20             # longest program message kept before it is thrown away (-363)
 ERROR_QUEUE = 20               # entries before the queue overflows (-350), as the Keysight manuals say
 
@@ -72,7 +74,7 @@ ERRORS = {
 ESR_OPC, ESR_QYE, ESR_DDE, ESR_EXE, ESR_CME = 0x01, 0x04, 0x08, 0x10, 0x20
 
 
-class ScpiError(Exception):
+class ScpiError(RigError):
     """An error for the queue: a standard code and, optionally, what was wrong."""
 
     def __init__(self, code: int, detail: str = ""):

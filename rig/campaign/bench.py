@@ -24,19 +24,18 @@ import threading
 from dataclasses import replace
 
 from rig import _clock
-from rig.campaign.plan import BenchSpec
+from rig.bench.loop import PROBE_GAIN
+from rig.bench.virtual import VirtualBench
+from rig.campaign.errors import BenchUnsupported, StepSkipped  # noqa: F401 - also raised from here
+from rig.campaign.spec import BenchSpec
+from rig.campaign.timesplit import ACQUISITION, NO_ANSWER, watch_call, watch_port
 from rig.client import Client, ClientError
+from rig.embedded import EmbeddedMeter
+from rig.link import VirtualLine
+from rig.physical.options import get_option
 from rig.profile import Profile
-from rig.tokens import TokenSpec
-
-
-class BenchUnsupported(Exception):
-    """The bench cannot do what a case asks (e.g. inject faults on real hardware)."""
-
-
-class StepSkipped(Exception):
-    """The step cannot run here and now, through no fault of the DUT or the bench (no operator at a
-    real HHU in a run nobody watches): the runner ends its case there, skipped, with the reason."""
+from rig.server import MeterEmulator, MeterServer, TimingPolicy
+from rig.tokens import TokenSpec, make_outcome
 
 
 LOOP_SUPPLY_V = 24.0       # the loop powered as an HHU powers it (the virtual bench's power-on state)
@@ -77,7 +76,6 @@ class Instruments:
 
     def __init__(self, config, *, probes: dict | None = None, probe_gain: float | None = None,
                  virtual=None):
-        from rig.physical.options import get_option
         self.config = config
         self.virtual = virtual
         self.option = get_option(config.option)
@@ -88,7 +86,6 @@ class Instruments:
     @classmethod
     def on_line(cls, line, option: str) -> "Instruments":
         """A virtual bench for `option` on a virtual line, started here and closed with close()."""
-        from rig.bench.virtual import VirtualBench
         vb = VirtualBench(line, option=option).start()
         try:
             probes = {d: ch for ch, d in sorted(vb.probes.items(), reverse=True)}
@@ -123,7 +120,6 @@ class Instruments:
         """Volts at the scope per unit of the option (the probe's conversion)."""
         if self.virtual is not None:
             return self.virtual.probe_gain()
-        from rig.bench.loop import PROBE_GAIN
         return float(self._probe_gain or PROBE_GAIN[self.option.name])
 
     def scope_channel(self, direction: str) -> int:
@@ -150,7 +146,6 @@ class Instruments:
             self.need(role)
             d = _no_delay(self.config.open(role))
             if role == "scope":
-                from rig.campaign.timesplit import ACQUISITION, watch_call
                 watch_call(d, "wait_triggered", ACQUISITION)
             self._drivers[role] = d
             if role == "supply":      # opening switched the output off: power the loop again
@@ -179,7 +174,6 @@ class Instruments:
 
 def _watched(client: Client) -> Client:
     """A client whose scheduled writes the run's time split sees (rig.campaign.timesplit)."""
-    from rig.campaign.timesplit import NO_ANSWER, watch_call, watch_port
     watch_port(client.port)
     watch_call(client.reader, "next_frame", NO_ANSWER)    # blocked until the peer's frame or a deadline
     return client
@@ -207,16 +201,12 @@ class Bench:
         s = self.spec
         if s.role == "meter-dut":
             if s.kind == "embedded":
-                from rig.embedded import EmbeddedMeter
-                from rig.server import MeterEmulator, TimingPolicy
                 emu = MeterEmulator(self.profile, policy=TimingPolicy(s.policy))
                 self.meter = EmbeddedMeter(self.profile, emulator=emu).start()
                 self.line = self.meter.line
         else:
-            from rig.server import MeterEmulator, MeterServer, TimingPolicy
             emu = MeterEmulator(self.profile, policy=TimingPolicy(s.policy))
             if s.kind == "embedded":
-                from rig.link import VirtualLine
                 self.line = VirtualLine().start()
                 self.server = MeterServer(self.line.meter_port, self.profile, emulator=emu).start()
             else:
@@ -329,7 +319,7 @@ class Bench:
             return None
         inst = self._instruments.get(option)
         if inst is None:
-            try:
+            try:        # is pyvisa-py, the backend the virtual bench is reached by, installed?
                 import pyvisa  # noqa: F401
                 import pyvisa_py  # noqa: F401
             except ImportError:
@@ -365,7 +355,6 @@ class Bench:
         out = []
         accept = model.table["56746304125830196637"].outcome if "56746304125830196637" in model.table else None
         if accept is None:
-            from rig.tokens import make_outcome
             accept = make_outcome(self.profile, "Accept")
         for _ in range(n):
             self._tokens_issued += 1

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import time
+from dataclasses import replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 
-from rig.campaign.plan import PLANS_DIR, PlanError, load_plan, shipped_plans
-from rig.campaign.store import ERROR, Store, StoreError, StoreWriteError, default_path
+from rig.campaign.errors import PlanError
+from rig.campaign.spec import PLANS_DIR, shipped_plans
+from rig.campaign.store import ERROR, Store, StoreError, StoreWriteError, default_path, is_alive
+from rig.errors import RigError
 from rig.measurement import FAIL
+from rig.profile import DEFAULT_PATH as DEFAULT_PROFILE
+
+# The case library, the runner, the reports and the plan loader are imported by the commands that use
+# them: they bring numpy, pyvisa, the instrument models, Jinja2 (some 0.2 s), which every other `rig`
+# command (`rig --help`, `rig parse`) would pay for at start.
 
 DEFAULT_PLANS = ("conformance", "electrical")
 OK_VERDICTS = ("pass", "info")      # exit 0: nothing failed (info: values recorded, no requirement to judge)
@@ -101,6 +112,13 @@ def add_parsers(subparsers) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def load_plan(source, **kw):
+    """rig.campaign.plan.load_plan, imported when a command reads a plan: the loader brings the case
+    library and the instrument models (numpy, pyvisa), which `rig --help` and `rig parse` do without."""
+    from rig.campaign.plan import load_plan as load
+    return load(source, **kw)
+
+
 def _err(msg: str) -> int:
     print(f"rig: {msg}", file=sys.stderr)
     return 2
@@ -113,7 +131,6 @@ def _open_store(args, *, read_only: bool = False, create: bool = True) -> Store:
 # --- choosing cases -------------------------------------------------------------------------------
 def _name_matches(pattern: str, *names: str) -> bool:
     """A glob over any of the names; without glob characters, a part of one."""
-    from fnmatch import fnmatchcase
     if any(ch in pattern for ch in "*?["):
         return any(fnmatchcase(n, pattern) for n in names)
     return any(pattern in n for n in names)
@@ -126,7 +143,6 @@ def _matches(pattern: str, spec) -> bool:
 
 def select_cases(plan, patterns, keys=None):
     """The plan with only the cases matching any of `patterns` (and among `keys`, if given)."""
-    from dataclasses import replace
     chosen = [c for c in plan.cases
               if (not patterns or any(_matches(p, c) for p in patterns)) and (keys is None or c.key in keys)]
     return replace(plan, cases=chosen)
@@ -280,7 +296,6 @@ resource = "TCPIP::192.168.1.20::INSTR"
 
 def _profile_template() -> str:
     """The default profile with every value commented out: uncomment and change what differs."""
-    from rig.profile import DEFAULT_PATH as DEFAULT_PROFILE
     lines = ["# A profile of your own: only what differs from the default (rig/profiles/iec62055-52.toml).",
              "# Uncomment a value and change it; give the file to `--profile`, or a plan's [profile] file = ...",
              "# Your values are recorded with the source \"user profile <this file>\".", ""]
@@ -291,7 +306,6 @@ def _profile_template() -> str:
 
 
 def cmd_init(args) -> int:
-    from rig.profile import DEFAULT_PATH as DEFAULT_PROFILE
     out = Path(args.file)
     if out.exists() and not args.force:
         return _err(f"{out}: exists; not overwritten (--force overwrites it)")
@@ -503,7 +517,7 @@ def _rerun_failed(args) -> int:
             row = store.run(args.rerun_failed)
             plan = load_plan(row["plan_path"] or f"run-{row['id']}.toml", text=row["plan_text"],
                              base_dir=row["plan_dir"])
-        except (StoreError, PlanError) as e:
+        except RigError as e:
             return _err(str(e))
         failed = [c["key"] for c in store.cases(row["id"]) if c["verdict"] in (FAIL, ERROR)]
         if not failed:
@@ -534,8 +548,6 @@ def cmd_resume(args) -> int:
         c = _Campaign(store, args)
         try:
             row = store.run(args.run)
-            from rig.campaign.store import is_alive
-            import os
             if row["status"] == "running" and row["pid"] != os.getpid() and is_alive(row):
                 return _err(f"run {args.run} is still running (pid {row['pid']})")
             ctl = store.control(args.run)
@@ -554,7 +566,7 @@ def cmd_resume(args) -> int:
                              base_dir=row["plan_dir"])
             if ctl.get("cases") is not None:
                 plan = select_cases(plan, None, set(ctl["cases"]))
-        except (PlanError, StoreError) as e:
+        except RigError as e:
             return _err(str(e))
         def go():
             code = c.go_on(plan, args.run)
@@ -578,7 +590,6 @@ def cmd_runs(args) -> int:
         return 0
     if not runs:
         print(f"no runs in {store.path}")
-    import time
     for r in runs:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started_at"]))
         print(f"{r['id']:>4}  {when}  {r['name']:<14} {r['status']:<12} {r['verdict'] or '-':<10} "
@@ -587,14 +598,14 @@ def cmd_runs(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from rig.campaign.export import ExportError, export
+    from rig.campaign.export import export
     try:
         store = _open_store(args, read_only=True)
         with store:
             store.run(args.run)
             out = Path(args.out or f"rig-run-{args.run}-{args.format}")
             files = export(store, args.run, out, args.format)
-    except (StoreError, ExportError) as e:
+    except RigError as e:
         return _err(str(e))
     if args.json:
         print(json.dumps({"run": args.run, "format": args.format, "files": [str(f) for f in files]}))
@@ -622,7 +633,7 @@ def cmd_report(args) -> int:
                 except OSError as e:
                     raise ReportError(f"cannot write the JUnit XML to {args.junit}: {e.strerror or e}") from None
                 print(f"junit: {xml}")
-    except (StoreError, ReportError) as e:
+    except RigError as e:
         return _err(str(e))
     return 0
 
@@ -632,7 +643,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="rig")
     add_parsers(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except RigError as e:
+        return _err(str(e))
 
 
 if __name__ == "__main__":

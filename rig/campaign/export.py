@@ -5,11 +5,12 @@ import csv
 from pathlib import Path
 
 from rig.campaign.store import Store
+from rig.errors import RigError
 
 TABLES = ("cases", "steps", "measurements", "exchanges", "captures")
 
 
-class ExportError(Exception):
+class ExportError(RigError):
     pass
 
 

@@ -40,10 +40,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from rig.campaign.report import MAX_FAILURES_HTML, benchmark_rows, clause_order, run_summary, time_rows
+import rig
+from rig.campaign import plots
+from rig.campaign.plan import load_plan
+from rig.campaign.profiles import profile_for_plan
+from rig.campaign.report import (MAX_FAILURES_HTML, benchmark_rows, clause_order, exchange_text, failed_exchanges,
+                                 run_summary, time_rows)
 from rig.campaign.store import ERROR, Store, combine, is_alive
+from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD
+from rig.errors import RigError
 from rig.measurement import FAIL, INFO, PASS
+from rig.physical.analysis import decode
+from rig.physical.options import OPTIONS, get_option
+from rig.profile import load_profile
 
 PLOT_SECTIONS = ("plot-eye", "plot-bit-width", "plot-jitter", "plot-levels", "plot-tr", "plot-execution",
                  "plot-sweeps")
@@ -54,7 +65,7 @@ VERDICTS = (PASS, FAIL, ERROR, INFO)
 TEMPLATES = Path(__file__).with_name("templates")
 
 
-class ReportError(Exception):
+class ReportError(RigError):
     """A report that cannot be made or written; the message names what and where."""
 
 
@@ -120,8 +131,6 @@ class _RunData:
         return spec.interface if spec is not None else ""
 
     def _decode(self) -> None:
-        from rig.physical.analysis import decode
-        from rig.physical.options import get_option
         for c in self.captures:
             where = f"capture {c['id']} ({c['case_key']} {c['step_key']}: {c['name']})"
             try:
@@ -146,11 +155,9 @@ class _RunData:
 
 def _run_profile(row, run_id: int):
     """(profile, note, plan): the profile the run's stored plan names, else the default one."""
-    from rig.campaign.plan import load_plan
-    from rig.profile import load_profile
     try:
         plan = load_plan(row["plan_path"] or f"run-{run_id}.toml", text=row["plan_text"], base_dir=row["plan_dir"])
-        return plan.load_profile(), "", plan
+        return profile_for_plan(plan), "", plan
     except Exception as e:  # noqa: BLE001 - the report still shows what was stored
         return load_profile(), (f"the run's plan could not be read again ({e}); the default profile's "
                                 "limits are shown"), None
@@ -168,7 +175,6 @@ def _percentiles(v: np.ndarray) -> list[tuple[str, float]]:
 
 
 def _eye_section(d: _RunData) -> PlotSection:
-    from rig.campaign import plots
     sec = PlotSection("plot-eye", "Eye diagrams",
                       "One eye per interface option and direction: every bit of the decoded characters of its "
                       "captures, folded on each character's bit period, over the option's limit mask (red: no "
@@ -213,7 +219,6 @@ def _eye_section(d: _RunData) -> PlotSection:
 
 
 def _timing_sections(d: _RunData) -> tuple[PlotSection, PlotSection]:
-    from rig.campaign import plots
     bw = PlotSection("plot-bit-width", "Bit widths",
                      "Each run of equal bits between two edges of a character, divided by its number of bits, "
                      "in nominal bit times (UI), with the option's limits; one colour per interface option.")
@@ -257,8 +262,6 @@ def _timing_sections(d: _RunData) -> tuple[PlotSection, PlotSection]:
 
 
 def _levels_section(d: _RunData) -> PlotSection:
-    from rig.campaign import plots
-    from rig.physical.options import OPTIONS, get_option
     sec = PlotSection("plot-levels", "Mark and space levels",
                       "Measured mark and space levels against the option's transmitter limits (green bands) "
                       "and the receiver's thresholds (dotted).")
@@ -291,7 +294,6 @@ def _levels_section(d: _RunData) -> PlotSection:
 
 
 def _tr_section(d: _RunData) -> PlotSection:
-    from rig.campaign import plots
     t = d.profile.timing
     tr_min = t.tr_min_for(d.profile.identification.manufacturer) / 1e6
     tr_max = t.tr_max_ns / 1e6
@@ -323,7 +325,6 @@ def _tr_section(d: _RunData) -> PlotSection:
 
 
 def _execution_section(d: _RunData) -> PlotSection:
-    from rig.campaign import plots
     sec = PlotSection("plot-execution", "Token execution time",
                       "From writing TokenData to the first tokenStatus other than Not ready, with its limit and "
                       "the percentiles p50, p90, p99.")
@@ -358,7 +359,6 @@ def _is_number(v) -> bool:
 
 
 def _sweep_section(d: _RunData) -> PlotSection:
-    from rig.campaign import plots
     series = sweep_series(d)
     sec = PlotSection("plot-sweeps", "Sweeps: outcome against the swept value",
                       "For each swept case, the rate of exchanges that went through at the first try (and with "
@@ -384,7 +384,6 @@ def sweep_series(d: _RunData) -> list:
     parameters): the first swept parameter on x (numbers as they are, names by their position in the
     plan), y the success rate its steps measured, else the share of its steps that passed; steps
     not run and steps that could not be carried out apart (they measured nothing)."""
-    from rig.campaign import plots
     meas: dict[tuple, dict] = {}
     for m in d.measurements:
         meas.setdefault((m["case_key"], m["step_key"]), {})[m["name"]] = m
@@ -483,7 +482,6 @@ def _when(t) -> str:
 
 
 def _env():
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(("html", "j2")),
                       undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)
     env.filters.update(num=_num, lim=_lim, tojson_text=_json_text)
@@ -502,7 +500,6 @@ def _failures(cases: list[dict]) -> list[dict]:
 
 
 def _case_view(store: Store, case: dict, c: dict) -> dict:
-    from rig.junit import failed_exchanges, exchange_text
     rows, excerpts = [], []
     for step in store.steps(case["id"]):
         ms = store.measurements(step["id"])
@@ -548,7 +545,6 @@ def _time_view(record: dict) -> dict | None:
     rows, total, executions = time_rows(record)
     if not rows:
         return None
-    from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD
     pct = {r["name"]: r["s"] / total * 100 for r in rows}
     waits = sum(r["s"] for r in rows if r["sub"]) / total * 100
     view_rows = [{"name": r["name"], "s": r["s"], "pct": r["s"] / total * 100,
@@ -559,7 +555,6 @@ def _time_view(record: dict) -> dict | None:
 
 def render_html(store: Store, run_id: int) -> str:
     """The report of one run as one HTML document."""
-    import rig
     s = run_summary(store, run_id)
     row = store.run(run_id)
     status = s["status"]

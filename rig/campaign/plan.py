@@ -36,14 +36,24 @@ case does not take, benches that do not exist, a role the case cannot play.
 """
 from __future__ import annotations
 
-import itertools
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-PLANS_DIR = Path(__file__).resolve().parent.parent / "plans"
+from rig.bench.config import VIRTUAL_MODELS, BenchConfig, ConfigError, load_bench, parse_bench
+from rig.bench.models import ModelError
+from rig.bench.safety import DutLimits
+from rig.campaign.cases import LIBRARY
+from rig.campaign.errors import PlanError
+from rig.campaign.profiles import profile_for_plan
+from rig.profile import ProfileError
+from rig.campaign.spec import PLANS_DIR, BenchSpec, CaseSpec, Plan, Stop, _fmt, key_line, shipped_plans
+
+__all__ = ["BENCH_KEYS", "CASE_KEYS", "PLAN_KEYS", "PLANS_DIR", "STOP_KEYS", "SWEEP_RANGE_KEYS", "BenchSpec",
+           "CaseSpec", "Plan", "PlanError", "Stop", "key_line", "load_plan", "resolve_plan", "shipped_plans"]
+
 ROLES = ("meter-dut", "hhu-dut")
 KINDS = ("embedded", "port")
 INTERFACES = ("optical", "current-loop", "voltage")
@@ -102,137 +112,6 @@ STOP_KEYS = {
 }
 
 
-class PlanError(ValueError):
-    """A plan that cannot be run: `file:line: key: expected ..., got ...`."""
-
-
-@dataclass(frozen=True)
-class BenchSpec:
-    name: str
-    kind: str = "embedded"
-    role: str = "meter-dut"
-    interface: str = "optical"
-    port: str | None = None
-    policy: str = "typical"
-    instruments: dict = field(default_factory=dict)   # as written in the plan (role -> resource or table)
-    bench_config: str | None = None                   # the bench configuration file, resolved
-    probes: dict = field(default_factory=dict)        # direction -> scope channel (as written)
-    probe_gain: float | None = None
-    # the instruments as one rig.bench.config.BenchConfig (file, then inline), or None
-    config: Any = field(default=None, compare=False, repr=False)
-
-
-@dataclass(frozen=True)
-class Stop:
-    below: tuple[str, float] | None = None      # stop once this measurement of a step is below value
-    max_failures: int | None = None             # stop after this many failed steps
-    max_duration_s: float | None = None         # stop starting steps after this long
-
-
-@dataclass(frozen=True)
-class CaseSpec:
-    key: str
-    use: str
-    bench: str
-    repeat: int
-    params: dict
-    sweep: dict            # param -> list of values (in order)
-    stop: Stop
-    line: int              # where it is in the plan
-
-    def steps(self) -> list[tuple[str, dict]]:
-        """(step key, parameters) for every step: the sweep's points in order, each `repeat` times."""
-        names = list(self.sweep)
-        points = list(itertools.product(*(self.sweep[n] for n in names))) if names else [()]
-        out = []
-        for point in points:
-            p = dict(zip(names, point))
-            for rep in range(self.repeat):
-                key = ",".join([f"{n}={_fmt(v)}" for n, v in p.items()] + [f"rep={rep}"])
-                out.append((key, {**self.params, **p, "rep": rep}))
-        return out
-
-
-@dataclass(frozen=True)
-class Plan:
-    name: str
-    description: str
-    benches: dict[str, BenchSpec]
-    cases: list[CaseSpec]
-    profile_file: str | None
-    profile_overrides: dict
-    text: str
-    path: str | None
-    base_dir: str
-    stop_on_failure: bool = False
-    parallel: bool = True
-
-    def load_profile(self):
-        """The profile the plan names: the default, a file, and the plan's overrides on top."""
-        from rig.campaign.profiles import profile_for_plan
-        return profile_for_plan(self)
-
-
-def _fmt(v) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-# ---------------------------------------------------------------------------------------------
-# locating keys in the text, for messages
-
-def key_line(text: str, path: tuple) -> int | None:
-    """The line (1-based) where a dotted key path is defined, best effort: `case`, 2, `repeat`
-    finds the third [[case]] table's `repeat`; the deepest part found wins."""
-    lines = text.splitlines()
-    best = None
-    table: tuple = ()
-    counts: dict[str, int] = {}
-    for n, raw in enumerate(lines, 1):
-        s = raw.split("#", 1)[0].strip() if not raw.strip().startswith(("'", '"')) else raw.strip()
-        if not s:
-            continue
-        m = re.match(r"^\[\[\s*([A-Za-z0-9_.\-\"]+)\s*\]\]$", s)
-        if m:
-            name = m.group(1)
-            counts[name] = counts.get(name, -1) + 1
-            parts = name.split(".")
-            table = tuple(parts[:-1]) + (parts[-1], counts[name])
-            if _prefix(table, path):
-                best = _better(best, n, len(table), path)
-            continue
-        m = re.match(r"^\[\s*([A-Za-z0-9_.\-\"]+)\s*\]$", s)
-        if m:
-            parts = m.group(1).replace('"', "").split(".")
-            # [case.sweep] after [[case]] belongs to the latest case
-            if parts[0] in counts:
-                table = (parts[0], counts[parts[0]], *parts[1:])
-            else:
-                table = tuple(parts)
-            if _prefix(table, path):
-                best = _better(best, n, len(table), path)
-            continue
-        m = re.match(r'^("?)([A-Za-z0-9_\-.]+)\1\s*=', s)
-        if m:
-            full = table + tuple(m.group(2).split("."))
-            if _prefix(full, path):
-                best = _better(best, n, len(full), path)
-                # an inline table, `params = { x = 1 }`: the inner key on the same line
-                if len(path) > len(full) and isinstance(path[len(full)], str) \
-                        and re.search(rf"[{{,]\s*{re.escape(path[len(full)])}\s*=", s):
-                    best = _better(best, n, len(full) + 1, path)
-    return best[0] if best else None
-
-
-def _prefix(a: tuple, b: tuple) -> bool:
-    return len(a) <= len(b) and tuple(b[: len(a)]) == tuple(a)
-
-
-def _better(best, line, depth, path):
-    if best is None or depth > best[1]:
-        return (line, depth)
-    return best
-
-
 # ---------------------------------------------------------------------------------------------
 # loading
 
@@ -285,7 +164,6 @@ class _Checker:
 def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | None = None) -> Plan:
     """A plan from a file, a shipped plan's name (`conformance`), or `text` (resume: the text stored
     with the run); raises PlanError naming file, line, key and what was expected."""
-    from rig.campaign.cases import LIBRARY
 
     path = resolve_plan(source) if text is None else Path(source)
     file = str(source if text is not None else path)
@@ -451,15 +329,28 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
     plan = Plan(name, description, benches, cases, profile_file, overrides, text, str(path), base,
                 stop_on_failure, parallel)
     # the profile must load too (its errors name the plan)
-    from rig.campaign.profiles import check_profile
-    profile = check_profile(plan, c)
+    profile = _check_profile(plan)
     _check_profile_names(c, plan, profile)
     return plan
 
 
+def _check_profile(plan: Plan):
+    """The plan's profile; fails with the plan's file and line when it does not load."""
+    try:
+        return profile_for_plan(plan)
+    except ProfileError as e:
+        msg = str(e)
+        m = re.match(r".*? \[profile\]: ([A-Za-z0-9_.]+): (expected .*)$", msg)
+        if m:
+            path = ("profile", *m.group(1).split("."))
+            line = key_line(plan.text, path)
+            where = f"{plan.path}:{line}" if line else plan.path
+            raise PlanError(f"{where}: {'.'.join(path)}: {m.group(2)}") from None
+        raise PlanError(f"{plan.path}: profile: {msg}") from None
+
+
 def _check_profile_names(c: _Checker, plan: Plan, profile) -> None:
     """Parameters that name something of the profile (a register) name one it has."""
-    from rig.campaign.cases import LIBRARY
     for i, spec in enumerate(plan.cases):
         for name, kind in LIBRARY[spec.use].param_kinds.items():
             if kind != "register":
@@ -487,12 +378,6 @@ def _bench_instruments(c: _Checker, b: dict, p: tuple, interface: str | None, ba
     then the inline `instruments` (a VISA resource string: that resource for the role, with the
     file's model or else the shipped one; a table: the role's entry as in a bench file).  Returns
     (config or None, the resolved file path or None); errors name the plan's line and key."""
-    from dataclasses import replace
-
-    from rig.bench.config import VIRTUAL_MODELS, BenchConfig, ConfigError, load_bench, parse_bench
-    from rig.bench.models import ModelError
-    from rig.bench.safety import DutLimits
-
     file = c.text_(b.get("bench_config"), p + ("bench_config",))
     inline = b.get("instruments", {})
     if file is None and not inline:
@@ -551,7 +436,3 @@ def resolve_plan(source: str | Path) -> Path:
     if shipped.exists():
         return shipped
     raise PlanError(f"{source}: no such plan file, and not a shipped plan ({', '.join(shipped_plans())})")
-
-
-def shipped_plans() -> list[str]:
-    return sorted(p.stem for p in PLANS_DIR.glob("*.toml"))

@@ -38,6 +38,8 @@ _STYLE = {
 
 
 # --- rendering -----------------------------------------------------------------------------------
+# matplotlib (about half a second to import) is imported where a figure is drawn, never at the
+# module's top: loading the report layer costs nothing until a plot is made
 def _styled(fn):
     """Run a figure function in the report's matplotlib style (rcParams restored afterwards)."""
     @functools.wraps(fn)

@@ -89,20 +89,3 @@ def profile_for_plan(plan) -> Profile:
     label = f"plan {plan.path} [profile]"
     sources = {k: s.replace(f"user profile {tmp}", label) for k, s in prof.sources.items()}
     return replace(prof, sources=sources, path=Path(plan.path))
-
-
-def check_profile(plan, checker) -> Profile:
-    """The plan's profile; fails with the plan's file and line when it does not load."""
-    try:
-        return profile_for_plan(plan)
-    except ProfileError as e:
-        msg = str(e)
-        m = re.match(r".*? \[profile\]: ([A-Za-z0-9_.]+): (expected .*)$", msg)
-        if m:
-            path = ("profile", *m.group(1).split("."))
-            from rig.campaign.plan import PlanError, key_line
-            line = key_line(plan.text, path)
-            where = f"{plan.path}:{line}" if line else plan.path
-            raise PlanError(f"{where}: {'.'.join(path)}: {m.group(2)}") from None
-        from rig.campaign.plan import PlanError
-        raise PlanError(f"{plan.path}: profile: {msg}") from None

@@ -23,6 +23,9 @@ import socket
 import sys
 import time
 
+import rig
+from rig.campaign.cases import LIBRARY
+
 UNKNOWN = "unknown"
 
 
@@ -47,8 +50,6 @@ def _append(store, run_id: int, key: str, item) -> None:
 
 def record_start(store, run_id: int, plan, profile) -> None:
     """rig, plan and profile, when a run starts or resumes (each execution is added to `rig`)."""
-    import rig
-    from rig.campaign.cases import LIBRARY
     _append(store, run_id, "rig", {
         "version": getattr(rig, "__version__", UNKNOWN), "python": platform.python_version(),
         "host": socket.gethostname(), "platform": platform.platform(), "pid": os.getpid(),

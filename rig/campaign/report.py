@@ -10,8 +10,9 @@ import re
 import shlex
 import sys
 
-from rig.campaign.cases import STAND_IN
-from rig.campaign.store import ERROR, Store, default_path
+from rig.campaign.registry import STAND_IN
+from rig.campaign.store import ERROR, Store, combine, default_path
+from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD, PROTOCOL_WAITS, merge
 from rig.measurement import FAIL, INFO, PASS
 
 MAX_FAILURES = 5      # failed measurements listed per case in the terminal summaries
@@ -66,7 +67,6 @@ def benchmark_rows(store: Store, run_id: int) -> list[dict]:
     out = []
     for d in found.values():
         if all(k in d for k in PERCENTILES):
-            from rig.campaign.store import combine
             out.append({"n": None, "min": None, "max": None, **d, "verdict": combine(d.pop("verdicts"))})
     return out
 
@@ -74,7 +74,6 @@ def benchmark_rows(store: Store, run_id: int) -> list[dict]:
 def time_rows(record: dict) -> tuple[list[dict], float, int]:
     """How the run's wall time divided (all its executions added up): ([{name, s, sub}], total
     seconds, executions); empty when the store kept no time split for the run."""
-    from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD, PROTOCOL_WAITS, merge
     times = record.get("time") or []
     if not times:
         return [], 0.0, 0
@@ -115,7 +114,6 @@ def record_lines(store: Store, run_id: int) -> list[str]:
     if rows:
         by = {r["name"]: r["s"] for r in rows}
         waits = by["protocol waits the profile imposes"]
-        from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD
         inst = by.get(ACQUISITION, 0.0)
         lines.append(f"time: {total:.1f} s = on the line {by[LINE]:.1f} s ({by[LINE] / total:.0%}) + protocol waits "
                      f"{waits:.1f} s ({waits / total:.0%})"
@@ -169,6 +167,7 @@ def report(store: Store, run_id: int) -> str:
 _COLOURS = {PASS: "bold green", FAIL: "bold red", ERROR: "bold dark_orange", INFO: "bold blue"}
 
 
+# rich is imported where used: `rig run --json`, the JUnit and HTML writers never load it
 def _verdict(v: str | None):
     from rich.text import Text
     v = v or "-"
@@ -249,3 +248,55 @@ def print_summary(store: Store, run_id: int, file=None, console=None) -> None:
         from rich.console import Console
         console = Console(file=out)
     console.print(summary_renderable(store, run_id))
+
+
+# ---------------------------------------------------------------------------------------------
+# exchanges as text: the failed-step excerpt of the HTML report and of JUnit XML
+
+MAX_EXCHANGES = 5   # exchanges quoted in a failure
+
+
+def _bytes(b) -> str:
+    if b is None:
+        return "-"
+    return repr(bytes(b))[1:]      # printable, with \x01 for control characters
+
+
+def exchange_text(e: dict) -> str:
+    """One exchange as text: outcome, tr, ta, attempts, NAKs, the bytes both ways, errors."""
+    tr = "-" if e["tr_ns"] is None else f"{e['tr_ns'] / 1e6:.3f} ms"
+    ta = "-" if e["max_ta_ns"] is None else f"{e['max_ta_ns'] / 1e6:.3f} ms"
+    lines = [f"exchange {e['seq']} {e['name'] or ''}: {'ok' if e['ok'] else 'FAILED'}, answer {e['answer_kind'] or '-'}, "
+             f"tr {tr}, max ta {ta}, attempts {e['attempts']}, NAKs sent {e['naks_sent']} "
+             f"received {e['naks_received']}",
+             f"  request: {_bytes(e['request'])}",
+             f"  answer:  {_bytes(e['answer'])}"]
+    for key in ("errors", "recovered"):
+        v = json.loads(e[key]) if e[key] else None
+        if v:
+            lines.append(f"  {key}: {v}")
+    return "\n".join(lines)
+
+
+def failed_exchanges(store: Store, step_id: int, limit: int = MAX_EXCHANGES) -> tuple[list[dict], int, bool]:
+    """(the first `limit` exchanges that failed, how many more failed, whether these are failures):
+    when every exchange went through, the first ones are shown instead (what the measurements judge)
+    and the third item is False."""
+    ex = store.exchanges(step_id)
+    bad = [e for e in ex if not e["ok"]]
+    shown = bad or ex
+    return shown[:limit], max(0, len(shown) - limit), bool(bad)
+
+
+def failing_exchanges(store: Store, step_id: int) -> list[dict]:
+    """The first exchanges that failed (when all went through, the first ones)."""
+    return failed_exchanges(store, step_id)[0]
+
+
+def excerpt_text(store: Store, step_id: int) -> str:
+    """The failed-step excerpt: the first failed exchanges as text, and how many more failed."""
+    shown, more, failed = failed_exchanges(store, step_id)
+    text = "\n\n".join(exchange_text(e) for e in shown)
+    if more:
+        text += f"\n\n... and {more} more {'failed ' if failed else ''}exchange(s)"
+    return text

@@ -19,9 +19,14 @@ import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
 
-from rig.campaign.bench import Bench, BenchUnsupported, StepSkipped
-from rig.campaign.cases import LIBRARY, RecordedStep, StepContext
-from rig.campaign.plan import CaseSpec, Plan
+from rig import _clock
+from rig.campaign import record
+from rig.campaign.bench import Bench
+from rig.campaign.cases import LIBRARY
+from rig.campaign.errors import BenchUnsupported, StepSkipped
+from rig.campaign.profiles import profile_for_plan
+from rig.campaign.registry import RecordedStep, StepContext
+from rig.campaign.spec import CaseSpec, Plan
 from rig.campaign.store import ERROR, SKIPPED, StepRecord, Store, StoreError, combine
 from rig.campaign.timesplit import TimeLedger
 from rig.measurement import FAIL
@@ -39,7 +44,7 @@ class Runner:
         self.plan = plan
         self.store = store
         self.run_id = run_id
-        self.profile = plan.load_profile()
+        self.profile = profile_for_plan(plan)
         self.stop = threading.Event()
         self.show_progress = progress
         self.echo = echo            # echo(str): one line per finished case (when no progress bars)
@@ -51,8 +56,6 @@ class Runner:
     # -- the whole run ---------------------------------------------------------------------------
     def run(self) -> str:
         self.store.claim_run(self.run_id)
-        from rig import _clock
-        from rig.campaign import record
         record.record_start(self.store, self.run_id, self.plan, self.profile)
         t0, wall0 = _clock.now_ns(), time.time()
         try:
@@ -112,7 +115,6 @@ class Runner:
                     continue
                 if bench is None:
                     bench = Bench(self.plan.benches[name], self.profile).open()
-                    from rig.campaign import record
                     record.record_dut(self.store, self.run_id, name, bench)
                 verdict = self._run_case(bench, spec, case, case_id, steps, task)
                 if verdict is None:
@@ -128,7 +130,6 @@ class Runner:
             raise
         finally:
             if bench is not None:
-                from rig.campaign import record
                 try:
                     record.record_bench(self.store, self.run_id, name, bench)
                     if bench.line is not None:

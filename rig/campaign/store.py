@@ -27,6 +27,7 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rig.errors import RigError
 from rig.measurement import FAIL, INFO, PASS, Measurement
 
 DEFAULT_STORE = "rig-results.sqlite"
@@ -76,7 +77,7 @@ CREATE INDEX IF NOT EXISTS capt_step ON captures(step_id);
 """
 
 
-class StoreError(Exception):
+class StoreError(RigError):
     """A store that cannot be opened or does not hold what was asked for; names the file."""
 
 

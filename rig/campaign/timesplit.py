@@ -28,6 +28,8 @@ import contextlib
 import sys
 import threading
 
+from rig import _clock
+
 LINE = "on the line"
 REACTION = "reaction tr (request to answer)"
 NO_ANSWER = "waiting for an answer, or out its absence (tr_max, command timeout)"
@@ -151,7 +153,6 @@ def watch_port(port) -> None:
     the campaign opened (a Client's on a bench); its `write` is wrapped for its lifetime."""
     if getattr(port, "_rig_watched", False):
         return
-    from rig import _clock
     write = port.write
 
     def watched_write(chars, *a, at_ns=None, **kw):
@@ -171,7 +172,6 @@ def watch_port(port) -> None:
 def watch_call(obj, name: str, category: str) -> None:
     """Note the time spent in obj.name(...) under `category` (a scope's wait_triggered: the
     instrument filling its screen, as long on a real bench as on the virtual one)."""
-    from rig import _clock
     fn = getattr(obj, name)
 
     def watched(*a, **kw):
@@ -187,7 +187,6 @@ def watch_call(obj, name: str, category: str) -> None:
 
 def _install(ledger: TimeLedger) -> None:
     global _original
-    from rig import _clock
     with _patch_lock:
         if not _installed:
             _original = _clock.sleep_until
@@ -207,7 +206,6 @@ def _install(ledger: TimeLedger) -> None:
 
 
 def _uninstall(ledger: TimeLedger) -> None:
-    from rig import _clock
     with _patch_lock:
         _installed.remove(ledger)
         if not _installed:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from rig.errors import RigError
+
 DIRECTIONS = ("to_meter", "to_hhu", "both")
 KINDS = {
     "bit_flip": "flip bit `bit` (0-7 of the 8 bits between start and stop; None: a random one) of "
@@ -28,7 +30,7 @@ KINDS = {
 }
 
 
-class FaultError(ValueError):
+class FaultError(RigError, ValueError):
     """A fault description that cannot be applied; names the field and value."""
 
 

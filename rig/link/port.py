@@ -19,6 +19,7 @@ import serial
 
 from rig import _clock
 from rig._framing import add_parity
+from rig.errors import RigError
 
 _FORMATS = {
     "7E1": (serial.SEVENBITS, serial.PARITY_EVEN, serial.STOPBITS_ONE, 10),
@@ -26,7 +27,7 @@ _FORMATS = {
 }
 
 
-class PortError(OSError):
+class PortError(RigError, OSError):
     """A port that cannot be opened or used; names the URL."""
 
 

@@ -20,6 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
+from rig.errors import RigError
 from rig.measurement import Measurement
 from rig.physical.charformat import CharFormat
 from rig.physical.options import InterfaceOption, get_option
@@ -28,7 +29,7 @@ DEFAULT_CHUNK = 1 << 20
 STANDARD_BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
 
-class CaptureError(ValueError):
+class CaptureError(RigError, ValueError):
     """A capture that cannot be decoded truthfully (empty, no finite sample, flat, levels not found, a
     speed that does not fit it): the message says why.  Never "0 characters" with verdicts."""
 

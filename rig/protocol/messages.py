@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from rig import _framing
+from rig.errors import RigError
 
 # IEC 62056-21 §6.3 field limits (the profile repeats them with their sources).
 DEVICE_ADDRESS_MAX = 32
@@ -22,7 +23,7 @@ ERROR_TEXT_MAX = 32
 EXCLUDED = "()*/!"
 
 
-class ProtocolError(ValueError):
+class ProtocolError(RigError, ValueError):
     """A message field or frame that breaks the IEC 62056-21 syntax."""
 
     def __init__(self, field: str, value, reason: str):

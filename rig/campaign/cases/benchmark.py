@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 
-from rig.campaign.cases import case, needs, params, summary, virtual_line
+from rig.campaign.registry import case, needs, params, summary, virtual_line
 
 
 def _distribution(ctx, name, values, unit, low=None, high=None, basis=""):

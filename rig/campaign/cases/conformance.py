@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 
 from rig import _clock
-from rig.campaign.cases import case, needs, params, virtual_line_unless
+from rig.campaign.registry import case, needs, params, virtual_line_unless
 from rig.campaign.cases._wire import MS, is_error_answer, non_646, parity_errors, raw
 from rig.client import ClientError
-from rig.protocol import (Ack, BreakCommand, Data, DataSet, IDRequest, IDResponse, Nak, OptionSelect,
+from rig.protocol import (COMMANDS, Ack, BreakCommand, Data, DataSet, IDRequest, IDResponse, Nak, OptionSelect,
                           PasswordCommand, ReadCommand, UndefinedCommand, WriteCommand)
 
 REJECTED = "12345678901234567890"  # CRC error in the shipped test-token table
@@ -155,7 +155,6 @@ def undefined(ctx):
     want = p.protocol.undefined_command
     for cmd in ctx.params["commands"]:
         letter, ctype = cmd[0], cmd[1:2] or "1"
-        from rig.protocol import COMMANDS
         cls = COMMANDS.get(letter, UndefinedCommand)
         msg = cls(letter, ctype, "()") if cls is not UndefinedCommand else UndefinedCommand(letter, ctype, "()")
         ex = raw(hhu, msg, f"undefined {cmd}")

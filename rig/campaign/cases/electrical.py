@@ -38,12 +38,14 @@ from difflib import SequenceMatcher
 import numpy as np
 
 from rig import _clock
-from rig.campaign.bench import BenchUnsupported
-from rig.campaign.cases import case, needs, params, summary
+from rig.bench.drivers import InstrumentError
+from rig.bench.loop import COUPLING
+from rig.campaign.errors import BenchUnsupported
+from rig.campaign.registry import case, needs, params, summary
 from rig.client import ClientError
 from rig.link import Fault
 from rig.physical.analysis import decode
-from rig.physical.options import get_option
+from rig.physical.options import CURRENT_LOOP, get_option
 from rig.physical.synth import synthesize
 from rig.protocol import ReadCommand
 
@@ -223,7 +225,6 @@ def _levels_by_scope(ctx, inst, opt):
                 f"IEC 62056-21 §5; {where} against the {what}")
     ctx.capture(f"{where} {opt.name}", samples, wf.sample_rate, opt.name)
     if opt.name == "current-loop" and inst.has("meter"):
-        from rig.physical.options import CURRENT_LOOP
         dmm = inst.open("meter")
         dmm.configure_current_dc()
         i = dmm.current_dc()
@@ -471,7 +472,6 @@ def _level_offset_v(opt, amount: float, coupling: float) -> float:
     """The generator's d.c. offset (V) that moves the mark level towards the middle of the swing to
     `amount` times its nominal distance from it (`coupling`: the option's unit per generator volt,
     0 for rig.bench.loop.COUPLING)."""
-    from rig.bench.loop import COUPLING
     k = coupling or COUPLING[opt.name]
     mid = (opt.nominal_mark + opt.nominal_space) / 2
     return (1.0 - amount) * (mid - opt.nominal_mark) / k
@@ -517,7 +517,6 @@ class _ScopeBitErrors:
         (its request).  What the DUT sent is not, on a real bench: it is taken to be whichever of
         its possible answers (the undisturbed answer, a NAK) is closest to what was read, and
         nothing when nothing was read on its side (it did not answer)."""
-        from rig.bench.drivers import InstrumentError
         request = _seven_bit(ex.request) if ex is not None and ex.request else self.request
         try:
             self.scope.wait_triggered(timeout=0.5 + self.screen)

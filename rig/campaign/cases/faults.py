@@ -4,7 +4,7 @@ no token was lost or applied twice."""
 from __future__ import annotations
 
 from rig import _clock
-from rig.campaign.cases import case, needs, params, summary, virtual_line
+from rig.campaign.registry import case, needs, params, summary, virtual_line
 from rig.client import ClientError
 from rig.link import FAULT_KINDS, Fault
 from rig.protocol import ReadCommand

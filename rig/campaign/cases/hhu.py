@@ -9,7 +9,7 @@ the cases that need the wire record or faults on the line say so.
 from __future__ import annotations
 
 from rig import _clock
-from rig.campaign.cases import case, needs, params, virtual_line
+from rig.campaign.registry import case, needs, params, virtual_line
 from rig.link import Fault
 
 MS = 1_000_000

@@ -1,7 +1,7 @@
 """Stress: long token runs, session cycling, back-to-back exchanges at minimum gaps, top speed."""
 from __future__ import annotations
 
-from rig.campaign.cases import case, needs, params, summary, virtual_line
+from rig.campaign.registry import case, needs, params, summary, virtual_line
 from rig.client import ClientError
 
 
