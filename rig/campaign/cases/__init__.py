@@ -3,4 +3,4 @@ rig.campaign.registry): importing this package registers them all in LIBRARY."""
 # in this order: LIBRARY's order is `rig cases`' and docs/plan-format.md's
 from rig.campaign.cases import conformance, electrical, stress, faults, benchmark, hhu  # noqa: F401,I001
 from rig.campaign.registry import (LIBRARY, STAND_IN, Case, RecordedStep, StepContext, case,  # noqa: F401
-                                   exchange_basis, needs, params, summary, virtual_line, virtual_line_unless)
+                                   needs, params, summary, virtual_line, virtual_line_unless)
