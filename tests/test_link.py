@@ -180,6 +180,21 @@ def test_noise_burst_only_hits_characters_in_its_window(ports):
     assert second != _framing.add_parity(MSG)
 
 
+def test_noise_placed_by_characters_hits_only_those(ports):
+    # the faults case's noise over a token write was a time window that, once the client read
+    # tokenStatus before writing, fell on that read instead: noise can be placed by characters
+    line, a, b = ports
+    at = line.sent("to_meter") + len(MSG)      # the second message's characters 0..5
+    line.inject(Fault("noise", direction="to_meter", ber=0.5, at=at, count=6, seed=7))
+    a.write(MSG)
+    first, _ = read_all(b, len(MSG))
+    assert first == _framing.add_parity(MSG)
+    a.write(MSG)
+    read_all(b, len(MSG))
+    hit = [c.index for c in line.record() if "noise" in c.faults]
+    assert hit and all(at <= i < at + 6 for i in hit)
+
+
 def test_echo_on_a_half_duplex_loop(ports):
     line, a, b = ports
     line.inject(Fault("echo"))

@@ -25,7 +25,7 @@ KINDS = {
     "baud_error": "the sender's clock runs `percent` % fast (+) or slow (-): the receiver samples "
                   "its bits at the wrong places once the error is large",
     "noise": "bit errors with probability `ber` per bit for characters on the line during "
-             "start_ns..start_ns+duration_ns",
+             "start_ns..start_ns+duration_ns, or for characters at..at+count",
     "echo": "a half-duplex loop: the sender also hears its own characters",
 }
 
@@ -67,8 +67,9 @@ class Fault:
             bad("bit", "expected 0..7")
         if not 0.0 <= self.ber <= 1.0:
             bad("ber", "expected a probability 0..1")
-        if self.kind == "noise" and (self.duration_ns <= 0 or self.ber <= 0):
-            bad("duration_ns", "noise needs duration_ns > 0 and ber > 0")
+        if self.kind == "noise" and (self.ber <= 0 or (self.duration_ns <= 0 and self.at is None)):
+            bad("duration_ns", "noise needs ber > 0 and a window: duration_ns > 0 from start_ns, "
+                               "or characters at..at+count")
         if self.kind in ("delay", "break") and self.ns <= 0:
             bad("ns", "expected a duration > 0")
         if self.kind == "insert" and not self.data:

@@ -324,8 +324,8 @@ class VirtualLine:
                         if nb != lb:
                             lb = nb
                             ftags.append("bit_flip")
-                    elif f.kind == "noise" and f.start_ns is not None \
-                            and start < f.start_ns + f.duration_ns and end > f.start_ns:
+                    elif f.kind == "noise" and (f.covers(i) or f.start_ns is not None
+                                                and start < f.start_ns + f.duration_ns and end > f.start_ns):
                         nb = f.flip_bits(lb)
                         if nb != lb:
                             lb = nb

@@ -3,7 +3,6 @@ with the recovery the profile expects (NAK/repeat within its repeat count), and 
 no token was lost or applied twice."""
 from __future__ import annotations
 
-from rig import _clock
 from rig.campaign.registry import case, needs, params, summary, virtual_line
 from rig.client import ClientError
 from rig.link import FAULT_KINDS, Fault
@@ -22,14 +21,14 @@ LINE_FAULTS = {
     "delay": (dict(offset=10, ns="ta+100ms"), "recovered"),
     "break": (dict(offset=0, ns=30 * MS), "recovered"),
     "echo": (dict(), "recovered"),
-    "noise": (dict(window="write", ber=0.05), "recovered"),
+    "noise": (dict(offset=0, count=30, ber=0.05), "recovered"),   # over the token write
     "baud_error": (dict(percent=12.0), "failed"),
 }
 # the generator's outputs as the line sees them (the virtual bench's coupling, rig.bench.loop)
 GENERATOR_FAULTS = {
     "noise": ("bit_flip", dict(ber=0.002), "recovered"),      # continuous noise: a bit error rate
     "pulses": ("bit_flip", dict(ber=0.001), "recovered"),     # glitches at a duty: a bit error rate
-    "burst": ("noise", dict(window="write", ber=0.05), "recovered"),  # a burst over the write
+    "burst": ("noise", dict(offset=0, count=30, ber=0.05), "recovered"),  # a burst over the write
 }
 assert set(LINE_FAULTS) == set(FAULT_KINDS), "a line fault kind without a case"
 
@@ -42,10 +41,8 @@ def _fault(kind, args, line, hhu, profile, direction):
     at = None if offset is None else line.sent("to_meter") + before + offset
     if args.get("ns") == "ta+100ms":
         args["ns"] = profile.timing.ta_ns + 100 * MS
-    if args.pop("window", None) == "write":
-        n = 26  # a token write's characters
-        args.update(start_ns=_clock.now_ns(), duration_ns=profile.timing.tr_min_fast_ns + (n + 4) * hhu.port.char_ns,
-                    seed=7)
+    if kind == "noise":
+        args.setdefault("seed", 7)
     if kind == "echo":
         direction = "both"
     return Fault(kind, direction, at=at, **args)
