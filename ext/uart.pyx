@@ -191,8 +191,8 @@ def _madvise(size_t addr, size_t length, int advice):
 
 
 def _simd_level(int level=-1):
-    """Instruction set of the float32 comparator: -1 the best the CPU has, else at most 0 (plain C),
-    1 (AVX2) or 2 (AVX-512).  Returns the level in use (for tests and benches)."""
+    """Instruction set of the float32 comparator: -1 the best the CPU has, else at most 0 (baseline)
+    or 1 (AVX2).  Returns the level in use (for tests and benches)."""
     return _set_simd(level)
 
 

@@ -24,8 +24,8 @@
  * is not x >= fc(T) for any other x than NaN; a block without NaN and without a sample beyond the
  * running min/max then needs five compares per vector instead of fourteen.
  *
- * Three builds of the kernel, chosen at run time (cpuid): AVX-512 (F+BW, with DQ+VL), AVX2, and a baseline one
- * (SSE2 on x86-64, plain C elsewhere or with RIG_UART_NO_SIMD); all give the same masks, so the same
+ * Two builds of the kernel, chosen at run time (cpuid): AVX2 (with BMI1/BMI2/LZCNT/POPCNT) and a baseline
+ * one (SSE2 on x86-64, plain C elsewhere or with RIG_UART_NO_SIMD); both give the same masks, so the same
  * results.
  */
 #ifndef RIG_UART_SIMD_BODY
@@ -304,64 +304,6 @@ static inline void rig_hist4_avx2(const float *x, int64_t *hist, int64_t nbins, 
     hist[_mm_extract_epi32(b, 2)] += 1;
     hist[_mm_extract_epi32(b, 3)] += 1;
 }
-
-__attribute__((target("avx512f,avx512bw,avx2,bmi,bmi2,lzcnt,popcnt"), always_inline))
-static inline int rig_quiet_avx512(const float *x, const rig_thr_t *t, int state) {
-    __mmask16 k;
-    if (state) {
-        const __m512 G = _mm512_set1_ps(t->gh);
-        k = _mm512_cmp_ps_mask(_mm512_loadu_ps(x), G, _CMP_GT_OQ);
-        k = _mm512_mask_cmp_ps_mask(k, _mm512_loadu_ps(x + 16), G, _CMP_GT_OQ);
-        k = _mm512_mask_cmp_ps_mask(k, _mm512_loadu_ps(x + 32), G, _CMP_GT_OQ);
-        k = _mm512_mask_cmp_ps_mask(k, _mm512_loadu_ps(x + 48), G, _CMP_GT_OQ);
-    } else {
-        const __m512 G = _mm512_set1_ps(t->gl);
-        k = _mm512_cmp_ps_mask(_mm512_loadu_ps(x), G, _CMP_LT_OQ);
-        k = _mm512_mask_cmp_ps_mask(k, _mm512_loadu_ps(x + 16), G, _CMP_LT_OQ);
-        k = _mm512_mask_cmp_ps_mask(k, _mm512_loadu_ps(x + 32), G, _CMP_LT_OQ);
-        k = _mm512_mask_cmp_ps_mask(k, _mm512_loadu_ps(x + 48), G, _CMP_LT_OQ);
-    }
-    return k == 0xFFFF;
-}
-
-__attribute__((target("avx512f,avx512bw,avx2,bmi,bmi2,lzcnt,popcnt"), always_inline))
-static inline int rig_masks5_avx512(const float *x, const rig_thr_t *t, rig_masks_t *m) {
-    __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
-    __m512 c = _mm512_loadu_ps(x + 32), d = _mm512_loadu_ps(x + 48), mn, mx;
-#define RIG_M5(dst, thr, op) do { __m512 T_ = _mm512_set1_ps(thr);                                  \
-        __mmask32 lo_ = _mm512_kunpackw((__mmask32)_mm512_cmp_ps_mask(b, T_, op),                   \
-                                        (__mmask32)_mm512_cmp_ps_mask(a, T_, op));                  \
-        __mmask32 hi_ = _mm512_kunpackw((__mmask32)_mm512_cmp_ps_mask(d, T_, op),                   \
-                                        (__mmask32)_mm512_cmp_ps_mask(c, T_, op));                  \
-        m->dst = (uint64_t)_cvtmask64_u64(_mm512_kunpackd((__mmask64)hi_, (__mmask64)lo_)); } while (0)
-    RIG_M5(ge10, t->c10, _CMP_GE_OQ); RIG_M5(gem, t->cm, _CMP_GE_OQ); RIG_M5(ge90, t->c90, _CMP_GE_OQ);
-    RIG_M5(uh, t->fhi, _CMP_GT_OQ); RIG_M5(dl, t->clo, _CMP_LT_OQ);
-#undef RIG_M5
-    mn = _mm512_min_ps(_mm512_min_ps(a, b), _mm512_min_ps(c, d));
-    mx = _mm512_max_ps(_mm512_max_ps(a, b), _mm512_max_ps(c, d));
-    return (int)(_mm512_cmp_ps_mask(mn, _mm512_set1_ps(t->smin), _CMP_LT_OQ)
-                 | _mm512_cmp_ps_mask(mx, _mm512_set1_ps(t->smax), _CMP_GT_OQ));
-}
-
-__attribute__((target("avx512f,avx512bw,avx2,bmi,bmi2,lzcnt,popcnt"), always_inline))
-static inline void rig_masks_avx512(const float *x, const rig_thr_t *t, rig_masks_t *m) {
-    __m512 a = _mm512_loadu_ps(x), b = _mm512_loadu_ps(x + 16);
-    __m512 c = _mm512_loadu_ps(x + 32), d = _mm512_loadu_ps(x + 48);
-#define RIG_M5(dst, thr, op) do { __m512 T_ = _mm512_set1_ps(thr);                                  \
-        __mmask32 lo_ = _mm512_kunpackw((__mmask32)_mm512_cmp_ps_mask(b, T_, op),                   \
-                                        (__mmask32)_mm512_cmp_ps_mask(a, T_, op));                  \
-        __mmask32 hi_ = _mm512_kunpackw((__mmask32)_mm512_cmp_ps_mask(d, T_, op),                   \
-                                        (__mmask32)_mm512_cmp_ps_mask(c, T_, op));                  \
-        m->dst = (uint64_t)_cvtmask64_u64(_mm512_kunpackd((__mmask64)hi_, (__mmask64)lo_)); } while (0)
-    RIG_M5(ge10, t->c10, _CMP_GE_OQ); RIG_M5(le10, t->f10, _CMP_LE_OQ);
-    RIG_M5(gem, t->cm, _CMP_GE_OQ); RIG_M5(lem, t->fm, _CMP_LE_OQ);
-    RIG_M5(ge90, t->c90, _CMP_GE_OQ); RIG_M5(le90, t->f90, _CMP_LE_OQ);
-    RIG_M5(uh, t->fhi, _CMP_GT_OQ); RIG_M5(dl, t->clo, _CMP_LT_OQ);
-    RIG_M5(q0, t->gl, _CMP_LT_OQ); RIG_M5(p0, t->cgl, _CMP_LT_OQ);
-    RIG_M5(q1, t->gh, _CMP_GT_OQ); RIG_M5(p1, t->fgh, _CMP_GT_OQ);
-    RIG_M5(ls, t->smin, _CMP_LT_OQ); RIG_M5(gs, t->smax, _CMP_GT_OQ);
-#undef RIG_M5
-}
 #endif
 
 #define RIG_UART_SIMD_BODY 1
@@ -392,35 +334,20 @@ static inline void rig_masks_avx512(const float *x, const rig_thr_t *t, rig_mask
 #undef RIG_KMASKS
 #undef RIG_KMASKS5
 #undef RIG_KQUIET
-#define RIG_KNAME rig_cmp_f32_avx512
-#define RIG_KATTR __attribute__((target("avx512f,avx512bw,avx2,bmi,bmi2,lzcnt,popcnt")))
-#define RIG_KMASKS rig_masks_avx512
-#define RIG_KMASKS5 rig_masks5_avx512
-#define RIG_KQUIET rig_quiet_avx512
-#define RIG_KHIST4 rig_hist4_avx2
-#include "uart_simd.h"
-#undef RIG_KHIST4
-#undef RIG_KNAME
-#undef RIG_KATTR
-#undef RIG_KMASKS
-#undef RIG_KMASKS5
-#undef RIG_KQUIET
 #endif
 #undef RIG_UART_SIMD_BODY
 #undef RIG_HIST_BLOCK
 #undef RIG_HIST_BLOCK64
 
-/* 0 plain C, 1 AVX2, 2 AVX-512; -1 not chosen yet */
+/* 0 baseline, 1 AVX2; -1 not chosen yet */
 static int rig_uart_simd_level = -1;
 
 static int rig_uart_simd_detect(void) {
 #ifdef RIG_UART_X86
     __builtin_cpu_init();
-    /* the AVX2 and AVX-512 builds also use BMI1/BMI2/LZCNT/POPCNT (bit scans and shifts) */
+    /* the AVX2 build also uses BMI1/BMI2/LZCNT/POPCNT (bit scans and shifts) */
     if (!(__builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("popcnt")
           && __builtin_cpu_supports("abm"))) return 0;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
-        && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) return 2;
     if (__builtin_cpu_supports("avx2")) return 1;
 #endif
     return 0;
@@ -437,7 +364,6 @@ static inline Py_ssize_t rig_cmp_f32(rig_cmp_t *c, const float *x, Py_ssize_t i,
                                      double *et, uint8_t *eh, int *ne, int cap) {
     if (rig_uart_simd_level < 0) rig_uart_set_simd(-1);
 #ifdef RIG_UART_X86
-    if (rig_uart_simd_level == 2) return rig_cmp_f32_avx512(c, x, i, n, et, eh, ne, cap);
     if (rig_uart_simd_level == 1) return rig_cmp_f32_avx2(c, x, i, n, et, eh, ne, cap);
 #endif
     return rig_cmp_f32_c(c, x, i, n, et, eh, ne, cap);
