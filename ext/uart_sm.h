@@ -141,60 +141,17 @@ static inline int64_t rig_ns(const rig_st_t *s, double pos) {
     return rig_uart_floor_i64(pos * s->ns_per_sample + 0.5) + s->t0_ns;
 }
 
-/* The characters' buffer: on Linux an anonymous mapping, grown with mremap (no copy) and with huge pages
-   asked for (a few page faults for the records of a whole capture instead of one per 4 KiB), which
-   rig._uart hands over to numpy as is at the end of a decode (_OwnedRecords owns it then);
-   elsewhere malloc/realloc. */
-#if defined(__linux__) && defined(_GNU_SOURCE)    /* (Python.h defines it) mremap */
-#include <sys/mman.h>
-#define RIG_CHARS_MAPPED 1
-#define RIG_HUGE ((size_t)2 << 20)
-static void *rig_chars_realloc(void *p, size_t old_bytes, size_t new_bytes) {
-    void *q;
-#if defined(MADV_HUGEPAGE) && defined(MREMAP_FIXED)
-    if (new_bytes >= RIG_HUGE) {
-        /* moved to a 2 MiB-aligned place, so that huge pages back it from the first touch (a first touch
-           of a 4 KiB page costs microseconds in a virtual machine: milliseconds for a capture's records) */
-        const size_t span = new_bytes + RIG_HUGE;
-        char *const r = (char *)mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        char *a;
-        if (r == (char *)MAP_FAILED) return NULL;
-        a = (char *)(((uintptr_t)r + RIG_HUGE - 1) & ~(uintptr_t)(RIG_HUGE - 1));
-        if (a > r) munmap(r, (size_t)(a - r));
-        if (r + span > a + new_bytes) munmap(a + new_bytes, (size_t)(r + span - (a + new_bytes)));
-        q = p ? mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE | MREMAP_FIXED, a)
-              : mmap(a, new_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-        if (q == MAP_FAILED) {
-            munmap(a, new_bytes);
-            return NULL;
-        }
-        madvise(q, new_bytes, MADV_HUGEPAGE);
-        return q;
-    }
-#endif
-    q = p ? mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE)
-          : mmap(NULL, new_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return q == MAP_FAILED ? NULL : q;
-}
-static void rig_chars_free(void *p, size_t bytes) {
-    if (p) munmap(p, bytes);
-}
-#else
-static void *rig_chars_realloc(void *p, size_t old_bytes, size_t new_bytes) {
-    (void)old_bytes;
-    return realloc(p, new_bytes);
-}
+/* The characters' buffer: malloc'd, grown by doubling (glibc grows a large block with mremap, no copy);
+   rig._uart hands it over to numpy as is at the end of a decode (_OwnedRecords owns it then). */
 static void rig_chars_free(void *p, size_t bytes) {
     (void)bytes;
     free(p);
 }
-#endif
 
 static void rig_grow_chars(rig_st_t *s) {
     /* capacity a multiple of 128 records (4 KiB) */
     const Py_ssize_t cap = s->cap_chars ? s->cap_chars * 2 : 2048;
-    rig_char_t *p = (rig_char_t *)rig_chars_realloc(s->chars, (size_t)s->cap_chars * sizeof(rig_char_t),
-                                                    (size_t)cap * sizeof(rig_char_t));
+    rig_char_t *p = (rig_char_t *)realloc(s->chars, (size_t)cap * sizeof(rig_char_t));
     if (p == NULL) { s->oom = 1; return; }
     s->chars = p;
     s->cap_chars = cap;
