@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(RIG_UART_NO_SIMD)
 #include <emmintrin.h>
 #endif
 
@@ -442,7 +442,7 @@ static int rig_centres_pass(const double *ct, int m, double nc0, double half, do
     int k = 1, bad;
     cc[0] = (uint8_t)rig_centres_guess(nc0, ct[0], invT);
     bad = cc[0] == 255;
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(RIG_UART_NO_SIMD)
     {
         const __m128d vhalf = _mm_set1_pd(half), vinv = _mm_set1_pd(invT), vm1 = _mm_set1_pd(-1.0);
         const __m128d v48 = _mm_set1_pd(48.0), v475 = _mm_set1_pd(47.5), vm05 = _mm_set1_pd(-0.5);
