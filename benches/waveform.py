@@ -8,10 +8,7 @@ OPENBLAS_NUM_THREADS=1 (as the rig command sets it: numpy's BLAS worker otherwis
 CPU for the first tenth of a second after import, which is the whole run; no decoder here uses BLAS):
 
 - rig:    rig.physical.analysis.decode() on the file path as a user calls it: read in 1 M-sample chunks
-          through a memory map, with every timing and level measurement; the decoding on one thread,
-          and decode()'s read-ahead thread mapping the next chunk's pages in (the kernel's page-table
-          work, which costs a quarter of the time here when the decoding thread does it itself: the
-          "1 thread" column, decode(readahead=False));
+          through a memory map, with every timing and level measurement, on one thread;
 - numpy:  rig.physical.model.decode_model() on the memory-mapped file (one piece);
 - sigrok: sigrok-cli's uart decoder fed the thresholded capture as a 1-channel binary logic file
           (thresholding not timed); skipped with a note when sigrok-cli is absent.
@@ -32,6 +29,21 @@ at mid-swing, and a receiver sampling once at each bit's middle with the true ti
 the issue names: where it fails, rig must not).
 
     python benches/waveform.py --noise [--noise-size 5e5] [--noise-levels 0.05,0.1,0.2,0.3,0.4] [--spb 10,16]
+
+Builds side by side (``--ab``): rig._uart builds given as NAME=PATH.so[@LEVEL] (LEVEL: at most that
+instruction-set level, 0 baseline, 1 AVX2), loaded into one process and run alternately on the same
+capture in memory (1 M-sample chunks as decode() feeds them), best of ``--repeat`` (default 9) each, with
+a digest of the characters and statistics (the same digest: the same results).
+
+    python benches/waveform.py --ab before=/tmp/old_uart.so after=rig/_uart.*.so --sizes 24e6 --spb 10,100
+
+Digest (``--digest``): sha256 over every output of rig._uart (characters, edges, statistics, glitches,
+histogram; given and auto speed; whole and cut at and off 64-sample blocks) and of decode(), over 135
+varied captures (7-100 samples/bit, clean / noisy / heavy noise, baud error -4/0/+4 %, breaks,
+glitches, the three interface options), at every instruction-set level the build has.  Compare the
+line before and after a change of ext/ or the decoder's Python side.
+
+    python benches/waveform.py --digest
 """
 from __future__ import annotations
 
@@ -89,8 +101,8 @@ def child(kind: str, path: str, fs: float) -> None:
     reset = reset_peak()
     base = rss_now()
     t = time.perf_counter()
-    if kind in ("rig", "rig1"):
-        res = an.decode(path, fs, "current-loop", BAUD, "7E1", readahead=kind == "rig")
+    if kind == "rig":
+        res = an.decode(path, fs, "current-loop", BAUD, "7E1")
         vals = res.chars["value"].astype(np.uint8).tobytes()
         jit = res.jitter_rms_ui
     else:
@@ -224,6 +236,101 @@ def noise_bench(a) -> None:
                       f"{sg!s:>6} | {wrong:7d} | {src}", flush=True)
 
 
+def digest_captures():
+    """135 varied captures: (option, float32 samples, sample rate)."""
+    from rig.physical.synth import Break, Char, synthesize
+    from rig.physical.options import OPTIONS
+    rng = np.random.default_rng(2026)
+    k = 0
+    for spb in (7, 10, 16, 33, 100):
+        for noise in (0.0, 0.03, 0.12):
+            for berr in (-0.04, 0.0, 0.04):
+                for extra in ("clean", "breaks", "glitches"):
+                    k += 1
+                    items = [int(v) for v in rng.integers(0, 128, 40)]
+                    if extra == "breaks":
+                        items[10:10] = [Break(20)]
+                        items[30:30] = [Break(13), Char(0x55, True, False)]
+                    name = ["current-loop", "voltage", "optical"][k % 3]
+                    w = synthesize(items, name, baud=BAUD, samples_per_bit=spb + rng.random(),
+                                   noise=noise * OPTIONS[name].swing, baud_error=berr, jitter=0.03,
+                                   glitches=4 if extra == "glitches" else 0, glitch_width=0.15,
+                                   rise_time=0.05 / BAUD, gap=(0.0, 3.0), seed=k)
+                    yield name, w.samples.astype(np.float32), w.sample_rate
+
+
+def digest_outputs(x, fs, name, cuts) -> bytes:
+    from rig._uart import UartDecoder
+    from rig.physical.analysis import decode
+    from rig.physical.options import OPTIONS
+    opt = OPTIONS[name]
+    d = UartDecoder(fs, BAUD, keep_edges=True, mark_is_high=opt.mark_is_high,
+                    fallback_thresholds=opt.receiver_thresholds())
+    out = []
+    for lo, hi in zip([0] + cuts, cuts + [len(x)]):
+        out += [d.feed(x[lo:hi]).tobytes(), d.take_edges().tobytes()]
+    out += [d.finish().tobytes(), d.take_edges().tobytes(), repr(sorted(d.stats().items())).encode(),
+            d.take_glitches().tobytes(), np.asarray(d.histogram()[0]).tobytes()]
+    d2 = UartDecoder(fs, None, mark_is_high=opt.mark_is_high, fallback_thresholds=opt.receiver_thresholds())
+    out += [d2.feed(x).tobytes(), d2.finish().tobytes(), repr(sorted(d2.stats().items())).encode()]
+    r = decode(x, fs, name, BAUD, "7E1")
+    out += [r.chars.tobytes(), repr((sorted(r.stats.items()), sorted(r.levels.items()), r.measurements,
+                                     r.glitches.tobytes(), r.level_source)).encode()]
+    return b"".join(out)
+
+
+def digest() -> None:
+    from rig import _uart
+    caps = list(digest_captures())
+    for level in range(_uart._simd_level(-1) + 1):
+        _uart._simd_level(level)
+        h = hashlib.sha256()
+        n = 0
+        for name, x, fs in caps:
+            for cuts in ([], list(range(63, len(x), 64 * 7 + 1)), [len(x) // 3, len(x) // 3 + 1, 2 * len(x) // 3]):
+                h.update(digest_outputs(x, fs, name, cuts))
+                n += 1
+        print(f"level {level}: {len(caps)} captures, {n} decodes, sha256 {h.hexdigest()}")
+    _uart._simd_level(-1)
+
+
+def ab(a) -> None:
+    import importlib.util
+    variants = []
+    for i, arg in enumerate(a.ab):
+        name, _, rest = arg.partition("=")
+        so, _, lv = rest.partition("@")
+        spec = importlib.util.spec_from_file_location(f"ab{i}._uart", so)
+        m = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(m)
+        variants.append((name, m, int(lv) if lv else -1))
+    repeat = a.repeat or 9
+    with tempfile.TemporaryDirectory() as tmp:
+        for spb in [int(s) for s in a.spb.split(",")]:
+            for n in [int(float(s)) for s in a.sizes.split(",")]:
+                path = os.path.join(tmp, "cap.npy")
+                fs, truth, n = make_capture(n, spb, path)
+                x = np.load(path)
+                os.unlink(path)
+                best, dig = {}, {}
+                for r in range(repeat):
+                    for name, m, lv in (variants if r % 2 == 0 else variants[::-1]):
+                        m._simd_level(lv)
+                        d = m.UartDecoder(fs, BAUD, mark_is_high=True)
+                        t = time.perf_counter()
+                        for s in range(0, n, 1 << 20):
+                            d.feed(x[s:s + (1 << 20)], False)
+                        ch = d.finish()
+                        dt = time.perf_counter() - t
+                        best[name] = min(best.get(name, dt), dt)
+                        dig[name] = hashlib.sha1(ch.tobytes() + repr(sorted(d.stats().items())).encode()).hexdigest()[:12]
+                first = variants[0][0]
+                for name, m, lv in variants:
+                    print(f"{n / 1e6:6.2f}M {spb:4d} spb  {name:>12} (level {m._simd_level(lv)}): {best[name] * 1e3:7.1f} ms "
+                          f"{fmt_rate(n / best[name]):>10}  {best[first] / best[name]:.3f}x {first}  digest {dig[name]}", flush=True)
+                del x
+
+
 def fmt_rate(r):
     return f"{r / 1e6:8.1f} M/s" if r < 1e9 else f"{r / 1e9:8.2f} G/s"
 
@@ -234,13 +341,22 @@ def main():
     ap.add_argument("--spb", default="10,100")
     ap.add_argument("--numpy-max", type=float, default=5e7)
     ap.add_argument("--sigrok-max", type=float, default=5e7)
-    ap.add_argument("--repeat", type=int, default=3, help="rig runs per capture (best kept)")
+    ap.add_argument("--repeat", type=int, default=None, help="rig runs per capture (best kept; 3, --ab 9)")
     ap.add_argument("--no-floor", action="store_true", help="skip the floor line (reading the capture alone)")
     ap.add_argument("--child", nargs=3)
     ap.add_argument("--noise", action="store_true", help="characters wrong under heavy noise (see above)")
     ap.add_argument("--noise-size", default="5e5")
     ap.add_argument("--noise-levels", default="0.05,0.1,0.2,0.3,0.4")
+    ap.add_argument("--ab", nargs="+", metavar="NAME=PATH[@LEVEL]", help="builds of rig._uart side by side")
+    ap.add_argument("--digest", action="store_true", help="digest of every decoder output (see above)")
     a = ap.parse_args()
+    if a.digest:
+        digest()
+        return
+    if a.ab:
+        ab(a)
+        return
+    a.repeat = a.repeat or 3
     if a.noise:
         if a.spb == "10,100":
             a.spb = "10,16"
@@ -252,8 +368,7 @@ def main():
     have_sigrok = shutil.which("sigrok-cli") is not None
     if not have_sigrok:
         print("note: sigrok-cli not found (Debian package sigrok-cli): its column is skipped")
-    print("rig: decoding on one thread, a read-ahead thread mapping the file's pages in; 1 thread: both on one")
-    print(f"{'samples':>9} {'spb':>4} | {'rig':>12} {'mem MB':>7} {'1 thread':>12} | {'numpy':>12} {'mem MB':>7} | "
+    print(f"{'samples':>9} {'spb':>4} | {'rig':>12} {'mem MB':>7} | {'numpy':>12} {'mem MB':>7} | "
           f"{'sigrok-cli':>12} | {'rig/numpy':>9} {'rig/sigrok':>10} | chars ok")
     with tempfile.TemporaryDirectory() as tmp:
         for spb in [int(s) for s in a.spb.split(",")]:
@@ -261,8 +376,7 @@ def main():
                 path = os.path.join(tmp, "cap.npy")
                 fs, truth, n = make_capture(n, spb, path)
                 r = min((run_child("rig", path, fs) for _ in range(a.repeat)), key=lambda d: d["t"])
-                r1 = min((run_child("rig1", path, fs) for _ in range(a.repeat)), key=lambda d: d["t"])
-                ok = [f"rig {r['n']}/{len(truth)}" + ("" if r1["hash"] == r["hash"] else ", 1 thread DIFFERENT")]
+                ok = [f"rig {r['n']}/{len(truth)}"]
                 npy = run_child("numpy", path, fs) if n <= a.numpy_max else None
                 sg = run_sigrok(path, fs, tmp) if have_sigrok and n <= a.sigrok_max else None
                 if npy:
@@ -270,7 +384,7 @@ def main():
                 if sg:
                     ok.append(f"sigrok {sg['n']}")
                 rate = n / r["t"]
-                print(f"{n / 1e6:8.2f}M {spb:4d} | {fmt_rate(rate):>12} {r['mem'] / 2**20:7.1f} {fmt_rate(n / r1['t']):>12} | "
+                print(f"{n / 1e6:8.2f}M {spb:4d} | {fmt_rate(rate):>12} {r['mem'] / 2**20:7.1f} | "
                       + (f"{fmt_rate(n / npy['t']):>12} {npy['mem'] / 2**20:7.0f} | " if npy else
                          f"{'-':>12} {'-':>7} | ")
                       + (f"{fmt_rate(n / sg['t']):>12} | " if sg else f"{'-':>12} | ")

@@ -153,46 +153,9 @@ cdef extern from "uart_simd.h":
     int _set_simd "rig_uart_set_simd"(int level) noexcept nogil
 
 
-cdef extern from *:
-    """
-    #if defined(__unix__) || defined(__APPLE__)
-    #include <sys/mman.h>
-    #include <errno.h>
-    #ifndef MADV_POPULATE_READ
-    #define MADV_POPULATE_READ 22
-    #endif
-    #define RIG_MADV_POPULATE_READ MADV_POPULATE_READ
-    #define RIG_MADV_DONTNEED MADV_DONTNEED
-    static int rig_madvise(size_t addr, size_t len, int advice) {
-        return madvise((void *)addr, len, advice) == 0 ? 0 : errno;
-    }
-    #else
-    #define RIG_MADV_POPULATE_READ (-1)
-    #define RIG_MADV_DONTNEED (-1)
-    static int rig_madvise(size_t addr, size_t len, int advice) { return 38; }
-    #endif
-    """
-    int RIG_MADV_POPULATE_READ
-    int RIG_MADV_DONTNEED
-    int _c_madvise "rig_madvise"(size_t addr, size_t length, int advice) noexcept nogil
-
-
-MADV_POPULATE_READ = RIG_MADV_POPULATE_READ
-MADV_DONTNEED = RIG_MADV_DONTNEED
-
-
-def _madvise(size_t addr, size_t length, int advice):
-    """madvise(2) on [addr, addr + length) of a mapping, without the GIL (for the capture reader's
-    read-ahead thread, rig.physical.analysis); returns 0 or the errno."""
-    cdef int r
-    with nogil:
-        r = _c_madvise(addr, length, advice)
-    return r
-
-
 def _simd_level(int level=-1):
-    """Instruction set of the float32 comparator: -1 the best the CPU has, else at most 0 (plain C),
-    1 (AVX2) or 2 (AVX-512).  Returns the level in use (for tests and benches)."""
+    """Instruction set of the float32 comparator: -1 the best the CPU has, else at most 0 (baseline)
+    or 1 (AVX2).  Returns the level in use (for tests and benches)."""
     return _set_simd(level)
 
 

@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(RIG_UART_NO_SIMD)
 #include <emmintrin.h>
 #endif
 
@@ -141,60 +141,17 @@ static inline int64_t rig_ns(const rig_st_t *s, double pos) {
     return rig_uart_floor_i64(pos * s->ns_per_sample + 0.5) + s->t0_ns;
 }
 
-/* The characters' buffer: on Linux an anonymous mapping, grown with mremap (no copy) and with huge pages
-   asked for (a few page faults for the records of a whole capture instead of one per 4 KiB), which
-   rig._uart hands over to numpy as is at the end of a decode (_OwnedRecords owns it then);
-   elsewhere malloc/realloc. */
-#if defined(__linux__) && defined(_GNU_SOURCE)    /* (Python.h defines it) mremap */
-#include <sys/mman.h>
-#define RIG_CHARS_MAPPED 1
-#define RIG_HUGE ((size_t)2 << 20)
-static void *rig_chars_realloc(void *p, size_t old_bytes, size_t new_bytes) {
-    void *q;
-#if defined(MADV_HUGEPAGE) && defined(MREMAP_FIXED)
-    if (new_bytes >= RIG_HUGE) {
-        /* moved to a 2 MiB-aligned place, so that huge pages back it from the first touch (a first touch
-           of a 4 KiB page costs microseconds in a virtual machine: milliseconds for a capture's records) */
-        const size_t span = new_bytes + RIG_HUGE;
-        char *const r = (char *)mmap(NULL, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        char *a;
-        if (r == (char *)MAP_FAILED) return NULL;
-        a = (char *)(((uintptr_t)r + RIG_HUGE - 1) & ~(uintptr_t)(RIG_HUGE - 1));
-        if (a > r) munmap(r, (size_t)(a - r));
-        if (r + span > a + new_bytes) munmap(a + new_bytes, (size_t)(r + span - (a + new_bytes)));
-        q = p ? mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE | MREMAP_FIXED, a)
-              : mmap(a, new_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-        if (q == MAP_FAILED) {
-            munmap(a, new_bytes);
-            return NULL;
-        }
-        madvise(q, new_bytes, MADV_HUGEPAGE);
-        return q;
-    }
-#endif
-    q = p ? mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE)
-          : mmap(NULL, new_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return q == MAP_FAILED ? NULL : q;
-}
-static void rig_chars_free(void *p, size_t bytes) {
-    if (p) munmap(p, bytes);
-}
-#else
-static void *rig_chars_realloc(void *p, size_t old_bytes, size_t new_bytes) {
-    (void)old_bytes;
-    return realloc(p, new_bytes);
-}
+/* The characters' buffer: malloc'd, grown by doubling (glibc grows a large block with mremap, no copy);
+   rig._uart hands it over to numpy as is at the end of a decode (_OwnedRecords owns it then). */
 static void rig_chars_free(void *p, size_t bytes) {
     (void)bytes;
     free(p);
 }
-#endif
 
 static void rig_grow_chars(rig_st_t *s) {
     /* capacity a multiple of 128 records (4 KiB) */
     const Py_ssize_t cap = s->cap_chars ? s->cap_chars * 2 : 2048;
-    rig_char_t *p = (rig_char_t *)rig_chars_realloc(s->chars, (size_t)s->cap_chars * sizeof(rig_char_t),
-                                                    (size_t)cap * sizeof(rig_char_t));
+    rig_char_t *p = (rig_char_t *)realloc(s->chars, (size_t)cap * sizeof(rig_char_t));
     if (p == NULL) { s->oom = 1; return; }
     s->chars = p;
     s->cap_chars = cap;
@@ -479,55 +436,13 @@ static inline int rig_centres_guess(double nc, double t, double invT) {
     return ok ? c : 255;
 }
 
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && !defined(RIG_UART_NO_SIMD)
-#include <immintrin.h>
-#define RIG_SM_AVX512 1
-/* the instruction-set level of rig._uart (uart_simd.h: 2 = AVX-512 F+BW and BMI), -1 before detection */
-static int rig_uart_simd_level;
-
-/* rig_centres_guess for edges k .. m-1 (k >= 1), eight at a time (AVX-512 F/BW/DQ/VL), the same
-   arithmetic; returns the index reached and ors into *bad whether a 255 was written */
-__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
-static int rig_centres_pass_avx512(const double *ct, int k, int m, double half, double invT, uint8_t *cc,
-                                   int *bad) {
-    const __m512d vhalf = _mm512_set1_pd(half), vinv = _mm512_set1_pd(invT), vm1 = _mm512_set1_pd(-1.0);
-    const __m512d v48 = _mm512_set1_pd(48.0), v475 = _mm512_set1_pd(47.5), vm05 = _mm512_set1_pd(-0.5);
-    const __m512d vone = _mm512_set1_pd(1.0), v16 = _mm512_set1_pd(16.0), veps = _mm512_set1_pd(0x1p-45);
-    __mmask8 anybad = 0;
-    for (; k + 8 <= m; k += 8) {
-        const __m512d t = _mm512_loadu_pd(ct + k), nc = _mm512_add_pd(_mm512_loadu_pd(ct + k - 1), vhalf);
-        const __m512d y = _mm512_mul_pd(_mm512_sub_pd(t, nc), vinv);
-        const __m512d dl = _mm512_mul_pd(_mm512_add_pd(_mm512_mul_pd(_mm512_abs_pd(nc), vinv), v16), veps);
-        const __mmask8 gtm1 = _mm512_cmp_pd_mask(y, vm1, _CMP_GT_OQ), lt48 = _mm512_cmp_pd_mask(y, v48, _CMP_LT_OQ);
-        const __mmask8 ge48 = _mm512_cmp_pd_mask(y, v48, _CMP_GE_OQ), lem1 = _mm512_cmp_pd_mask(y, vm1, _CMP_LE_OQ);
-        const __mmask8 inside = gtm1 & lt48;
-        const __m512d yc = _mm512_mask_mov_pd(_mm512_mask_mov_pd(vm05, ge48, v475), inside, y);
-        const __m256i iv = _mm512_cvttpd_epi32(_mm512_add_pd(yc, vone));      /* floor(yc) + 1 */
-        const __m512d fr = _mm512_sub_pd(yc, _mm512_sub_pd(_mm512_cvtepi32_pd(iv), vone));
-        const __mmask8 okin = inside & _mm512_cmp_pd_mask(fr, dl, _CMP_GT_OQ)
-                              & _mm512_cmp_pd_mask(fr, _mm512_sub_pd(vone, dl), _CMP_LT_OQ);
-        const __mmask8 ok = okin | ge48 | lem1;
-        __m256i cv = _mm256_maskz_mov_epi32(inside, iv);
-        cv = _mm256_mask_mov_epi32(cv, ge48, _mm256_set1_epi32(48));
-        cv = _mm256_mask_mov_epi32(cv, (__mmask8)~ok, _mm256_set1_epi32(255));
-        _mm_storel_epi64((__m128i *)(cc + k), _mm256_cvtepi32_epi8(cv));
-        anybad |= (__mmask8)~ok;
-    }
-    *bad |= anybad != 0;
-    return k;
-}
-#endif
-
 /* for every kept edge k, from ct[k - 1] + T/2 (nc0 for k = 0); returns whether there is a 255.  Two at a
    time with SSE2 (every x86-64), the same arithmetic as rig_centres_guess. */
 static int rig_centres_pass(const double *ct, int m, double nc0, double half, double invT, uint8_t *cc) {
     int k = 1, bad;
     cc[0] = (uint8_t)rig_centres_guess(nc0, ct[0], invT);
     bad = cc[0] == 255;
-#ifdef RIG_SM_AVX512
-    if (rig_uart_simd_level >= 2) k = rig_centres_pass_avx512(ct, k, m, half, invT, cc, &bad);
-#endif
-#if defined(__SSE2__)
+#if defined(__SSE2__) && !defined(RIG_UART_NO_SIMD)
     {
         const __m128d vhalf = _mm_set1_pd(half), vinv = _mm_set1_pd(invT), vm1 = _mm_set1_pd(-1.0);
         const __m128d v48 = _mm_set1_pd(48.0), v475 = _mm_set1_pd(47.5), vm05 = _mm_set1_pd(-0.5);
@@ -577,7 +492,7 @@ static int rig_centres_pass(const double *ct, int m, double nc0, double half, do
    character will be in progress there (no branch on the machine's state); then the machine itself,
    which needs only that count at each edge.  Its state in locals, written back around the rare calls
    (character closed, break ended) and at the end. */
-static inline RIG_SM_INLINE void rig_edges_out_body(rig_st_t *s, const double *et, const uint8_t *eh, int ne) {
+static void rig_edges_out(rig_st_t *s, const double *et, const uint8_t *eh, int ne) {
     const int mh = s->mark_high, fb = s->frame_bits;
     const double T = s->T, half = 0.5 * s->T, gmax = s->glitch_max;
     const double invT = (T > 0 && T < HUGE_VAL) ? 1.0 / T : rig_nan_inf_minus_inf();   /* NaN: one by one */
@@ -734,25 +649,6 @@ static inline RIG_SM_INLINE void rig_edges_out_body(rig_st_t *s, const double *e
     s->ce_ksum = ksum;
     s->ce_tsum = tsum;
     s->ce_usum = usum;
-}
-
-/* Two builds of the machine, chosen with the comparator's instruction-set level (uart_simd.h): the
-   baseline one, and one with AVX2, BMI and POPCNT (parity, bit masks and conversions in fewer
-   instructions; no FMA, so a * b + c stays two roundings and the results are the same). */
-static void rig_edges_out_base(rig_st_t *s, const double *et, const uint8_t *eh, int ne) {
-    rig_edges_out_body(s, et, eh, ne);
-}
-#ifdef RIG_SM_AVX512
-__attribute__((target("avx2,bmi,bmi2,popcnt,lzcnt")))
-static void rig_edges_out_avx2(rig_st_t *s, const double *et, const uint8_t *eh, int ne) {
-    rig_edges_out_body(s, et, eh, ne);
-}
-#endif
-static void rig_edges_out(rig_st_t *s, const double *et, const uint8_t *eh, int ne) {
-#ifdef RIG_SM_AVX512
-    if (rig_uart_simd_level >= 1) { rig_edges_out_avx2(s, et, eh, ne); return; }
-#endif
-    rig_edges_out_base(s, et, eh, ne);
 }
 
 #endif /* RIG_UART_SM_H */

@@ -11,9 +11,6 @@ import json
 import math
 import mmap
 import os
-import _thread
-import queue
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -134,12 +131,10 @@ class Capture:
     offset: float = 0.0
     _npy_offset: int = 0
 
-    def chunks(self, chunk: int = DEFAULT_CHUNK, readahead: bool = False) -> Iterator[np.ndarray]:
-        """The samples chunk by chunk.  A .npy file is read through a memory map; with ``readahead``
-        a second thread maps the next chunk's pages in while the current one is decoded, and drops the
-        decoded ones (see _ReadAhead)."""
+    def chunks(self, chunk: int = DEFAULT_CHUNK) -> Iterator[np.ndarray]:
+        """The samples chunk by chunk.  A .npy file is read through a memory map."""
         if isinstance(self.source, (str, Path)):
-            yield from _read_npy_chunks(self.source, self._npy_offset, self.n, self.dtype, chunk, readahead)
+            yield from _read_npy_chunks(self.source, self._npy_offset, self.n, self.dtype, chunk)
             return
         arr = self.source
         mm = getattr(arr, "_mmap", None) if isinstance(arr, np.memmap) else None
@@ -152,68 +147,11 @@ class Capture:
                     pass
 
 
-class _ReadAhead:
-    """Page-table work of reading a memory-mapped capture, off the decoding thread: told which byte
-    range the decoder is about to read, it drops the pages before it from the process (MADV_DONTNEED;
-    they stay in the page cache) and maps in that range and the next of the same length
-    (MADV_POPULATE_READ, Linux 5.14+), so that the decoder finds them mapped instead of faulting them in
-    one by one.  The decoding itself stays on the calling thread; this one is idle most of the time.
-    Correctness does not depend on it: a page it has not mapped yet, or has dropped, is faulted in.
-    The thread is started without waiting for it to run (threading.Thread.start would: a millisecond
-    or more when the other core is busy)."""
-
-    def __init__(self, base: int, size: int):
-        from rig import _uart
-        self._madvise, self._populate, self._dontneed = _uart._madvise, _uart.MADV_POPULATE_READ, _uart.MADV_DONTNEED
-        self.base, self.size = base, size
-        self.q: queue.SimpleQueue = queue.SimpleQueue()
-        self.done = threading.Event()
-        self.dropped = 0          # pages before this byte offset dropped
-
-    def start(self) -> None:
-        _thread.start_new_thread(self._main, ())
-
-    def at(self, start: int, end: int) -> None:
-        self.q.put((start, end))
-
-    def stop(self) -> None:
-        self.q.put(None)
-        self.done.wait()
-
-    def _main(self) -> None:
-        try:
-            self.run()
-        finally:
-            self.done.set()
-
-    def run(self) -> None:
-        page = mmap.PAGESIZE
-        mapped = dropped = 0
-        populate = self._populate >= 0
-        while True:
-            item = self.q.get()
-            if item is None:
-                return
-            start, end = item
-            d = start // page * page
-            if d > dropped:
-                self._madvise(self.base + dropped, d - dropped, self._dontneed)
-                dropped = d
-                self.dropped = d
-            lo = max(mapped, d)
-            hi = min(self.size, end + (end - start) + page - 1) // page * page
-            if populate and hi > lo:
-                if self._madvise(self.base + lo, hi - lo, self._populate):
-                    populate = False      # not supported here: the decoder faults the pages in
-                mapped = hi
-
-
-def _read_npy_chunks(path, offset, n, dtype, chunk, readahead=False):
+def _read_npy_chunks(path, offset, n, dtype, chunk):
     """The samples of a .npy file in chunks: views of a read-only memory map of the file (no copy);
     each chunk's pages are dropped from the process (MADV_DONTNEED, they stay in the page cache) once
-    the next is asked for, so the resident size stays a few chunks whatever the file size.  With
-    ``readahead`` that page-table work (mapping the next chunk in, dropping the decoded ones) is done by
-    a second thread (_ReadAhead).  Where the file cannot be mapped, read() into one reused buffer."""
+    the next is asked for, so the resident size stays a few chunks whatever the file size.  Where the
+    file cannot be mapped, read() into one reused buffer."""
     size = os.path.getsize(path)
     if n and offset + n * dtype.itemsize > size:
         raise ValueError(f"{path}: file ends after {(size - offset) // dtype.itemsize} samples, header says {n}")
@@ -227,27 +165,13 @@ def _read_npy_chunks(path, offset, n, dtype, chunk, readahead=False):
             return
         page = mmap.PAGESIZE
         drop = hasattr(mm, "madvise")
-        ra = None
         try:
             x = np.frombuffer(mm, dtype=dtype, count=n, offset=offset)
-            if readahead and drop and n > chunk:
-                ra = _ReadAhead(x.__array_interface__["data"][0] - offset, len(mm))
-                ra.start()
             dropped = 0
             for s in range(0, n, chunk):
-                if ra is not None:
-                    ra.at(offset + s * dtype.itemsize, offset + min(n, s + chunk) * dtype.itemsize)
                 yield x[s:s + chunk]
                 end = (offset + min(n, s + chunk) * dtype.itemsize) // page * page
-                if ra is not None:    # it lags behind the chunk before: drop those pages here (bounded size)
-                    behind = (offset + max(0, s - chunk) * dtype.itemsize) // page * page
-                    if ra.dropped < behind and behind > dropped:
-                        try:
-                            mm.madvise(mmap.MADV_DONTNEED, dropped, behind - dropped)
-                        except (OSError, ValueError):
-                            pass
-                        dropped = behind
-                elif drop and end > dropped:
+                if drop and end > dropped:
                     try:
                         mm.madvise(mmap.MADV_DONTNEED, dropped, end - dropped)
                     except (OSError, ValueError):
@@ -255,8 +179,6 @@ def _read_npy_chunks(path, offset, n, dtype, chunk, readahead=False):
                     dropped = end
             del x
         finally:
-            if ra is not None:
-                ra.stop()
             try:
                 mm.close()
             except BufferError:   # a chunk still referenced elsewhere: the map goes with it
@@ -354,15 +276,12 @@ def as_capture(capture, sample_rate=None) -> Capture:
 def decode(capture, sample_rate: float | None = None, option="current-loop", baud=None, fmt="7E1", *,
            thresholds=None, scale: float = 1.0, offset: float = 0.0, hysteresis: float = 1.0 / 6,
            glitch_ui: float = 0.35, chunk: int = DEFAULT_CHUNK, keep_edges: bool = False,
-           analysis_samples: int = 1 << 18, find_frames: bool = False, readahead: bool | None = None) -> DecodeResult:
+           analysis_samples: int = 1 << 18, find_frames: bool = False) -> DecodeResult:
     """Decode a capture (array, np.memmap, path, or :class:`Capture`) on an interface option.
 
     Values are physical = raw × ``scale`` + ``offset`` in the option's unit.  ``baud`` None or "auto"
     detects the speed; a number is the nominal speed, refined from the edges.  ``thresholds`` (low,
-    high) in physical units override the ones set from the levels.  ``readahead``: a .npy file's pages
-    are mapped in by a second thread ahead of the decoder, which stays on this thread (mapping a page
-    in costs microseconds of kernel time in a virtual machine: some 15 ms for 50 M samples, a quarter of
-    the decode); None (default): on when the file spans more than two chunks and there is a second CPU.
+    high) in physical units override the ones set from the levels.
 
     Raises :class:`CaptureError` (with the reason) for a capture that is empty, has no finite sample,
     or shows no two levels and no character (without ``thresholds``: a flat capture), and for a
@@ -388,9 +307,7 @@ def decode(capture, sample_rate: float | None = None, option="current-loop", bau
         baud = None
     kw = dict(thresholds=thresholds, scale=scale, offset=offset, hysteresis=hysteresis, glitch_ui=glitch_ui,
               keep_edges=keep_edges, analysis_samples=analysis_samples)
-    if readahead is None:
-        readahead = cap.n > 2 * chunk and (os.cpu_count() or 1) > 1
-    res = _decode_run(cap.chunks(chunk, readahead), float(fs), opt, cf, baud, **kw)
+    res = _decode_run(cap.chunks(chunk), float(fs), opt, cf, baud, **kw)
     if thresholds is None and (res.level_source != "histogram" or _suspect(res)):
         noisy = _bit_average_result(cap, float(fs), opt, cf, baud, res, scale, offset, analysis_samples,
                                     find_frames)
