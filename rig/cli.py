@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 # before numpy is imported: its OpenBLAS starts a worker thread per extra CPU that spins for its first
-# tenth of a second or so; rig does no BLAS work, and that core is the one the decoder's read-ahead
-# thread and the virtual line's threads run on
+# tenth of a second or so; rig does no BLAS work, and that core is the one the virtual line's
+# threads and the meter's server loop run on
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import logging  # noqa: E402
