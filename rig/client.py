@@ -38,7 +38,7 @@ from rig import _clock
 from rig._framing import Framer
 from rig.errors import RigError
 from rig.exchange import Exchange, FrameReader, Turn
-from rig.link import Port
+from rig.link import OS_LATENCY_NS, Port
 from rig.measurement import Measurement
 from rig.profile import Profile, Register, load_profile
 from rig.protocol import (
@@ -50,7 +50,6 @@ from rig.tokens import ACCEPTING
 NOT_READY = 16  # the default profile's "Not ready"; the client looks it up by name in the profile
 E_SYNTAX, E_TRUNCATED = 4, 16  # the framer's error flags (docs/framing.md)
 MS = 1_000_000
-OS_LATENCY_NS = 20 * MS  # allowed for the OS between a character's arrival and our reading it (assumed)
 
 # What a message is to the request waiting for an answer.
 TAKE, PARTIAL, ERROR, SKIP, WRONG = "answer", "partial block", "error answer", "not the answer", "wrong answer"

@@ -319,3 +319,33 @@ def test_parmrk_marks_from_a_real_uart_become_wire_bytes_with_bad_parity(line):
                                           ("rfc2217://127.0.0.1:1", False), ("/dev/null", False)])
 def test_which_urls_carry_wire_bytes(url, virtual):
     assert is_virtual(url) == virtual
+
+
+def test_sign_off_sent_at_session_speed_reaches_a_late_line_at_that_speed():
+    # the virtual line's bridge takes a pty's speed when it reads the characters: a BreakCommand
+    # written at 9600 Bd, then the switch back to 300, went out at 300 Bd when the bridge was a few
+    # ms late (a loaded machine), and the meter stayed in its session
+    import os
+    import select
+    import termios
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    seen = {}
+
+    def late_bridge():
+        select.select([master], [], [], 5.0)
+        _clock.sleep_until(_clock.now_ns() + 10_000_000)   # the bridge scheduled 10 ms late
+        seen["data"] = os.read(master, 64)
+        seen["baud"] = termios.tcgetattr(slave)[5]
+
+    t = threading.Thread(target=late_bridge)
+    t.start()
+    try:
+        with Port(path, baud=9600) as p:
+            p.write(b"\x01B0\x03q")
+            p.set_baud(300)
+            t.join(5.0)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert seen["data"] and seen["baud"] == termios.B9600

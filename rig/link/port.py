@@ -21,6 +21,8 @@ from rig import _clock
 from rig._framing import add_parity
 from rig.errors import RigError
 
+OS_LATENCY_NS = 20_000_000  # allowed for the OS between a character's arrival and a reader taking it (assumed)
+
 _FORMATS = {
     "7E1": (serial.SEVENBITS, serial.PARITY_EVEN, serial.STOPBITS_ONE, 10),
     "8N1": (serial.EIGHTBITS, serial.PARITY_NONE, serial.STOPBITS_ONE, 10),
@@ -101,8 +103,11 @@ class Port:
         switch after the option select waits the profile's guard delay)."""
         self.serial.flush()
         # like tcdrain on a UART: the last character must be off the line (a pty or socket
-        # returns from flush before that)
-        _clock.sleep_until(max(self._tx_end_ns, at_ns or 0))
+        # returns from flush before that). On a pty the virtual line's bridge takes the speed the
+        # tty has when it reads the characters: give it the OS's allowance to read them first
+        # (a BreakCommand sent at 9600 Bd went out at 300 when the bridge was late)
+        drained = self._tx_end_ns + (OS_LATENCY_NS if self.soft_parity and self.line_timed else 0)
+        _clock.sleep_until(max(drained, at_ns or 0))
         self.serial.baudrate = baud
 
     @property

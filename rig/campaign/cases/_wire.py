@@ -5,9 +5,9 @@ from __future__ import annotations
 from rig import _clock
 from rig.client import Client
 from rig.exchange import Exchange
+from rig.link import OS_LATENCY_NS
 from rig.protocol import Data, Message, ProtocolError, message_from_frame
 
-MS = 1_000_000
 
 
 def raw(client: Client, msg: Message | bytes, name: str, *, wait_ns: int | None = None,
@@ -28,9 +28,9 @@ def raw(client: Client, msg: Message | bytes, name: str, *, wait_ns: int | None 
     client.reader.expect_echo(bytes(chars), ex.request_end_ns + 2 * client.port.char_ns)
     client.exchanges.append(ex)
     wait = p.timing.command_timeout_ns if wait_ns is None else wait_ns
-    frame = client.reader.next_frame(ex.request_end_ns + wait + client.port.char_ns + 20 * MS)
+    frame = client.reader.next_frame(ex.request_end_ns + wait + client.port.char_ns + OS_LATENCY_NS)
     while frame is not None and frame.kind == "garbage":
-        frame = client.reader.next_frame(ex.request_end_ns + wait + client.port.char_ns + 20 * MS)
+        frame = client.reader.next_frame(ex.request_end_ns + wait + client.port.char_ns + OS_LATENCY_NS)
     if frame is None:
         ex.answer_kind = "none"
         return ex
