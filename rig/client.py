@@ -118,8 +118,10 @@ _DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
 _DIGITS = re.compile(r"[0-9]+")
 
 
-def check_value(reg: Register, value: str) -> str | None:
-    """What is wrong with a value read from `reg`, against its definition in the profile; None: fine."""
+def check_value(reg: Register, value: str, codes: dict[int, str] | None = None) -> str | None:
+    """What is wrong with a value read from `reg`, against its definition in the profile (codes: its
+    code table); None: fine. A code outside the table is not taken: a line fault that inserts or
+    drops two equal digits passes parity and BCC (tokenStatus "177")."""
     if len(value) > reg.length:
         return f"{len(value)} characters, {reg.name} holds at most {reg.length}"
     enc = reg.encoding
@@ -127,6 +129,8 @@ def check_value(reg: Register, value: str) -> str | None:
         return f"{value!r} is not a decimal number ({reg.name} is decimal)"
     if enc == "code" and not _DIGITS.fullmatch(value):
         return f"{value!r} is not a code number ({reg.name} holds codes of {reg.codes})"
+    if enc == "code" and codes is not None and int(value) not in codes:
+        return f"code {value} is not in the profile's {reg.codes} table"
     if enc == "digits20" and not (len(value) == 20 and _DIGITS.fullmatch(value)):
         return f"{value!r} is not 20 digits"
     if any(not (" " <= ch <= "~") for ch in value):  # ascii, binary7: ISO/IEC 646 printable
@@ -634,7 +638,7 @@ class Client:
         if len(datasets) != 1:
             return WRONG, f"{len(datasets)} data sets for one register"
         value = datasets[0].value
-        bad = check_value(reg, value)
+        bad = check_value(reg, value, self.profile.codes.get(reg.codes) if reg.codes else None)
         if bad:
             return WRONG, f"{rid}: {bad}"
         return TAKE, value

@@ -269,6 +269,23 @@ def test_value_outside_the_register_definition_is_not_reported(line, profile):
     assert len(meter.seen("command R1\x0204")) == 3  # asked again, up to the repeat count
 
 
+class ForgedCode(FakeMeter):
+    """tokenStatus "177": two equal digits a line fault inserted into "1"; parity and BCC pass."""
+    def on_read(self, address, count):
+        self.send(block("04(177)" if address == "04" else f"{address}({self.registers[address]})"))
+
+
+def test_code_outside_its_table_is_not_reported(line, profile):
+    meter = meter_on(line, ForgedCode)
+    try:
+        with Client(line.hhu_port, profile) as hhu:
+            hhu.identify()
+            with pytest.raises(ClientError, match=r"code 177 is not in the profile's tokenStatus table"):
+                hhu.read("tokenStatus")
+    finally:
+        meter.close()
+
+
 # -- 2. partial blocks ----------------------------------------------------------------------------
 class Blocks(FakeMeter):
     """Answers softwareVersion in partial blocks; `bad_once`: the second block's BCC wrong once;

@@ -112,7 +112,7 @@ def test_code_tables(default):
     assert set(default.codes) == {"tokenStatus", "AuthenticationResult", "ValidationResult", "TokenResult"}
     ts = default.codes["tokenStatus"]
     assert ts[1] == "Accept" and ts[15] == "Token lockout active" and ts[16] == "Not ready"
-    assert sorted(ts) == list(range(1, 17))
+    assert sorted(ts) == list(range(0, 17)) and ts[0] == "No token yet"  # 0: what the emulator shows before any token
     assert default.source("codes.tokenStatus.1") == "assumed"
 
 
