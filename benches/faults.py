@@ -7,7 +7,11 @@ What is counted, per fault kind (the first six must be 0):
                 without saying "outcome unknown"
   twice         a token the meter applied more than once
   wrong value   a read reported as a success whose value is not the meter's value of the requested
-                register (before or after the read: a token execution may end meanwhile)
+                register (before or after the read: a token execution may end meanwhile), except
+                the BCC-blind ones (counted apart): an answer with the requested register's
+                address, good parity and BCC and a value that fits the register's definition,
+                changed on the line in a way XOR cannot see (two equal characters dropped,
+                inserted or duplicated). No IEC 62056-21 client can tell those from good answers.
   wrong outcome a token result (tokenStatus and the three TCDU results) the client reported that is
                 not what the meter decided the first time it took the token (or a result for a
                 token the meter never took)
@@ -125,6 +129,7 @@ class Tally:
     wrong_outcome: int = 0
     hangs: int = 0
     crashes: int = 0
+    bcc_blind: int = 0             # a corrupted value that parity, BCC and the register's definition all pass
     failed_entered: int = 0        # failed (not "unknown") while the meter had taken a rejected token
     resync_failures: int = 0       # a clean-line identification failed after an injection
     rebuilds: int = 0              # line, meter and client built anew (after a hang, crash or deaf meter)
@@ -382,7 +387,7 @@ def run_chunk(kind: str, count: int, seed: int, timing: str = "scaled", token_sh
             if token_op:
                 _check_token(tally, rig, token, result, error, history_len, where)
             else:
-                _check_read(tally, reg.name, result, error, before, after, where)
+                _check_read(tally, reg, result, error, before, after, where, profile)
         tally.twice += len(rig.tokens.applied_twice())
     finally:
         rig.close()
@@ -398,17 +403,61 @@ def _rebuild(rig: Rig, profile, tally: Tally) -> Rig:
     return Rig(profile, rig.table)
 
 
-def _check_read(tally: Tally, name: str, result, error, before: dict, after: dict, where: dict) -> None:
+def fits(reg, value: str, profile) -> bool:
+    """Whether a value could be one of the register's (its definition in the profile: length,
+    characters, encoding): what a client can check beyond parity and BCC."""
+    if len(value) > reg.length or not all(" " <= ch <= "~" for ch in value):
+        return False
+    if reg.encoding in ("decimal", "code", "digits20"):
+        if not (value.isascii() and value.isdigit()):
+            return False
+        if reg.encoding == "digits20" and len(value) != 20:
+            return False
+        if reg.encoding == "code" and int(value) not in profile.codes.get(reg.codes or "", {}):
+            return False
+    return True
+
+
+def bcc_blind(reg, value: str, answer: bytes, profile) -> bool:
+    """A Data answer that differs from what the meter sent only in ways parity and BCC cannot
+    show (e.g. two equal characters dropped, inserted or duplicated: their XOR is 0), carrying
+    the requested register's address and a value that fits its definition. No IEC 62056-21
+    client can tell it from a good answer."""
+    from rig.protocol import Data, DataSet
+    try:
+        ds = Data(answer.decode("ascii")[1:-2]).datasets
+    except Exception:
+        return False
+    return (len(ds) == 1 and ds[0].address == reg.register_id and ds[0].value == value
+            and fits(reg, value, profile) and _bcc_ok(answer))
+
+
+def _bcc_ok(answer: bytes) -> bool:
+    x = 0
+    for b in answer[1:-1]:
+        x ^= b
+    return len(answer) > 2 and x == answer[-1]
+
+
+def _check_read(tally: Tally, reg, result, error, before: dict, after: dict, where: dict,
+                profile=None) -> None:
+    name = reg.name
     tally.reads += 1
     if error is not None:
         tally.reads_failed += 1
         return
     value, ex = result
     tally.reads_ok += 1
-    if value not in (before[name], after[name]):
+    if value in (before[name], after[name]):
+        return
+    info = dict(register=name, value=value, meter=after[name], answer=ex.answer.decode("ascii", "replace"),
+                recovered=list(ex.recovered), **where)
+    if profile is not None and bcc_blind(reg, value, ex.answer, profile):
+        tally.bcc_blind += 1
+        tally.example("bcc blind", **info)
+    else:
         tally.wrong_value += 1
-        tally.example("wrong value", register=name, value=value, meter=after[name],
-                      answer=ex.answer.decode("ascii", "replace"), recovered=ex.recovered, **where)
+        tally.example("wrong value", **info)
 
 
 def _check_token(tally: Tally, rig: Rig, token: str, result, error, history_len: int, where: dict) -> None:
@@ -470,7 +519,7 @@ def run_campaign(kinds, count: int, seed: int, *, timing: str = "scaled", worker
 COLUMNS = (("kind", "kind"), ("inj", "injections"), ("reads ok/fail", None), ("tokens ok/fail", None),
            ("unknown (applied)", None), ("lost", "lost"), ("twice", "twice"), ("wrong value", "wrong_value"),
            ("wrong outcome", "wrong_outcome"), ("hangs", "hangs"), ("crashes", "crashes"),
-           ("failed, entered", "failed_entered"), ("resync fail", "resync_failures"),
+           ("BCC-blind value", "bcc_blind"), ("failed, entered", "failed_entered"), ("resync fail", "resync_failures"),
            ("rebuilds", "rebuilds"), ("max op s", None))
 
 
