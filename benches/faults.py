@@ -348,12 +348,15 @@ def run_chunk(kind: str, count: int, seed: int, timing: str = "scaled", token_sh
                 if rng.random() < 0.3:  # more often on the write and its ACK (a lost ACK)
                     n_meter, n_hhu = 30, 1
                 op_ns = (n_meter + n_hhu) * char_ns + 6 * 60 * MS
-                reg = None
+                what = "token"
             else:
-                reg = rng.choice(readable)
-                n_meter = 8 + len(reg.register_id)
-                n_hhu = 5 + len(reg.register_id) + len(rig.emulator.registers[reg.name])
+                # two reads in a row, the fault in the first: a stale or late answer to the first
+                # must not pass for the second's
+                regs = rng.sample(readable, 2)
+                n_meter = 8 + len(regs[0].register_id)
+                n_hhu = 5 + len(regs[0].register_id) + len(rig.emulator.registers[regs[0].name])
                 op_ns = (n_meter + n_hhu) * char_ns + 60 * MS
+                what = "read " + " ".join(r.name for r in regs)
             direction = rng.choice(("to_meter", "to_hhu"))
             n = n_meter if direction == "to_meter" else n_hhu
             at = rig.line.sent(direction) + rng.randrange(n)
@@ -366,33 +369,47 @@ def run_chunk(kind: str, count: int, seed: int, timing: str = "scaled", token_sh
             if token_op:
                 result, error, tb, hung = _run_with_deadline(lambda: c.transfer_token(token), deadline)
             else:
-                result, error, tb, hung = _run_with_deadline(lambda: c.read(reg.name), deadline)
+                result, error, tb, hung = _run_with_deadline(lambda: _read_all(c, regs), deadline)
             tally.max_op_s = max(tally.max_op_s, time.monotonic() - t0)
             rig.line.faults = []
             tally.injections += 1
             where = {"fault": _describe(fault), "i": i}
             if hung:
                 tally.hangs += 1
-                tally.example("hang", op="token" if token_op else f"read {reg.name}", **where)
+                tally.example("hang", op=what, **where)
                 rig = _rebuild(rig, profile, tally)
                 continue
             if error is not None and not isinstance(error, ClientError):
                 tally.crashes += 1
-                tally.example("crash", op="token" if token_op else f"read {reg.name}",
+                tally.example("crash", op=what,
                               error=f"{type(error).__name__}: {error}", tb=tb[-1500:], **where)
-            if error is not None:
+            if error is not None or not token_op and any(e is not None for _, _, e in result):
                 rig.in_session = False
             rig.drain()
             after = rig.emulator.registers
             if token_op:
                 _check_token(tally, rig, token, result, error, history_len, where)
             else:
-                _check_read(tally, reg, result, error, before, after, where, profile)
+                for reg, res, err in (result or [(regs[0], None, error)]):
+                    _check_read(tally, reg, res, err, before, after, where, profile)
         tally.twice += len(rig.tokens.applied_twice())
     finally:
         rig.close()
     tally.seconds = time.monotonic() - t_start
     return tally
+
+
+def _read_all(client: Client, regs) -> list:
+    """(register, (value, exchange) or None, ClientError or None) per register, up to the first
+    that fails (as `rig read` stops); any other exception goes out (a crash)."""
+    out = []
+    for reg in regs:
+        try:
+            out.append((reg, client.read(reg.name), None))
+        except ClientError as e:
+            out.append((reg, None, e))
+            break
+    return out
 
 
 def _rebuild(rig: Rig, profile, tally: Tally) -> Rig:
