@@ -759,7 +759,7 @@ cdef class Framer:
                         self._syntax(R_BAD, F_END, i)
                     self._end_block(c, b, i, t)
                     return
-                if c == SOH or c == STX:
+                if c == SOH or c == STX or c == 0x2F:  # '/' never belongs in a block: a request may start
                     self._cut(i)
                     continue
                 self.bccx ^= c
@@ -798,7 +798,7 @@ cdef class Framer:
                         self._syntax(R_BAD, F_CMDTYPE if self.head else F_CMD, i)
                     self._end_block(c, b, i, t)
                     return
-                if c == SOH:
+                if c == SOH or c == 0x2F:
                     self._cut(i)
                     continue
                 self.bccx ^= c

@@ -229,7 +229,7 @@ class FramerModel:
                         self._syntax(R_BAD, F_CMDTYPE if self.head else F_CMD, i)
                     self._end_block(c, b, i, t)
                     return
-                if c == SOH:
+                if c in (SOH, 0x2F):  # '/' never belongs in a block: a request may start
                     self._cut(i)
                     continue
                 self.bccx ^= c
@@ -248,7 +248,7 @@ class FramerModel:
                         self._syntax(R_BAD, F_END, i)
                     self._end_block(c, b, i, t)
                     return
-                if c in (SOH, STX):
+                if c in (SOH, STX, 0x2F):
                     self._cut(i)
                     continue
                 self.bccx ^= c

@@ -110,6 +110,9 @@ def cmd_line(args) -> int:
         print(json.dumps({"hhu_port": line.hhu_port, "meter_port": line.meter_port}), flush=True)
     else:
         print(f"hhu side:   {line.hhu_port}\nmeter side: {line.meter_port}\n"
+              "7E1 programs: a pty keeps 8 bits without parity whatever is asked; the line restores each "
+              "tty when its last program closes it, so opening at 7E1 succeeds every time "
+              "(use --hhu-mode/--meter-mode chars for such a program)\n"
               "running until Ctrl-C", flush=True)
     return _wait_for_ctrl_c(line)
 

@@ -56,6 +56,14 @@ class FrameReader:
             return self.next_frame(deadline_ns, give_up)  # our own characters: a half-duplex loop
         return frame
 
+    def end_stale_frame(self, now_ns: int) -> list[Frame]:
+        """A frame in progress with no character for ta is over (IEC 62056-21 §6.4: ta between
+        the characters of one message): it is reported cut short, so that nothing a peer sends
+        (a stray SOH or STX) keeps a reader from the next message for longer than ta."""
+        if self.framer.pending and not self.framer.ack_pending and now_ns - self._last_rx_ns >= self.ta_ns:
+            return self.framer.flush()
+        return []
+
     def expect_echo(self, chars: bytes, until_ns: int) -> None:
         """We just sent chars: on a line that echoes, a copy arriving before until_ns is ours."""
         self.echo = (chars, until_ns)

@@ -146,12 +146,14 @@ SCHEMA: dict[str, Any] = {
         "command_timeout_ms": _ms(1, 60_000),
         "inactivity_min_ms": _ms(1, 3_600_000), "inactivity_max_ms": _ms(1, 3_600_000),
         "speed_switch_guard_ms": _ms(),
+        "speed_switch_margin_ms": _ms(),
         "execution_limit_ms": _ms(1, 600_000), "not_ready_poll_ms": _ms(1, 60_000),
     },
     "protocol": {
         "nak_repeats": Int(0, 255, "repeats"),
         "bcc_on_data": Bool(),
         "undefined_command": Choice(("nak", "error")),
+        "block_size": Int(0, 65_535, "characters of data per partial block; 0 = whole"),
     },
     "limits": {
         **{k: Int(1, 65_535, "characters") for k in (
@@ -190,6 +192,8 @@ SCHEMA: dict[str, Any] = {
         "execution_ms": _ms(0, 600_000),
         "password": Text("limits.value_max_programming", _DATA, 'printable, no ( ) * / !; "" for none'),
         "lockout_answer": Choice(("status", "error")),
+        "partial_answers": Choice(("requested", "always")),
+        "limit_margin_ms": _ms(0, 60_000),
         "register_values": Map(Text(32, "[A-Za-z0-9_]", "register names", min=1),
                                Text("limits.value_max_programming", _DATA, "printable, no ( ) * / !")),
     },
@@ -236,6 +240,7 @@ class Timing:
     inactivity_min_ns: int
     inactivity_max_ns: int
     speed_switch_guard_ns: int
+    speed_switch_margin_ns: int
     execution_limit_ns: int
     not_ready_poll_ns: int
 
@@ -249,6 +254,7 @@ class Protocol:
     nak_repeats: int
     bcc_on_data: bool
     undefined_command: str
+    block_size: int
 
 
 @dataclass(frozen=True)
@@ -292,6 +298,8 @@ class Emulator:
     execution_ns: int  # token processing time; tokenStatus reads "Not ready" meanwhile
     password: str  # P1 password; "" accepts any
     lockout_answer: str  # "status": ACK, then tokenStatus "Token lockout active"; "error": error answer
+    partial_answers: str  # "requested": R3/R4 reads in blocks of protocol.block_size; "always": every read
+    limit_margin_ns: int  # a policy aiming at a limit (max) lands this far inside it (scheduling latency)
     register_values: dict[str, str]  # register name -> value the emulator reads back
 
 

@@ -16,14 +16,17 @@ Decisions (IEC 62056-21 where it says so, else assumed; see also rig/tokens.py):
   Meter state (TCDU registers, token execution, TokenLockout, used tokens) lives outside the
   session: break, timeouts and re-identification leave it alone; power_cycle() resets the session
   and clears the lockout.
-- A valid IDRequest for us (empty address, or the profile's device address) in any state starts a
-  new session at the initial baud (assumed); one for another address is not answered.
+- A valid IDRequest for us (empty address, or the profile's device address; leading zeros are not
+  significant: `/?1!` addresses 00000001, IEC 62056-21 §6.3) in any state starts a new session at
+  the initial baud (assumed); one for another address is not answered. The framer ends an open
+  block at '/' and the server loop ends a frame with no character for ta, so no stray SOH/STX
+  keeps an IDRequest from being heard.
 - Option select: protocol V must be '0' and mode Y '0' or '1', else back to start, silently
-  (assumed: other protocols are not supported). A baud character Z that is unknown, or names a
-  speed above character.max_baud, is refused by staying at the current (initial) speed: the
-  answer goes out at that speed, which a wire record makes plain (assumed). Otherwise the port
-  switches to Z's speed `speed_switch_guard` after the option select, and the answer goes out at
-  max(tr, guard) after it.
+  (assumed: other protocols are not supported). The speed changes only when Z is the one the
+  identification proposed (IEC 62056-21 §6.4.3); any other Z leaves the session at the initial
+  speed, and the answer goes out at it after tr. On the proposed Z the port switches at once and
+  the answer goes out at max(tr, speed_switch_guard + speed_switch_margin) after the option select:
+  the client switches at the guard, so the answer never starts while it is still switching.
 - Mode 1 (IEC 62056-21 mode C programming mode): the server answers SOH P0 STX (device address)
   ETX BCC at the new speed. P1 with the profile's emulator.password ("" accepts any) -> ACK, a
   wrong one -> error answer access_denied; with a password set, writes need a good P1 first
@@ -35,8 +38,15 @@ Decisions (IEC 62056-21 where it says so, else assumed; see also rig/tokens.py):
   programming, bad frames are ignored (a server does not NAK a garbled request).
 - Reads: every data set's address is a registerID; unknown -> error answer unknown_register,
   write-only -> access_denied; the answer holds one data set per register asked.
-- Writes: exactly one data set (assumed; else bad_value), and partial blocks are not supported
-  (bad_value). Unknown register -> unknown_register, read-only -> access_denied, too long (or not
+- Partial blocks (IEC 62056-21 §6.4.7): a read R3/R4 (every read with emulator.partial_answers
+  = "always") whose answer is longer than protocol.block_size > 0 goes in blocks of that many data
+  characters, split anywhere (the data-set address only in the first); every block but the last
+  ends in EOT; ACK asks for the next, NAK repeats the last, any new command aborts the rest. A write
+  ending in EOT (W3/W4, or any W) opens a partial-block write: each block is ACKed, the following
+  blocks are Data frames STX data EOT|ETX BCC (assumed), a bad one gets NAK, and the ETX block
+  has the assembled write executed (a syntax error only visible because a data set spans blocks
+  is not held against a block; the whole is checked). A new command aborts it.
+- Writes: exactly one data set (assumed; else bad_value). Unknown register -> unknown_register, read-only -> access_denied, too long (or not
   20 for digits20) -> bad_length, wrong encoding (decimal, code not in its table, digits20) ->
   bad_value. An executed write gets ACK.
 - TokenData (the register named "TokenData"): ACK, then for execution_ns tokenStatus reads "Not
@@ -57,12 +67,12 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from rig._framing import E_TRUNCATED
+from rig._framing import E_SYNTAX, E_TRUNCATED
 from rig.profile import Profile, Timing, load_profile
 from rig.protocol.messages import (
-    Ack, BreakCommand, Data, DataSet, ExecuteCommand, IDRequest, IDResponse, Message, Nak, OptionSelect,
+    Ack, BreakCommand, Command, Data, DataSet, ExecuteCommand, IDRequest, IDResponse, Message, Nak, OptionSelect,
     PasswordCommand, ProtocolError, ReadCommand, UndefinedCommand, WriteCommand, message_from_frame,
 )
 from rig.tokens import TokenEntry, TokenModel, TokenOutcome
@@ -93,7 +103,8 @@ class TimingPolicy:
 
     typical: tr = tr_min + margin_ns (20 ms, assumed), tt = tt_max, inactivity = inactivity_min;
     min:     tr = tr_min, tt = tt_min + 1 ms (tt must exceed tt_min), inactivity = inactivity_min;
-    max:     tr = tr_max, tt = tt_max, inactivity = inactivity_max;
+    max:     tr = tr_max - emulator.limit_margin (assumed 30 ms: measured on the line, the answer
+             lands inside tr_max), tt = tt_max, inactivity = inactivity_max;
     violate: typical, except `limit` missed by `amount_ns`: tr_max + amount (late answer),
              tr_min - amount (early answer), ta + amount (every inter-character gap),
              tt_min - amount / tt_max + amount (falls back too early / too late),
@@ -125,8 +136,12 @@ class TimingPolicy:
     def _violates(self, limit: str) -> bool:
         return self.mode == "violate" and self.limit == limit
 
-    def tr_ns(self, timing: Timing, manufacturer: str) -> int:
-        """Delay from the end of the request to the first character of the answer."""
+    def tr_ns(self, timing: Timing, manufacturer: str, limit_margin_ns: int = 0) -> int:
+        """Delay from the end of the request to the first character of the answer.
+
+        limit_margin_ns: "max" aims this far inside tr_max (the profile's emulator.limit_margin,
+        assumed): what a client measures adds the host's scheduling latency and the line's delivery
+        to the emulator's own delay, and tr runs to the start of the answer's first character."""
         lo, hi = timing.tr_min_for(manufacturer), timing.tr_max_ns
         if self._violates("tr_max"):
             return hi + self.amount_ns
@@ -135,7 +150,7 @@ class TimingPolicy:
         if self.mode == "min":
             return lo
         if self.mode == "max":
-            return hi
+            return max(lo, hi - limit_margin_ns)
         return min(lo + self.margin_ns, hi)
 
     def gap_ns(self, timing: Timing) -> int:
@@ -201,12 +216,12 @@ class Reaction:
 # The state machine as data: (state, event, condition, action, next state)
 
 STATE_TABLE: tuple[tuple[str, str, str, str, str], ...] = (
-    (START, "IDRequest", "address empty or ours", "IDResponse /XXXZ ident after tr; start tt", IDENTIFIED),
+    (START, "IDRequest", "address empty or ours (leading zeros not significant)", "IDResponse /XXXZ ident after tr; start tt", IDENTIFIED),
     (START, "IDRequest", "another address", "none", START),
     (START, "any other frame", "", "none (silence)", START),
-    (IDENTIFIED, "OptionSelect 0 Z 1", "Z known and <= max_baud", "switch to Z after guard; P0 (device address)", PROGRAMMING),
-    (IDENTIFIED, "OptionSelect 0 Z 1", "Z unknown or > max_baud", "stay at initial baud; P0 (device address)", PROGRAMMING),
-    (IDENTIFIED, "OptionSelect 0 Z 0", "", "switch to Z after guard; data readout of readable registers", READOUT),
+    (IDENTIFIED, "OptionSelect 0 Z 1", "Z = the proposed Z", "switch to Z; P0 (device address) at Z, after max(tr, guard + margin)", PROGRAMMING),
+    (IDENTIFIED, "OptionSelect 0 Z 1", "any other Z", "stay at initial baud; P0 (device address) after tr", PROGRAMMING),
+    (IDENTIFIED, "OptionSelect 0 Z 0", "", "as for Z 1; data readout of readable registers", READOUT),
     (IDENTIFIED, "OptionSelect", "V != 0 or Y not 0/1", "none", START),
     (IDENTIFIED, "NAK", "", "repeat IDResponse; restart tt", IDENTIFIED),
     (IDENTIFIED, "BreakCommand", "", "none", START),
@@ -214,20 +229,40 @@ STATE_TABLE: tuple[tuple[str, str, str, str, str], ...] = (
     (IDENTIFIED, "any other frame", "", "none", IDENTIFIED),
     (READOUT, "readout sent", "", "back to initial baud (baud_after)", START),
     (PROGRAMMING, "ReadCommand", "registers readable", "Data id(value)...", PROGRAMMING),
+    (PROGRAMMING, "ReadCommand R3/R4", "answer longer than block_size > 0", "first partial block (EOT); the rest wait for ACK", PROGRAMMING),
+    (PROGRAMMING, "ACK", "partial blocks pending", "next block (EOT; the last ETX)", PROGRAMMING),
+    (PROGRAMMING, "ACK", "none pending", "none", PROGRAMMING),
+    (PROGRAMMING, "any command", "partial-block answer or write open", "abort it; process the command", PROGRAMMING),
+    (PROGRAMMING, "WriteCommand ending in EOT", "", "ACK; assemble the write from blocks", PROGRAMMING),
+    (PROGRAMMING, "Data block", "partial-block write open", "ACK (EOT block) / assemble, execute as a write (ETX block)", PROGRAMMING),
     (PROGRAMMING, "ReadCommand", "unknown / write-only", "error answer (unknown_register / access_denied)", PROGRAMMING),
     (PROGRAMMING, "WriteCommand", "valid and executable", "ACK; TokenData: token execution starts", PROGRAMMING),
     (PROGRAMMING, "WriteCommand", "valid, not executable", "error answer (access_denied, bad_length, bad_value, not_ready, lockout)", PROGRAMMING),
     (PROGRAMMING, "PasswordCommand P1", "password right or none set", "ACK", PROGRAMMING),
     (PROGRAMMING, "PasswordCommand P1", "password wrong", "error answer (access_denied)", PROGRAMMING),
     (PROGRAMMING, "undefined command, E, P0, P2", "", "NAK or error answer (protocol.undefined_command)", PROGRAMMING),
-    (PROGRAMMING, "frame with errors", "parity, BCC, syntax, gap, cut short", "NAK", PROGRAMMING),
+    (PROGRAMMING, "frame with errors", "parity, BCC, syntax, gap", "NAK", PROGRAMMING),
+    ("any", "frame cut short", "by SOH, STX, '/', or no character for ta", "none (ignored)", "(same)"),
     (PROGRAMMING, "NAK", "", "repeat the last answer", PROGRAMMING),
     (PROGRAMMING, "BreakCommand", "", "none; back to initial baud", START),
     (PROGRAMMING, "timer inactivity", "no valid frame", "back to initial baud", START),
-    ("any", "IDRequest", "address empty or ours", "new session at initial baud: IDResponse", IDENTIFIED),
+    ("any", "IDRequest", "address empty or ours", "new session at initial baud: IDResponse (heard even inside an open block)", IDENTIFIED),
     ("meter", "timer execution", "token written", "TCDU registers from the token outcome", "(same)"),
     ("meter", "power_cycle()", "", "session reset; TokenLockout cleared; pending token finishes", START),
 )
+
+
+def _data_of(frame) -> tuple[str, bool]:
+    """(data, partial) of a block frame STX data ETX|EOT [BCC], whatever the framer said of its syntax."""
+    raw = bytes(frame.data)
+    end = -2 if len(raw) >= 3 and raw[-2] in (3, 4) else -1
+    return raw[1:end].decode("ascii", "replace"), raw[end] == 4
+
+
+def addresses_match(asked: str, ours: str) -> bool:
+    """Does an IDRequest for `asked` address a device whose address is `ours`? Empty asks any
+    device; leading zeros are not significant (`/?1!` addresses 00000001; IEC 62056-21 §6.3)."""
+    return not asked or asked.lstrip("0") == ours.lstrip("0")
 
 
 def describe() -> str:
@@ -246,6 +281,9 @@ class _Session:
     inactivity_deadline: int | None = None
     last: Reaction | None = None  # the last answer, for a NAK
     authorised: bool = False
+    blocks: list[Data] = field(default_factory=list)  # partial blocks of an answer still to send
+    write_head: tuple[str, str] | None = None  # (letter, type) of a partial-block write being assembled
+    write_parts: list[str] = field(default_factory=list)  # its blocks' data so far
 
 
 @dataclass
@@ -277,7 +315,7 @@ class MeterEmulator:
             DataSet("", v)  # a value must fit a data set
             self._values[name] = v
         self._ident = profile.identification
-        self._answer_ns = policy.tr_ns(profile.timing, self._ident.manufacturer)
+        self._answer_ns = policy.tr_ns(profile.timing, self._ident.manufacturer, profile.emulator.limit_margin_ns)
         self._gap_ns = policy.gap_ns(profile.timing)
         missing = [t for t in TCDU_REGISTERS if t not in profile.registers]
         if missing:
@@ -290,6 +328,10 @@ class MeterEmulator:
         self.state = START
         self.baud = profile.character.initial_baud
         self._session = _Session()
+
+    @property
+    def _bcc_data(self) -> bool:
+        return self.profile.protocol.bcc_on_data
 
     def _code_of(self, register: str, name: str) -> str:
         table = self.profile.codes.get(self.profile.registers[register].codes or "", {})
@@ -413,6 +455,12 @@ class MeterEmulator:
     # -- frames ---------------------------------------------------------------------------------
 
     def _frame(self, frame, now_ns: int) -> Reaction:
+        if self._session.write_head is not None and frame.kind == "data" and frame.errors == E_SYNTAX:
+            # a block of a partial-block write is checked alone by the framer, so a data set split
+            # across blocks is a "syntax error" in the later ones: the assembled whole is checked
+            s = self._session
+            s.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
+            return self._write_block(*_data_of(frame), now_ns)
         if not frame.ok:
             if frame.kind == "garbage":
                 return self._silent(f"garbage ignored ({len(frame.data)} bytes)")
@@ -436,6 +484,16 @@ class MeterEmulator:
         """React to a well-formed message (on_frame without the framing checks and the log)."""
         if isinstance(msg, IDRequest):
             return self._id_request(msg, now_ns)
+        s = self._session
+        if self.state == PROGRAMMING:
+            if s.write_head is not None and isinstance(msg, Data):
+                s.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
+                return self._write_block(msg.data, msg.partial, now_ns)
+            # IEC 62056-21 §6.4.7: the client aborts a partial-block exchange by a new command
+            aborted = self._abort_blocks() if isinstance(msg, Command) else ""
+            if aborted:
+                r = self.on_message(msg, now_ns)
+                return replace(r, event=f"{aborted}; {r.event}")
         if self.state == IDENTIFIED:
             if isinstance(msg, OptionSelect):
                 return self._option_select(msg, now_ns)
@@ -450,6 +508,13 @@ class MeterEmulator:
         self._session.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
         if isinstance(msg, Nak):
             return self._repeat(now_ns)
+        if isinstance(msg, Ack):
+            if self._session.blocks:
+                block = self._session.blocks.pop(0)
+                left = len(self._session.blocks)
+                return self._answer(block, now_ns, f"ACK: next partial block ({left} more)" if left
+                                    else "ACK: last partial block")
+            return self._silent("ACK ignored (no partial block pending)")
         if isinstance(msg, BreakCommand):
             switch = self._end_session()
             return self._silent("break: back to start", switch)
@@ -475,7 +540,7 @@ class MeterEmulator:
 
     def _id_request(self, msg: IDRequest, now_ns: int) -> Reaction:
         mine = self._ident.device_address
-        if msg.device_address and msg.device_address != mine:
+        if not addresses_match(msg.device_address, mine):
             return self._silent(f"IDRequest for {msg.device_address!r} ignored (ours is {mine!r})")
         restart = self.state != START
         switch = self._end_session()
@@ -490,16 +555,17 @@ class MeterEmulator:
         if msg.protocol != "0" or msg.mode not in "01":
             self._end_session()
             return self._silent(f"{msg} not supported: back to start")
-        table, top = self.profile.character.baud_chars_mode_c, self.profile.character.max_baud
-        wanted = table.get(msg.baud_char)
-        if wanted is None or wanted > top:
-            speed, note = self.baud, (f"baud character {msg.baud_char!r} refused "
-                                      f"({'unknown' if wanted is None else f'{wanted} Bd > max {top} Bd'}): "
+        proposed = self._ident.baud_char
+        if msg.baud_char == proposed:
+            speed, note = self.profile.baud_from_char(proposed), f"{self.profile.baud_from_char(proposed)} Bd"
+        else:  # IEC 62056-21 §6.4.3: any other Z leaves both sides at the initial speed
+            speed, note = self.baud, (f"baud character {msg.baud_char!r} is not the proposed {proposed!r}: "
                                       f"stays at {self.baud} Bd")
-        else:
-            speed, note = wanted, f"{wanted} Bd"
         switch = speed if speed != self.baud else None
-        delay = max(self._answer_ns, self.profile.timing.speed_switch_guard_ns) if switch else None
+        t = self.profile.timing
+        # the client switches speed_switch_guard after its option select; we answer at the new
+        # speed no earlier than guard + margin, so the answer never starts before it listens
+        delay = max(self._answer_ns, t.speed_switch_guard_ns + t.speed_switch_margin_ns) if switch else None
         self._session.tt_deadline = None
         if msg.mode == "1":
             self.state = PROGRAMMING
@@ -543,17 +609,28 @@ class MeterEmulator:
                 return self._error("access_denied", now_ns, f"read {ds.address} ({reg.name}, write-only)")
             out.append(DataSet(reg.register_id, self._value(reg.name)))
         answer = Data.of(*out)
-        return self._answer(answer, now_ns, f"read {' '.join(d.address for d in datasets)} -> {answer.data}")
+        what = f"read {' '.join(d.address for d in datasets)} -> {answer.data}"
+        size = self.profile.protocol.block_size
+        wants = msg.command_type in "34" or self.profile.emulator.partial_answers == "always"
+        if wants and 0 < size < len(answer.data):
+            text = answer.data
+            blocks = [Data(text[i:i + size], partial=i + size < len(text)) for i in range(0, len(text), size)]
+            self._session.blocks = blocks[1:]
+            return self._answer(blocks[0], now_ns, f"{what} in {len(blocks)} partial blocks of {size}")
+        return self._answer(answer, now_ns, what)
 
     def _write(self, msg: WriteCommand, now_ns: int) -> Reaction:
+        if msg.partial:  # the first block of a partial-block write (W3/W4, or any W ending in EOT)
+            self._session.write_head = (msg.letter, msg.command_type)
+            self._session.write_parts = [msg.data or ""]
+            return self._answer(Ack(), now_ns, f"partial-block write {msg.letter}{msg.command_type}: block 1 -> ACK")
         try:
             datasets = msg.datasets
         except ProtocolError as e:
             return self._answer(Nak(), now_ns, f"NAK: {e}")
         what = f"write {msg.data or ''}"
-        if msg.partial or len(datasets) != 1:
-            why = "partial block" if msg.partial else f"{len(datasets)} data sets"
-            return self._error("bad_value", now_ns, f"{what} ({why}; one data set expected)")
+        if len(datasets) != 1:
+            return self._error("bad_value", now_ns, f"{what} ({len(datasets)} data sets; one expected)")
         ds = datasets[0]
         reg = self.profile.register_by_id(ds.address)
         if reg is None:
@@ -573,6 +650,37 @@ class MeterEmulator:
             return self._token(v, now_ns, what)
         self._values[reg.name] = v
         return self._answer(Ack(), now_ns, f"{what} -> ACK")
+
+    def _write_block(self, text: str, partial: bool, now_ns: int) -> Reaction:
+        """One more block of a partial-block write: ACK it, or assemble and execute at the last."""
+        s = self._session
+        s.write_parts.append(text)
+        n = len(s.write_parts)
+        whole = "".join(s.write_parts)
+        if len(whole) > self.profile.limits.frame_max:
+            s.write_head, s.write_parts = None, []
+            return self._error("bad_length", now_ns, f"partial-block write of {len(whole)} characters "
+                               f"(over limits.frame_max {self.profile.limits.frame_max})")
+        if partial:
+            return self._answer(Ack(), now_ns, f"partial-block write: block {n} -> ACK")
+        (letter, ctype), s.write_head, s.write_parts = s.write_head, None, []
+        try:
+            msg = WriteCommand(letter, ctype, whole)
+        except ProtocolError as e:
+            return self._answer(Nak(), now_ns, f"NAK: partial-block write assembled from {n} blocks: {e}")
+        r = self._write(msg, now_ns)
+        return replace(r, event=f"partial-block write, {n} blocks assembled: {r.event}")
+
+    def _abort_blocks(self) -> str:
+        """A new command ends a partial-block answer or write in progress; what was dropped."""
+        s = self._session
+        what = []
+        if s.blocks:
+            what.append(f"partial-block answer aborted ({len(s.blocks)} blocks unsent)")
+        if s.write_head is not None:
+            what.append(f"partial-block write aborted after {len(s.write_parts)} blocks")
+        s.blocks, s.write_head, s.write_parts = [], None, []
+        return "; ".join(what)
 
     def _token(self, text: str, now_ns: int, what: str) -> Reaction:
         if self._execution is not None:
@@ -666,16 +774,27 @@ class MeterServer:
                     return
                 raise
             if frame is None:
+                for stale in self.reader.end_stale_frame(_clock.now_ns()):
+                    self._react(stale)
                 due = self.emulator.next_deadline_ns()
                 if due is None or _clock.now_ns() < due:
                     continue
                 reaction = self.emulator.on_timer(_clock.now_ns())
-                frame_info = None
+                if reaction is not None:
+                    self._act(reaction, None)
             else:
-                reaction = self.emulator.on_frame(frame, frame.t_last_ns)
-                frame_info = frame
-            if reaction is not None:
-                self._act(reaction, frame_info)
+                self._react(frame)
+
+    def _react(self, frame) -> None:
+        from rig import _clock
+
+        t = frame.t_last_ns if frame.t_last_ns >= 0 else _clock.now_ns()
+        try:
+            reaction = self.emulator.on_frame(frame, t)
+        except Exception as e:  # a bug of ours; the peer's bytes must not silence the meter
+            reaction = Reaction(event=f"internal error on {frame.kind} frame {bytes(frame.data)!r}: "
+                                      f"{type(e).__name__}: {e} (frame ignored)", state=self.emulator.state)
+        self._act(reaction, frame)
 
     def _act(self, r, frame) -> None:
         sent = None

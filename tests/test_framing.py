@@ -113,7 +113,7 @@ def test_wrong_bcc_names_expected_and_received():
 
 
 @pytest.mark.parametrize("data, field, reason", [
-    ("1.8.0(12/3)", "value", "excluded character"),
+    ("1.8.0(12!3)", "value", "excluded character"),  # '/' cuts a block: test below
     ("1.8.0(1*k*Wh)", "unit", "excluded character"),
     ("1.8.0*(1)", "address", "excluded character"),
     ("A" * 17 + "(1)", "address", "field too long"),
@@ -143,6 +143,20 @@ def test_frame_cut_by_a_new_start_is_truncated_and_the_next_frame_is_whole():
     frames = frames_of(cmd[:6] + cmd)
     assert frames[0].errors & fx.E_TRUNCATED and frames[0].end == 6
     assert frames[1].ok and frames[1].data == cmd
+
+
+@pytest.mark.parametrize("start", [b"\x02", b"\x021.8.0(12", b"\x01", b"\x01R", b"\x01R1\x02(1"])
+@pytest.mark.parametrize("parity", ["none", "even"])
+def test_slash_cuts_an_open_block_so_a_request_after_a_stray_start_is_heard(start, parity):
+    """Issue 13 item 8: a lone STX (0x82 on the wire) made the block run on over the next IDRequest."""
+    wire = start + fx.encode_request("")
+    if parity == "even":
+        wire = fx.add_parity(wire)
+    for framer in (fx.Framer(parity), model.FramerModel(parity)):
+        frames = framer.feed(wire) + framer.flush()
+        assert [f.kind if isinstance(f.kind, str) else model.KINDS[f.kind] for f in frames][-1] == "request"
+        assert frames[-1].errors == 0 and bytes(frames[-1].data) == b"/?!\r\n"
+        assert frames[0].errors & fx.E_TRUNCATED
 
 
 def test_bcc_byte_above_7_bits_is_wrong_without_parity():

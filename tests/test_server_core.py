@@ -129,17 +129,20 @@ def test_option_select_programming_switches_baud_and_sends_p0(s, profile):
     assert r.baud == 9600 and s.emu.baud == 9600 and s.emu.state == PROGRAMMING
     assert sent(r) == PasswordCommand("P", "0", "(00000001)")
     assert r.to_bytes() == b"\x01P0\x02(00000001)\x03" + bytes([_framing.bcc(b"\x01P0\x02(00000001)\x03", 1)])
-    assert r.send_at_ns == s.t + max(220 * MS, profile.timing.speed_switch_guard_ns)
+    t = profile.timing
+    assert r.send_at_ns == s.t + max(220 * MS, t.speed_switch_guard_ns + t.speed_switch_margin_ns)
 
 
 def test_slow_speed_switch_guard_delays_the_answer(tmp_path):
-    s = Session(user_profile(tmp_path, "[timing]\nspeed_switch_guard_ms = 700\n"))
+    s = Session(user_profile(tmp_path, "[timing]\nspeed_switch_guard_ms = 700\nspeed_switch_margin_ms = 60\n"))
     s.send(IDRequest())
-    r = s.send(OptionSelect("0", "4", "1"))
-    assert r.baud == 4800 and r.send_at_ns == s.t + 700 * MS
+    r = s.send(OptionSelect("0", "5", "1"))
+    assert r.baud == 9600 and r.send_at_ns == s.t + 760 * MS
 
 
-@pytest.mark.parametrize("z, why", [("6", "19200 Bd > max 9600 Bd"), ("9", "unknown")])
+# the speed changes only on the proposed Z ('5'); any other Z, lower ones included, stays at 300 Bd
+@pytest.mark.parametrize("z, why", [("6", "not the proposed '5'"), ("9", "not the proposed '5'"),
+                                    ("4", "not the proposed '5'")])
 def test_option_select_above_max_or_unknown_baud_stays_at_initial_speed(s, z, why):
     s.send(IDRequest())
     r = s.send(OptionSelect("0", z, "1"))
@@ -204,7 +207,6 @@ def test_constructor_values_override_the_profile(profile):
     (WriteCommand.of(DataSet("10", "123456789012345678901")), "bad length"),
     (WriteCommand.of(DataSet("10", "1234567890123456789x")), "bad value"),
     (WriteCommand("W", "1", f"10({ACCEPT})10({ACCEPT})"), "bad value"),
-    (WriteCommand("W", "1", f"10({ACCEPT})", partial=True), "bad value"),
 ])
 def test_unexecutable_commands_get_the_profiles_error_text(s, cmd, text):
     s.login()
@@ -529,7 +531,7 @@ def test_the_next_deadline_is_the_earliest_timer(s):
 @pytest.mark.parametrize("policy, tr, gap, tt, inact", [
     (TimingPolicy("typical"), 220, 0, 2200, 60_000),
     (TimingPolicy("min"), 200, 0, 1501, 60_000),
-    (TimingPolicy("max"), 1500, 0, 2200, 120_000),
+    (TimingPolicy("max"), 1470, 0, 2200, 120_000),  # inside tr_max by emulator.limit_margin
     (TimingPolicy("typical", char_gap_ns=5 * MS), 220, 5, 2200, 60_000),
     (TimingPolicy("violate", "tr_max", 50 * MS), 1550, 0, 2200, 60_000),
     (TimingPolicy("violate", "tr_min", 10 * MS), 190, 0, 2200, 60_000),
@@ -541,7 +543,7 @@ def test_the_next_deadline_is_the_earliest_timer(s):
 ])
 def test_timing_policy_values(profile, policy, tr, gap, tt, inact):
     t = profile.timing
-    assert policy.tr_ns(t, "RIG") == tr * MS
+    assert policy.tr_ns(t, "RIG", profile.emulator.limit_margin_ns) == tr * MS
     assert policy.gap_ns(t) == gap * MS
     assert policy.tt_ns(t) == tt * MS
     assert policy.inactivity_ns(t) == inact * MS
@@ -565,7 +567,7 @@ def test_violating_tr_min_below_the_guard_still_waits_for_the_guard(tmp_path, pr
     s = Session(profile, policy=TimingPolicy("violate", "tr_min", 190 * MS))
     s.send(IDRequest())
     r = s.send(OptionSelect("0", "5", "1"))
-    assert r.send_at_ns - s.t == profile.timing.speed_switch_guard_ns
+    assert r.send_at_ns - s.t == profile.timing.speed_switch_guard_ns + profile.timing.speed_switch_margin_ns
     assert s.send(ReadCommand.of("04")).send_at_ns - s.t == 10 * MS
 
 

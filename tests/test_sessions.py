@@ -164,14 +164,16 @@ def test_token_write_with_faults_is_applied_exactly_once(rig_meter, rig_line, ri
     assert result2.exchanges[0].attempts == 2
 
 
-@pytest.mark.parametrize("mode, low, high", [("min", 200, 215), ("max", 1490, 1510)])
+# "max" aims emulator.limit_margin (30 ms) inside tr_max: it used to aim at 1500 ms itself and
+# was measured at 1500.0-1507 ms, a FAIL by the rig's own client (issue 13 item 9)
+@pytest.mark.parametrize("mode, low, high", [("min", 200, 215), ("max", 1465, 1500)])
 def test_emulator_timing_policy_is_measured_by_the_client(profile, mode, low, high):
     emu = MeterEmulator(profile, policy=TimingPolicy(mode))
     with EmbeddedMeter(profile, emulator=emu) as meter, session(meter, profile) as hhu:
         hhu.identify()
         _, ex = hhu.read("tokenStatus")
         assert low <= ex.tr_ns / 1e6 <= high
-        assert ex.ok or mode == "max"  # at exactly tr_max, OS latency decides the verdict
+        assert ex.ok
 
 
 def test_early_answer_violating_tr_min_fails_the_measurement(profile):

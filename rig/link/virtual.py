@@ -7,17 +7,24 @@ between, stop), as a receiving UART would get it: at the end of its stop bit, sa
 receiver's own speed (a speed mismatch garbles it as it would on a wire). It keeps a timestamped
 wire record of both directions and applies the faults given as data (rig.link.faults).
 
-A Linux pty carries 8-bit bytes and ignores parity settings, so each side says what it writes:
+A Linux pty carries 8-bit bytes and ignores parity settings (its driver keeps CS8 and clears
+PARENB whatever a program asks; glibc's tcsetattr then reports EINVAL when nothing else changed,
+e.g. when a program opens the tty at 300 Bd 7E1 a second time). So while nobody has a side's tty
+open, the bridge keeps it as it was when the line started (38400 Bd raw: it restores that when the
+last program closes it, seen through inotify): a program's 7E1 request then always changes the
+speed and is reported as done. Each side says what it writes:
 "wire" (default): 7E1 wire bytes, the parity bit included, as rig's own Port writes on a pty;
 "chars": 7-bit characters, as a program that configured 7E1 on a real UART writes; the bridge adds
 even parity on the way in and strips it on the way out (a third-party HHU or meter program).
 """
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import heapq
 import os
 import struct
+import termios
 import threading
 import tty
 from typing import NamedTuple
@@ -51,6 +58,26 @@ def tty_speed(fd: int) -> int:
     return struct.unpack_from("I", buf, 40)[0]
 
 
+_IN_OPEN, _IN_CLOSE_WRITE, _IN_CLOSE_NOWRITE, _IN_Q_OVERFLOW = 0x20, 0x08, 0x10, 0x4000
+
+
+def _inotify(paths: dict[str, str]) -> tuple[int | None, dict[int, str]]:
+    """An inotify fd watching each side's tty for opens and closes (None where unavailable)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    except (OSError, AttributeError):
+        return None, {}
+    if fd < 0:
+        return None, {}
+    watches = {}
+    for side, path in paths.items():
+        wd = libc.inotify_add_watch(fd, path.encode(), _IN_OPEN | _IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE)
+        if wd >= 0:
+            watches[wd] = side
+    return fd, watches
+
+
 class VirtualLine:
     """A virtual serial line between an HHU side and a meter side; use as a context manager."""
 
@@ -79,6 +106,11 @@ class VirtualLine:
         self._truncating = {"to_meter": None, "to_hhu": None}
         self._last_arrival = {"to_meter": 0, "to_hhu": 0}
         self.overruns = 0
+        # what each tty was at the start, restored whenever the last program closes it (see above)
+        self._pristine = {side: termios.tcgetattr(fd) for side, fd in self._slaves.items()}
+        self._openers = {side: 0 for side in SIDES}
+        self.restored = {side: 0 for side in SIDES}  # how often each tty was put back
+        self._notify_fd, self._watches = _inotify(self.paths)
         self._wake_r, self._wake_w = os.pipe()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -130,7 +162,8 @@ class VirtualLine:
             os.write(self._wake_w, b"x")
             self._thread.join(5)
             self._thread = None
-        for fd in (*self._masters.values(), *self._slaves.values(), self._wake_r, self._wake_w):
+        extra = () if self._notify_fd is None else (self._notify_fd,)
+        for fd in (*self._masters.values(), *self._slaves.values(), self._wake_r, self._wake_w, *extra):
             try:
                 os.close(fd)
             except OSError:
@@ -154,6 +187,8 @@ class VirtualLine:
     def _loop(self) -> None:
         side_of = {fd: side for side, fd in self._masters.items()}
         fds = [*self._masters.values(), self._wake_r]
+        if self._notify_fd is not None:
+            fds.append(self._notify_fd)
         pending: list = []  # heap of (t_deliver_ns, seq, side to write, byte)
         seq = 0
         while not self._stop:
@@ -164,6 +199,9 @@ class VirtualLine:
             for fd in ready:
                 if fd == self._wake_r:
                     os.read(fd, 64)
+                    continue
+                if fd == self._notify_fd:
+                    self._opens_and_closes()
                     continue
                 try:
                     data = os.read(fd, 4096)
@@ -182,6 +220,37 @@ class VirtualLine:
                     os.write(self._masters[side], bytes((byte,)))
                 except (BlockingIOError, OSError):
                     self.overruns += 1  # the receiving side does not read: its buffer is full
+
+    def _opens_and_closes(self) -> None:
+        """Count opens and closes of each tty by programs; when the last one closed it, put it
+        back as it was at the start (the next program's 7E1 request then changes its speed)."""
+        try:
+            data = os.read(self._notify_fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        touched = set()
+        off = 0
+        while off + 16 <= len(data):
+            wd, mask, _cookie, n = struct.unpack_from("iIII", data, off)
+            off += 16 + n
+            side = self._watches.get(wd)
+            if mask & _IN_Q_OVERFLOW:  # events lost: assume nobody is left
+                touched.update(SIDES)
+                self._openers = {s: 0 for s in SIDES}
+            if side is None:
+                continue
+            if mask & _IN_OPEN:
+                self._openers[side] += 1
+            if mask & (_IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE):
+                self._openers[side] = max(0, self._openers[side] - 1)
+                touched.add(side)
+        for side in touched:
+            if self._openers[side] == 0:
+                try:
+                    termios.tcsetattr(self._slaves[side], termios.TCSANOW, self._pristine[side])
+                    self.restored[side] += 1
+                except (termios.error, OSError, KeyError):
+                    pass
 
     def _accept(self, side: str, data: bytes, t: int) -> list[tuple[int, str, int]]:
         """Characters from one side's read at time t: schedule them on the line, apply faults,
