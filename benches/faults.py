@@ -99,9 +99,15 @@ not_ready_poll_ms = 100
 }
 
 
-def profile_for(timing: str):
+def profile_for(timing: str, blocks: int = 0):
+    """The bench's profile; blocks > 0: the meter answers every read in partial blocks of that
+    many data characters (EOT blocks, IEC 62056-21 §6.4.7), each ACKed by the client."""
+    text = PROFILES[timing]
+    if blocks:
+        text = text.replace("[emulator]\n", '[emulator]\npartial_answers = "always"\n') + \
+            f"[protocol]\nblock_size = {blocks}\n"
     with tempfile.NamedTemporaryFile("w", suffix=f"-faults-{timing}.toml", delete=False) as f:
-        f.write(PROFILES[timing])
+        f.write(text)
     try:
         return load_profile(f.name)
     finally:
@@ -310,10 +316,10 @@ def _is_unknown(e_or_result) -> bool:
 
 
 def run_chunk(kind: str, count: int, seed: int, timing: str = "scaled", token_share: float = 0.5,
-              progress=None) -> Tally:
+              blocks: int = 0, progress=None) -> Tally:
     """`count` injections of fault `kind`, on one line; returns the tally."""
     t_start = time.monotonic()
-    profile = profile_for(timing)
+    profile = profile_for(timing, blocks)
     rng = random.Random(f"{seed}/{kind}")
     tally = Tally(kind)
     readable = [r for r in profile.registers.values() if "r" in r.access]
@@ -513,7 +519,7 @@ def _check_token(tally: Tally, rig: Rig, token: str, result, error, history_len:
 # The campaign: chunks in worker processes
 
 def run_campaign(kinds, count: int, seed: int, *, timing: str = "scaled", workers: int = 4,
-                 chunk: int = 100, token_share: float = 0.5, log=print) -> dict[str, Tally]:
+                 chunk: int = 100, token_share: float = 0.5, blocks: int = 0, log=print) -> dict[str, Tally]:
     tasks = []
     for kind in kinds:
         for k, start in enumerate(range(0, count, chunk)):
@@ -521,7 +527,7 @@ def run_campaign(kinds, count: int, seed: int, *, timing: str = "scaled", worker
     totals = {kind: Tally(kind) for kind in kinds}
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        futures = {pool.submit(run_chunk, kind, n, s, timing, token_share): (kind, n) for kind, n, s in tasks}
+        futures = {pool.submit(run_chunk, kind, n, s, timing, token_share, blocks): (kind, n) for kind, n, s in tasks}
         done = 0
         for fut in as_completed(futures):
             kind, n = futures[fut]
@@ -574,6 +580,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=4, help="worker processes, one line each (default 4)")
     ap.add_argument("--chunk", type=int, default=100, help="injections per task (default 100)")
     ap.add_argument("--token-share", type=float, default=0.5, help="share of token transfers (default 0.5)")
+    ap.add_argument("--blocks", type=int, default=0, metavar="N",
+                    help="the meter answers every read in partial blocks of N data characters (default 0: whole)")
     ap.add_argument("--json", metavar="FILE", help="write the tallies and examples as JSON")
     a = ap.parse_args(argv)
     kinds = [k.strip() for k in a.kinds.split(",") if k.strip()]
@@ -582,9 +590,10 @@ def main(argv=None) -> int:
         ap.error(f"unknown fault kind {bad[0]!r}: expected some of {', '.join(FAULT_KINDS)}")
     t0 = time.monotonic()
     totals = run_campaign(kinds, a.count, a.seed, timing=a.timing, workers=a.workers, chunk=a.chunk,
-                          token_share=a.token_share)
+                          token_share=a.token_share, blocks=a.blocks)
     wall = time.monotonic() - t0
     print(f"fault campaign: {a.count} injections x {len(kinds)} kinds, timing {a.timing}, seed {a.seed}, "
+          + (f"partial blocks of {a.blocks}, " if a.blocks else "") +
           f"{a.workers} workers: {wall:.0f} s")
     print(table(totals))
     worst = sum(t.violations for t in totals.values())
