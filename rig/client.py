@@ -1,34 +1,75 @@
 """The HHU client: identify, read, write, transfer a token, sign off; every exchange timed.
 
-The client drives a Port (any URL: hardware, or the virtual line) with the profile's timing:
-an answer must start within tr (tr_min..tr_max; 20 ms minimum for a lower-case third
-manufacturer letter) and its characters come less than ta apart; a bad answer gets NAK and a bad
-request (NAK from the server) or a missing answer is repeated, up to the profile's repeat count.
+The client drives a Port (any URL: hardware, or the virtual line) with the profile's timing. What
+it reports must be true whatever the meter does, so:
+
+- An answer is tied to its request. Nothing in IEC 62056-21 numbers messages: a Data answer to
+  `R1 04()` must carry data-set address 04 (an error answer `(text)` has none and is tied by order
+  alone); a frame that began before we finished speaking, a Data answer with another address, an
+  ACK where Data is due, are set aside with a note (Exchange.notes) and the client keeps listening
+  for the answer until its deadline. Before each request the line is drained, so a late answer to
+  an earlier request cannot be taken for the next one. A value is checked against the register's
+  definition in the profile (length, characters, encoding); one that fails is asked for again and,
+  after the repeat count, the read fails with the reason. A value not tied to its request is never
+  returned.
+- A garbled answer gets NAK (the meter repeats it); a NAK, silence or a wrong answer makes the
+  client repeat its request, up to protocol.nak_repeats. Partial blocks (a Data block ending in
+  EOT, FACTS.md §3): each good block is ACKed, a bad one NAKed, the value assembled (its address is
+  in the first block only); when the blocks stop coming the client aborts the answer by sending its
+  request anew. Nothing a peer sends raises anything but ClientError.
+- Speed: the option select carries the identification's own Z when the client can use that speed
+  (at most its maximum), otherwise Z = '0' and both stay at the initial speed. A mode B letter gets
+  no option select (mode B has none). The option select is never repeated at the new speed: when
+  P0 does not come, the client signs off there, returns to the initial speed and identifies again.
+- Token writes are not repeated blindly: when the acknowledgement of TokenData is lost, the client
+  asks the meter (tokenStatus) whether it took the token before it writes again, and reports the
+  meter's outcome, or "outcome unknown: acknowledgement lost" when the meter cannot tell.
+- Every turn (request, our NAK, our ACK for the next block) has its own tr, measured from the end of
+  what we said to the start of the answer to it, and judged against the limits.
+- `with Client(...) as hhu:` signs off (BreakCommand at the session speed) on every way out of a
+  session, errors and Ctrl-C included.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from rig import _clock
 from rig._framing import Framer
-from rig.exchange import Exchange, FrameReader
+from rig.exchange import Exchange, FrameReader, Turn
 from rig.link import Port
 from rig.measurement import Measurement
-from rig.profile import Profile, load_profile
+from rig.profile import Profile, Register, load_profile
 from rig.protocol import (
     Ack, BreakCommand, Data, DataSet, IDRequest, IDResponse, Message, Nak, OptionSelect,
-    PasswordCommand, ProtocolError, ReadCommand, WriteCommand, message_from_frame,
+    PasswordCommand, ProtocolError, ReadCommand, WriteCommand, message_from_frame, parse_datasets,
 )
+from rig.tokens import ACCEPTING
 
-NOT_READY = 16
+NOT_READY = 16  # the default profile's "Not ready"; the client looks it up by name in the profile
+E_SYNTAX = 4    # the framer's syntax error flag (docs/framing.md)
+MS = 1_000_000
+OS_LATENCY_NS = 20 * MS  # allowed for the OS between a character's arrival and our reading it (assumed)
+
+# What a message is to the request waiting for an answer.
+TAKE, PARTIAL, ERROR, SKIP, WRONG = "answer", "partial block", "error answer", "not the answer", "wrong answer"
+
+OUTCOME_ACCEPTED, OUTCOME_REJECTED, OUTCOME_UNKNOWN = "accepted", "rejected", "unknown"
+ACK_LOST = "acknowledgement lost"
 
 
 class ClientError(Exception):
-    """An exchange that failed after every repeat; carries its record."""
+    """An exchange that failed after every repeat; carries its record (and, for a token transfer
+    that failed after the token may have been taken, the TokenResult so far)."""
 
-    def __init__(self, message: str, exchange: Exchange | None = None):
+    def __init__(self, message: str, exchange: Exchange | None = None, result: "TokenResult | None" = None):
         super().__init__(message)
         self.exchange = exchange
+        self.result = result
+
+
+class AnswerLost(ClientError):
+    """No answer (or none that answers the request) to a request the client must not repeat blindly."""
 
 
 class TokenLockoutActive(ClientError):
@@ -38,34 +79,78 @@ class TokenLockoutActive(ClientError):
 @dataclass
 class TokenResult:
     token: str
-    status: int | None = None            # tokenStatus code
+    status: int | None = None            # tokenStatus code (None: not known)
     status_name: str = ""
     results: dict[str, tuple[int, str]] = field(default_factory=dict)  # register -> (code, name)
-    execution_ns: int | None = None      # write of TokenData to the first status other than Not ready
-    exchanges: list[Exchange] = field(default_factory=list)
+    execution_ns: int | None = None      # write's ACK to the first status other than Not ready (None: no ACK seen)
+    exchanges: list[Exchange] = field(default_factory=list)  # the write(s), polls and TCDU reads
+    outcome: str = OUTCOME_UNKNOWN       # "accepted" | "rejected" | "unknown"
+    unknown_reason: str = ""             # why the outcome is unknown, e.g. "acknowledgement lost"
+    before: list[Exchange] = field(default_factory=list)     # tokenStatus reads before the write
+    notes: list[str] = field(default_factory=list)           # how the outcome was established
 
     @property
     def accepted(self) -> bool:
-        return self.status == 1
+        return self.outcome == OUTCOME_ACCEPTED
+
+    @property
+    def known(self) -> bool:
+        return self.outcome != OUTCOME_UNKNOWN
+
+    @property
+    def outcome_text(self) -> str:
+        """"accepted", "rejected: <status>", or "outcome unknown: <why>"."""
+        if self.outcome == OUTCOME_UNKNOWN:
+            return f"outcome unknown: {self.unknown_reason or 'not established'}"
+        return self.outcome if self.accepted else f"rejected: {self.status_name}"
 
     def as_dict(self) -> dict:
         return {"token": self.token, "status": self.status, "status_name": self.status_name,
-                "accepted": self.accepted,
+                "accepted": self.accepted, "outcome": self.outcome, "outcome_text": self.outcome_text,
+                "unknown_reason": self.unknown_reason, "notes": list(self.notes),
                 "results": {k: {"code": c, "name": n} for k, (c, n) in self.results.items()},
                 "execution_ms": None if self.execution_ns is None else self.execution_ns / 1e6,
+                "before": [e.as_dict() for e in self.before],
                 "exchanges": [e.as_dict() for e in self.exchanges]}
 
 
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def check_value(reg: Register, value: str) -> str | None:
+    """What is wrong with a value read from `reg`, against its definition in the profile; None: fine."""
+    if len(value) > reg.length:
+        return f"{len(value)} characters, {reg.name} holds at most {reg.length}"
+    enc = reg.encoding
+    if enc == "decimal" and not _DECIMAL.fullmatch(value):
+        return f"{value!r} is not a decimal number ({reg.name} is decimal)"
+    if enc == "code" and not _DIGITS.fullmatch(value):
+        return f"{value!r} is not a code number ({reg.name} holds codes of {reg.codes})"
+    if enc == "digits20" and not (len(value) == 20 and _DIGITS.fullmatch(value)):
+        return f"{value!r} is not 20 digits"
+    if any(not (" " <= ch <= "~") for ch in value):  # ascii, binary7: ISO/IEC 646 printable
+        return f"{value!r} holds a character outside printable ISO/IEC 646"
+    return None
+
+
 class Client:
-    """An HHU talking to one meter on one port. `with Client(url) as hhu: hhu.identify() ...`"""
+    """An HHU talking to one meter on one port. `with Client(url) as hhu: hhu.identify() ...`
+
+    address: the device address of the IDRequest; "" (default) asks any device (IEC 62056-21 §6.3).
+    baud: the highest speed this HHU will use (default: the profile's character.max_baud)."""
 
     def __init__(self, port: Port | str, profile: Profile | None = None, *, address: str | None = None,
                  baud: int | None = None):
         self.profile = profile or load_profile()
+        self.address = "" if address is None else address
+        try:
+            IDRequest(self.address)
+        except ProtocolError as e:
+            raise ValueError(f"device address {self.address!r}: {e.reason}") from None
         if isinstance(port, str):
             port = Port(port, baud=self.profile.character.initial_baud, fmt=self.profile.character.format)
         self.port = port
-        self.address = self.profile.identification.device_address if address is None else address
         self.want_baud = baud or self.profile.character.max_baud
         self.reader = FrameReader(port, Framer.from_profile(self.profile, parity="even"
                                                             if self.profile.character.format == "7E1" else "none"),
@@ -73,96 +158,236 @@ class Client:
         self.identity: IDResponse | None = None
         self.exchanges: list[Exchange] = []
         self._last_end_ns = 0
+        self._session_baud: int | None = None  # speed of a session the meter may be in; None: none
+        self.sign_off_error: str | None = None  # why the sign-off on the way out failed, if it did
+
+    @property
+    def in_session(self) -> bool:
+        """True from the option select (programming) until the sign-off: the meter may be in a session."""
+        return self._session_baud is not None
 
     # -- the exchanges -----------------------------------------------------------------------------
     def identify(self, mode: str = "1") -> Exchange:
         """IDRequest, IDResponse, option select (mode 1: programming), speed switch; the server's
-        P0 answer at the new speed completes it."""
+        P0 answer at the new speed completes it. When P0 does not come, the client signs off at that
+        speed, returns to the initial speed and identifies again (protocol.nak_repeats times)."""
         p = self.profile
-        self.port.set_baud(p.character.initial_baud)
-        ex = self._exchange("identify", IDRequest(self.address), expect=IDResponse)
-        ident = ex.message
-        self.identity = ident
-        try:
-            server_baud = p.baud_from_char(ident.baud_char)
-        except ValueError:
-            server_baud = p.character.initial_baud
-        baud = min(server_baud, self.want_baud, p.character.max_baud)
-        select = OptionSelect("0", p.baud_char(baud, "C"), mode)
-        sel = Exchange("option select")
-        self._send(select, sel)
-        self.exchanges.append(sel)
-        self.port.set_baud(baud, at_ns=self._last_end_ns + p.timing.speed_switch_guard_ns)
-        if mode == "1":
-            self._receive("option select", select, PasswordCommand, sel)
-        return ex
+        tries = p.protocol.nak_repeats + 1
+        lost: AnswerLost | None = None
+        for _ in range(tries):
+            if self.in_session:
+                self.sign_off()  # the meter may be in a session from before: end it first
+            self.port.set_baud(p.character.initial_baud)
+            ex = self._transact("identify", IDRequest(self.address), ("ident",))
+            ident = ex.message
+            self.identity = ident
+            select, baud = self._option_select_for(ident, mode, ex)
+            sel = Exchange("option select")
+            self.exchanges.append(sel)
+            self._send(select, sel)
+            if mode == "1":
+                self._session_baud = baud  # from here on the meter may be in a session at this speed
+            if baud != self.port.baud:
+                # at once after our last character: the meter answers after its guard delay at the
+                # earliest, so this side is never late for P0 (the guard is the meter's to keep)
+                self.port.set_baud(baud, at_ns=sel.request_end_ns)
+            if mode != "1":
+                return ex
+            try:
+                self._transact("option select", select, ("p0",), ex=sel, send=False, repeat="never",
+                               extra_ns=p.timing.speed_switch_guard_ns)
+                return ex
+            except AnswerLost as e:
+                lost = e  # never the option select again at the new speed: sign off, start over
+        raise ClientError(f"identify: no P0 after the option select in {tries} identification(s): {lost}",
+                          lost.exchange if lost else None)
+
+    def _option_select_for(self, ident: IDResponse, mode: str, ex: Exchange) -> tuple[OptionSelect, int]:
+        """The option select answering an identification, and the speed after it (IEC 62056-21
+        §6.4.3: the speed changes only when the option select's Z is the identification's Z)."""
+        p = self.profile
+        z, initial = ident.baud_char, p.character.initial_baud
+        if z in p.character.baud_chars_mode_b and z not in p.character.baud_chars_mode_c:
+            raise ClientError(
+                f"identify: the meter identified in protocol mode B (baud character {z!r}, "
+                f"{p.character.baud_chars_mode_b[z]} Bd): mode B has no option select and the client "
+                "needs the programming mode of protocol mode C; no option select sent", ex)
+        proposed = p.character.baud_chars_mode_c.get(z)
+        top = min(self.want_baud, p.character.max_baud)
+        if proposed is not None and proposed <= top:
+            return OptionSelect("0", z, mode), proposed
+        why = "unknown baud character" if proposed is None else f"{proposed} Bd is above this HHU's {top} Bd"
+        ex.notes.append(f"identification proposes {z!r} ({why}): option select Z='0', staying at {initial} Bd")
+        return OptionSelect("0", p.baud_char(initial, "C"), mode), initial
 
     def read(self, register: str) -> tuple[str, Exchange]:
-        """The value of a register (by name or registerID) and the exchange."""
+        """The value of a register (by name or registerID) and the exchange. The value is the one
+        the meter gave for this register, checked against its definition, or ClientError."""
         reg = self._register(register)
-        ex = self._exchange(f"read {reg.name}", ReadCommand.of(reg.register_id), expect=Data)
-        msg = ex.message
-        if msg.error_text is not None and not msg.datasets[0].address:
-            ex.errors.append(f"error answer: {msg.error_text}")
+        ex = self._transact(f"read {reg.name}", ReadCommand.of(reg.register_id), ("data", reg))
+        if ex.answer_kind == ERROR:
             raise ClientError(f"read {reg.name} ({reg.register_id}): the meter answered error "
-                              f"{msg.error_text!r}", ex)
-        ds = msg.datasets
-        if not ds:
-            raise ClientError(f"read {reg.name}: empty answer {msg.data!r}", ex)
-        return ds[0].value, ex
+                              f"{ex.message.error_text!r}", ex)
+        return ex.value, ex
 
     def write(self, register: str, value: str) -> Exchange:
         """Write a register; the meter's ACK completes it, an error answer raises ClientError."""
         reg = self._register(register)
-        ex = self._exchange(f"write {reg.name}", WriteCommand.of(DataSet(reg.register_id, value)),
-                            expect=(Ack, Data))
-        if isinstance(ex.message, Data):
-            ex.errors.append(f"error answer: {ex.message.error_text or ex.message.data}")
+        ex = self._transact(f"write {reg.name}", self._write_command(reg, value), ("ack",))
+        if ex.answer_kind == ERROR:
             raise ClientError(f"write {reg.name} ({reg.register_id}): the meter answered error "
-                              f"{ex.message.error_text or ex.message.data!r}", ex)
+                              f"{ex.message.error_text!r}", ex)
         return ex
 
     def transfer_token(self, token: str) -> TokenResult:
         """Write TokenData, poll tokenStatus until it is no longer Not ready (within the profile's
-        execution limit), then read the TCDU results."""
+        execution limit), then read the TCDU results.
+
+        Before the write, tokenStatus is read (and polled while Not ready: the meter must be idle).
+        A write whose acknowledgement is lost is not repeated blindly: tokenStatus says whether the
+        meter took it (Not ready, or a status other than before the write: taken). Only when it still
+        reads as before is the token written again; if that second entry then shows a status a
+        re-entry may show (client.reentry_statuses: Used, ...), the outcome is unknown and said so.
+        Assumes no token is entered by other means (keypad) during the transfer."""
         p = self.profile
+        reg = self._register("TokenData")
+        command = self._write_command(reg, token)
         result = TokenResult(token)
-        ex = self.write("TokenData", token)
-        result.exchanges.append(ex)
-        t_written = ex.answer_first_ns
-        limit = ex.request_end_ns + p.timing.execution_limit_ns
-        codes = p.codes["tokenStatus"]
-        while True:
-            value, rex = self.read("tokenStatus")
-            result.exchanges.append(rex)
-            status = int(value)
-            if status != NOT_READY:
-                break
-            if _clock.now_ns() + p.timing.not_ready_poll_ns > limit:
-                raise ClientError(f"token {token}: still not ready after the execution limit "
-                                  f"{p.timing.execution_limit_ns / 1e9:g} s", rex)
-            _clock.sleep_until(_clock.now_ns() + p.timing.not_ready_poll_ns)
-        result.execution_ns = rex.answer_first_ns - t_written
-        result.status, result.status_name = status, codes.get(status, f"code {status}")
+        not_ready = self._code("tokenStatus", "Not ready", NOT_READY)
+        before, _ = self._status_when_idle(result, result.before, _clock.now_ns() + p.timing.execution_limit_ns)
+        unsure = False      # a write may have been taken without our knowing
+        taken_ex = None     # the write the meter took (ACK), or the last one sent when known from tokenStatus
+        status = None
+        for attempt in range(p.protocol.nak_repeats + 1):
+            try:
+                ex = self._transact("write TokenData", command, ("ack",), repeat="nak")
+            except AnswerLost as lost:
+                ex = lost.exchange
+                result.exchanges.append(ex)
+                ex.notes.append(f"{ACK_LOST}: {lost}; asking the meter before writing again")
+                status = self._status_or_unknown(result, f"{ACK_LOST}, and tokenStatus could not be read")
+                if status == not_ready or status != before:
+                    result.notes.append(f"write {attempt + 1}: {ACK_LOST}; tokenStatus {status} "
+                                        f"(before the write: {before}): the meter took the token")
+                    taken_ex = ex
+                    break
+                result.notes.append(f"write {attempt + 1}: {ACK_LOST}; tokenStatus still {status}: "
+                                    "not taken, or taken with the same outcome; writing again")
+                unsure = unsure or self._code_name("tokenStatus", before) is not None
+                status = None
+                continue
+            result.exchanges.append(ex)
+            if ex.answer_kind == ERROR:
+                text = ex.message.error_text
+                if unsure and text == p.error_texts["not_ready"]:
+                    result.notes.append(f"write {attempt + 1}: error answer {text!r}: the earlier write "
+                                        "was taken and is executing")
+                    taken_ex = ex
+                    break
+                if unsure:
+                    result.outcome, result.unknown_reason = OUTCOME_UNKNOWN, ACK_LOST
+                    result.notes.append(f"write {attempt + 1}: error answer {text!r} after an earlier "
+                                        f"write whose acknowledgement was lost")
+                    return result
+                raise ClientError(f"write TokenData ({reg.register_id}): the meter answered error {text!r}", ex)
+            taken_ex = ex
+            break
+        else:
+            if unsure:
+                result.outcome, result.unknown_reason = OUTCOME_UNKNOWN, ACK_LOST
+                return result
+            raise ClientError(f"write TokenData: no acknowledgement in {p.protocol.nak_repeats + 1} write(s), "
+                              f"and tokenStatus stayed {before}: the meter did not take the token",
+                              result.exchanges[-1] if result.exchanges else None, result)
+        # taken: wait for the outcome
+        limit = taken_ex.request_end_ns + p.timing.execution_limit_ns
+        if status is None or status == not_ready:
+            status, rex = self._status_when_idle(result, result.exchanges, limit, token=token)
+        else:
+            rex = result.exchanges[-1]
+        if isinstance(taken_ex.message, Ack) and rex is not None and rex.answer_first_ns >= 0:
+            result.execution_ns = rex.answer_first_ns - taken_ex.answer_first_ns
+        result.status = status
+        result.status_name = p.codes["tokenStatus"].get(status, f"code {status}")
+        if unsure and result.status_name.lower() in p.client.reentry_names():
+            result.outcome, result.unknown_reason = OUTCOME_UNKNOWN, ACK_LOST
+            result.notes.append(f"tokenStatus {result.status_name!r} after writing again: the first write "
+                                "may have been taken; the meter cannot say")
+        else:
+            result.outcome = OUTCOME_ACCEPTED if result.status_name.lower() in ACCEPTING else OUTCOME_REJECTED
         for name in ("AuthenticationResult", "ValidationResult", "TokenResult"):
-            value, rex = self.read(name)
+            try:
+                value, rex = self.read(name)
+                code = self._code_value(value, rex)
+            except ClientError as e:
+                e.result = result
+                raise
             result.exchanges.append(rex)
-            code = int(value)
             result.results[name] = (code, p.codes[name].get(code, f"code {code}"))
-        if status == 15:
-            raise TokenLockoutActive(f"token {token}: the meter's token lockout is active", rex)
+        if result.known and result.status_name.lower() == "token lockout active":
+            raise TokenLockoutActive(f"token {token}: the meter's token lockout is active", rex, result)
         return result
 
+    def _status_when_idle(self, result: TokenResult, into: list[Exchange], limit_ns: int,
+                          token: str | None = None) -> tuple[int, Exchange]:
+        """Read tokenStatus until it is no longer Not ready, before limit_ns."""
+        p = self.profile
+        not_ready = self._code("tokenStatus", "Not ready", NOT_READY)
+        while True:
+            status = self._status_or_unknown(result, "tokenStatus could not be read after the write"
+                                             if token else None, into)
+            rex = into[-1]
+            if status != not_ready:
+                return status, rex
+            if _clock.now_ns() + p.timing.not_ready_poll_ns > limit_ns:
+                what = f"token {token}" if token else "before the write: the meter"
+                e = ClientError(f"{what}: still not ready after the execution limit "
+                                f"{p.timing.execution_limit_ns / 1e9:g} s", rex)
+                if token:
+                    result.outcome, result.unknown_reason = OUTCOME_UNKNOWN, "still Not ready after the execution limit"
+                    e.result = result
+                raise e
+            _clock.sleep_until(_clock.now_ns() + p.timing.not_ready_poll_ns)
+
+    def _status_or_unknown(self, result: TokenResult, unknown: str | None,
+                           into: list[Exchange] | None = None) -> int:
+        """tokenStatus as a code; on failure ClientError, carrying the result as unknown when the
+        token may have been taken (`unknown` says why)."""
+        try:
+            value, rex = self.read("tokenStatus")
+            code = self._code_value(value, rex)
+        except ClientError as e:
+            if unknown:
+                result.outcome, result.unknown_reason = OUTCOME_UNKNOWN, unknown
+                e.result = result
+            raise
+        (result.exchanges if into is None else into).append(rex)
+        return code
+
+    @staticmethod
+    def _code_value(value: str, ex: Exchange) -> int:
+        if not _DIGITS.fullmatch(value):
+            raise ClientError(f"{ex.name}: {value!r} is not a code number", ex)
+        return int(value)
+
     def sign_off(self) -> Exchange:
-        """BreakCommand; the server answers nothing and returns to its start state."""
+        """BreakCommand at the session's speed (or the port's, when no session is known); the
+        server answers nothing and returns to its start state; the client to the initial speed."""
         ex = Exchange("sign off")
-        self._send(BreakCommand(), ex)
         self.exchanges.append(ex)
-        self.port.set_baud(self.profile.character.initial_baud)
+        baud = self._session_baud or self.port.baud
+        try:
+            if baud != self.port.baud:
+                self.port.set_baud(baud)
+            self._drain(ex)
+            self._send(BreakCommand(), ex)
+        finally:
+            self._session_baud = None
+            self.port.set_baud(self.profile.character.initial_baud)
         return ex
 
     # -- mechanics ---------------------------------------------------------------------------------
-    def _register(self, register: str):
+    def _register(self, register: str) -> Register:
         p = self.profile
         reg = p.registers.get(register) or p.register_by_id(register)
         if reg is None:
@@ -170,92 +395,228 @@ class Client:
                               f"({', '.join(p.registers)})")
         return reg
 
+    def _write_command(self, reg: Register, value: str) -> WriteCommand:
+        try:
+            return WriteCommand.of(DataSet(reg.register_id, value))
+        except ProtocolError as e:
+            raise ClientError(f"write {reg.name}: {e}") from None
+
+    def _code(self, table: str, name: str, default: int) -> int:
+        return next((c for c, n in self.profile.codes.get(table, {}).items() if n.lower() == name.lower()), default)
+
+    def _code_name(self, table: str, code: int) -> str | None:
+        return self.profile.codes.get(table, {}).get(code)
+
     def _send(self, msg: Message, ex: Exchange) -> None:
-        # the client leaves tr_min after the last answer before it speaks (assumed, as HHUs do)
-        at = max(_clock.now_ns(), self._last_end_ns + self.profile.timing.tr_min_fast_ns)
+        """Send a request (a first one or a repeat): a new turn."""
         chars = msg.to_bytes()
-        times = self.port.write(chars, at_ns=at)
+        ex.request_start_ns, ex.request_end_ns = self._say(chars, ex, "request")
         ex.request = chars
-        ex.request_start_ns = int(times[0])
-        ex.request_end_ns = int(times[-1]) + self.port.char_ns
         ex.attempts += 1
-        self._last_end_ns = ex.request_end_ns
-        self.reader.expect_echo(chars, ex.request_end_ns + 2 * self.port.char_ns)
 
-    def _exchange(self, name: str, msg: Message, expect) -> Exchange:
-        ex = Exchange(name)
-        self.reader.discard()
-        self._send(msg, ex)
-        self.exchanges.append(ex)
-        return self._receive(name, msg, expect, ex)
-
-    def _receive(self, name: str, ex_from: Message, expect, ex: Exchange) -> Exchange:
-        p = self.profile
-        repeats = p.protocol.nak_repeats
-        said_end = ex.request_end_ns  # end of what we said last: the request, or our NAK
-        while True:
-            # the answer must start within the command timeout; its first character arrives
-            # one character time later, plus the latency of the OS (assumed 20 ms at most)
-            deadline = said_end + p.timing.command_timeout_ns + self.port.char_ns + 20_000_000
-            frame = self.reader.next_frame(deadline)
-            while frame is not None and (frame.kind == "garbage" or self._stale(frame, said_end)):
-                if frame.kind == "garbage":
-                    ex.errors.append(f"garbage before the answer: {len(frame.data)} byte(s)")
-                else:
-                    ex.errors.append(f"ignored a {frame.kind} frame that began before our request "
-                                     "ended: an answer to an earlier attempt")
-                frame = self.reader.next_frame(deadline)
-            if frame is None:
-                problem = f"no answer within {p.timing.command_timeout_ns / 1e6:g} ms"
-            elif not frame.ok:
-                problem = "bad answer: " + "; ".join(frame.errors_list())
-            else:
-                problem = None
-                try:
-                    msg = message_from_frame(frame)
-                except ProtocolError as e:
-                    msg, problem = None, f"bad answer: {e}"
-            if problem is None and isinstance(msg, Nak):
-                ex.naks_received += 1
-                problem = "NAK from the meter"
-            if problem is None and not isinstance(msg, expect):
-                problem = f"unexpected answer {msg}"
-            if problem is None:
-                break
-            if ex.attempts + ex.naks_sent > repeats:
-                ex.errors.append(problem)
-                raise ClientError(f"{name}: {problem} (after {ex.attempts} request(s) and "
-                                  f"{ex.naks_sent} NAK(s))", ex)
-            ex.errors.append(problem)
-            if frame is not None and not frame.ok:
-                ex.naks_sent += 1  # ask for the answer again
-                self._last_end_ns = frame.t_last_ns
-                said_end = self._send_nak()
-            else:
-                self.reader.discard()
-                self._send(ex_from, ex)  # no answer, a NAK or a wrong answer: repeat the request
-                said_end = ex.request_end_ns
-        # it came through, perhaps after repeats: the problems met on the way were recovered
-        ex.recovered, ex.errors = ex.errors, []
-        ex.message = msg
-        ex.answer = frame.data
-        ex.answer_kind = frame.kind
-        ex.answer_first_ns, ex.answer_last_ns = frame.t_first_ns, frame.t_last_ns
-        ex.max_ta_ns = frame.max_gap_ns
-        ex.tr_ns = frame.t_first_ns - self.port.char_ns - ex.request_end_ns
-        self._last_end_ns = frame.t_last_ns
-        self._measure(ex)
-        return ex
-
-    def _send_nak(self) -> int:
-        """NAK the answer; returns when the NAK is off the line."""
+    def _say(self, chars: bytes, ex: Exchange, what: str) -> tuple[int, int]:
+        """Put characters on the line (the client leaves tr_min after the last answer before it
+        speaks: assumed, as HHUs do); a new turn of the exchange. Returns when they are off the line."""
         at = max(_clock.now_ns(), self._last_end_ns + self.profile.timing.tr_min_fast_ns)
-        chars = Nak().to_bytes()
         times = self.port.write(chars, at_ns=at)
         end = int(times[-1]) + self.port.char_ns
-        self.reader.expect_echo(chars, end + self.port.char_ns)
+        self.reader.expect_echo(chars, end + 2 * self.port.char_ns)
         self._last_end_ns = end
-        return end
+        ex.turns.append(Turn(what, end))
+        return int(times[0]), end
+
+    def _drain(self, ex: Exchange) -> None:
+        """Empty the line before a new request: nothing said before it can answer it."""
+        for f in self.reader.drain(_clock.now_ns() + self.profile.timing.ta_ns):
+            ex.notes.append(f"set aside before the request: {f.kind} frame of {len(f.data)} byte(s), "
+                            "late or unasked")
+
+    def _transact(self, name: str, request: Message, want: tuple, *, ex: Exchange | None = None,
+                  send: bool = True, repeat: str = "any", extra_ns: int = 0) -> Exchange:
+        """Send `request` and take its answer. want: ("ident",) an IDResponse, ("p0",) the P0 after
+        the option select, ("ack",) ACK or an error answer, ("data", register) that register's
+        data set or an error answer. repeat: "any" (repeat after silence, NAK or a wrong answer),
+        "nak" (repeat only when the meter NAKed: AnswerLost otherwise), "never" (AnswerLost).
+        extra_ns: time the meter may take before its tr starts (the speed-switch guard)."""
+        p = self.profile
+        if ex is None:
+            ex = Exchange(name)
+            self.exchanges.append(ex)
+        try:
+            if send:
+                self._drain(ex)
+                self._send(request, ex)
+            self._receive(ex, request, want, repeat, extra_ns)
+        except OSError as e:  # PortError: the line went away
+            ex.errors.append(str(e))
+            self._measure(ex)
+            raise ClientError(f"{name}: {e}", ex) from None
+        return ex
+
+    def _receive(self, ex: Exchange, request: Message, want: tuple, repeat: str, extra_ns: int) -> None:
+        p = self.profile
+        parts: list[str] = []      # partial blocks of the answer so far
+        frames: list[bytes] = []
+        while True:
+            turn = ex.turns[-1]
+            # the answer must start within the command timeout; its first character arrives one
+            # character time later, plus the OS latency
+            deadline = turn.said_end_ns + extra_ns + p.timing.command_timeout_ns + self.port.char_ns + OS_LATENCY_NS
+            problem, nak, frame, verdict, msg, why = None, False, None, None, None, ""
+            while True:
+                frame = self.reader.next_frame(deadline)
+                if frame is None:
+                    problem = f"no answer within {p.timing.command_timeout_ns / 1e6:g} ms"
+                    break
+                if frame.kind == "garbage":
+                    ex.notes.append(f"garbage set aside: {len(frame.data)} byte(s)")
+                    continue
+                if self._stale(frame, turn.said_end_ns):
+                    ex.notes.append(f"{frame.kind} frame set aside: it began before our {turn.said} ended "
+                                    "(an answer to something said earlier)")
+                    continue
+                msg, bad = self._message(frame, continuing=bool(parts))
+                if bad:
+                    self._timed(ex, turn, frame)
+                    problem, nak = f"bad answer: {bad}", True
+                    break
+                if isinstance(msg, Nak):
+                    self._timed(ex, turn, frame)
+                    ex.naks_received += 1
+                    problem = "NAK from the meter"
+                    break
+                verdict, why = self._judge(want, msg, parts)
+                if verdict == SKIP:
+                    ex.notes.append(f"{_short(msg)} set aside: {why}")
+                    continue
+                self._timed(ex, turn, frame)
+                if verdict == WRONG:
+                    problem = f"wrong answer: {why}"
+                break
+            if problem is None and verdict == PARTIAL:
+                parts.append(msg.data)
+                frames.append(bytes(frame.data))
+                turn.result = PARTIAL
+                if sum(map(len, parts)) > p.limits.frame_max:
+                    problem = f"partial-block answer longer than {p.limits.frame_max} characters"
+                else:
+                    self._last_end_ns = frame.t_last_ns
+                    self._say(Ack().to_bytes(), ex, "ACK")  # send the next block
+                    continue
+            if problem is None:
+                break
+            turn.result = problem
+            ex.errors.append(problem)
+            if ex.attempts + ex.naks_sent > p.protocol.nak_repeats:
+                self._measure(ex)
+                raise ClientError(f"{ex.name}: {problem} (after {ex.attempts} request(s) and "
+                                  f"{ex.naks_sent} NAK(s))", ex)
+            if nak:
+                ex.naks_sent += 1  # ask for the answer (or the block) again
+                self._last_end_ns = frame.t_last_ns
+                self._say(Nak().to_bytes(), ex, "NAK")
+                continue
+            if repeat == "never" or repeat == "nak" and problem != "NAK from the meter":
+                self._measure(ex)
+                raise AnswerLost(f"{ex.name}: {problem}", ex)
+            # silence, a NAK or a wrong answer: the request again (a new command also ends a
+            # partial-block answer in progress, FACTS.md §3)
+            parts, frames, ex.blocks = [], [], 0
+            self._drain(ex)
+            self._send(request, ex)
+        # it came through, perhaps after repeats: the problems met on the way were recovered
+        turn.result = verdict
+        ex.recovered, ex.errors = ex.errors, []
+        ex.message = msg
+        ex.answer = b"".join(frames) + bytes(frame.data)
+        ex.answer_kind = verdict if verdict == ERROR else frame.kind
+        ex.blocks = len(parts)
+        ex.answer_last_ns = frame.t_last_ns
+        first = next(t for t in reversed(ex.turns) if t.said == "request")
+        ex.answer_first_ns = first.answer_first_ns
+        ex.tr_ns = first.tr_ns
+        ex.value = why if verdict == TAKE and want[0] == "data" else None
+        self._last_end_ns = frame.t_last_ns
+        self._measure(ex)
+
+    def _message(self, frame, continuing: bool) -> tuple[Message | None, str | None]:
+        """The message of a frame, or what is wrong with it. A partial block that continues a data
+        set (no address before its '(' or ')') breaks the framer's per-block syntax rule but not the
+        protocol: its syntax is checked on the assembled answer."""
+        if frame.ok:
+            try:
+                return message_from_frame(frame), None
+            except (ProtocolError, UnicodeDecodeError, ValueError, IndexError) as e:
+                return None, str(e)
+        raw = bytes(frame.data)
+        if continuing and frame.kind == "data" and frame.errors == E_SYNTAX and len(raw) >= 3:
+            bcc_on = self.profile.protocol.bcc_on_data
+            end = -2 if bcc_on else -1
+            bcc_ok = not bcc_on or _bcc(raw[1:-1]) == raw[-1]
+            if raw[end] in (3, 4) and bcc_ok:
+                try:
+                    return Data(raw[1:end].decode("ascii"), raw[end] == 4), None
+                except (ProtocolError, UnicodeDecodeError) as e:
+                    return None, str(e)
+        return None, "; ".join(frame.errors_list()) or "bad frame"
+
+    def _judge(self, want: tuple, msg: Message, parts: list[str]) -> tuple[str, str]:
+        """Whether msg answers the request waiting (TAKE, PARTIAL, ERROR), is something else on the
+        line (SKIP: set aside, keep listening) or answers it wrongly (WRONG: ask again)."""
+        kind = want[0]
+        if kind == "ident":
+            return (TAKE, "") if isinstance(msg, IDResponse) else (SKIP, "not an identification")
+        if kind == "p0":
+            if isinstance(msg, PasswordCommand) and msg.command_type == "0":
+                return TAKE, ""
+            return SKIP, "not the P0 that follows the option select"
+        if kind == "ack" and isinstance(msg, Ack):
+            return TAKE, ""
+        if not isinstance(msg, Data):
+            return SKIP, f"not a Data or {'ACK' if kind == 'ack' else 'error'} answer"
+        if kind == "ack":
+            if not msg.partial and _is_error(msg):
+                return ERROR, ""
+            return SKIP, "Data with a data set: an answer to a read, not to a write"
+        reg: Register = want[1]
+        rid = reg.register_id
+        if not parts:
+            if msg.partial:
+                if msg.data.startswith(rid + "("):
+                    return PARTIAL, ""
+                return SKIP, f"a partial block that does not begin with data-set address {rid}"
+            if _is_error(msg):
+                return ERROR, ""
+            text = msg.data
+        else:
+            if msg.partial:
+                return PARTIAL, ""
+            text = "".join(parts) + msg.data
+        try:
+            datasets = parse_datasets(text)
+        except ProtocolError as e:
+            return WRONG, f"data {text!r}: {e.reason}"
+        if not datasets:
+            return WRONG, f"no data set in {text!r}"
+        if datasets[0].address != rid:
+            if parts:
+                return WRONG, f"data-set address {datasets[0].address!r}, not {rid!r}"
+            return SKIP, f"data-set address {datasets[0].address!r}, not {rid!r}: the answer to another request"
+        if len(datasets) != 1:
+            return WRONG, f"{len(datasets)} data sets for one register"
+        value = datasets[0].value
+        bad = check_value(reg, value)
+        if bad:
+            return WRONG, f"{rid}: {bad}"
+        return TAKE, value
+
+    def _timed(self, ex: Exchange, turn: Turn, frame) -> None:
+        """The frame answers this turn: its tr, from the end of what we said to its first character
+        on the line (arrival less one character time)."""
+        ex.max_ta_ns = max(ex.max_ta_ns, frame.max_gap_ns)
+        if turn.tr_ns is None and frame.t_first_ns >= 0:
+            turn.answer_first_ns = frame.t_first_ns
+            turn.tr_ns = frame.t_first_ns - self.port.char_ns - turn.said_end_ns
 
     def _stale(self, frame, said_end: int) -> bool:
         """A frame that began on the line before we finished speaking cannot answer what we said
@@ -265,14 +626,19 @@ class Client:
         return frame.t_first_ns - self.port.char_ns < said_end - self.port.char_ns // 2
 
     def _measure(self, ex: Exchange) -> None:
+        """A tr measurement for every turn that got an answer, each judged; ta over the answer."""
         t = self.profile.timing
         ident = ex.message if isinstance(ex.message, IDResponse) else self.identity
         fast = ident is not None and ident.fast_reaction
         tr_min = t.tr_min_fast_ns if fast else t.tr_min_ns
-        ex.measurements.append(Measurement("tr", ex.tr_ns / 1e6, "ms", tr_min / 1e6, t.tr_max_ns / 1e6,
-                                           basis="IEC 62056-21 §5 (profile)"))
-        ex.measurements.append(Measurement("ta max", ex.max_ta_ns / 1e6, "ms", None, t.ta_ns / 1e6,
-                                           basis="IEC 62056-21 §5 (profile)"))
+        ex.measurements = [m for m in ex.measurements if m.name not in ("tr", "ta max")]
+        for turn in ex.turns:
+            if turn.tr_ns is not None:
+                ex.measurements.append(Measurement("tr", turn.tr_ns / 1e6, "ms", tr_min / 1e6, t.tr_max_ns / 1e6,
+                                                   basis=f"IEC 62056-21 §5 (profile); after our {turn.said}"))
+        if ex.turns and any(turn.tr_ns is not None for turn in ex.turns):
+            ex.measurements.append(Measurement("ta max", ex.max_ta_ns / 1e6, "ms", None, t.ta_ns / 1e6,
+                                               basis="IEC 62056-21 §5 (profile)"))
 
     def close(self) -> None:
         self.port.close()
@@ -281,4 +647,29 @@ class Client:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        """Sign off when the meter may be in a session (any way out: error, Ctrl-C), then close."""
+        try:
+            if self.in_session:
+                try:
+                    self.sign_off()
+                except (ClientError, OSError) as e:
+                    self.sign_off_error = str(e)
+        finally:
+            self.close()
+
+
+def _is_error(msg: Data) -> bool:
+    """An error answer: (text) with no data-set address (IEC 62056-21 §6.3)."""
+    return msg.error_text is not None and msg.data.startswith("(")
+
+
+def _bcc(data: bytes) -> int:
+    x = 0
+    for c in data:
+        x ^= c
+    return x & 0x7F
+
+
+def _short(msg: Message) -> str:
+    s = str(msg)
+    return s if len(s) <= 60 else s[:57] + "..."

@@ -92,6 +92,40 @@ class FrameReader:
         self._frames.clear()
         self.framer.flush()
 
+    def drain(self, limit_ns: int) -> list[Frame]:
+        """Empty the line before we speak: what is waiting now, and, when something came, what
+        follows until quiet_chars character times of silence (not past limit_ns). Returns every
+        frame so dropped (queued, read, or in progress), for the record."""
+        out = list(self._frames)
+        self._frames.clear()
+        got = self._take(*self.port.read(_clock.now_ns(), idle_ns=0))
+        while (got or self.framer.pending) and _clock.now_ns() < limit_ns:
+            quiet = _clock.now_ns() + self.quiet_chars * self.port.char_ns
+            got = self._take(*self.port.read(min(quiet, limit_ns), idle_ns=0))
+            if not got and _clock.now_ns() >= quiet:
+                break
+        out += self._frames
+        self._frames.clear()
+        out += self.framer.flush()
+        return out
+
+
+@dataclass
+class Turn:
+    """One attempt inside an exchange: what we said last (the request, our NAK asking for a
+    repeat, or our ACK asking for the next partial block) and the answer it got.
+
+    tr is measured per turn, from the end of what we said to the start of the answer to it."""
+    said: str                            # "request" | "NAK" | "ACK"
+    said_end_ns: int                     # end of its last character's stop bit
+    answer_first_ns: int = -1            # arrival of the first character of its answer; -1: none
+    tr_ns: int | None = None             # said_end to the start of the answer on the line
+    result: str = ""                     # "answer", "partial block", or what was wrong
+
+    def as_dict(self) -> dict:
+        return {"said": self.said, "said_end_ns": self.said_end_ns, "answer_first_ns": self.answer_first_ns,
+                "tr_ms": None if self.tr_ns is None else self.tr_ns / 1e6, "result": self.result}
+
 
 @dataclass
 class Exchange:
@@ -107,7 +141,7 @@ class Exchange:
     answer_kind: str = ""
     answer_first_ns: int = -1            # arrival of its first and last characters
     answer_last_ns: int = -1
-    tr_ns: int | None = None             # end of request to start of answer on the line
+    tr_ns: int | None = None             # tr of the turn whose answer was taken (all of them: trs_ns)
     max_ta_ns: int = 0                   # largest gap between two characters of the answer
     attempts: int = 0                    # requests sent (repeats included)
     naks_sent: int = 0
@@ -116,6 +150,15 @@ class Exchange:
     errors: list[str] = field(default_factory=list)       # what went wrong in the end
     recovered: list[str] = field(default_factory=list)    # problems met and overcome by repeats
     message: object = None               # the answer as a message, when it was good
+    value: str | None = None             # a read's value, tied to its request and checked
+    turns: list[Turn] = field(default_factory=list)       # every attempt, each with its own tr
+    notes: list[str] = field(default_factory=list)        # frames set aside: stale, late, not the answer
+    blocks: int = 0                      # partial blocks (EOT) taken into the answer
+
+    @property
+    def trs_ns(self) -> list[int]:
+        """tr of every turn that got an answer, in order (the last one answered what was taken)."""
+        return [t.tr_ns for t in self.turns if t.tr_ns is not None]
 
     @property
     def ok(self) -> bool:
@@ -123,11 +166,13 @@ class Exchange:
 
     def as_dict(self) -> dict:
         return {
-            "name": self.name, "ok": self.ok, "request": self.request.decode("ascii", "replace"),
+            "name": self.name, "ok": self.ok, "value": self.value, "request": self.request.decode("ascii", "replace"),
             "answer": self.answer.decode("ascii", "replace"), "answer_kind": self.answer_kind,
             "request_start_ns": self.request_start_ns, "request_end_ns": self.request_end_ns,
             "answer_first_ns": self.answer_first_ns, "answer_last_ns": self.answer_last_ns,
             "tr_ms": None if self.tr_ns is None else self.tr_ns / 1e6, "max_ta_ms": self.max_ta_ns / 1e6,
             "attempts": self.attempts, "naks_sent": self.naks_sent, "naks_received": self.naks_received,
             "measurements": [m.as_dict() for m in self.measurements], "errors": list(self.errors), "recovered": list(self.recovered),
+            "trs_ms": [t / 1e6 for t in self.trs_ns], "turns": [t.as_dict() for t in self.turns],
+            "notes": list(self.notes), "blocks": self.blocks,
         }

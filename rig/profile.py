@@ -188,6 +188,9 @@ SCHEMA: dict[str, Any] = {
         "cleared_by_accept": Bool(),
         "cleared_by_power_cycle": Bool(),
     },
+    "client": {  # the rig's HHU client
+        "reentry_statuses": Text(200, r"[ -~]", "tokenStatus names separated by commas"),
+    },
     "emulator": {  # the built-in meter emulator (rig/server.py); a real meter has its own values
         "execution_ms": _ms(0, 600_000),
         "password": Text("limits.value_max_programming", _DATA, 'printable, no ( ) * / !; "" for none'),
@@ -294,6 +297,14 @@ class TokenLockout:
 
 
 @dataclass(frozen=True)
+class ClientOptions:
+    reentry_statuses: str  # tokenStatus names a token entered a second time may show, comma separated
+
+    def reentry_names(self) -> frozenset[str]:
+        return frozenset(n.strip().lower() for n in self.reentry_statuses.split(",") if n.strip())
+
+
+@dataclass(frozen=True)
 class Emulator:
     execution_ns: int  # token processing time; tokenStatus reads "Not ready" meanwhile
     password: str  # P1 password; "" accepts any
@@ -317,7 +328,7 @@ class Register:
 
 _SECTIONS = {"interface": Interface, "character": Character, "timing": Timing, "protocol": Protocol,
              "limits": Limits, "identification": Identification, "token_lockout": TokenLockout,
-             "emulator": Emulator}
+             "client": ClientOptions, "emulator": Emulator}
 
 
 @dataclass(frozen=True)
@@ -335,6 +346,7 @@ class Profile:
     registers: dict[str, Register]
     codes: dict[str, dict[int, str]]
     token_lockout: TokenLockout
+    client: ClientOptions
     emulator: Emulator
 
     def source(self, key: str) -> str:
@@ -551,6 +563,11 @@ def _check(flat: dict) -> None:
             raise fail(_later(flat, key + ".register_id", seen[rid]),
                        f"a register_id not used by another register ({seen[rid]} has it)")
         seen[rid] = key + ".register_id"
+
+    status_names = {r.value.lower() for p, r in flat.items() if p[:2] == ("codes", "tokenStatus")}
+    for name in get("client.reentry_statuses").split(","):
+        if name.strip() and name.strip().lower() not in status_names:
+            raise fail("client.reentry_statuses", f"names of codes.tokenStatus, not {name.strip()!r}")
 
     registers = dict.fromkeys(p[1] for p in flat if p[0] == "registers")
     for name, value in get("emulator.register_values").items():
