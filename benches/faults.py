@@ -49,13 +49,15 @@ from dataclasses import asdict, dataclass, field
 
 from rig import _clock
 from rig._framing import add_parity
-from rig.client import Client, ClientError
+from rig.client import Client, ClientError, TokenResult
 from rig.link import FAULT_KINDS, Fault, VirtualLine
 from rig.profile import load_profile
 from rig.server import MeterEmulator, MeterServer
 from rig.tokens import TokenModel
 
 MS = 1_000_000
+# whether Client.transfer_token reads tokenStatus before its write (issue 13's client does)
+READS_FIRST = "before" in getattr(TokenResult, "__dataclass_fields__", {})
 VIOLATIONS = ("lost", "twice", "wrong_value", "wrong_outcome", "hangs", "crashes")
 
 # Register values made distinct from each other and from the TCDU codes (0..16), so that the value
@@ -69,45 +71,34 @@ ACCEPT_SHARE = 0.7
 # The bench's changes to the default profile. "scaled": every time limit of a session scaled
 # down about 5x (tr_max, ta, tt, command timeout 300 ms; a meter with a lower-case third letter,
 # so tr_min is 20 ms), so one injection takes a fraction of a second; the protocol logic is the
-# same. "standard": the default profile's IEC 62056-21 timing. Both: token execution 100 ms, the
-# lockout threshold out of reach (255 rejects in a row) so rejected tokens do not lock the meter.
-_COMMON = """
-[identification]
-manufacturer = "RIg"
-text = "RIG FAULTS"
-[token_lockout]
-threshold = 255
-[emulator]
-execution_ms = 100
-register_values = { tableID = "4321", FOIN = "RIG0000000000001", protocolVersion = "1.0", serverStatus = "77777", softwareVersion = "RIG-EMU 0.1" }
-"""
-PROFILES = {
-    "scaled": _COMMON + """
-[timing]
-tr_max_ms = 300
-ta_ms = 300
-tt_min_ms = 300
-tt_max_ms = 440
-command_timeout_ms = 300
-execution_limit_ms = 3000
-not_ready_poll_ms = 50
-""",
-    "standard": _COMMON + """
-[timing]
-not_ready_poll_ms = 100
-""",
+# same. "standard": the default profile's IEC 62056-21 timing. Both: token execution longer than
+# the command timeout, as in the default profile (a client that lost the ACK finds "Not ready"),
+# the lockout threshold out of reach (255 rejects in a row) so rejected tokens do not lock the
+# meter, register values distinct from each other and from the TCDU codes.
+TIMINGS = {
+    "scaled": {"tr_max_ms": 300, "ta_ms": 300, "tt_min_ms": 300, "tt_max_ms": 440, "command_timeout_ms": 300,
+               "execution_limit_ms": 3000, "not_ready_poll_ms": 50},
+    "standard": {"not_ready_poll_ms": 200},
 }
+EXECUTION_MS = {"scaled": 400, "standard": 2000}
+
+
+def profile_text(timing: str, blocks: int = 0) -> str:
+    values = ", ".join(f'{k} = "{v}"' for k, v in VALUES.items())
+    lines = ["[identification]", 'manufacturer = "RIg"', 'text = "RIG FAULTS"',
+             "[token_lockout]", "threshold = 255", "[timing]"]
+    lines += [f"{k} = {v}" for k, v in TIMINGS[timing].items()]
+    lines += ["[emulator]", f"execution_ms = {EXECUTION_MS[timing]}", f"register_values = {{ {values} }}"]
+    if blocks:
+        lines += ['partial_answers = "always"', "[protocol]", f"block_size = {blocks}"]
+    return "\n".join(lines) + "\n"
 
 
 def profile_for(timing: str, blocks: int = 0):
     """The bench's profile; blocks > 0: the meter answers every read in partial blocks of that
     many data characters (EOT blocks, IEC 62056-21 §6.4.7), each ACKed by the client."""
-    text = PROFILES[timing]
-    if blocks:
-        text = text.replace("[emulator]\n", '[emulator]\npartial_answers = "always"\n') + \
-            f"[protocol]\nblock_size = {blocks}\n"
     with tempfile.NamedTemporaryFile("w", suffix=f"-faults-{timing}.toml", delete=False) as f:
-        f.write(text)
+        f.write(profile_text(timing, blocks))
     try:
         return load_profile(f.name)
     finally:
@@ -306,13 +297,10 @@ def _token_text(rng: random.Random) -> str:
     return f"{rng.randrange(1 << 66):020d}"
 
 
-def _is_unknown(e_or_result) -> bool:
-    """An outcome the client says it cannot know (issue 13: "outcome unknown: acknowledgement
-    lost"); as an exception or, should the client return it, as a result."""
-    if isinstance(e_or_result, BaseException):
-        return "outcome unknown" in str(e_or_result).lower()
-    return bool(getattr(e_or_result, "unknown", False)) or "unknown" in str(
-        getattr(e_or_result, "status_name", "")).lower()
+def _unknown(result) -> bool:
+    """A token result the client says it cannot know (issue 13: "outcome unknown: acknowledgement
+    lost"): TokenResult.outcome "unknown" with its reason."""
+    return getattr(result, "outcome", None) == "unknown" and bool(getattr(result, "unknown_reason", ""))
 
 
 def run_chunk(kind: str, count: int, seed: int, timing: str = "scaled", token_share: float = 0.5,
@@ -349,10 +337,15 @@ def run_chunk(kind: str, count: int, seed: int, timing: str = "scaled", token_sh
             char_ns = c.port.char_ns
             if token_op:
                 token = next(next_token)
-                # a write (30 characters) and its ACK, then ~5 reads of 10 and their answers
-                n_meter, n_hhu = 30 + 50, 1 + 5 * 8
+                # a write (30 characters) and its ACK, then ~5 reads of 10 and their answers; a
+                # client that reads tokenStatus before the write has that read first
+                status = rig.emulator.registers["tokenStatus"]
+                pre_meter, pre_hhu = (10, 7 + len(status)) if READS_FIRST else (0, 0)
+                n_meter, n_hhu = pre_meter + 30 + 50, pre_hhu + 1 + 5 * 8
                 if rng.random() < 0.3:  # more often on the write and its ACK (a lost ACK)
                     n_meter, n_hhu = 30, 1
+                else:
+                    pre_meter = pre_hhu = 0
                 op_ns = (n_meter + n_hhu) * char_ns + 6 * 60 * MS
                 what = "token"
             else:
@@ -366,6 +359,8 @@ def run_chunk(kind: str, count: int, seed: int, timing: str = "scaled", token_sh
             direction = rng.choice(("to_meter", "to_hhu"))
             n = n_meter if direction == "to_meter" else n_hhu
             at = rig.line.sent(direction) + rng.randrange(n)
+            if token_op:
+                at += pre_meter if direction == "to_meter" else pre_hhu
             fault = make_fault(kind, rng, direction=direction, at=at, op_ns=op_ns, char_ns=char_ns,
                                profile=profile)
             before = rig.emulator.registers
@@ -484,19 +479,31 @@ def _check_read(tally: Tally, reg, result, error, before: dict, after: dict, whe
 
 
 def _check_token(tally: Tally, rig: Rig, token: str, result, error, history_len: int, where: dict) -> None:
+    """What the client told against what the meter did with the token (its account)."""
     tally.tokens += 1
     entries = [e for e in rig.tokens.history[history_len:] if e.text == token]
     applied = sum(1 for e in entries if e.outcome.accepted)
+    meter = [str(e.outcome) for e in entries]
     first = entries[0].outcome if entries else None
-    if error is not None and _is_unknown(error) or error is None and _is_unknown(result):
+    partial = getattr(error, "result", None)  # a ClientError may carry the result so far
+    if error is not None and ("outcome unknown" in str(error).lower() or _unknown(partial)) \
+            or error is None and _unknown(result):
         tally.unknown += 1
         tally.unknown_applied += bool(applied)
         return
     if error is not None:
         tally.tokens_failed += 1
-        if applied:
+        told = partial if partial is not None and getattr(partial, "outcome", "") in ("accepted", "rejected") else None
+        if told is not None:  # the outcome was read, something after it failed
+            if first is None or told.status != first.token_status:
+                tally.wrong_outcome += 1
+                tally.example("wrong outcome", token=token, client=f"{told.status_name} ({error})", meter=meter, **where)
+            if applied and not told.accepted:
+                tally.lost += 1
+                tally.example("lost", token=token, client=f"{told.status_name} ({error})", meter=meter, **where)
+        elif applied:
             tally.lost += 1
-            tally.example("lost", token=token, error=str(error), meter=[str(e.outcome) for e in entries], **where)
+            tally.example("lost", token=token, error=str(error), meter=meter, **where)
         elif entries:
             tally.failed_entered += 1
         return
@@ -507,12 +514,10 @@ def _check_token(tally: Tally, rig: Rig, token: str, result, error, history_len:
                                        first.token_result)
     if got != want:
         tally.wrong_outcome += 1
-        tally.example("wrong outcome", token=token, client=f"{result.status_name} {got}",
-                      meter=[str(e.outcome) for e in entries], **where)
+        tally.example("wrong outcome", token=token, client=f"{result.status_name} {got}", meter=meter, **where)
     if applied and not result.accepted:
         tally.lost += 1
-        tally.example("lost", token=token, client=result.status_name,
-                      meter=[str(e.outcome) for e in entries], **where)
+        tally.example("lost", token=token, client=result.status_name, meter=meter, **where)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -576,7 +581,7 @@ def main(argv=None) -> int:
     ap.add_argument("--count", type=int, default=1000, help="injections per fault kind (default 1000)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--kinds", default=",".join(FAULT_KINDS), help="comma-separated (default: all)")
-    ap.add_argument("--timing", choices=tuple(PROFILES), default="scaled")
+    ap.add_argument("--timing", choices=tuple(TIMINGS), default="scaled")
     ap.add_argument("--workers", type=int, default=4, help="worker processes, one line each (default 4)")
     ap.add_argument("--chunk", type=int, default=100, help="injections per task (default 100)")
     ap.add_argument("--token-share", type=float, default=0.5, help="share of token transfers (default 0.5)")
