@@ -2,7 +2,7 @@
 transfers of the rig's Client against the meter emulator, each outcome checked against the
 meter's own state (its register values and its token account, rig/tokens.py).
 
-What is counted, per fault kind (the first six must be 0):
+What is counted, per fault kind (the first seven must be 0):
   lost          a token the meter accepted while the client reported it not accepted, or failed
                 without saying "outcome unknown"
   twice         a token the meter applied more than once
@@ -17,6 +17,8 @@ What is counted, per fault kind (the first six must be 0):
                 token the meter never took)
   hangs         an operation that did not end within its deadline (the profile's worst case x 3)
   crashes       an exception other than ClientError out of the client, or a meter/line thread dead
+  account check what rig.tokens.TransferAccount.check() finds wrong in the client's reports against
+                the meter's account (a second opinion on lost and wrong outcome)
   unknown       "outcome unknown" token results, counted apart (with how many the meter applied)
 plus what happened: reads/tokens that succeeded or failed, and sessions that could not be set up
 again on a clean line afterwards (the meter deaf after a fault).
@@ -25,11 +27,15 @@ again on a clean line afterwards (the meter deaf after a fault).
     python benches/faults.py --count 40 --kinds drop,delay --seed 7 --workers 4
     python benches/faults.py --timing standard     # the default profile's timing (slower)
 
-One injection = one operation (a read of a random readable register, or a token transfer of a
-fresh token) with one fault placed at a random character of it (or, for faults that hold for a
-while, active during it). Sessions are identified on a clean line; after a failed operation the
-client signs off and identifies again. Work is split into chunks run by worker processes, each
-with its own virtual line, meter and client; their tallies are summed.
+One injection = one operation with one fault: two reads in a row (random readable registers, the
+fault at a random character of the first read, so that a stale or late answer to it would show in
+the second) or a token transfer of a fresh token (the fault at a random character of it, 30 % of
+the time on the TokenData write and its ACK); faults that hold for a while (baud_error, echo,
+bit_flip at a bit error rate, a noise window) are active during the operation. Sessions are
+identified on a clean line; after a failed operation the client signs off and identifies again.
+Work is split into chunks run by worker processes, each with its own virtual line, meter and
+client; their tallies are summed. Do not change the working tree while it runs: each chunk loads
+the profile from disk.
 The test suite runs a short version through run_chunk() (tests/test_fault_campaign.py).
 """
 from __future__ import annotations
@@ -55,10 +61,15 @@ from rig.profile import load_profile
 from rig.server import MeterEmulator, MeterServer
 from rig.tokens import TokenModel
 
+try:
+    from rig.tokens import TransferAccount  # issue 13's account of what the rig reported
+except ImportError:
+    TransferAccount = None
+
 MS = 1_000_000
 # whether Client.transfer_token reads tokenStatus before its write (issue 13's client does)
 READS_FIRST = "before" in getattr(TokenResult, "__dataclass_fields__", {})
-VIOLATIONS = ("lost", "twice", "wrong_value", "wrong_outcome", "hangs", "crashes")
+VIOLATIONS = ("lost", "twice", "wrong_value", "wrong_outcome", "hangs", "crashes", "account")
 
 # Register values made distinct from each other and from the TCDU codes (0..16), so that the value
 # of another register cannot pass for the one asked. Within the profile's lengths and encodings.
@@ -126,6 +137,7 @@ class Tally:
     wrong_outcome: int = 0
     hangs: int = 0
     crashes: int = 0
+    account: int = 0               # TransferAccount.check(): wrong or applied-unreported reports
     bcc_blind: int = 0             # a corrupted value that parity, BCC and the register's definition all pass
     failed_entered: int = 0        # failed (not "unknown") while the meter had taken a rejected token
     resync_failures: int = 0       # a clean-line identification failed after an injection
@@ -213,6 +225,9 @@ class Rig:
         self.server = MeterServer(self.line.meter_port, profile, emulator=self.emulator).start()
         self.client = Client(self.line.hhu_port, profile)
         self.in_session = False
+        # the rig's own account of what it reported (issue 13's TransferAccount), checked against
+        # the meter's at the end: a second opinion on the counts above
+        self.reports = TransferAccount() if TransferAccount is not None else None
 
     def dead(self) -> str | None:
         for what, thing in (("meter server", self.server), ("virtual line", self.line)):
@@ -390,10 +405,11 @@ def run_chunk(kind: str, count: int, seed: int, timing: str = "scaled", token_sh
             after = rig.emulator.registers
             if token_op:
                 _check_token(tally, rig, token, result, error, history_len, where)
+                _report(rig, token, result, error)
             else:
                 for reg, res, err in (result or [(regs[0], None, error)]):
                     _check_read(tally, reg, res, err, before, after, where, profile)
-        tally.twice += len(rig.tokens.applied_twice())
+        _settle_accounts(rig, tally)
     finally:
         rig.close()
     tally.seconds = time.monotonic() - t_start
@@ -413,9 +429,32 @@ def _read_all(client: Client, regs) -> list:
     return out
 
 
+def _report(rig: Rig, token: str, result, error) -> None:
+    """Record what the client told in the rig's TransferAccount."""
+    if rig.reports is None:
+        return
+    told = getattr(error, "result", None) if error is not None else result
+    outcome = getattr(told, "outcome", None)
+    if outcome in ("accepted", "rejected", "unknown"):
+        rig.reports.record(token, outcome, told.status, getattr(told, "unknown_reason", ""))
+    else:
+        rig.reports.record(token, "failed", None, str(error))
+
+
+def _settle_accounts(rig: Rig, tally: Tally) -> None:
+    """Tokens the meter applied twice, and TransferAccount.check() of the reports against the meter."""
+    tally.twice += len(rig.tokens.applied_twice())
+    if rig.reports is not None:
+        found = rig.reports.check(rig.tokens)
+        for what in ("wrong", "applied_unreported"):
+            tally.account += len(found[what])
+            for item in found[what][:3]:
+                tally.example("account", check=what, item=str(item))
+
+
 def _rebuild(rig: Rig, profile, tally: Tally) -> Rig:
     """A new line, meter and client (the old meter's account is checked first)."""
-    tally.twice += len(rig.tokens.applied_twice())
+    _settle_accounts(rig, tally)
     rig.close()
     tally.rebuilds += 1
     return Rig(profile, rig.table)
@@ -547,6 +586,7 @@ def run_campaign(kinds, count: int, seed: int, *, timing: str = "scaled", worker
 COLUMNS = (("kind", "kind"), ("inj", "injections"), ("reads ok/fail", None), ("tokens ok/fail", None),
            ("unknown (applied)", None), ("lost", "lost"), ("twice", "twice"), ("wrong value", "wrong_value"),
            ("wrong outcome", "wrong_outcome"), ("hangs", "hangs"), ("crashes", "crashes"),
+           ("account check", "account"),
            ("BCC-blind value", "bcc_blind"), ("failed, entered", "failed_entered"), ("resync fail", "resync_failures"),
            ("rebuilds", "rebuilds"), ("max op s", None))
 
@@ -582,7 +622,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--kinds", default=",".join(FAULT_KINDS), help="comma-separated (default: all)")
     ap.add_argument("--timing", choices=tuple(TIMINGS), default="scaled")
-    ap.add_argument("--workers", type=int, default=4, help="worker processes, one line each (default 4)")
+    ap.add_argument("--workers", type=int, default=6, help="worker processes, one line each (default 6)")
     ap.add_argument("--chunk", type=int, default=100, help="injections per task (default 100)")
     ap.add_argument("--token-share", type=float, default=0.5, help="share of token transfers (default 0.5)")
     ap.add_argument("--blocks", type=int, default=0, metavar="N",

@@ -40,7 +40,7 @@ def test_every_fault_kind_is_injected(campaign):
         assert t.reads_ok + t.reads_failed == t.reads and t.tokens_ok + t.tokens_failed + t.unknown == t.tokens
 
 
-@pytest.mark.parametrize("violation", ["lost", "twice", "wrong_value", "wrong_outcome", "hangs", "crashes"])
+@pytest.mark.parametrize("violation", ["lost", "twice", "wrong_value", "wrong_outcome", "hangs", "crashes", "account"])
 def test_no_wrong_verdict_under_line_faults(campaign, violation):
     bench, totals = campaign
     bad = {k: getattr(t, violation) for k, t in totals.items() if getattr(t, violation)}
