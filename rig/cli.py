@@ -156,27 +156,40 @@ def _open_port(url, profile):
 
 
 class _Session:
-    """A client on --port, or on the embedded default (the meter emulator on a virtual line)."""
+    """A client on --port, or on the embedded default (the meter emulator on a virtual line). On the
+    way out (done, error, Ctrl-C) the client signs off if the meter may be in a session."""
 
     def __init__(self, args):
         from rig.profile import load_profile
         self.profile = load_profile(args.profile)
         self.embedded = None
+        from rig.client import Client
+        try:
+            Client.check_address(args.address or "")
+        except ValueError as e:
+            raise UsageError(f"--address: {e}") from None
         url = args.port
         if url is None:
             from rig.embedded import EmbeddedMeter
             self.embedded = EmbeddedMeter(self.profile).start()
             url = self.embedded.hhu_port
-        from rig.client import Client
-        self.client = Client(_open_port(url, self.profile), self.profile)
+        self.client = Client(_open_port(url, self.profile), self.profile, address=args.address)
 
     def __enter__(self):
         return self.client
 
     def __exit__(self, *exc):
-        self.client.close()
-        if self.embedded is not None:
-            self.embedded.close()
+        try:
+            self.client.__exit__(*exc)
+            if self.client.sign_off_error:
+                print(f"rig: warning: sign-off failed: {self.client.sign_off_error}", file=sys.stderr)
+        finally:
+            if self.embedded is not None:
+                self.embedded.close()
+
+
+def _exchange_or_none(e):
+    return e.exchange.as_dict() if e.exchange else None
 
 
 def cmd_read(args) -> int:
@@ -190,10 +203,10 @@ def cmd_read(args) -> int:
                 try:
                     value, ex = hhu.read(reg)
                     out.append({"register": reg, "value": value, "exchange": ex.as_dict()})
+                    bad += not ex.ok  # a tr or ta out of limits: the value is right, the meter is not
                 except ClientError as e:
                     bad += 1
-                    out.append({"register": reg, "error": str(e),
-                                "exchange": e.exchange.as_dict() if e.exchange else None})
+                    out.append({"register": reg, "error": str(e), "exchange": _exchange_or_none(e)})
             hhu.sign_off()
         except ClientError as e:
             print(f"rig: error: {e}", file=sys.stderr)
@@ -206,9 +219,21 @@ def cmd_read(args) -> int:
                 print(f"{r['register']:22s} ERROR {r['error']}")
             else:
                 ex = r["exchange"]
-                print(f"{r['register']:22s} {r['value']:20s} tr {ex['tr_ms']:8.1f} ms  "
-                      f"{'ok' if ex['ok'] else 'FAIL'}")
+                trs = ", ".join(f"{t:.1f}" for t in ex["trs_ms"])
+                print(f"{r['register']:22s} {r['value']:20s} tr {trs} ms  {'ok' if ex['ok'] else 'FAIL'}")
     return 1 if bad else 0
+
+
+def _print_token(result) -> None:
+    if result.known:
+        ms = "" if result.execution_ns is None else f", executed in {result.execution_ns / 1e6:.0f} ms"
+        print(f"token {result.token}: {result.status_name} (tokenStatus {result.status}){ms}")
+    else:
+        print(f"token {result.token}: {result.outcome_text}")
+    for name, (code, text) in result.results.items():
+        print(f"  {name:22s} {code:3d} {text}")
+    for note in result.notes:
+        print(f"  note: {note}")
 
 
 def cmd_token(args) -> int:
@@ -230,15 +255,15 @@ def cmd_token(args) -> int:
             return 1
         except ClientError as e:
             print(f"rig: error: {e}", file=sys.stderr)
+            if e.result is not None and not e.result.known:
+                print(f"rig: token {args.token}: {e.result.outcome_text}", file=sys.stderr)
+                return 3
             return 2
     if args.json:
         print(json.dumps(result.as_dict(), indent=1))
     else:
-        print(f"token {result.token}: {result.status_name} (tokenStatus {result.status}), "
-              f"executed in {result.execution_ns / 1e6:.0f} ms")
-        for name, (code, text) in result.results.items():
-            print(f"  {name:22s} {code:3d} {text}")
-    return 0 if result.accepted else 1
+        _print_token(result)
+    return 0 if result.accepted else 3 if not result.known else 1
 
 
 # --- the command -----------------------------------------------------------------------------------
@@ -286,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description=helptext + "; with no --port, from the meter emulator on a "
                                                   "virtual line (the embedded default).")
         p.add_argument("--port", metavar="URL", help="the meter's port (any pyserial URL)")
+        p.add_argument("--address", metavar="ADDRESS", default="",
+                       help="the device address of the IDRequest (0-9 A-Z a-z space, up to 32); "
+                            "default: none, any device answers")
         p.add_argument("--profile", metavar="FILE")
         p.add_argument("--json", action="store_true")
         if name == "read":
@@ -314,6 +342,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:  # the session, if any, was signed off on the way out
+        print("rig: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

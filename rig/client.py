@@ -143,23 +143,28 @@ class Client:
     def __init__(self, port: Port | str, profile: Profile | None = None, *, address: str | None = None,
                  baud: int | None = None):
         self.profile = profile or load_profile()
-        self.address = "" if address is None else address
-        try:
-            IDRequest(self.address)
-        except ProtocolError as e:
-            raise ValueError(f"device address {self.address!r}: {e.reason}") from None
+        self.address = self.check_address("" if address is None else address)
         if isinstance(port, str):
             port = Port(port, baud=self.profile.character.initial_baud, fmt=self.profile.character.format)
         self.port = port
         self.want_baud = baud or self.profile.character.max_baud
         self.reader = FrameReader(port, Framer.from_profile(self.profile, parity="even"
                                                             if self.profile.character.format == "7E1" else "none"),
-                                  self.profile.timing.ta_ns)
+                                  self.profile.timing.ta_ns, quiet_min_ns=self.profile.timing.lone_ack_quiet_ns)
         self.identity: IDResponse | None = None
         self.exchanges: list[Exchange] = []
         self._last_end_ns = 0
         self._session_baud: int | None = None  # speed of a session the meter may be in; None: none
         self.sign_off_error: str | None = None  # why the sign-off on the way out failed, if it did
+
+    @staticmethod
+    def check_address(address: str) -> str:
+        """A device address for the IDRequest, or ValueError saying what is wrong with it."""
+        try:
+            IDRequest(address)
+        except ProtocolError as e:
+            raise ValueError(f"device address {address!r}: {e.reason}") from None
+        return address
 
     @property
     def in_session(self) -> bool:
@@ -298,7 +303,7 @@ class Client:
                 return result
             raise ClientError(f"write TokenData: no acknowledgement in {p.protocol.nak_repeats + 1} write(s), "
                               f"and tokenStatus stayed {before}: the meter did not take the token",
-                              result.exchanges[-1] if result.exchanges else None, result)
+                              result.exchanges[-1] if result.exchanges else None)
         # taken: wait for the outcome
         limit = taken_ex.request_end_ns + p.timing.execution_limit_ns
         if status is None or status == not_ready:
@@ -497,8 +502,10 @@ class Client:
                 parts.append(msg.data)
                 frames.append(bytes(frame.data))
                 turn.result = PARTIAL
-                if sum(map(len, parts)) > p.limits.frame_max:
-                    problem = f"partial-block answer longer than {p.limits.frame_max} characters"
+                # one data set is at most address(value*unit): more is not an answer to one read
+                most = p.limits.address_max + p.limits.value_max_programming + p.limits.unit_max + 3
+                if sum(map(len, parts)) > most or len(parts) > most:
+                    problem = f"partial-block answer longer than one data set ({most} characters)"
                 else:
                     self._last_end_ns = frame.t_last_ns
                     self._say(Ack().to_bytes(), ex, "ACK")  # send the next block
@@ -509,8 +516,12 @@ class Client:
             ex.errors.append(problem)
             if ex.attempts + ex.naks_sent > p.protocol.nak_repeats:
                 self._measure(ex)
-                raise ClientError(f"{ex.name}: {problem} (after {ex.attempts} request(s) and "
-                                  f"{ex.naks_sent} NAK(s))", ex)
+                why = f"{ex.name}: {problem} (after {ex.attempts} request(s) and {ex.naks_sent} NAK(s))"
+                # a request not to be repeated blindly that met anything but the meter's NAK may
+                # have been taken: the caller must find out
+                if repeat == "never" or repeat == "nak" and any(e != "NAK from the meter" for e in ex.errors):
+                    raise AnswerLost(why, ex)
+                raise ClientError(why, ex)
             if nak:
                 ex.naks_sent += 1  # ask for the answer (or the block) again
                 self._last_end_ns = frame.t_last_ns
@@ -532,7 +543,7 @@ class Client:
         ex.answer_kind = verdict if verdict == ERROR else frame.kind
         ex.blocks = len(parts)
         ex.answer_last_ns = frame.t_last_ns
-        first = next(t for t in reversed(ex.turns) if t.said == "request")
+        first = next((t for t in reversed(ex.turns) if t.said == "request" and t.tr_ns is not None), turn)
         ex.answer_first_ns = first.answer_first_ns
         ex.tr_ns = first.tr_ns
         ex.value = why if verdict == TAKE and want[0] == "data" else None
@@ -612,11 +623,27 @@ class Client:
 
     def _timed(self, ex: Exchange, turn: Turn, frame) -> None:
         """The frame answers this turn: its tr, from the end of what we said to its first character
-        on the line (arrival less one character time)."""
+        on the line (arrival less one character time). An answer sooner than tr_min after a repeated
+        request, while an earlier request went unanswered, is the late answer to that one: its tr
+        is measured from there (and the repeat stays unanswered in the record)."""
         ex.max_ta_ns = max(ex.max_ta_ns, frame.max_gap_ns)
-        if turn.tr_ns is None and frame.t_first_ns >= 0:
-            turn.answer_first_ns = frame.t_first_ns
-            turn.tr_ns = frame.t_first_ns - self.port.char_ns - turn.said_end_ns
+        if turn.tr_ns is not None or frame.t_first_ns < 0:
+            return
+        start = frame.t_first_ns - self.port.char_ns
+        if turn.said == "request" and start - turn.said_end_ns < self._tr_min_ns():
+            earlier = [t for t in ex.turns[:-1] if t.said == "request" and t.tr_ns is None]
+            if earlier:
+                turn = earlier[-1]
+                ex.notes.append(f"an answer {(start - ex.turns[-1].said_end_ns) / 1e6:.1f} ms after the "
+                                f"repeat, before tr_min: the late answer to request {ex.turns.index(turn) + 1}")
+        turn.answer_first_ns = frame.t_first_ns
+        turn.tr_ns = start - turn.said_end_ns
+
+    def _tr_min_ns(self, ident: IDResponse | None = None) -> int:
+        """tr_min for the meter (20 ms when its identification's third letter is lower case)."""
+        t = self.profile.timing
+        ident = ident or self.identity
+        return t.tr_min_fast_ns if ident is not None and ident.fast_reaction else t.tr_min_ns
 
     def _stale(self, frame, said_end: int) -> bool:
         """A frame that began on the line before we finished speaking cannot answer what we said
@@ -628,9 +655,7 @@ class Client:
     def _measure(self, ex: Exchange) -> None:
         """A tr measurement for every turn that got an answer, each judged; ta over the answer."""
         t = self.profile.timing
-        ident = ex.message if isinstance(ex.message, IDResponse) else self.identity
-        fast = ident is not None and ident.fast_reaction
-        tr_min = t.tr_min_fast_ns if fast else t.tr_min_ns
+        tr_min = self._tr_min_ns(ex.message if isinstance(ex.message, IDResponse) else None)
         ex.measurements = [m for m in ex.measurements if m.name not in ("tr", "ta max")]
         for turn in ex.turns:
             if turn.tr_ns is not None:

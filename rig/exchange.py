@@ -14,15 +14,16 @@ class FrameReader:
     """Frames from a port, each with the arrival time of its characters.
 
     A lone ACK is only known to be one when nothing follows it: after `quiet_chars` character
-    times of silence the reader ends it (Framer.flush). At the deadline it gives up and reports a
-    frame still in progress as cut short."""
+    times of silence, and at least quiet_min_ns, the reader ends it (Framer.flush). At the deadline
+    it gives up and reports a frame still in progress as cut short."""
 
-    def __init__(self, port: Port, framer: Framer, ta_ns: int, quiet_chars: int = 3):
+    def __init__(self, port: Port, framer: Framer, ta_ns: int, quiet_chars: int = 3, quiet_min_ns: int = 0):
         self.port = port
         self.ta_ns = ta_ns       # a frame in progress may finish after the deadline if it keeps coming
         self._last_rx_ns = 0
         self.framer = framer
         self.quiet_chars = quiet_chars
+        self.quiet_min_ns = quiet_min_ns  # a loaded host or a USB adapter delivers characters late
         self._frames: deque[Frame] = deque()
         self.wire = bytearray()  # every byte received, for logs
         self.echo: tuple[bytes, int] = (b"", 0)  # (what we sent, when it is off the line)
@@ -41,7 +42,7 @@ class FrameReader:
                     self._frames.extend(self.framer.flush())
                     continue
                 return None
-            quiet = self.quiet_chars * self.port.char_ns
+            quiet = max(self.quiet_chars * self.port.char_ns, self.quiet_min_ns)
             # back as soon as characters came: a frame is done at its last character, not after
             # a quiet spell (that would add three character times to every exchange)
             if not self._take(*self.port.read(deadline_ns, idle_ns=0)) and self.framer.ack_pending:
@@ -94,13 +95,13 @@ class FrameReader:
 
     def drain(self, limit_ns: int) -> list[Frame]:
         """Empty the line before we speak: what is waiting now, and, when something came, what
-        follows until quiet_chars character times of silence (not past limit_ns). Returns every
+        follows until quiet_chars character times (and quiet_min_ns) of silence, not past limit_ns. Returns every
         frame so dropped (queued, read, or in progress), for the record."""
         out = list(self._frames)
         self._frames.clear()
         got = self._take(*self.port.read(_clock.now_ns(), idle_ns=0))
         while (got or self.framer.pending) and _clock.now_ns() < limit_ns:
-            quiet = _clock.now_ns() + self.quiet_chars * self.port.char_ns
+            quiet = _clock.now_ns() + max(self.quiet_chars * self.port.char_ns, self.quiet_min_ns)
             got = self._take(*self.port.read(min(quiet, limit_ns), idle_ns=0))
             if not got and _clock.now_ns() >= quiet:
                 break

@@ -147,6 +147,7 @@ SCHEMA: dict[str, Any] = {
         "inactivity_min_ms": _ms(1, 3_600_000), "inactivity_max_ms": _ms(1, 3_600_000),
         "speed_switch_guard_ms": _ms(),
         "speed_switch_margin_ms": _ms(),
+        "lone_ack_quiet_ms": _ms(0, 1_000),
         "execution_limit_ms": _ms(1, 600_000), "not_ready_poll_ms": _ms(1, 60_000),
     },
     "protocol": {
@@ -244,6 +245,7 @@ class Timing:
     inactivity_max_ns: int
     speed_switch_guard_ns: int
     speed_switch_margin_ns: int
+    lone_ack_quiet_ns: int  # quiet after an ACK before it is taken alone (not an option select)
     execution_limit_ns: int
     not_ready_poll_ns: int
 

@@ -46,9 +46,9 @@ Decisions (IEC 62056-21 where it says so, else assumed; see also rig/tokens.py):
   blocks are Data frames STX data EOT|ETX BCC (assumed), a bad one gets NAK, and the ETX block
   has the assembled write executed (a syntax error only visible because a data set spans blocks
   is not held against a block; the whole is checked). A new command aborts it.
-- Writes: exactly one data set (assumed; else bad_value). Unknown register -> unknown_register, read-only -> access_denied, too long (or not
-  20 for digits20) -> bad_length, wrong encoding (decimal, code not in its table, digits20) ->
-  bad_value. An executed write gets ACK.
+- Writes: exactly one data set (assumed; else bad_value). Unknown register -> unknown_register,
+  read-only -> access_denied, too long (or not 20 for digits20) -> bad_length, wrong encoding
+  (decimal, code not in its table, digits20) -> bad_value. An executed write gets ACK.
 - TokenData (the register named "TokenData"): ACK, then for execution_ns tokenStatus reads "Not
   ready" (and AuthenticationResult, ValidationResult, TokenResult their "Not ready" codes); then the
   TokenModel's outcome. The token is decided when written (TokenModel.enter at the write's time;
@@ -328,10 +328,6 @@ class MeterEmulator:
         self.state = START
         self.baud = profile.character.initial_baud
         self._session = _Session()
-
-    @property
-    def _bcc_data(self) -> bool:
-        return self.profile.protocol.bcc_on_data
 
     def _code_of(self, register: str, name: str) -> str:
         table = self.profile.codes.get(self.profile.registers[register].codes or "", {})
@@ -730,7 +726,7 @@ class MeterServer:
         self.emulator = emulator or MeterEmulator(self.profile)
         self.reader = FrameReader(port, Framer.from_profile(
             self.profile, parity="even" if self.profile.character.format == "7E1" else "none"),
-            self.profile.timing.ta_ns)
+            self.profile.timing.ta_ns, quiet_min_ns=self.profile.timing.lone_ack_quiet_ns)
         self.log = log
         self.events: list[dict] = []
         self.error: BaseException | None = None

@@ -35,8 +35,8 @@ from typing import Any, Mapping
 
 from rig.profile import Profile
 
-__all__ = ["DEFAULT_TABLE_PATH", "DEFAULT_STATUS", "Token", "TokenEntry", "TokenError", "TokenLockout",
-           "TokenModel", "TokenOutcome", "TokenSpec", "TokenTableError"]
+__all__ = ["DEFAULT_TABLE_PATH", "DEFAULT_STATUS", "REPORTED_OUTCOMES", "Reported", "Token", "TokenEntry", "TokenError", "TokenLockout",
+           "TokenModel", "TokenOutcome", "TokenSpec", "TokenTableError", "TransferAccount"]
 
 DEFAULT_TABLE_PATH = Path(__file__).with_name("profiles") / "test-tokens.toml"
 TOKEN_DIGITS = 20
@@ -408,3 +408,70 @@ class TokenModel:
     @property
     def total_credit(self) -> float:
         return sum(e.credit for e in self.applied)
+
+
+# ---------------------------------------------------------------------------------------------
+# The HHU's side of the account: what the rig reported for each transfer, against the meter's.
+
+REPORTED_OUTCOMES = ("accepted", "rejected", "unknown", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """One transfer as the HHU reported it."""
+    seq: int
+    text: str
+    outcome: str       # one of REPORTED_OUTCOMES ("failed": the session failed, nothing taken as far as known)
+    status: int | None  # the tokenStatus reported (None when unknown or failed)
+    reason: str = ""   # why unknown or failed, e.g. "acknowledgement lost"
+
+
+class TransferAccount:
+    """What the rig told its user about each token transfer, kept beside the meter's own account
+    (TokenModel) so a campaign can prove the reports true. Unknown outcomes ("outcome unknown:
+    acknowledgement lost") are counted apart: never a wrong verdict, never a success.
+
+        acct = TransferAccount()
+        acct.record(result.token, result.outcome, result.status, result.unknown_reason)
+        acct.check(meter.tokens)   # {"wrong": [...], "applied_twice": [...], "lost": [...], ...}"""
+
+    def __init__(self):
+        self.reports: list[Reported] = []
+
+    def record(self, text: str, outcome: str, status: int | None = None, reason: str = "") -> Reported:
+        if outcome not in REPORTED_OUTCOMES:
+            raise ValueError(f"outcome {outcome!r}: expected one of {', '.join(REPORTED_OUTCOMES)}")
+        r = Reported(len(self.reports), text, outcome, status if outcome in ("accepted", "rejected") else None, reason)
+        self.reports.append(r)
+        return r
+
+    def counts(self) -> dict[str, int]:
+        """Transfers per reported outcome; "unknown" apart from the verdicts."""
+        c = Counter(r.outcome for r in self.reports)
+        return {k: c.get(k, 0) for k in REPORTED_OUTCOMES}
+
+    def check(self, model: "TokenModel") -> dict[str, list]:
+        """The reports against the meter's account; every list but "unknown" must be empty for a
+        true rig. Per token: wrong: more transfers reported accepted than the meter applied, or a
+        reported tokenStatus the meter never gave that token; applied_unreported: applied more often
+        than reported accepted or unknown (a verdict "rejected" for a token the meter took: wrong,
+        "failed": lost to the user); applied_twice: the meter's own. unknown: the unknown reports."""
+        applied = Counter(e.text for e in model.applied)
+        given: dict[str, set[int]] = {}
+        for e in model.history:
+            given.setdefault(e.text, set()).add(e.outcome.token_status)
+        wrong, unreported = [], []
+        for text in dict.fromkeys(r.text for r in self.reports):
+            mine = [r for r in self.reports if r.text == text]
+            n_acc = sum(r.outcome == "accepted" for r in mine)
+            n_unk = sum(r.outcome == "unknown" for r in mine)
+            if n_acc > applied.get(text, 0):
+                wrong.append((text, f"reported accepted {n_acc} time(s), applied {applied.get(text, 0)}"))
+            if applied.get(text, 0) > n_acc + n_unk:
+                unreported.append((text, f"applied {applied[text]} time(s), reported accepted {n_acc}, "
+                                         f"unknown {n_unk}: {[r.outcome for r in mine]}"))
+            for r in mine:
+                if r.status is not None and r.status not in given.get(text, set()):
+                    wrong.append((text, f"reported tokenStatus {r.status}, the meter gave {sorted(given.get(text, ()))}"))
+        return {"wrong": wrong, "applied_unreported": unreported, "applied_twice": model.applied_twice(),
+                "unknown": [r for r in self.reports if r.outcome == "unknown"]}

@@ -7,6 +7,7 @@ from rig import _clock
 from rig.campaign.cases import case, summary
 from rig.client import ClientError
 from rig.link import FAULT_KINDS, Fault
+from rig.protocol import ReadCommand
 
 MS = 1_000_000
 
@@ -36,7 +37,9 @@ assert set(LINE_FAULTS) == set(FAULT_KINDS), "a line fault kind without a case"
 def _fault(kind, args, line, hhu, profile, direction):
     args = dict(args)
     offset = args.pop("offset", None)
-    at = None if offset is None else line.sent("to_meter") + offset
+    # transfer_token reads tokenStatus before it writes: the offsets are into the write after it
+    before = len(ReadCommand.of(profile.registers["tokenStatus"].register_id).to_bytes())
+    at = None if offset is None else line.sent("to_meter") + before + offset
     if args.get("ns") == "ta+100ms":
         args["ns"] = profile.timing.ta_ns + 100 * MS
     if args.pop("window", None) == "write":
@@ -59,7 +62,7 @@ def _transfer_with_fault(ctx, kind, args, expect):
     outcome, result = "failed", None
     try:
         result = hhu.transfer_token(token)
-        outcome = "recovered" if result.accepted else "rejected"
+        outcome = "recovered" if result.accepted else "rejected" if result.known else "unknown"
         ctx.exchanges(result.exchanges)
     except ClientError as e:
         if e.exchange is not None:
