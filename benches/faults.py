@@ -82,16 +82,16 @@ ACCEPT_SHARE = 0.7
 # The bench's changes to the default profile. "scaled": every time limit of a session scaled
 # down about 5x (tr_max, ta, tt, command timeout 300 ms; a meter with a lower-case third letter,
 # so tr_min is 20 ms), so one injection takes a fraction of a second; the protocol logic is the
-# same. "standard": the default profile's IEC 62056-21 timing. Both: token execution longer than
-# the command timeout, as in the default profile (a client that lost the ACK finds "Not ready"),
-# the lockout threshold out of reach (255 rejects in a row) so rejected tokens do not lock the
+# same. "standard": the default profile's IEC 62056-21 timing. Both: the lockout threshold out of reach (255 rejects in a row) so rejected tokens do not lock the
 # meter, register values distinct from each other and from the TCDU codes.
 TIMINGS = {
     "scaled": {"tr_max_ms": 300, "ta_ms": 300, "tt_min_ms": 300, "tt_max_ms": 440, "command_timeout_ms": 300,
                "execution_limit_ms": 3000, "not_ready_poll_ms": 50},
     "standard": {"not_ready_poll_ms": 200},
 }
-EXECUTION_MS = {"scaled": 400, "standard": 2000}
+# Token execution times of the meter, one per chunk: 0 (done before the ACK), shorter than the
+# command timeout (done by the time a client that lost the ACK asks), longer (it finds Not ready)
+EXECUTION_MS = {"scaled": (0, 100, 400), "standard": (0, 500, 2000)}
 
 
 def profile_text(timing: str, blocks: int = 0) -> str:
@@ -99,7 +99,7 @@ def profile_text(timing: str, blocks: int = 0) -> str:
     lines = ["[identification]", 'manufacturer = "RIg"', 'text = "RIG FAULTS"',
              "[token_lockout]", "threshold = 255", "[timing]"]
     lines += [f"{k} = {v}" for k, v in TIMINGS[timing].items()]
-    lines += ["[emulator]", f"execution_ms = {EXECUTION_MS[timing]}", f"register_values = {{ {values} }}"]
+    lines += ["[emulator]", f"execution_ms = {EXECUTION_MS[timing][-1]}", f"register_values = {{ {values} }}"]
     if blocks:
         lines += ['partial_answers = "always"', "[protocol]", f"block_size = {blocks}"]
     return "\n".join(lines) + "\n"
@@ -143,12 +143,15 @@ class Tally:
     resync_failures: int = 0       # a clean-line identification failed after an injection
     rebuilds: int = 0              # line, meter and client built anew (after a hang, crash or deaf meter)
     max_op_s: float = 0.0
+    execution_ms: int = 0          # the meter's token execution time in this chunk
     seconds: float = 0.0
     examples: list = field(default_factory=list)
 
     def add(self, other: "Tally") -> None:
         for k, v in asdict(other).items():
             if k == "kind":
+                continue
+            if k == "execution_ms":
                 continue
             if k == "max_op_s":
                 self.max_op_s = max(self.max_op_s, v)
@@ -217,11 +220,12 @@ def make_fault(kind: str, rng: random.Random, *, direction: str, at: int, op_ns:
 # The rig under test: a virtual line, the meter emulator on its meter side, the Client on the other
 
 class Rig:
-    def __init__(self, profile, table: dict):
+    def __init__(self, profile, table: dict, execution_ns: int | None = None):
         self.profile, self.table = profile, table
         self.tokens = TokenModel(profile, table, default_status="CRC error")
         self.line = VirtualLine().start()
-        self.emulator = MeterEmulator(profile, self.tokens)
+        self.execution_ns = execution_ns
+        self.emulator = MeterEmulator(profile, self.tokens, execution_ns=execution_ns)
         self.server = MeterServer(self.line.meter_port, profile, emulator=self.emulator).start()
         self.client = Client(self.line.hhu_port, profile)
         self.in_session = False
@@ -332,7 +336,8 @@ def run_chunk(kind: str, count: int, seed: int, timing: str = "scaled", token_sh
     tokens = [_token_text(rng) for _ in range(count)]
     table = {tok: ("Accept" if rng.random() < ACCEPT_SHARE else rng.choice(REJECTS)) for tok in tokens}
     table = {tok: ({"status": s, "credit": 1.0} if s == "Accept" else {"status": s}) for tok, s in table.items()}
-    rig = Rig(profile, table)
+    tally.execution_ms = rng.choice(EXECUTION_MS[timing])
+    rig = Rig(profile, table, tally.execution_ms * MS)
     next_token = iter(tokens)
     try:
         for i in range(count):
@@ -389,7 +394,7 @@ def run_chunk(kind: str, count: int, seed: int, timing: str = "scaled", token_sh
             tally.max_op_s = max(tally.max_op_s, time.monotonic() - t0)
             rig.line.faults = []
             tally.injections += 1
-            where = {"fault": _describe(fault), "i": i}
+            where = {"fault": _describe(fault), "i": i, "exec_ms": tally.execution_ms}
             if hung:
                 tally.hangs += 1
                 tally.example("hang", op=what, **where)
@@ -457,7 +462,7 @@ def _rebuild(rig: Rig, profile, tally: Tally) -> Rig:
     _settle_accounts(rig, tally)
     rig.close()
     tally.rebuilds += 1
-    return Rig(profile, rig.table)
+    return Rig(profile, rig.table, rig.execution_ns)
 
 
 def fits(reg, value: str, profile) -> bool:
