@@ -229,6 +229,8 @@ class Rig:
         self.server = MeterServer(self.line.meter_port, profile, emulator=self.emulator).start()
         self.client = Client(self.line.hhu_port, profile)
         self.in_session = False
+        self.seed = None
+        self.last = None  # the last injection (op, fault), for the examples
         # the rig's own account of what it reported (issue 13's TransferAccount), checked against
         # the meter's at the end: a second opinion on the counts above
         self.reports = TransferAccount() if TransferAccount is not None else None
@@ -273,7 +275,10 @@ class Rig:
                 return True
             except ClientError as e:
                 tally.resync_failures += 1
-                tally.example("resync failure", error=str(e), attempt=attempt)
+                tally.example("resync failure", error=str(e), attempt=attempt, after=self.last,
+                              meter_state=self.emulator.state, meter_baud=self.emulator.baud,
+                              meter_events=[ev for _, ev in list(self.emulator.events)[-6:]],
+                              chunk_seed=self.seed)
         return False
 
 
@@ -338,6 +343,7 @@ def run_chunk(kind: str, count: int, seed: int, timing: str = "scaled", token_sh
     table = {tok: ({"status": s, "credit": 1.0} if s == "Accept" else {"status": s}) for tok, s in table.items()}
     tally.execution_ms = rng.choice(EXECUTION_MS[timing])
     rig = Rig(profile, table, tally.execution_ms * MS)
+    rig.seed = seed
     next_token = iter(tokens)
     try:
         for i in range(count):
@@ -395,6 +401,7 @@ def run_chunk(kind: str, count: int, seed: int, timing: str = "scaled", token_sh
             rig.line.faults = []
             tally.injections += 1
             where = {"fault": _describe(fault), "i": i, "exec_ms": tally.execution_ms}
+            rig.last = {"op": what, **where, "error": None if error is None else str(error)[:200]}
             if hung:
                 tally.hangs += 1
                 tally.example("hang", op=what, **where)
