@@ -47,7 +47,7 @@ from rig.protocol import (
 from rig.tokens import ACCEPTING
 
 NOT_READY = 16  # the default profile's "Not ready"; the client looks it up by name in the profile
-E_SYNTAX = 4    # the framer's syntax error flag (docs/framing.md)
+E_SYNTAX, E_TRUNCATED = 4, 16  # the framer's error flags (docs/framing.md)
 MS = 1_000_000
 OS_LATENCY_NS = 20 * MS  # allowed for the OS between a character's arrival and our reading it (assumed)
 
@@ -265,19 +265,22 @@ class Client:
         status = None
         for attempt in range(p.protocol.nak_repeats + 1):
             try:
-                ex = self._transact("write TokenData", command, ("ack",), repeat="nak")
+                ex = self._transact("write TokenData", command, ("ack",), repeat="ask")
             except AnswerLost as lost:
+                # no ACK: lost, garbled, or a NAK (which a line can forge in front of the ACK): the
+                # meter is asked, the token is never written again on the strength of the line alone
                 ex = lost.exchange
                 result.exchanges.append(ex)
                 ex.notes.append(f"{ACK_LOST}: {lost}; asking the meter before writing again")
                 status = self._status_or_unknown(result, f"{ACK_LOST}, and tokenStatus could not be read")
                 if status == not_ready or status != before:
-                    result.notes.append(f"write {attempt + 1}: {ACK_LOST}; tokenStatus {status} "
-                                        f"(before the write: {before}): the meter took the token")
+                    result.notes.append(f"write {attempt + 1}: {ACK_LOST} ({ex.errors[-1] if ex.errors else lost}); "
+                                        f"tokenStatus {status} (before the write: {before}): the meter took the token")
                     taken_ex = ex
                     break
-                result.notes.append(f"write {attempt + 1}: {ACK_LOST}; tokenStatus still {status}: "
-                                    "not taken, or taken with the same outcome; writing again")
+                result.notes.append(f"write {attempt + 1}: {ACK_LOST} ({ex.errors[-1] if ex.errors else lost}); "
+                                    f"tokenStatus still {status}: not taken, or taken with the same outcome; "
+                                    "writing again")
                 unsure = unsure or self._code_name("tokenStatus", before) is not None
                 status = None
                 continue
@@ -441,7 +444,9 @@ class Client:
         """Send `request` and take its answer. want: ("ident",) an IDResponse, ("p0",) the P0 after
         the option select, ("ack",) ACK or an error answer, ("data", register) that register's
         data set or an error answer. repeat: "any" (repeat after silence, NAK or a wrong answer),
-        "nak" (repeat only when the meter NAKed: AnswerLost otherwise), "never" (AnswerLost).
+        "ask" (a non-idempotent write: a garbled answer is NAKed, but anything else, the meter's NAK
+        included, which the line can forge, raises AnswerLost for the caller to ask the meter),
+        "never" (AnswerLost: the option select).
         extra_ns: time the meter may take before its tr starts (the speed-switch guard)."""
         p = self.profile
         if ex is None:
@@ -468,10 +473,17 @@ class Client:
             # character time later, plus the OS latency
             deadline = turn.said_end_ns + extra_ns + p.timing.command_timeout_ns + self.port.char_ns + OS_LATENCY_NS
             problem, nak, frame, verdict, msg, why = None, False, None, None, None, ""
+            heard_nak = None  # a NAK is one byte that noise can make: acted on only if nothing better comes
             while True:
                 frame = self.reader.next_frame(deadline)
                 if frame is None:
-                    problem = f"no answer within {p.timing.command_timeout_ns / 1e6:g} ms"
+                    if heard_nak is not None:
+                        frame = heard_nak
+                        self._timed(ex, turn, frame)
+                        ex.naks_received += 1
+                        problem = "NAK from the meter"
+                    else:
+                        problem = f"no answer within {p.timing.command_timeout_ns / 1e6:g} ms"
                     break
                 if frame.kind == "garbage":
                     ex.notes.append(f"garbage set aside: {len(frame.data)} byte(s)")
@@ -480,16 +492,24 @@ class Client:
                     ex.notes.append(f"{frame.kind} frame set aside: it began before our {turn.said} ended "
                                     "(an answer to something said earlier)")
                     continue
+                if frame.errors & E_TRUNCATED:
+                    # cut short by the start of another frame (or the deadline): not an answer to
+                    # ask again for; what started after it is the candidate
+                    ex.notes.append(f"{frame.kind} frame cut short set aside: {len(frame.data)} byte(s)")
+                    continue
                 msg, bad = self._message(frame, continuing=bool(parts))
                 if bad:
                     self._timed(ex, turn, frame)
                     problem, nak = f"bad answer: {bad}", True
                     break
                 if isinstance(msg, Nak):
-                    self._timed(ex, turn, frame)
-                    ex.naks_received += 1
-                    problem = "NAK from the meter"
-                    break
+                    if heard_nak is not None:
+                        ex.notes.append("NAK set aside: another NAK followed")
+                    heard_nak = frame
+                    continue
+                if heard_nak is not None:
+                    ex.notes.append("NAK set aside: more came after it (a stray NAK, not the meter's answer)")
+                    heard_nak = None
                 verdict, why = self._judge(want, msg, parts)
                 if verdict == SKIP:
                     ex.notes.append(f"{_short(msg)} set aside: {why}")
@@ -517,9 +537,8 @@ class Client:
             if ex.attempts + ex.naks_sent > p.protocol.nak_repeats:
                 self._measure(ex)
                 why = f"{ex.name}: {problem} (after {ex.attempts} request(s) and {ex.naks_sent} NAK(s))"
-                # a request not to be repeated blindly that met anything but the meter's NAK may
-                # have been taken: the caller must find out
-                if repeat == "never" or repeat == "nak" and any(e != "NAK from the meter" for e in ex.errors):
+                # a request not to be repeated blindly may have been taken: the caller must find out
+                if repeat in ("never", "ask"):
                     raise AnswerLost(why, ex)
                 raise ClientError(why, ex)
             if nak:
@@ -527,7 +546,7 @@ class Client:
                 self._last_end_ns = frame.t_last_ns
                 self._say(Nak().to_bytes(), ex, "NAK")
                 continue
-            if repeat == "never" or repeat == "nak" and problem != "NAK from the meter":
+            if repeat in ("never", "ask"):
                 self._measure(ex)
                 raise AnswerLost(f"{ex.name}: {problem}", ex)
             # silence, a NAK or a wrong answer: the request again (a new command also ends a

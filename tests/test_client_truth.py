@@ -542,6 +542,27 @@ def test_token_ack_garbled_every_time_asks_the_meter(line, profile):
     assert write.naks_sent == 2 and "took the token" in result.notes[0]
 
 
+@pytest.mark.parametrize("exec_s", [0.0, 0.4])
+def test_nak_in_front_of_the_token_ack_does_not_make_a_second_entry_the_verdict(line, profile, exec_s):
+    """A NAK on the line just before the meter's ACK (noise can make one): the client must not take
+    the NAK's word for it and write again, reporting Used or 'not ready' for an accepted token."""
+    class ForgedNak(TokenMeter):
+        lose = (1,)
+
+        def on_write(self, address, value, count):
+            super().on_write(address, value, count)
+            if count == 1:
+                self.send(bytes([NAK, ACK]))
+    ForgedNak.exec_s = exec_s
+    meter, result = transfer(line, profile, ForgedNak, before_token=True)
+    assert meter.entered.count(TOKEN) >= 1
+    if meter.entered == [TOKEN]:
+        assert result.outcome == "accepted"
+    else:  # written again: the meter's Used cannot tell, and the rig says so
+        assert result.outcome == "unknown" and result.outcome_text == "outcome unknown: acknowledgement lost"
+    assert result.outcome != "rejected"
+
+
 def test_transfer_account_counts_unknown_apart():
     from rig.tokens import TokenModel
     prof = load_profile()
@@ -711,3 +732,24 @@ def test_random_frames_from_a_peer_only_fail_the_exchange(line, tmp_path):
     finally:
         meter.close()
     assert outcomes == ["ClientError"] * 12  # nothing random ties to a request; nothing raises else
+
+
+def test_stray_nak_before_the_answer_is_no_tr_fail(line, profile):
+    """A NAK byte on the line 100 ms before the meter's own answer (220 ms): no repeat, no false
+    tr FAIL; the stray byte is noted."""
+    class StrayNak(FakeMeter):
+        tr_s = 0.22
+
+        def on_read(self, address, count):
+            time.sleep(0.12)
+            self.ser.write(bytes([NAK]))
+            self.send(block(f"{address}({self.registers[address]})"), tr=0.1)
+    meter = meter_on(line, StrayNak)
+    try:
+        with Client(line.hhu_port, profile) as hhu:
+            hhu.identify()
+            value, ex = hhu.read("protocolVersion")
+    finally:
+        meter.close()
+    assert value == "1.0" and ex.attempts == 1 and ex.ok, ex.as_dict()
+    assert any("NAK set aside" in n for n in ex.notes)
