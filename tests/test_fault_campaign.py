@@ -91,9 +91,6 @@ def test_the_campaign_sees_a_token_reported_wrongly():
         rig.close()
 
 
-@pytest.mark.xfail(strict=True, reason="found by the fault campaign, not fixed yet: a NAK made by the line "
-                   "in front of the ACK to TokenData makes the client write the token again and take the "
-                   "meter's answer to the second entry (Used, or the error 'not ready') as the verdict")
 @pytest.mark.parametrize("execution_ms", [0, 400])
 def test_nak_made_by_the_line_before_the_token_ack_gives_no_wrong_verdict(execution_ms):
     """The meter takes the token and ACKs it; noise puts a NAK (0x15, even parity) on the line just
