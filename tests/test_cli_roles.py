@@ -143,3 +143,44 @@ def test_interop_with_the_iec62056_21_library_client(tmp_path):
     events = [json.loads(x)["event"] for x in out.splitlines()]
     assert events[0].startswith("IDRequest") and events[-1].startswith("break")
     assert any(e.startswith(f"write 10({TOKEN}) -> ACK") for e in events)
+
+
+_LIBRARY_READ = """
+import sys
+from iec62056_21.client import Iec6205621Client
+from iec62056_21.transports import SerialTransport
+c = Iec6205621Client(SerialTransport(sys.argv[1], timeout=4))
+c.connect()
+c.access_programming_mode()
+for address in sys.argv[2:]:
+    ds = c.read_single_value(address)
+    print(ds.address, ds.value)
+c.send_break()
+c.disconnect()
+"""
+
+
+def test_iec62056_21_library_reads_through_rig_line_each_time(tmp_path):
+    """Three programs as a user runs them: `rig line`, `rig serve` on its meter side, and a
+    script using the iec62056-21 library (it opens the tty at 7E1, 300 Bd, then again at the new
+    speed) on its HHU side, run twice: each run opens the tty afresh and reads the registers."""
+    pytest.importorskip("iec62056_21", reason="the iec62056-21 library is not installed")
+    prof = tmp_path / "slow-hhu.toml"  # the library switches speed 0.5 s after its option select
+    prof.write_text("[timing]\nspeed_switch_guard_ms = 700\n")
+    script = tmp_path / "library_read.py"
+    script.write_text(_LIBRARY_READ)
+    line = start_rig("line", "--hhu-mode", "chars", "--json")
+    try:
+        paths = json.loads(line.stdout.readline())
+        serve = start_serve("--port", paths["meter_port"], "--profile", prof)
+        try:
+            for run in range(2):
+                r = subprocess.run([sys.executable, script, paths["hhu_port"], "02", "04", "01"],
+                                   capture_output=True, text=True, timeout=60)
+                assert r.returncode == 0, f"run {run + 1}: {r.stderr}"
+                assert r.stdout.splitlines() == ["02 1.0", "04 0", "01 RIG0000000000001"], r.stdout
+        finally:
+            _ctrl_c(serve)
+    finally:
+        code, _, _ = _ctrl_c(line)
+    assert code == 0
