@@ -46,23 +46,6 @@ LOOP_LIMIT_A = 0.03
 DEFAULT_PROBES = {"to_meter": 2, "to_hhu": 3, "both": 1}
 
 
-def _no_delay(driver):
-    """Small SCPI writes leave at once on a raw-socket (TCPIP::...::SOCKET) instrument: with Nagle's
-    algorithm on, a command that gets no reply followed by a query (every `SYST:ERR?` check after a
-    setting) waits for the peer's delayed ACK, some 40 ms per pair on Linux, most of an electrical
-    step's time on the virtual bench. pyvisa-py leaves Nagle on; this belongs in rig.bench.drivers
-    (where the resource is opened) and moves there once that layer sets it itself."""
-    import socket
-    try:
-        res = driver._res
-        sock = res.visalib.sessions[res.session].interface
-        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except Exception:  # noqa: BLE001 - another backend or session kind: nothing to do
-        pass
-    return driver
-
-
 class Instruments:
     """A bench's scope, generator, supply and meter for one interface option, driven through
     rig.bench.drivers whatever is behind them: the virtual bench started on the embedded meter's
@@ -148,7 +131,7 @@ class Instruments:
         d = self._drivers.get(role)
         if d is None:
             self.need(role)
-            d = _no_delay(self.config.open(role))
+            d = self.config.open(role)
             if role == "scope":
                 from rig.campaign.timesplit import ACQUISITION, watch_call
                 watch_call(d, "wait_triggered", ACQUISITION)
@@ -164,7 +147,7 @@ class Instruments:
 
     def generator(self):
         self.need("generator")
-        return _no_delay(self.config.open("generator"))
+        return self.config.open("generator")
 
     def close(self) -> None:
         for d in self._drivers.values():
