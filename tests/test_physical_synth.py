@@ -34,6 +34,28 @@ def test_render_is_the_same_in_any_chunking():
         assert np.array_equal(np.concatenate(list(w.chunks(chunk))), whole)
 
 
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_sharp_edges_render_each_sample_at_the_level_of_the_last_edge(name):
+    """Without rise time or sag (the virtual scope's default), a sample is the level set by the last
+    edge at or before it: checked against a plain per-sample model, in any chunking."""
+    opt = OPTIONS[name]
+    w = synthesize(b"\x00U\x7fA", name, baud=9600, samples_per_bit=7.3, jitter=0.05, glitches=1, seed=3)
+    x = w.render()
+    dt = 1e9 / w.sample_rate
+    level = {1: opt.nominal_mark, 0: opt.nominal_space}
+    want = []
+    for k in range(w.n_samples):
+        t, last = k * dt, None
+        for e, lv in zip(w.edge_ns, w.edge_logic):
+            if e <= t:
+                last = lv
+            else:
+                break
+        want.append(opt.nominal_mark if last is None else level[int(last)])
+    assert np.array_equal(x, np.asarray(want, dtype=np.float32))
+    assert np.array_equal(np.concatenate(list(w.chunks(5))), x)
+
+
 def test_noise_is_bounded_and_ambient_is_an_offset():
     w0 = synthesize(b"A", "optical", baud=300, samples_per_bit=10)
     w1 = synthesize(b"A", "optical", baud=300, samples_per_bit=10, noise=20.0, ambient=7.0)

@@ -669,8 +669,8 @@ def load_file(path: Path | str) -> InstrumentModel:
     known = _LOADED.get(key)
     if known is not None and known[0] == text:
         return known[1]
-    try:
-        data = yaml.safe_load(text)
+    try:    # libyaml's parser where PyYAML has it (7x faster), with the same safe constructor
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

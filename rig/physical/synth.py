@@ -130,17 +130,20 @@ class Waveform:
         has = idx >= 0
         if has.any():
             i = idx[has]
-            dt = t[has] - self.edge_ns[i]
             tgt = self._tgt[i]
-            tau = self._tau[i]
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                decay = np.where(tau > 0, np.exp(-dt / np.where(tau > 0, tau, 1.0)), 0.0)
-            v = tgt + (self._y0[i] - tgt) * decay
-            if self.sag:
-                mid = 0.5 * (self.mark + self.space)
-                tau_s = self.sag_tau_bits * self.bit_ns
-                v = mid + (v - mid) * (1.0 - self.sag * (1.0 - np.exp(-dt / tau_s)))
-            y[has] = v
+            if not self.sag and not self._tau.any():
+                y[has] = tgt            # sharp edges, no sag: each level is its target at once
+            else:
+                dt = t[has] - self.edge_ns[i]
+                tau = self._tau[i]
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    decay = np.where(tau > 0, np.exp(-dt / np.where(tau > 0, tau, 1.0)), 0.0)
+                v = tgt + (self._y0[i] - tgt) * decay
+                if self.sag:
+                    mid = 0.5 * (self.mark + self.space)
+                    tau_s = self.sag_tau_bits * self.bit_ns
+                    v = mid + (v - mid) * (1.0 - self.sag * (1.0 - np.exp(-dt / tau_s)))
+                y[has] = v
         if self.noise_rms:
             y += self._noise(start, stop)
         if self.ambient:
