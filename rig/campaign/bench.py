@@ -53,8 +53,9 @@ class Instruments:
     file and/or inline resources; real instruments, or `rig bench serve`'s over TCP).
 
     Drivers opened with `open(role)` stay open until `close()` (closing the supply would switch the
-    loop off); the supply, once opened, powers the loop at LOOP_SUPPLY_V / LOOP_LIMIT_A.
-    `generator()` is opened per use (closing it switches its output off).  `virtual` is the
+    loop off); the supply, once opened, powers the loop at LOOP_SUPPLY_V / LOOP_LIMIT_A.  The
+    generator too (`generator()`): a case leaves its output off, and `discard("generator")` after a
+    failure closes it (every output off) for the next use to open afresh.  `virtual` is the
     VirtualBench when the rig runs it itself (its signal settings stand in for a DUT's edges and
     noise); None on a port bench, where nothing but the instruments is reached."""
 
@@ -146,8 +147,13 @@ class Instruments:
         sup.output_on(self.loop_channel)
 
     def generator(self):
-        self.need("generator")
-        return self.config.open("generator")
+        return self.open("generator")
+
+    def discard(self, role: str) -> None:
+        """Close one driver (an instrument with outputs: every output off) and forget it."""
+        d = self._drivers.pop(role, None)
+        if d is not None:
+            d.close()
 
     def close(self) -> None:
         for d in self._drivers.values():
