@@ -599,6 +599,7 @@ def test_scope_shows_the_generators_noise():
             want = loopmodel.COUPLING["current-loop"] * 6.0 / loopmodel.NOISE_CREST
             noisy = rms()
             g.output_off(1)
+            g.wait_complete()       # the generator has done it (*OPC?) before the scope looks again
             assert quiet < 0.1 * want
             assert noisy == pytest.approx(want, rel=0.15)
             assert rms() < 0.1 * want
