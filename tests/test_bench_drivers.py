@@ -415,6 +415,24 @@ def test_supply_over_tcp_with_pyvisa_py_switches_off_on_close():
         stub.close()
 
 
+
+def test_settings_over_a_raw_socket_are_sent_at_once_not_held_by_nagle():
+    """A setting and its error check (a write with no answer, then a query) must not wait for the
+    instrument's delayed ACK: the drivers open raw-socket resources with VI_ATTR_TCPIP_NODELAY on,
+    as NI-VISA does by default (pyvisa-py does not); read back from the socket itself."""
+    from pyvisa import constants
+
+    stub = ScpiStub("rigol-dp832")
+    try:
+        with Supply(stub.resource, "rigol-dp832", timeout=2.0, limits=LOOP) as p:
+            nodelay = p._res.get_visa_attribute(constants.ResourceAttribute.tcpip_nodelay)
+            assert nodelay == constants.VisaBoolean.true
+            p.configure(1, 12.0, 0.02)       # settings, each followed by its SYST:ERR? check, still work
+            assert p.model.command("error?") in p.sent
+    finally:
+        stub.close()
+
+
 CHILD = """
 import sys, time
 from rig.bench.drivers import Supply
@@ -581,6 +599,7 @@ def test_scope_shows_the_generators_noise():
             want = loopmodel.COUPLING["current-loop"] * 6.0 / loopmodel.NOISE_CREST
             noisy = rms()
             g.output_off(1)
+            g.wait_complete()       # the generator has done it (*OPC?) before the scope looks again
             assert quiet < 0.1 * want
             assert noisy == pytest.approx(want, rel=0.15)
             assert rms() < 0.1 * want

@@ -225,6 +225,33 @@ def test_installed_layout_is_used_without_a_checkout(tmp_path, monkeypatch):
     assert list(load_models()) == ["rigol-dp832"]
 
 
+def test_a_model_file_loaded_again_unchanged_is_not_parsed_again(tmp_path, monkeypatch):
+    p = _write(tmp_path, "rigol-dp832", _data("rigol-dp832"))
+    first = load_file(p)
+    parsed = []
+    for f in ("load", "safe_load"):                                           # a parse would be seen
+        monkeypatch.setattr(yaml, f, lambda text, *a, **k: parsed.append(text))
+    assert load_file(p) is first and load_model(p) is first and not parsed
+
+
+def test_a_model_file_changed_on_disk_is_read_again_even_with_the_same_size_and_time(tmp_path):
+    import os
+
+    d = _data("rigol-dp832")
+    d["model"] = "Rigol DP832A"
+    p = _write(tmp_path, "dp", d)
+    st = p.stat()
+    assert load_file(p).model == "Rigol DP832A"
+    d["model"] = "Rigol DP832B"                 # same length: only the text tells them apart
+    _write(tmp_path, "dp", d)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert p.stat().st_size == st.st_size and p.stat().st_mtime_ns == st.st_mtime_ns
+    assert load_file(p).model == "Rigol DP832B"
+    p.write_text("model: [\n", encoding="utf-8")
+    with pytest.raises(ModelError, match=r"dp\.yaml: not valid YAML"):
+        load_file(p)
+
+
 # --------------------------------------------------------------------------- the sim devices
 def test_every_sim_device_accepts_every_setting_and_answers_every_query(tmp_path):
     import pyvisa

@@ -99,3 +99,49 @@ def test_level_sweep_through_the_generators_offset_fails_where_the_receiver_thre
         m = measurements(store, s)
         assert m["generator d.c. offset"].value == pytest.approx((1 - m["amount"].value) * mid / 100.0)   # 100 µW/cm² per V
         assert (m["bit_errors"].value > 0) == (m["success_rate"].value < 1.0)
+
+
+def test_a_margin_sweep_opens_the_generator_once_and_each_step_leaves_its_output_off(tmp_path, monkeypatch):
+    """The generator is opened once for the bench, not per sweep step (its identity check, clear
+    and error check are not repeated every step), and every step ends with its output off, as the
+    instrument itself sees it when the step is recorded."""
+    from rig.bench.virtual.generator import VirtualGenerator
+
+    received = []          # every program message unit the virtual generator got
+    gens = []
+    execute = VirtualGenerator.execute
+
+    def spy(self, units):
+        if self not in gens:
+            gens.append(self)
+        received.extend(bytes(u).strip().upper() for u in units)
+        return execute(self, units)
+
+    monkeypatch.setattr(VirtualGenerator, "execute", spy)
+    at_step_end = []
+    record_step = Store.record_step
+
+    def recorded(self, case_id, step):
+        at_step_end.append([bool(g.output(ch)) for g in gens for ch in g.model.channels])
+        return record_step(self, case_id, step)
+
+    monkeypatch.setattr(Store, "record_step", recorded)
+    plan_file = tmp_path / "noise.toml"
+    plan_file.write_text(PLAN.read_text().split("[[case]]")[0] + """
+[[case]]
+use = "electrical/margin"
+name = "margin/noise"
+params = { quantity = "noise", interface = "current-loop", exchanges = 1, repeats = 0 }
+sweep = { amount = { start = 0.0, stop = 8.0, step = 4.0 } }
+""")
+    plan = load_plan(plan_file)
+    store = Store(tmp_path / "n.sqlite")
+    run_id = start_run(plan, store)
+    Runner(plan, store, run_id).run()
+    (case,) = store.cases(run_id)
+    steps = [s for s in store.steps(case["id"]) if s["key"] != "summary"]
+    assert len(steps) == 3 and all(s["error"] is None for s in steps), steps
+    assert sum(1 for u in received if u.startswith(b"*IDN?")) == 1
+    assert any(b"NOIS" in u for u in received)                      # the noise was applied,
+    assert any(u.startswith(b"OUTP") and u.endswith(b" ON") for u in received)   # with the output on
+    assert len(at_step_end) >= 3 and gens and not any(any(s) for s in at_step_end), at_step_end

@@ -34,6 +34,55 @@ def test_render_is_the_same_in_any_chunking():
         assert np.array_equal(np.concatenate(list(w.chunks(chunk))), whole)
 
 
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_sharp_edges_render_each_sample_at_the_level_of_the_last_edge(name):
+    """Without rise time or sag (the virtual scope's default), a sample is the level set by the last
+    edge at or before it: checked against a plain per-sample model, in any chunking."""
+    opt = OPTIONS[name]
+    w = synthesize(b"\x00U\x7fA", name, baud=9600, samples_per_bit=7.3, jitter=0.05, glitches=1, seed=3)
+    x = w.render()
+    dt = 1e9 / w.sample_rate
+    level = {1: opt.nominal_mark, 0: opt.nominal_space}
+    want = []
+    for k in range(w.n_samples):
+        t, last = k * dt, None
+        for e, lv in zip(w.edge_ns, w.edge_logic):
+            if e <= t:
+                last = lv
+            else:
+                break
+        want.append(opt.nominal_mark if last is None else level[int(last)])
+    assert np.array_equal(x, np.asarray(want, dtype=np.float32))
+    assert np.array_equal(np.concatenate(list(w.chunks(5))), x)
+
+
+def test_smooth_edges_and_sag_render_as_a_per_sample_model():
+    """Rise and fall times and sag: each sample from its last edge (found sample by sample here,
+    a plain model of the first-order response), whatever the chunk."""
+    import math
+
+    w = synthesize(b"\x00U", "voltage", baud=9600, samples_per_bit=9.7, rise_time=8e-6, fall_time=3e-6,
+                   jitter=0.05, sag=0.2, glitches=1, seed=4)
+    dt_s = 1e9 / w.sample_rate
+    mid = 0.5 * (w.mark + w.space)
+    want = []
+    for j in range(w.n_samples):
+        t = j * dt_s
+        k = max((n for n, e in enumerate(w.edge_ns) if e <= t), default=None)
+        if k is None:
+            want.append(w.mark)
+            continue
+        tgt = w.mark if w.edge_logic[k] == 1 else w.space
+        tau = w._tau[k]
+        d = t - w.edge_ns[k]
+        v = tgt + (w._y0[k] - tgt) * (math.exp(-d / tau) if tau > 0 else 0.0)
+        v = mid + (v - mid) * (1.0 - w.sag * (1.0 - math.exp(-d / (w.sag_tau_bits * w.bit_ns))))
+        want.append(v)
+    x = w.render()
+    assert np.allclose(x, np.asarray(want, dtype=np.float32), rtol=0, atol=1e-5)
+    assert np.array_equal(np.concatenate([w.render(0, 50), w.render(50, 51), w.render(51)]), x)
+
+
 def test_noise_is_bounded_and_ambient_is_an_offset():
     w0 = synthesize(b"A", "optical", baud=300, samples_per_bit=10)
     w1 = synthesize(b"A", "optical", baud=300, samples_per_bit=10, noise=20.0, ambient=7.0)

@@ -300,6 +300,27 @@ def test_garbage_does_not_kill_a_server(rm):
         i.close()
 
 
+def test_closing_the_bench_ends_its_servers_with_a_client_still_connected(rm):
+    """close() returns with every server thread ended and its port closed, whether or not a
+    client is still connected or ever connected (the servers are woken, not polled)."""
+    line = VirtualLine().start()
+    try:
+        bench = VirtualBench(line).start()
+        ports = dict(bench.ports)
+        threads = list(bench._threads)
+        i = Inst(rm, bench, "scope")
+        assert i.model.idn_matches(i.q("idn?"))
+        bench.close()
+        assert not any(t.is_alive() for t in threads)
+        for role, port in ports.items():
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        i.close()
+        VirtualBench(line).start().close()          # closed at once after starting
+    finally:
+        line.close()
+
+
 def test_cli_list_and_capture_through_the_drivers(profile, tmp_path, capsys):
     from rig import bench_cli
     from rig.cli import main as rig_main

@@ -45,23 +45,6 @@ LOOP_LIMIT_A = 0.03
 DEFAULT_PROBES = {"to_meter": 2, "to_hhu": 3, "both": 1}
 
 
-def _no_delay(driver):
-    """Small SCPI writes leave at once on a raw-socket (TCPIP::...::SOCKET) instrument: with Nagle's
-    algorithm on, a command that gets no reply followed by a query (every `SYST:ERR?` check after a
-    setting) waits for the peer's delayed ACK, some 40 ms per pair on Linux, most of an electrical
-    step's time on the virtual bench. pyvisa-py leaves Nagle on; this belongs in rig.bench.drivers
-    (where the resource is opened) and moves there once that layer sets it itself."""
-    import socket
-    try:
-        res = driver._res
-        sock = res.visalib.sessions[res.session].interface
-        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except Exception:  # noqa: BLE001 - another backend or session kind: nothing to do
-        pass
-    return driver
-
-
 class Instruments:
     """A bench's scope, generator, supply and meter for one interface option, driven through
     rig.bench.drivers whatever is behind them: the virtual bench started on the embedded meter's
@@ -69,8 +52,9 @@ class Instruments:
     file and/or inline resources; real instruments, or `rig bench serve`'s over TCP).
 
     Drivers opened with `open(role)` stay open until `close()` (closing the supply would switch the
-    loop off); the supply, once opened, powers the loop at LOOP_SUPPLY_V / LOOP_LIMIT_A.
-    `generator()` is opened per use (closing it switches its output off).  `virtual` is the
+    loop off); the supply, once opened, powers the loop at LOOP_SUPPLY_V / LOOP_LIMIT_A.  The
+    generator too (`generator()`): a case leaves its output off, and `discard("generator")` after a
+    failure closes it (every output off) for the next use to open afresh.  `virtual` is the
     VirtualBench when the rig runs it itself (its signal settings stand in for a DUT's edges and
     noise); None on a port bench, where nothing but the instruments is reached."""
 
@@ -144,7 +128,7 @@ class Instruments:
         d = self._drivers.get(role)
         if d is None:
             self.need(role)
-            d = _no_delay(self.config.open(role))
+            d = self.config.open(role)
             if role == "scope":
                 watch_call(d, "wait_triggered", ACQUISITION)
             self._drivers[role] = d
@@ -158,8 +142,13 @@ class Instruments:
         sup.output_on(self.loop_channel)
 
     def generator(self):
-        self.need("generator")
-        return _no_delay(self.config.open("generator"))
+        return self.open("generator")
+
+    def discard(self, role: str) -> None:
+        """Close one driver (an instrument with outputs: every output off) and forget it."""
+        d = self._drivers.pop(role, None)
+        if d is not None:
+            d.close()
 
     def close(self) -> None:
         for d in self._drivers.values():

@@ -479,7 +479,9 @@ def _compress(samples) -> tuple[bytes, str, int]:
     a = np.asarray(samples)
     buf = io.BytesIO()
     np.save(buf, a, allow_pickle=False)
-    return zlib.compress(buf.getvalue(), 6), str(a.dtype), int(a.size)
+    # level 1: a noisy float capture shrinks little more at 6 (captures 20 % smaller) and takes 6x
+    # the time, which was a quarter of the electrical plan's overhead
+    return zlib.compress(buf.getvalue(), 1), str(a.dtype), int(a.size)
 
 
 def _alive(pid, host) -> bool:

@@ -125,22 +125,29 @@ class Waveform:
         if stop <= start:
             return np.zeros(0, np.float32)
         t = np.arange(start, stop, dtype=np.float64) * (1e9 / self.sample_rate)
-        idx = np.searchsorted(self.edge_ns, t, side="right") - 1
-        y = np.full(t.shape, self.mark, dtype=np.float64)
-        has = idx >= 0
-        if has.any():
-            i = idx[has]
-            dt = t[has] - self.edge_ns[i]
-            tgt = self._tgt[i]
-            tau = self._tau[i]
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                decay = np.where(tau > 0, np.exp(-dt / np.where(tau > 0, tau, 1.0)), 0.0)
-            v = tgt + (self._y0[i] - tgt) * decay
-            if self.sag:
-                mid = 0.5 * (self.mark + self.space)
-                tau_s = self.sag_tau_bits * self.bit_ns
-                v = mid + (v - mid) * (1.0 - self.sag * (1.0 - np.exp(-dt / tau_s)))
-            y[has] = v
+        # each edge's level lasts from the first sample at or after it to the next edge's: runs of
+        # samples, so a sample's last edge is found per edge (len(edges) searches), not per sample
+        first = np.searchsorted(t, self.edge_ns, side="left")
+        runs = np.diff(first, prepend=0, append=len(t))      # before the first edge, then each edge's
+        k0 = int(runs[0])
+        y = np.empty(t.shape, dtype=np.float64)
+        y[:k0] = self.mark
+        if k0 < len(t):
+            runs = runs[1:]
+            tgt = np.repeat(self._tgt, runs)
+            if not self.sag and not self._tau.any():
+                y[k0:] = tgt            # sharp edges, no sag: each level is its target at once
+            else:
+                dt = t[k0:] - np.repeat(self.edge_ns, runs)
+                tau = np.repeat(self._tau, runs)
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    decay = np.where(tau > 0, np.exp(-dt / np.where(tau > 0, tau, 1.0)), 0.0)
+                v = tgt + (np.repeat(self._y0, runs) - tgt) * decay
+                if self.sag:
+                    mid = 0.5 * (self.mark + self.space)
+                    tau_s = self.sag_tau_bits * self.bit_ns
+                    v = mid + (v - mid) * (1.0 - self.sag * (1.0 - np.exp(-dt / tau_s)))
+                y[k0:] = v
         if self.noise_rms:
             y += self._noise(start, stop)
         if self.ambient:

@@ -269,8 +269,7 @@ class VirtualBench:
             for role, inst in self.instruments.items():
                 srv = InstrumentServer(inst, self.host, int(ports.get(role, 0)))
                 self._servers[role] = srv
-                t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05},
-                                     name=f"virtual-{role}", daemon=True)
+                t = threading.Thread(target=srv.serve_forever, name=f"virtual-{role}", daemon=True)
                 t.start()
                 self._threads.append(t)
         except OSError:

@@ -359,7 +359,10 @@ class VirtualScope(VirtualInstrument):
         if fmt == "ASCii":
             return block(",".join(f"{x:.6e}" for x in v).encode())
         yinc, yorig, yref = self._yscale(src)
-        codes = np.clip(np.rint(v / yinc + yorig + yref), 0, 255)
+        codes = np.divide(v, yinc, out=v)       # v / yinc + yorig + yref, rounded, in place
+        codes += yorig
+        codes += yref
+        np.clip(np.rint(codes, out=codes), 0, 255, out=codes)
         return block(codes.astype(np.uint8).tobytes() if fmt == "BYTE" else codes.astype("<u2").tobytes())
 
     # -- built-in measurements (on the current acquisition of a channel)

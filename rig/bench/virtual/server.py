@@ -3,8 +3,10 @@ instrument's port 5025 (Keysight) or 5555 (Rigol) serves: program messages in, r
 the model's read termination, errors to the instrument's queue."""
 from __future__ import annotations
 
+import selectors
 import socket
 import socketserver
+import threading
 
 from rig.bench.scpi import ScpiInput
 
@@ -46,10 +48,47 @@ class InstrumentServer(socketserver.ThreadingTCPServer):
     def __init__(self, instrument, host: str, port: int):
         self.instrument = instrument
         self.conns: set[socket.socket] = set()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stop = False
+        self._stopped = threading.Event()
+        self._stopped.set()
         super().__init__((host, port), _Handler)
 
     def handle_error(self, request, client_address) -> None:
         pass  # one connection's trouble is not the server's
+
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        """Accept connections until shutdown().  socketserver's own loop wakes every poll_interval
+        to look for a shutdown request, and shutdown() waits for that wake-up (up to 50 ms per
+        server, four servers per virtual bench); here a wake-up socket ends the wait at once and
+        nothing polls.  (poll_interval is accepted and not needed.)"""
+        self._stopped.clear()
+        try:
+            with selectors.DefaultSelector() as sel:
+                try:
+                    sel.register(self, selectors.EVENT_READ)
+                    sel.register(self._wake_r, selectors.EVENT_READ)
+                except (OSError, ValueError):     # closed before it started serving
+                    return
+                while not self._stop:
+                    for key, _ in sel.select():
+                        if key.fileobj is not self._wake_r and not self._stop:
+                            self._handle_request_noblock()
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        self._stop = True
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        super().server_close()
+        for s in (self._wake_r, self._wake_w):
+            s.close()
 
     def close_all(self) -> None:
         self.shutdown()

@@ -444,9 +444,13 @@ def margin(ctx):
     finally:
         try:
             undisturb()
-        finally:
             if gen is not None:
-                gen.close()       # output off
+                gen.wait_complete()         # its output off before the case goes on (it stays open)
+        except BaseException:
+            if gen is not None:
+                inst.discard("generator")   # every output off; the next step opens it afresh
+            raise
+        finally:
             hhu.profile = p
     ctx.info("amount", amount, unit)
     if inst is not None:
