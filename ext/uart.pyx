@@ -12,6 +12,8 @@ Pipeline, per sample then per edge (all in C, GIL released, no Python object per
 3. start-stop machine driven by the edges: a mark->space edge while idle starts a character; each
    bit is read at its centre, re-synchronised on every edge inside the character; a character whose
    bits are all space including the stop bit is a break, closed by the next space->mark edge.
+   A character's ``n_edges`` counts all its edges after the glitch filter (up to 255); its bit-period
+   fit (``bit_ns``) and its part of the jitter and bit-width statistics use the first 20 of them.
 
 For float32 captures step 1 runs in ext/uart_simd.h (64-sample blocks of compare masks, SIMD chosen
 at run time; the same results as the sample loop of ``_run``, which serves the other sample types).

@@ -103,8 +103,9 @@ typedef struct {
     double ce_t[RIG_NCE];
     int ce_k[RIG_NCE];
     double ce_u[RIG_NCE];   /* ce_t - ce_k * T */
-    int n_ce;
-    int ce_ksum;            /* sums over the character's edges so far, in order */
+    int n_ce;               /* the character's edges so far, all of them (up to 255: n_edges); the first
+                               RIG_NCE are kept above and summed below, for its fit and jitter */
+    int ce_ksum;            /* sums over the character's kept edges so far, in order */
     double ce_tsum, ce_usum;
     double break_start;
     /* statistics */
@@ -247,7 +248,8 @@ static inline double rig_centre_at(double nc, double T, int c) {
    merged, which keeps the first of equal values as a running update does. */
 static inline RIG_SM_INLINE void rig_emit_char(rig_st_t *s, double t_end, int is_break) {
     rig_char_t *r;
-    const int n = s->n_ce;
+    const int n_all = s->n_ce;
+    const int n = n_all < RIG_NCE ? n_all : RIG_NCE;     /* the edges kept for the fit */
     int j;
     double kbar, tbar, a, sxy = 0.0, sxx = 0.0, dk;
     if (__builtin_expect(s->n_chars == s->cap_chars, 0)) {
@@ -261,7 +263,7 @@ static inline RIG_SM_INLINE void rig_emit_char(rig_st_t *s, double t_end, int is
     r->parity_ok = s->parity != 0 ? (uint8_t)(s->par_bit == rig_parity_of(s->value, s->data_bits, s->parity)) : 1;
     r->framing_ok = s->stop_bad ? 0 : 1;
     r->is_break = (uint8_t)is_break;
-    r->n_edges = (uint8_t)(n < 255 ? n : 255);
+    r->n_edges = (uint8_t)(n_all < 255 ? n_all : 255);
     r->pad0 = 0;
     r->pad1 = 0;
     r->bit_ns = rig_nan_inf_minus_inf();
@@ -380,8 +382,8 @@ static inline void rig_ce_add(rig_st_t *s, double t) {
         s->ce_ksum += k;
         s->ce_tsum += t;
         s->ce_usum += u;
-        s->n_ce = n + 1;
     }
+    s->n_ce = n + (n < 255);
 }
 
 static inline void rig_char_start(rig_st_t *s, double t) {
@@ -579,8 +581,8 @@ static void rig_edges_out(rig_st_t *s, const double *et, const uint8_t *eh, int 
             ksum += bit_idx;                                                                     \
             tsum += (TE);                                                                        \
             usum += u_;                                                                          \
-            n_ce++;                                                                              \
-        } } while (0)
+        }                                                                                        \
+        n_ce += n_ce < 255; } while (0)
     for (k = 0; k < m; k++) {
         const double te = ct[k];
         const int lg = cl[k];

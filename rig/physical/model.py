@@ -16,6 +16,9 @@ import math
 import numpy as np
 
 HSTRIDE = 16
+# a character's bit-period fit and jitter come from its first 20 edges (ext/uart_sm.h RIG_NCE); its
+# n_edges counts them all, up to 255
+FIT_EDGES = 20
 
 
 def _comparator(x: np.ndarray, lo: float, mid: float, hi: float):
@@ -165,7 +168,7 @@ def decode_model(x, sample_rate, baud=None, *, data_bits=7, parity="E", stop_bit
          "value": 0, "par": 0, "stop_bad": False, "ce": [], "break_start": 0.0}
 
     def emit(t_end, is_break):
-        ce = m["ce"]
+        ce = m["ce"][:FIT_EDGES]
         pok = (m["par"] == _parity(m["value"], data_bits, pk)) if pk else True
         bit_ns = float("nan")
         if len(ce) >= 2:
@@ -195,7 +198,7 @@ def decode_model(x, sample_rate, baud=None, *, data_bits=7, parity="E", stop_bit
             st["break_min"] = min(st["break_min"], t_end - m["t_start"])
         chars.append({"value": m["value"], "t_start_ns": ns(m["t_start"]), "t_end_ns": ns(t_end),
                       "parity_ok": bool(pok), "framing_ok": not m["stop_bad"], "is_break": is_break,
-                      "n_edges": len(ce), "bit_ns": bit_ns})
+                      "n_edges": min(len(m["ce"]), 255), "bit_ns": bit_ns})
 
     def advance(t):
         while m["in_char"] and m["next"] < t:
