@@ -8,6 +8,8 @@ from rig.exchange import Exchange
 from rig.link import OS_LATENCY_NS
 from rig.protocol import Data, Message, ProtocolError, message_from_frame
 
+MS = 1_000_000
+
 
 
 def raw(client: Client, msg: Message | bytes, name: str, *, wait_ns: int | None = None,
