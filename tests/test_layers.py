@@ -19,7 +19,7 @@ RIG = ROOT / "rig"
 # (module prefix, layer); the longest prefix wins.
 LAYERS = [
     ("rig.errors", "base"), ("rig.measurement", "base"), ("rig._framing", "hot loops"),
-    ("rig._clock", "hot loops"), ("rig._uart", "hot loops"), ("rig._framing_model", "hot loops"),
+    ("rig._clock", "hot loops"), ("rig.deadline", "hot loops"), ("rig._uart", "hot loops"), ("rig._framing_model", "hot loops"),
     ("rig.profile", "profile"), ("rig.protocol", "protocol"), ("rig.tokens", "tokens"),
     ("rig.link", "link"), ("rig.exchange", "roles"), ("rig.client", "roles"), ("rig.server", "roles"),
     ("rig.embedded", "roles"), ("rig.physical", "physical"), ("rig.bench", "bench"),
