@@ -68,7 +68,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     s.add_argument("--level", type=float, default=None,
                    help="trigger level, V (default: the middle of the receiver's thresholds)")
     s.add_argument("--probe-gain", type=float, default=None, dest="probe_gain",
-                   help="volts at the scope per unit of the option (default: rig.bench.loop.PROBE_GAIN)")
+                   help="volts at the scope per unit of the option (default: the bench file's "
+                        "instruments.scope.probe_gain)")
     s.add_argument("--now", action="store_true",
                    help="do not wait for an edge: stop and take the screen as it is")
     s.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the trigger (default 30)")
@@ -79,6 +80,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 # --- serve ------------------------------------------------------------------------------------------
 def bench_config_text(bench_config) -> str:
     """A bench configuration TOML for ``bench_config`` (its option, models, channels, resources)."""
+    from rig.bench.config import WIRING
+
     lines = ["# rig bench configuration", "[bench]", f'option = "{bench_config.option}"', ""]
     for role, ic in bench_config.instruments.items():
         lines.append(f"[instruments.{role}]")
@@ -90,6 +93,9 @@ def bench_config_text(bench_config) -> str:
         if ic.channel:
             lines.append(f"channel = {ic.channel}")
         lines.append(f"timeout = {ic.timeout}")
+        for key in WIRING.get(role, {}):       # how the virtual bench is wired (its simulation's figures)
+            if getattr(ic, key) is not None:
+                lines.append(f"{key} = {getattr(ic, key)!r}")
         lines.append("")
     return "\n".join(lines)
 
@@ -197,7 +203,6 @@ def cmd_list(args) -> int:
 def cmd_capture(args) -> int:
     import numpy as np
 
-    from rig.bench import loop as loopmodel
     from rig.bench.config import ConfigError, load_bench
     from rig.physical.options import get_option
 
@@ -212,7 +217,7 @@ def cmd_capture(args) -> int:
         if ic is None:
             raise ConfigError(args.config, "instruments.scope", "no scope configured")
         ch = args.channel or ic.channel or 1
-        gain = args.probe_gain or loopmodel.PROBE_GAIN[opt.name]
+        gain = args.probe_gain or cfg.wiring("scope", "probe_gain")   # no default: the user's probe
         mark, space = opt.nominal_mark * gain, opt.nominal_space * gain
         level = args.level if args.level is not None else 0.5 * sum(opt.receiver_thresholds()) * gain
         div = abs(mark - space) / 5.0            # the swing over five of the eight divisions

@@ -320,6 +320,29 @@ def test_bench_config_from_toml_and_the_virtual_default(tmp_path):
             load_bench(p)
 
 
+def test_the_wiring_is_the_bench_files_and_a_missing_figure_names_the_file_and_key(tmp_path):
+    # the probe's gain and the loop's supply are the user's: read from the bench file, never a default
+    from rig.bench.config import ConfigError, load_bench
+
+    p = tmp_path / "bench.toml"
+    p.write_text('[instruments.scope]\nmodel = "rigol-ds1000z"\nprobe_gain = 0.05\n'
+                 '[instruments.supply]\nmodel = "rigol-dp832"\nloop_voltage = 20\n')
+    b = load_bench(p)
+    assert b.wiring("scope", "probe_gain") == 0.05 and b.wiring("supply", "loop_voltage") == 20.0
+    with pytest.raises(ConfigError, match=str(p).replace(".", r"\.") + r": instruments.supply.loop_current_limit: "
+                                          r"missing: the supply's current limit on the current loop \(A\)"):
+        b.wiring("supply", "loop_current_limit")
+    for text, where in [('[instruments.scope]\nmodel = "rigol-ds1000z"\nprobe_gain = 0',
+                         r"instruments.scope.probe_gain: expected a number > 0 \(V/unit\), got 0"),
+                        ('[instruments.supply]\nmodel = "rigol-dp832"\nloop_voltage = nan',
+                         r"instruments.supply.loop_voltage: expected a number > 0 \(V\), got nan"),
+                        ('[instruments.meter]\nmodel = "keysight-34461a"\nprobe_gain = 0.1',
+                         r"instruments.meter.probe_gain: unknown key")]:
+        p.write_text(text)
+        with pytest.raises(ConfigError, match=str(p).replace(".", r"\.") + ": " + where):
+            load_bench(p)
+
+
 # --------------------------------------------------------------------------- a loopback SCPI stub
 class ScpiStub:
     """A tiny SCPI instrument on loopback TCP serving a model: answers *IDN? and the error queue,

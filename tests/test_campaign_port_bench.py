@@ -332,6 +332,24 @@ def test_bench_instrument_mistakes_name_the_line_and_key(tmp_path, extra, bench_
         load_plan(write_plan(tmp_path, extra, bench_file))
 
 
+@pytest.mark.parametrize("use, bench_file, says", [
+    ("electrical/levels", LAB.replace('option = "voltage"', 'option = "current-loop"'),
+     "instruments.scope.probe_gain (or the plan's bench probe_gain): missing: volts at the scope per unit"),
+    ("electrical/margin", LAB.replace('option = "voltage"', 'option = "current-loop"')
+     + '[instruments.supply]\nmodel = "rigol-dp832"\nresource = "TCPIP::10.0.0.7::INSTR"\nloop_voltage = 24.0\n',
+     "instruments.supply.loop_current_limit: missing: the supply's current limit on the current loop (A)"),
+])
+def test_a_real_bench_without_its_wiring_is_refused_naming_the_bench_file_and_key(tmp_path, use, bench_file, says):
+    # no simulation figure stands in for the user's probe or supply: the plan is refused at load
+    plan = write_plan(tmp_path, 'bench_config = "lab.toml"', bench_file)
+    plan.write_text(plan.read_text().replace('use = "meter/6.6/read"', f'use = "{use}"\n'
+                                             'params = { quantity = "loop_current" }' if use.endswith("margin")
+                                             else f'use = "{use}"'))
+    with pytest.raises(PlanError) as e:
+        load_plan(plan)
+    assert str(tmp_path / "lab.toml") + ": " + says in str(e.value)
+
+
 def test_an_embedded_bench_takes_no_instruments(tmp_path):
     p = tmp_path / "plan.toml"
     p.write_text('name = "p"\n[[bench]]\nname = "m"\nbench_config = "lab.toml"\n[[case]]\nuse = "electrical/levels"\n')

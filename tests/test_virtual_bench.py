@@ -428,6 +428,26 @@ def test_each_driver_against_the_virtual_bench_over_tcp(session):
             assert amp.unit and amp.value is not None
 
 
+def test_the_simulated_signal_is_set_by_its_method_and_is_what_the_scope_shows():
+    # the line conditions only the simulation has (a case sets them through VirtualBench.simulate_signal,
+    # never by writing into the bench's settings): the scope's rise time and the noise of its waveform
+    with VirtualLine() as line, VirtualBench(line, models={"scope": "rigol-ds1000z"}) as bench:
+        for bad, name in [((-1e-6, 0.0), "rise_time_s"), ((0.0, float("nan")), "noise")]:
+            with pytest.raises(ValueError, match=name):
+                bench.simulate_signal(*bad)
+        bench.simulate_signal(rise_time_s=2e-4, noise=0.5)
+        gain = bench.probe_gain()
+        mark, space = bench.line_levels()
+        with bench.bench().open("scope", timeout=5.0) as scope:
+            scope.configure_channel(1, scale=0.5, offset=-mark * gain)
+            scope.configure_timebase(0.005)
+            scope.stop()                              # the quiet line at mark, as the screen holds it
+            assert scope.measure_rise_time(1).value == pytest.approx(2e-4)
+            wf = scope.waveform(1)
+            assert np.mean(wf.volts) / gain == pytest.approx(mark, abs=0.2)
+            assert np.std(wf.volts) / gain == pytest.approx(0.5, rel=0.15)
+
+
 def test_ds1000z_trigger_status_and_raw_reads_as_the_firmware_does(rm):
     """RUN while the pre-trigger memory fills, WAIT, TD once triggered but still acquiring (not a
     capture), STOP when stopped; RAW memory refused while acquiring (an empty block and -221);

@@ -6,8 +6,19 @@ saying how it is commanded (SCPI templates for a fixed vocabulary), what its SCP
 how it is simulated (pyvisa-sim).
 The drivers (:mod:`rig.bench.drivers`) speak only the vocabulary; the DUT's electrical maximums are
 enforced before anything is sent (:mod:`rig.bench.safety`); a bench is configured in TOML
-(:mod:`rig.bench.config`).  The driver modules are imported on first use (they import pyvisa).
+(:mod:`rig.bench.config`).  This package only re-exports: its modules import one another by their
+own names, never the package, so none waits on it half-loaded.
 """
+from rig.bench.config import BenchConfig, ConfigError, load_bench
+from rig.bench.drivers import (
+    Generator,
+    Instrument,
+    InstrumentError,
+    Meter,
+    Scope,
+    Supply,
+    open_instrument,
+)
 from rig.bench.models import (
     CAPABILITIES,
     VOCABULARY,
@@ -17,22 +28,8 @@ from rig.bench.models import (
     load_model,
     load_models,
 )
+from rig.bench.safety import OUTPUTS, DutLimits, SafetyError
 
-_LAZY = {
-    "Scope": "drivers", "Generator": "drivers", "Supply": "drivers", "Meter": "drivers",
-    "Instrument": "drivers", "InstrumentError": "drivers", "open_instrument": "drivers",
-    "DutLimits": "safety", "SafetyError": "safety", "OUTPUTS": "safety",
-    "BenchConfig": "config", "ConfigError": "config", "load_bench": "config",
-}
-
-__all__ = ["CAPABILITIES", "VOCABULARY", "CommandSpec", "InstrumentModel", "ModelError", "load_model",
-           "load_models", *_LAZY]
-
-
-def __getattr__(name):
-    mod = _LAZY.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'rig.bench' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"rig.bench.{mod}"), name)
+__all__ = ["CAPABILITIES", "OUTPUTS", "VOCABULARY", "BenchConfig", "CommandSpec", "ConfigError", "DutLimits",
+           "Generator", "Instrument", "InstrumentError", "InstrumentModel", "Meter", "ModelError", "SafetyError",
+           "Scope", "Supply", "load_bench", "load_model", "load_models", "open_instrument"]

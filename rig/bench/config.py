@@ -16,6 +16,15 @@
     channel = 1                      # optional: the channel wired to the DUT
     backend = "@py"                  # optional: pyvisa backend override
     timeout = 2.0                    # optional: seconds per answer
+    loop_voltage = 24.0              # supply only: V it powers the current loop with, as an HHU does
+    loop_current_limit = 0.030       # supply only: A, its current limit on the loop
+
+    [instruments.scope]
+    probe_gain = 0.1                 # scope only: V at the scope per unit of the option (0.1 V/mA:
+                                     #   a 100 Ω shunt in the loop)
+
+The wiring keys (``probe_gain``, ``loop_*``) are the user's: nothing defaults them on a real bench
+(a case that needs one and finds none says which file and key); the virtual bench states its own.
 
 ``load_bench(None)`` is the virtual bench: every role with the shipped models and no resource yet;
 the virtual bench fills the resource strings at run time with :meth:`BenchConfig.with_resources`.
@@ -26,6 +35,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from rig.bench.drivers import DRIVERS
 from rig.bench.models import CAPABILITIES, InstrumentModel, ModelError, load_model
 from rig.bench.safety import DutLimits, LimitError
 from rig.errors import RigError
@@ -46,18 +56,35 @@ class ConfigError(RigError, ValueError):
         super().__init__(f"{path}" + (f": {key}" if key else "") + f": {reason}")
 
 
+#: Keys of an instrument's table beyond the common ones, by role: how it is wired to the line
+#: (name -> (what it is, unit)).
+WIRING = {
+    "scope": {"probe_gain": ("volts at the scope per unit of the interface option", "V/unit")},
+    "supply": {"loop_voltage": ("the voltage the supply powers the current loop with", "V"),
+               "loop_current_limit": ("the supply's current limit on the current loop", "A")},
+}
+
+
 @dataclass(frozen=True)
 class InstrumentConfig:
+    """One instrument of a bench: its role, model, VISA resource and how it is wired (``WIRING``)."""
+
     role: str
     model: InstrumentModel
     resource: str | None = None
     channel: int | None = None
     backend: str | None = None
     timeout: float = 2.0
+    probe_gain: float | None = None           # scope: V per unit of the option
+    loop_voltage: float | None = None         # supply: V powering the current loop
+    loop_current_limit: float | None = None   # supply: A
 
 
 @dataclass(frozen=True)
 class BenchConfig:
+    """A bench: the interface option, the DUT's limits and the instruments by role (``path``: the
+    bench file it was read from; None for the virtual bench's own)."""
+
     option: str
     limits: DutLimits
     instruments: dict[str, InstrumentConfig] = field(default_factory=dict)
@@ -65,9 +92,10 @@ class BenchConfig:
 
     @property
     def virtual(self) -> bool:
+        """Whether this is the virtual bench's own configuration (read from no file)."""
         return self.path is None
 
-    def with_resources(self, resources: dict[str, str], backend: str | None = None) -> "BenchConfig":
+    def with_resources(self, resources: dict[str, str], backend: str | None = None) -> BenchConfig:
         """A copy with the VISA resource string of each role in ``resources`` (and, if given, the
         backend), e.g. ``{"scope": "TCPIP::127.0.0.1::5025::SOCKET"}``."""
         unknown = set(resources) - set(self.instruments)
@@ -79,10 +107,22 @@ class BenchConfig:
             inst[role] = replace(inst[role], resource=res, backend=backend or inst[role].backend)
         return replace(self, instruments=inst)
 
+    def wiring(self, role: str, key: str) -> float:
+        """A wiring value (``WIRING``) of the instrument of ``role``; ConfigError naming the file and
+        key when the bench file does not give it."""
+        ic = self.instruments.get(role)
+        if ic is None:
+            raise ConfigError(self.path or "<virtual bench>", f"instruments.{role}",
+                              f"no instrument for this role; roles are {sorted(self.instruments)}")
+        v = getattr(ic, key)
+        if v is None:
+            what, unit = WIRING[role][key]
+            raise ConfigError(self.path or "<virtual bench>", f"instruments.{role}.{key}",
+                              f"missing: {what} ({unit}), your bench's own figure; nothing defaults it")
+        return v
+
     def open(self, role: str, **kw):
         """The driver for ``role``, opened with the bench's DUT limits."""
-        from rig.bench.drivers import DRIVERS
-
         try:
             ic = self.instruments[role]
         except KeyError:
@@ -106,6 +146,8 @@ def _expect(path, key, value, types, what):
 
 
 def parse_bench(data: dict, path: Path | str) -> BenchConfig:
+    """A bench from TOML already parsed (``data``); ConfigError naming ``path``, the key and what
+    was expected.  A ``path`` in angle brackets (``"<plan>"``) names no file."""
     top = set(data) - {"bench", "dut", "instruments"}
     if top:
         raise ConfigError(path, sorted(top)[0], "unknown table; expected [bench], [dut], [instruments.<role>]")
@@ -136,10 +178,12 @@ def parse_bench(data: dict, path: Path | str) -> BenchConfig:
         if role not in ROLES:
             raise ConfigError(path, where, f"unknown role; expected one of {list(ROLES)}")
         _expect(path, where, t, dict, "a table")
-        unknown = set(t) - {"model", "resource", "channel", "backend", "timeout"}
+        wiring = WIRING.get(role, {})
+        unknown = set(t) - {"model", "resource", "channel", "backend", "timeout", *wiring}
         if unknown:
             raise ConfigError(path, f"{where}.{sorted(unknown)[0]}",
-                              "unknown key; expected model, resource, channel, backend, timeout")
+                              "unknown key; expected " + ", ".join(["model", "resource", "channel", "backend",
+                                                                    "timeout", *wiring]))
         if "model" not in t:
             raise ConfigError(path, f"{where}.model", "missing: an instrument model name (instruments/*.yaml stem)")
         name = _expect(path, f"{where}.model", t["model"], str, "a model name")
@@ -163,7 +207,14 @@ def parse_bench(data: dict, path: Path | str) -> BenchConfig:
         timeout = _expect(path, f"{where}.timeout", t.get("timeout", 2.0), (int, float), "seconds")
         if not timeout > 0 or timeout == float("inf"):
             raise ConfigError(path, f"{where}.timeout", f"expected seconds > 0, got {timeout!r}")
-        out[role] = InstrumentConfig(role, model, resource, channel, backend, float(timeout))
+        wired = {}
+        for k in wiring:
+            if k in t:
+                v = _expect(path, f"{where}.{k}", t[k], (int, float), f"a number ({wiring[k][1]})")
+                if not (0 < v < float("inf")):
+                    raise ConfigError(path, f"{where}.{k}", f"expected a number > 0 ({wiring[k][1]}), got {v!r}")
+                wired[k] = float(v)
+        out[role] = InstrumentConfig(role, model, resource, channel, backend, float(timeout), **wired)
     return BenchConfig(opt.name, limits, out, Path(path) if not str(path).startswith("<") else None)
 
 

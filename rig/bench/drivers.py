@@ -20,15 +20,21 @@ import atexit
 import math
 import os
 import tempfile
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from rig.bench.models import InstrumentModel, load_model, sim_resource, write_sim_library
+from rig.bench.models import (
+    InstrumentModel,
+    load_model,
+    sim_resource,
+    write_sim_library,
+)
 from rig.bench.safety import OUTPUTS, DutLimits, SafetyError
+from rig.deadline import Deadline
 from rig.errors import RigError
 from rig.measurement import Measurement
 
@@ -309,6 +315,7 @@ class Instrument:
         return False
 
     def close(self) -> None:
+        """Close the VISA session (an instrument with outputs switches them off first)."""
         self._close_resource()
 
     def _close_resource(self) -> None:
@@ -321,6 +328,7 @@ class Instrument:
 
     @property
     def is_open(self) -> bool:
+        """Whether the VISA session is open."""
         return self._res is not None
 
     def _fields(self) -> dict:
@@ -453,6 +461,7 @@ class Instrument:
                                   f"(last command {last!r}): " + "; ".join(errs))
 
     def wait_complete(self) -> None:
+        """Wait until the instrument has carried out every command sent (``*OPC?`` answers 1)."""
         answer = self._query("opc?")
         if answer.strip().lstrip("+") != "1":
             raise self._fail(self.model.command("opc?"), f"garbage answer {answer!r}, expected 1")
@@ -492,19 +501,23 @@ class OutputInstrument(Instrument):
         OUTPUTS.register(self)
 
     def ch(self, n: int):
+        """Channel ``n`` (ValueError naming the channels there are)."""
         try:
             return self.channels[n]
         except KeyError:
             raise ValueError(f"{self.name}: no channel {n}; channels are {list(self.channels)}") from None
 
     def outputs_off(self) -> None:
+        """Switch every channel's output off."""
         for c in self.model.channels:
             self._write("output_off", ch=c)
 
     def output_off(self, ch: int = 1) -> None:
+        """Switch channel ``ch``'s output off."""
         self._write("output_off", ch=ch)
 
     def output_state(self, ch: int = 1) -> bool:
+        """Whether channel ``ch``'s output is on, as the instrument answers."""
         return self._query_cast("output?", bool, ch=ch)
 
     def _verified(self, key: str, ch: int, what: str) -> float:
@@ -552,6 +565,7 @@ class OutputInstrument(Instrument):
             self.emergency_off()
 
     def close(self) -> None:
+        """Every output off (and waited for), then the session closed and the output unregistered."""
         try:
             if self._res is not None:
                 self.emergency_off()
@@ -577,10 +591,12 @@ class ScopeWaveform:
 
     @property
     def sample_rate(self) -> float:
+        """Samples per second."""
         return 1.0 / self.dt
 
     @property
     def times(self) -> np.ndarray:
+        """Each sample's time in seconds, relative to the trigger."""
         return self.t0 + self.dt * np.arange(len(self.volts))
 
     def __len__(self) -> int:
@@ -588,6 +604,8 @@ class ScopeWaveform:
 
 
 class ScopeChannel(Channel):
+    """A scope channel's settings (each a :class:`Control`: set is sent, get is asked)."""
+
     display = Control("channel_display", None, "show the channel: ON|OFF", validator=lambda o, v: "ON" if v in (True, 1, "ON", "on") else "OFF")
     scale = Control("channel_scale", "channel_scale?", "vertical scale, V/div", validator=facts_range("vertical_scale", "V/div"))
     offset = Control("channel_offset", "channel_offset?", "vertical offset, V")
@@ -606,6 +624,7 @@ class Scope(Instrument):
         self.channels = {c: ScopeChannel(self, c) for c in self.model.channels}
 
     def ch(self, n: int) -> ScopeChannel:
+        """Channel ``n`` (ValueError naming the channels there are)."""
         try:
             return self.channels[n]
         except KeyError:
@@ -614,6 +633,8 @@ class Scope(Instrument):
     # -- configuration (each checks the error queue)
     def configure_channel(self, ch: int, scale: float, offset: float = 0.0, coupling: str = "DC",
                           display: bool = True) -> None:
+        """Show channel ``ch`` at ``scale`` V/div with ``offset`` V, ``coupling`` DC|AC|GND; every
+        value checked against the model before anything is sent."""
         c = self.ch(ch)
         facts_range("vertical_scale", "V/div")(c, scale)      # checked before anything is sent
         finite(c.name, offset, "V")
@@ -625,6 +646,7 @@ class Scope(Instrument):
         self.check_errors(f"configuring CH{ch}")
 
     def configure_timebase(self, scale: float, offset: float | None = None) -> None:
+        """The horizontal scale in s/div and, if given, the screen centre's offset from the trigger in s."""
         facts_range("timebase_scale", "s/div")(self, scale)
         if offset is not None:
             finite(self.name, offset, "s")
@@ -634,6 +656,8 @@ class Scope(Instrument):
         self.check_errors("configuring the timebase")
 
     def edge_trigger(self, ch: int, level: float, slope: str = "rising", sweep: str = "single") -> None:
+        """Trigger on channel ``ch`` crossing ``level`` V on ``slope`` (rising|falling|either), in
+        ``sweep`` mode (auto|normal|single); the words are the model's."""
         c = self.ch(ch)
         slope_w = facts_word("slopes")(self, slope)
         sweep_w = facts_word("sweeps")(self, sweep)
@@ -647,6 +671,7 @@ class Scope(Instrument):
 
     @property
     def has_serial_trigger(self) -> bool:
+        """Whether the model can trigger on a UART character (:meth:`serial_trigger`)."""
         return self.model.has("trigger_mode_serial") and self.model.has("trigger_serial_source")
 
     def serial_trigger(self, ch: int, baud: int, fmt: str = "7E1", when: str = "start",
@@ -677,9 +702,11 @@ class Scope(Instrument):
 
     # -- acquisition
     def run(self) -> None:
+        """Acquire continuously."""
         self._write("run")
 
     def stop(self) -> None:
+        """Stop acquiring: the screen and memory hold the last acquisition."""
         self._write("stop")
 
     def single(self) -> None:
@@ -707,15 +734,9 @@ class Scope(Instrument):
 
     def wait_triggered(self, timeout: float, poll: float = 0.01) -> None:
         """Wait until the armed acquisition has triggered and completed; InstrumentError at the deadline."""
-        deadline = time.monotonic_ns() + int(timeout * 1e9)
-        while True:
-            if self.triggered():
-                return
-            now = time.monotonic_ns()
-            if now >= deadline:
-                raise InstrumentError(f"{self.name}: no trigger within {timeout:g} s "
-                                      f"({self.model.command('trigger_status?')!r} still waiting)")
-            time.sleep(min(poll, (deadline - now) / 1e9))
+        if not Deadline.after(timeout).wait(self.triggered, poll_ns=int(poll * 1e9)):
+            raise InstrumentError(f"{self.name}: no trigger within {timeout:g} s "
+                                  f"({self.model.command('trigger_status?')!r} still waiting)")
 
     def arm(self, timeout: float = 2.0, poll: float = 0.005) -> None:
         """Arm a single acquisition and return once the scope reports it armed (waiting for its
@@ -724,13 +745,9 @@ class Scope(Instrument):
         For a quiet line (nothing may trigger it before it reports armed); InstrumentError at the
         deadline."""
         self.single()
-        deadline = time.monotonic_ns() + int(timeout * 1e9)
-        while self.triggered():
-            now = time.monotonic_ns()
-            if now >= deadline:
-                raise InstrumentError(f"{self.name}: not armed within {timeout:g} s "
-                                      f"({self.model.command('trigger_status?')!r} still reports the last acquisition)")
-            time.sleep(min(poll, (deadline - now) / 1e9))
+        if not Deadline.after(timeout).wait(lambda: not self.triggered(), poll_ns=int(poll * 1e9)):
+            raise InstrumentError(f"{self.name}: not armed within {timeout:g} s "
+                                  f"({self.model.command('trigger_status?')!r} still reports the last acquisition)")
 
     def acquire(self, timeout: float) -> None:
         """Arm a single acquisition and wait for it (deadline ``timeout`` seconds)."""
@@ -871,15 +888,19 @@ class Scope(Instrument):
         return Measurement(name, value, unit, low, high, basis)
 
     def measure_amplitude(self, ch: int, low=None, high=None, basis: str = "", name: str = "amplitude") -> Measurement:
+        """The scope's own amplitude measurement of channel ``ch`` (V), judged against low..high."""
         return self._measure("measure_amplitude?", name, "V", ch, low, high, basis)
 
     def measure_rise_time(self, ch: int, low=None, high=None, basis: str = "", name: str = "rise_time") -> Measurement:
+        """The scope's own rise-time measurement of channel ``ch`` (s), judged against low..high."""
         return self._measure("measure_rise_time?", name, "s", ch, low, high, basis)
 
     def measure_fall_time(self, ch: int, low=None, high=None, basis: str = "", name: str = "fall_time") -> Measurement:
+        """The scope's own fall-time measurement of channel ``ch`` (s), judged against low..high."""
         return self._measure("measure_fall_time?", name, "s", ch, low, high, basis)
 
     def measure_frequency(self, ch: int, low=None, high=None, basis: str = "", name: str = "frequency") -> Measurement:
+        """The scope's own frequency measurement of channel ``ch`` (Hz), judged against low..high."""
         return self._measure("measure_frequency?", name, "Hz", ch, low, high, basis)
 
 
@@ -907,6 +928,8 @@ def _safe_offset(chan, value):
 
 
 class GeneratorChannel(Channel):
+    """A generator channel's settings, each checked against the DUT limits before it is sent."""
+
     amplitude = Control("amplitude", "amplitude?", "amplitude, Vpp (open circuit)", validator=_safe_amplitude)
     offset = Control("offset", "offset?", "d.c. offset, V", validator=_safe_offset)
     frequency = Control("frequency", None, "frequency, Hz", validator=facts_range("frequency_hz", "Hz"))
@@ -1072,9 +1095,11 @@ class Generator(OutputInstrument):
         self.check_errors(f"burst on CH{ch}")
 
     def burst_off(self, ch: int) -> None:
+        """Channel ``ch`` back to continuous output."""
         self._write("burst_state", ch=ch, value="OFF")
 
     def trigger(self) -> None:
+        """A bus trigger (``*TRG``): starts a burst armed on the bus trigger."""
         self._write("trigger")
 
     def output_on(self, ch: int = 1) -> None:
@@ -1111,15 +1136,19 @@ def _safe_current(chan, value):
 
 
 class SupplyChannel(Channel):
+    """A supply channel's settings, each checked against the DUT limits before it is sent."""
+
     voltage = Control("voltage", "voltage?", "set voltage, V", validator=_safe_voltage)
     current_limit = Control("current_limit", "current_limit?", "current limit, A", validator=_safe_current)
 
     @property
     def measured_voltage(self) -> float | None:
+        """The voltage the supply measures at its terminals, V (None on overload)."""
         return self._instrument._query_cast("measure_voltage?", float, ch=self.ch)
 
     @property
     def measured_current(self) -> float | None:
+        """The current the supply measures, A (None on overload)."""
         return self._instrument._query_cast("measure_current?", float, ch=self.ch)
 
 
@@ -1176,6 +1205,7 @@ class Supply(OutputInstrument):
         return answer
 
     def measure_power(self, ch: int = 1, low=None, high=None, basis: str = "", name: str = "supply_power") -> Measurement:
+        """The power channel ``ch`` delivers, W, as the supply measures it."""
         self.ch(ch)
         return Measurement(name, self._query_cast("measure_power?", float, ch=ch), "W", low, high, basis)
 
@@ -1191,9 +1221,11 @@ class Supply(OutputInstrument):
         self.check_errors(f"output on, CH{ch}")
 
     def measure_voltage(self, ch: int = 1, low=None, high=None, basis: str = "", name: str = "supply_voltage") -> Measurement:
+        """The voltage at channel ``ch``'s terminals, V, as the supply measures it."""
         return Measurement(name, self.ch(ch).measured_voltage, "V", low, high, basis)
 
     def measure_current(self, ch: int = 1, low=None, high=None, basis: str = "", name: str = "supply_current") -> Measurement:
+        """The current channel ``ch`` delivers, A, as the supply measures it."""
         return Measurement(name, self.ch(ch).measured_current, "A", low, high, basis)
 
 
@@ -1252,6 +1284,7 @@ class Meter(Instrument):
         return function.upper(), (rng if math.isfinite(rng) and abs(rng) < OVERLOAD else None)
 
     def configure_current_dc(self, range_a: float | str | None = None) -> None:
+        """DC current readings, in ``range_a`` (A, one of the model's ranges) or autorange (None)."""
         self._write("configure_current_dc", value=self._range(range_a, "current_ranges"))
         self.check_errors("configuring DC current")
         self.state["function"] = "current_dc"
@@ -1261,9 +1294,11 @@ class Meter(Instrument):
         return self._query_cast("read?", float)
 
     def voltage_dc(self, low=None, high=None, basis: str = "", name: str = "dc_voltage") -> Measurement:
+        """One DC voltage measurement, V (value None on overload), judged against low..high."""
         return Measurement(name, self._query_cast("measure_voltage_dc?", float), "V", low, high, basis)
 
     def current_dc(self, low=None, high=None, basis: str = "", name: str = "dc_current") -> Measurement:
+        """One DC current measurement, A (value None on overload), judged against low..high."""
         return Measurement(name, self._query_cast("measure_current_dc?", float), "A", low, high, basis)
 
 

@@ -37,6 +37,8 @@ from rig.physical.options import CURRENT_LOOP, InterfaceOption, get_option
 A = "assumed"
 S = "IEC 62056-21 §4"
 
+HHU_SUPPLY_V = 24.0        # assumed: the virtual supply powers the loop as an HHU does (§4: <= 30 V open circuit)
+HHU_CURRENT_LIMIT_A = 0.030  # assumed: its current limit at the loop's maximum (§4: loop current <= 30 mA)
 R_LOOP_OHM = 1000.0        # assumed: current-limiting resistor plus wiring of the loop
 SENDER_DROP_V = 1.5        # assumed; IEC 62056-21 §4 allows <= 2 V at mark
 RECEIVER_DROP_V = 2.0      # assumed; IEC 62056-21 §4 allows <= 3 V at mark

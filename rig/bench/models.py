@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from rig.bench import scpi
+import rig.bench.scpi as scpi  # noqa: PLR0402 - `from rig.bench import` would run the package, which imports this
 from rig.errors import RigError
 
 CAPABILITIES = ("scope", "generator", "supply", "meter")

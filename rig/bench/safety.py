@@ -81,7 +81,7 @@ class DutLimits:
         return {k: (getattr(d, k), d.basis[k]) for k in ("voltage_max", "voltage_min", "current_max")}
 
     @classmethod
-    def for_option(cls, option, **overrides) -> "DutLimits":
+    def for_option(cls, option, **overrides) -> DutLimits:
         """The defaults for an interface option (name, number or InterfaceOption), then ``overrides``
         (field name -> value; each overridden limit's basis becomes "bench configuration")."""
         opt = get_option(option)
@@ -100,7 +100,7 @@ class DutLimits:
                       "head supply current", {"voltage_max": A, "voltage_min": A, "current_max": A})
         return lim.with_overrides(**overrides) if overrides else lim
 
-    def with_overrides(self, **values) -> "DutLimits":
+    def with_overrides(self, **values) -> DutLimits:
         """A copy with some limits restated (a bench configuration).  Each must be a finite number,
         ``voltage_max`` and ``current_max`` positive, and within :meth:`allowance` for the option
         (a restated limit may only be tighter than what the interface allows): :class:`LimitError`
@@ -137,6 +137,8 @@ class DutLimits:
 
     # -- checks (raise SafetyError; the caller has sent nothing yet)
     def check_voltage(self, who: str, volts: float) -> None:
+        """SafetyError naming ``who`` and the limit's basis unless ``volts`` is finite and within
+        voltage_min..voltage_max."""
         _finite(who, volts, "V")
         if volts > self.voltage_max:
             raise SafetyError(f"{who}: {_g(volts)} V exceeds the DUT's {_g(self.voltage_max)} V "
@@ -146,6 +148,8 @@ class DutLimits:
                               f"{self.voltage_min_what} limit ({self.label}; {self.basis.get('voltage_min', '')})")
 
     def check_current(self, who: str, amps: float) -> None:
+        """SafetyError naming ``who`` and the limit's basis unless ``amps`` is finite and at most
+        current_max in magnitude."""
         _finite(who, amps, "A")
         if abs(amps) > self.current_max:
             raise SafetyError(f"{who}: {_g(amps * 1000)} mA exceeds the DUT's {_g(self.current_max * 1000)} mA "
@@ -163,6 +167,7 @@ class DutLimits:
             raise SafetyError(f"{e} (amplitude {_g(amplitude_vpp)} Vpp, offset {_g(offset)} V)") from None
 
     def as_dict(self) -> dict:
+        """The limits and their bases, as recorded with a run."""
         return {"option": self.option, "voltage_max": self.voltage_max, "voltage_min": self.voltage_min,
                 "current_max": self.current_max, "basis": dict(self.basis)}
 
@@ -197,11 +202,13 @@ class OutputRegistry:
         self.log: list[str] = []        # what all_off did, for diagnostics
 
     def register(self, instr) -> None:
+        """Add an instrument with outputs (and install the exit and signal hooks, once)."""
         with self._lock:
             self._items[id(instr)] = instr
         self.install()
 
     def unregister(self, instr) -> None:
+        """Forget an instrument (closed: its outputs are already off)."""
         with self._lock:
             self._items.pop(id(instr), None)
 
@@ -225,6 +232,8 @@ class OutputRegistry:
         return failures
 
     def install(self) -> None:
+        """Hook :meth:`all_off` to atexit, SIGINT and SIGTERM (once; signals from the main thread only),
+        chaining to the handlers there were."""
         with self._lock:
             if self._installed:
                 return

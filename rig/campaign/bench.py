@@ -24,7 +24,7 @@ import threading
 from dataclasses import replace
 
 from rig import _clock
-from rig.bench.loop import PROBE_GAIN
+from rig.bench.config import ConfigError
 from rig.bench.virtual import VirtualBench
 from rig.campaign.errors import BenchUnsupported, StepSkipped  # noqa: F401 - also raised from here
 from rig.campaign.spec import BenchSpec
@@ -37,9 +37,6 @@ from rig.profile import Profile
 from rig.server import MeterEmulator, MeterServer, TimingPolicy
 from rig.tokens import TokenSpec, make_outcome
 
-
-LOOP_SUPPLY_V = 24.0       # the loop powered as an HHU powers it (the virtual bench's power-on state)
-LOOP_LIMIT_A = 0.03
 #: Scope channel per direction when the plan names none: the virtual bench's wiring (rig.bench.virtual):
 #: CH2 on what the meter receives, CH3 on what it sends, CH1 on the whole line.
 DEFAULT_PROBES = {"to_meter": 2, "to_hhu": 3, "both": 1}
@@ -52,23 +49,26 @@ class Instruments:
     file and/or inline resources; real instruments, or `rig bench serve`'s over TCP).
 
     Drivers opened with `open(role)` stay open until `close()` (closing the supply would switch the
-    loop off); the supply, once opened, powers the loop at LOOP_SUPPLY_V / LOOP_LIMIT_A.  The
+    loop off); the supply, once opened, powers the loop as the bench file says (its
+    loop_voltage / loop_current_limit; the virtual bench states its own).  The
     generator too (`generator()`): a case leaves its output off, and `discard("generator")` after a
     failure closes it (every output off) for the next use to open afresh.  `virtual` is the
     VirtualBench when the rig runs it itself (its signal settings stand in for a DUT's edges and
-    noise); None on a port bench, where nothing but the instruments is reached."""
+    noise); None on a port bench, where nothing but the instruments is reached.  `where` names
+    the bench in messages (its bench file, or the plan's bench)."""
 
     def __init__(self, config, *, probes: dict | None = None, probe_gain: float | None = None,
-                 virtual=None):
+                 virtual=None, where: str | None = None):
         self.config = config
         self.virtual = virtual
+        self.where = where
         self.option = get_option(config.option)
         self.probes = {**DEFAULT_PROBES, **(probes or {})}
         self._probe_gain = probe_gain
         self._drivers: dict = {}
 
     @classmethod
-    def on_line(cls, line, option: str) -> "Instruments":
+    def on_line(cls, line, option: str) -> Instruments:
         """A virtual bench for `option` on a virtual line, started here and closed with close()."""
         vb = VirtualBench(line, option=option).start()
         try:
@@ -79,9 +79,10 @@ class Instruments:
             raise
 
     @classmethod
-    def configured(cls, spec: BenchSpec) -> "Instruments":
+    def configured(cls, spec: BenchSpec) -> Instruments:
         """The instruments a port bench's plan entry names (spec.config: a BenchConfig)."""
-        return cls(spec.config, probes=spec.probes, probe_gain=spec.probe_gain)
+        return cls(spec.config, probes=spec.probes, probe_gain=spec.probe_gain,
+                   where=spec.bench_config or f"the plan's bench {spec.name!r} (no bench_config)")
 
     def has(self, role: str) -> bool:
         return role in self.config.instruments
@@ -100,11 +101,45 @@ class Instruments:
         """The generator channel coupled into the line."""
         return self.virtual.generator_channel if self.virtual is not None else self._channel("generator")
 
+    @property
+    def simulates_signal(self) -> bool:
+        """Whether the DUT's signal the scope sees is simulated (the virtual bench), so that its
+        rise time and noise are set with simulate_signal; a real bench shows the DUT's own."""
+        return self.virtual is not None
+
+    def simulate_signal(self, rise_time_s: float, noise: float) -> None:
+        """Set the simulated signal's edges' rise time (s) and rms noise (option unit): the virtual
+        bench only (BenchUnsupported elsewhere)."""
+        if self.virtual is None:
+            raise BenchUnsupported("a simulated signal (rise time, noise) needs the virtual bench: "
+                                   "a bench's instruments show the DUT's own")
+        self.virtual.simulate_signal(rise_time_s, noise)
+
     def probe_gain(self) -> float:
-        """Volts at the scope per unit of the option (the probe's conversion)."""
-        if self.virtual is not None:
-            return self.virtual.probe_gain()
-        return float(self._probe_gain or PROBE_GAIN[self.option.name])
+        """Volts at the scope per unit of the option (the probe's conversion): the plan's
+        probe_gain, else the bench file's scope probe_gain; BenchUnsupported naming both when
+        neither gives it."""
+        if self._probe_gain is not None:
+            return float(self._probe_gain)
+        return self._wiring("scope", "probe_gain", " (or the plan's bench probe_gain)")
+
+    @property
+    def stated_probe_gain(self) -> float | None:
+        """The probe gain as the plan or the bench file states it, None when neither does (for the
+        record: what the rig was told, never a guess)."""
+        try:
+            return self.probe_gain()
+        except BenchUnsupported:
+            return None
+
+    def _wiring(self, role: str, key: str, alt: str = "") -> float:
+        """A wiring value of the bench file (rig.bench.config.WIRING), or BenchUnsupported naming
+        the file and key."""
+        try:
+            return self.config.wiring(role, key)
+        except ConfigError as e:
+            where = self.where or e.path
+            raise BenchUnsupported(f"{where}: {e.key}{alt}: {e.reason}") from None
 
     def scope_channel(self, direction: str) -> int:
         """The scope channel probing one direction of the line (or the whole line)."""
@@ -128,6 +163,9 @@ class Instruments:
         d = self._drivers.get(role)
         if d is None:
             self.need(role)
+            if role == "supply":      # what it powers the loop with, asked before anything is opened
+                self._wiring("supply", "loop_voltage")
+                self._wiring("supply", "loop_current_limit")
             d = self.config.open(role)
             if role == "scope":
                 watch_call(d, "wait_triggered", ACQUISITION)
@@ -136,7 +174,13 @@ class Instruments:
                 self.power_loop()
         return d
 
-    def power_loop(self, current_limit_a: float = LOOP_LIMIT_A, voltage: float = LOOP_SUPPLY_V) -> None:
+    def power_loop(self, current_limit_a: float | None = None, voltage: float | None = None) -> None:
+        """Power the current loop from the supply's loop channel: `voltage` and `current_limit_a`,
+        by default the bench file's supply loop_voltage and loop_current_limit."""
+        if voltage is None:
+            voltage = self._wiring("supply", "loop_voltage")
+        if current_limit_a is None:
+            current_limit_a = self._wiring("supply", "loop_current_limit")
         sup = self.open("supply")
         sup.configure(self.loop_channel, voltage, current_limit_a)
         sup.output_on(self.loop_channel)
@@ -186,7 +230,7 @@ class Bench:
         self._operator_until = 0    # and its deadline (ns)
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def open(self) -> "Bench":
+    def open(self) -> Bench:
         s = self.spec
         if s.role == "meter-dut":
             if s.kind == "embedded":
@@ -317,7 +361,7 @@ class Bench:
         return inst
 
     # -- virtual-only abilities ------------------------------------------------------------------
-    def need_line(self, what: str, hint: str = "") -> "object":
+    def need_line(self, what: str, hint: str = "") -> object:
         if self.line is None:
             raise BenchUnsupported(f"{what} needs the virtual line (bench {self.spec.name!r} is {self.spec.kind})"
                                    + (f"; {hint}" if hint else ""))

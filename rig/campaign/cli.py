@@ -277,6 +277,8 @@ option = "current-loop"              # optical | current-loop | voltage
 [instruments.scope]
 model = "rigol-ds1000z"
 resource = "TCPIP::192.168.1.20::INSTR"
+probe_gain = 0.1                     # V at the scope per unit of the option: YOUR probe (here a
+                                     #   100 ohm shunt in the loop, V/mA); the cases refuse to guess it
 
 # [instruments.generator]
 # model = "keysight-33500b"
@@ -287,6 +289,8 @@ resource = "TCPIP::192.168.1.20::INSTR"
 # model = "rigol-dp832"
 # resource = "TCPIP::192.168.1.22::INSTR"
 # channel = 1
+# loop_voltage = 24.0                # V it powers the current loop with, as an HHU does (<= 30 V)
+# loop_current_limit = 0.030         # A, its current limit on the loop (<= 30 mA)
 
 # [instruments.meter]
 # model = "keysight-34461a"

@@ -20,7 +20,7 @@
     instruments = { scope = "TCPIP::192.168.1.5::INSTR" }     # and/or inline: role = VISA resource (the
                                     #   shipped model for the role), or role = { model, resource, channel, ... }
     probes = { to_meter = 2, to_hhu = 3 }   # scope channel per direction (default 2, 3; "both" 1)
-    probe_gain = 0.1                # V at the scope per unit of the option (default rig.bench.loop.PROBE_GAIN)
+    probe_gain = 0.1                # V at the scope per unit of the option (default: the bench file's scope probe_gain)
 
     [[case]]
     use = "meter/6.4/messages"      # a case of the library (rig.campaign.cases.LIBRARY)
@@ -408,7 +408,8 @@ def _bench_instruments(c: _Checker, b: dict, p: tuple, interface: str | None, ba
         known = config.instruments.get(role)
         table.setdefault("model", known.model.name if known is not None else VIRTUAL_MODELS[role])
         if known is not None and table["model"] == known.model.name:
-            for k in ("resource", "channel", "backend", "timeout"):   # the file's entry, changed inline
+            for k in ("resource", "channel", "backend", "timeout", "probe_gain", "loop_voltage",
+                      "loop_current_limit"):   # the file's entry, changed inline
                 if k not in table and getattr(known, k) is not None:
                     table[k] = getattr(known, k)
         try:

@@ -146,7 +146,7 @@ def bench_facts(name: str, bench) -> dict:
                           "channel": ic.channel, "idn": _idn(inst, role),
                           "virtual": inst.virtual is not None})
         out["probes"] = dict(inst.probes)
-        out["probe_gain"] = inst.probe_gain()
+        out["probe_gain"] = inst.stated_probe_gain
     if not insts and s.config is not None:
         for role, ic in s.config.instruments.items():
             insts.append({"role": role, "model": ic.model.name, "resource": ic.resource, "channel": ic.channel,

@@ -3,12 +3,36 @@ matching the model, channel checks, and a hook after each change."""
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+from rig.bench.loop import LoopState
 from rig.bench.scpi import ScpiError, ScpiInstrument
+from rig.physical.options import InterfaceOption
 
-if TYPE_CHECKING:
-    from rig.bench.virtual import VirtualBench
+
+class OnBench(Protocol):
+    """What a virtual instrument sees of the bench it is on (rig.bench.virtual.bench.VirtualBench):
+    the line, the loop and the other instruments' effects; the instrument tells it of its changes."""
+
+    line: Any                       # the rig.link.VirtualLine
+    option: InterfaceOption
+    probes: dict[int, str]          # scope channel -> direction probed
+    seed: int
+    loop_channel: int
+    generator_channel: int
+    r_loop_ohm: float
+    memory_depth: int
+    line_signal: Any                # rig.bench.virtual.bench.LineSignal
+    supply_power_on: Any            # rig.bench.virtual.bench.SupplyPowerOn
+
+    @property
+    def loop(self) -> LoopState: ...
+    def probe_gain(self) -> float: ...
+    def line_levels(self) -> tuple[float, float]: ...
+    def generator_noise(self) -> float: ...
+    def loop_changed(self) -> None: ...
+    def generator_changed(self, gen: Any) -> None: ...
+    def generator_trigger(self, gen: Any) -> None: ...
 
 
 class ChannelView(dict):
@@ -26,7 +50,7 @@ class VirtualInstrument(ScpiInstrument):
 
     capability = ""
 
-    def __init__(self, role: str, model, bench: "VirtualBench"):
+    def __init__(self, role: str, model, bench: OnBench):
         self.role = role
         self.model = model
         self.bench = bench

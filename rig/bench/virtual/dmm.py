@@ -23,6 +23,8 @@ def _function(text: str) -> str:
 
 
 class VirtualMeter(VirtualInstrument):
+    """The virtual multimeter: reads the loop current and the supply's terminal voltage."""
+
     capability = "meter"
 
     def reset(self) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rig.bench import loop as loopmodel
+import rig.bench.loop as loopmodel
 from rig.bench.scpi import ScpiError
 from rig.bench.virtual.base import ChannelView, VirtualInstrument
 
@@ -15,6 +15,8 @@ FUNCTIONS = {"SINusoid": "sine", "SQUare": "square", "TRIangle": "triangle", "NO
 
 
 class VirtualGenerator(VirtualInstrument):
+    """The virtual generator: its output disturbs the line (noise, pulses, bursts) through the coupling network."""
+
     capability = "generator"
 
     def reset(self) -> None:

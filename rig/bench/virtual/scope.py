@@ -118,7 +118,7 @@ class VirtualScope(VirtualInstrument):
     def mdepth(self) -> int:
         v = self.get("memory_depth")
         if v == "AUTO" or v is None:
-            return int(self.bench.settings.get("memory_depth", 120_000)) if self.bench is not None else 120_000
+            return self.bench.memory_depth
         return int(v)
 
     def q_memory_depth(self, sfx, p):
@@ -332,10 +332,10 @@ class VirtualScope(VirtualInstrument):
         stop = total if stop is None else stop
         key = (ch, total)
         if self._wf is None or self._wf[0] is not acq or self._wf[1] != key:   # one synthesis per acquisition
-            cfg = self.bench.settings
+            sig = self.bench.line_signal
             self._wf = (acq, key, line_waveform(acq.record, self.bench.option, acq.t0_ns, acq.duration_ns,
-                                                total, self._dirs(ch), acq.levels, cfg.get("rise_time_s", 0.0),
-                                                math.hypot(cfg.get("scope_noise", 0.0), acq.noise), self.bench.seed))
+                                                total, self._dirs(ch), acq.levels, sig.rise_time_s,
+                                                math.hypot(sig.noise, acq.noise), self.bench.seed))
         return self._wf[2].render(start - 1, stop).astype(np.float64) * self.bench.probe_gain()
 
     def q_waveform_data(self, sfx, p):
@@ -381,7 +381,7 @@ class VirtualScope(VirtualInstrument):
             return _pre(float(self.samples(ch).mean()))
         if item in ("RTIMe", "FTIMe"):
             acq = self._acq()
-            return _pre(max(self.bench.settings.get("rise_time_s", 0.0), acq.duration_ns / 1e9 / self._points()))
+            return _pre(max(self.bench.line_signal.rise_time_s, acq.duration_ns / 1e9 / self._points()))
         if item in ("FREQuency", "PERiod"):
             acq = self._acq()
             chars = line_chars(acq.record, self._dirs(ch), acq.t0_ns, acq.t0_ns + acq.duration_ns)

@@ -41,6 +41,8 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 class InstrumentServer(socketserver.ThreadingTCPServer):
+    """One virtual instrument served on a raw TCP socket; ``close_all`` ends it and its connections."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64

@@ -3,22 +3,24 @@ supply's voltage and current limit give the loop current; below the receiver's 9
 or below 3 mA every character is lost.  Other channels drive a plain resistive load."""
 from __future__ import annotations
 
-from rig.bench import loop as loopmodel
+import rig.bench.loop as loopmodel
 from rig.bench.scpi import ScpiError
 from rig.bench.virtual.base import ChannelView, VirtualInstrument
 
 
 class VirtualSupply(VirtualInstrument):
+    """The virtual supply: its loop channel powers the current loop."""
+
     capability = "supply"
 
     def __init__(self, role, model, bench):
         super().__init__(role, model, bench)
         # power-on state of the virtual bench: the loop channel powered as an HHU powers it
-        init = bench.settings.get("supply") or {}
+        init = bench.supply_power_on
         ch = bench.loop_channel
-        self.set("voltage", float(init.get("voltage", 24.0)), ch)
-        self.set("current_limit", float(init.get("current_limit", 0.03)), ch)
-        self.set("output", bool(init.get("output", True)), ch)
+        self.set("voltage", init.voltage, ch)
+        self.set("current_limit", init.current_limit, ch)
+        self.set("output", init.output, ch)
 
     def reset(self) -> None:
         """*RST: every output off (the loop goes dead, as with a real supply)."""

@@ -38,6 +38,7 @@ from difflib import SequenceMatcher
 import numpy as np
 
 from rig import _clock
+from rig.bench.config import WIRING, ConfigError
 from rig.bench.drivers import InstrumentError
 from rig.bench.loop import COUPLING
 from rig.campaign.errors import BenchUnsupported
@@ -79,6 +80,17 @@ def _port_instruments(bench, params, roles, why) -> str | None:
     missing = [r for r in roles if r not in cfg.instruments]
     if missing:
         return f"{why} needs a {' and a '.join(missing)} among bench {bench.name!r}'s instruments"
+    # how the instruments used are wired (the probe's gain, the loop's supply): the user's figures
+    for role in (*roles, "scope"):
+        for key in WIRING.get(role, {}) if role in cfg.instruments else ():
+            if key == "probe_gain" and bench.probe_gain is not None:
+                continue
+            try:
+                cfg.wiring(role, key)
+            except ConfigError as e:
+                where = bench.bench_config or f"the plan's bench {bench.name!r} (no bench_config)"
+                alt = " (or the plan's bench probe_gain)" if key == "probe_gain" else ""
+                return f"{why}: {where}: {e.key}{alt}: {e.reason}"
     return None
 
 
@@ -198,11 +210,9 @@ def _levels_by_scope(ctx, inst, opt):
     direction = ctx.params["direction"]
     hhu = b.session()
     baud = float(hhu.port.baud)
-    vb = inst.virtual
-    if vb is not None:
+    if inst.simulates_signal:
         # the DUT's signal as the virtual scope sees it (edge time and noise of the line; assumed)
-        vb.settings["rise_time_s"] = ctx.params["rise_time_ui"] / baud
-        vb.settings["scope_noise"] = ctx.params["noise"]
+        inst.simulate_signal(ctx.params["rise_time_ui"] / baud, ctx.params["noise"])
     else:
         ctx.note(signal="the DUT's own (rise_time_ui and noise apply to the virtual line only)")
     gain = inst.probe_gain()
