@@ -37,9 +37,10 @@ The bench owns the faults it adds to the line and replaces only those; faults in
 else stay.
 """
 from rig.bench.scpi import ERRORS, ScpiError, ScpiInput
+from rig.bench.virtual.base import LineSignal, SupplyPowerOn
 from rig.bench.virtual.bench import CLASSES, DEFAULT_MODELS, DIRECTIONS, VirtualBench
 from rig.bench.virtual.scope import Acquisition, VirtualScope
 from rig.physical.synth import line_chars, line_edges, line_waveform
 
-__all__ = ["CLASSES", "DEFAULT_MODELS", "DIRECTIONS", "ERRORS", "Acquisition", "ScpiError", "ScpiInput",
-           "VirtualBench", "VirtualScope", "line_chars", "line_edges", "line_waveform"]
+__all__ = ["CLASSES", "DEFAULT_MODELS", "DIRECTIONS", "ERRORS", "Acquisition", "LineSignal", "ScpiError",
+           "ScpiInput", "SupplyPowerOn", "VirtualBench", "VirtualScope", "line_chars", "line_edges", "line_waveform"]

@@ -2,12 +2,40 @@
 matching the model, channel checks, and a hook after each change."""
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+import rig.bench.loop as loopmodel
 from rig.bench.loop import LoopState
 from rig.bench.scpi import ScpiError, ScpiInstrument
 from rig.physical.options import InterfaceOption
+
+
+@dataclass(frozen=True)
+class LineSignal:
+    """The DUT's signal as the virtual scope sees it, beyond the wire record (assumed: the
+    simulation's, no real DUT's): the edges' rise time and the rms noise in the option's unit."""
+
+    rise_time_s: float = 0.0
+    noise: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("rise_time_s", "noise"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"line signal {name}: expected a finite number >= 0, got {v!r}")
+
+
+@dataclass(frozen=True)
+class SupplyPowerOn:
+    """The loop channel of the virtual supply at power-on (default: powered as an HHU powers the
+    loop, rig.bench.loop.HHU_SUPPLY_V / HHU_CURRENT_LIMIT_A, assumed)."""
+
+    voltage: float = loopmodel.HHU_SUPPLY_V
+    current_limit: float = loopmodel.HHU_CURRENT_LIMIT_A
+    output: bool = True
 
 
 class OnBench(Protocol):
@@ -22,8 +50,8 @@ class OnBench(Protocol):
     generator_channel: int
     r_loop_ohm: float
     memory_depth: int
-    line_signal: Any                # rig.bench.virtual.bench.LineSignal
-    supply_power_on: Any            # rig.bench.virtual.bench.SupplyPowerOn
+    line_signal: LineSignal
+    supply_power_on: SupplyPowerOn
 
     @property
     def loop(self) -> LoopState: ...

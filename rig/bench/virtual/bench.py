@@ -2,16 +2,15 @@
 (the package's docstring tells the whole story)."""
 from __future__ import annotations
 
-import math
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import rig.bench.loop as loopmodel
 from rig import _clock
 from rig.bench.config import VIRTUAL_MODELS, BenchConfig, InstrumentConfig, load_bench
 from rig.bench.models import load_model
 from rig.bench.safety import DutLimits
-from rig.bench.virtual.base import VirtualInstrument
+from rig.bench.virtual.base import LineSignal, SupplyPowerOn, VirtualInstrument
 from rig.bench.virtual.dmm import VirtualMeter
 from rig.bench.virtual.generator import VirtualGenerator
 from rig.bench.virtual.scope import VirtualScope
@@ -25,31 +24,6 @@ DIRECTIONS = ("to_meter", "to_hhu", "both")
 FOREVER_NS = 10 ** 18          # a fault window that lasts until the bench removes it
 
 CLASSES = {"scope": VirtualScope, "generator": VirtualGenerator, "supply": VirtualSupply, "meter": VirtualMeter}
-
-
-@dataclass(frozen=True)
-class LineSignal:
-    """The DUT's signal as the virtual scope sees it, beyond the wire record (assumed: the
-    simulation's, no real DUT's): the edges' rise time and the rms noise in the option's unit."""
-
-    rise_time_s: float = 0.0
-    noise: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in ("rise_time_s", "noise"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"line signal {name}: expected a finite number >= 0, got {v!r}")
-
-
-@dataclass(frozen=True)
-class SupplyPowerOn:
-    """The loop channel of the virtual supply at power-on (default: powered as an HHU powers the
-    loop, rig.bench.loop.HHU_SUPPLY_V / HHU_CURRENT_LIMIT_A, assumed)."""
-
-    voltage: float = loopmodel.HHU_SUPPLY_V
-    current_limit: float = loopmodel.HHU_CURRENT_LIMIT_A
-    output: bool = True
 
 
 def _first(*values):
