@@ -97,8 +97,8 @@ class VirtualBench:
             self.instruments[role] = CLASSES[model.capability](role, model, self)
 
     def bench(self) -> BenchConfig:
-        """The bench configuration with the virtual instruments' resource strings (for the drivers:
-        ``bench.bench().open("scope")``)."""
+        """The bench configuration with the virtual instruments' resource strings and the wiring
+        they simulate (probe gain, the loop's supply), for the drivers: ``bench.bench().open("scope")``."""
         base = self.bench_config or replace(load_bench(None), option=self.option.name,
                                             limits=DutLimits.for_option(self.option))
         inst = {role: self._wired(base.instruments[role] if self.bench_config else InstrumentConfig(role, i.model))
