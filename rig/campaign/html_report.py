@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import re
 import time
@@ -48,10 +47,10 @@ from rig.campaign.plan import load_plan
 from rig.campaign.profiles import profile_for_plan
 from rig.campaign.report import (MAX_FAILURES_HTML, benchmark_rows, clause_order, exchange_text, failed_exchanges,
                                  run_summary, time_rows)
-from rig.campaign.store import ERROR, Store, combine, is_alive
+from rig.campaign.store import Store, is_alive
 from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD
 from rig.errors import RigError
-from rig.measurement import FAIL, INFO, PASS
+from rig.measurement import ERROR, FAIL, VERDICTS, combine_finished, format_number, is_ok
 from rig.physical.analysis import decode
 from rig.physical.options import OPTIONS, get_option
 from rig.profile import load_profile
@@ -61,7 +60,6 @@ PLOT_SECTIONS = ("plot-eye", "plot-bit-width", "plot-jitter", "plot-levels", "pl
 EXECUTION_NAMES = ("message execution time", "execution")
 NO_CAPTURE = "No capture is stored with this run's steps (the electrical levels cases store scope captures)."
 MAX_TRACES = 1200      # traces in one eye diagram, taken evenly from its captures
-VERDICTS = (PASS, FAIL, ERROR, INFO)
 TEMPLATES = Path(__file__).with_name("templates")
 
 
@@ -286,7 +284,7 @@ def _levels_section(d: _RunData) -> PlotSection:
                                         not mk or mk["verdict"] != FAIL, not sp or sp["verdict"] != FAIL))
     if panels:
         sec.figures.append(Figure(plots.levels_figure(panels), "mark and space levels against their limits",
-                                  "; ".join(f"{p.title}: mark {_num(p.mark)}, space {_num(p.space)} {p.opt.unit}"
+                                  "; ".join(f"{p.title}: mark {format_number(p.mark)}, space {format_number(p.space)} {p.opt.unit}"
                                             for p in panels), wide=len(panels) > 1))
     else:
         sec.note = "No mark or space level was measured in this run."
@@ -370,7 +368,7 @@ def _sweep_section(d: _RunData) -> PlotSection:
         sec.note = "No case in this run swept a parameter."
         return sec
     sec.figures.append(Figure(plots.sweeps_figure(series), "outcome against the swept value", "; ".join(
-        (f"{s.title}: fails at {_num(s.threshold)} {s.unit}".rstrip() if s.categories is None else
+        (f"{s.title}: fails at {format_number(s.threshold)} {s.unit}".rstrip() if s.categories is None else
          f"{s.title}: " + (f"every step passed at all {len(s.x)} values" if all(y >= 1 for y in s.success) else
                            f"failed steps at {sum(1 for y in s.success if y < 1)} of {len(s.x)} values"))
         + (f", {len(s.not_run)} not run" if s.not_run else "") + (f", {len(s.errors)} could not be carried out"
@@ -424,7 +422,7 @@ def sweep_series(d: _RunData) -> list:
                 errors.setdefault(other, set()).add(pos(p[x_name]))     # measured nothing
                 groups.setdefault(other, {})
                 continue
-            y = succ["value"] if succ else (1.0 if s["verdict"] in (PASS, INFO) else 0.0)
+            y = succ["value"] if succ else (1.0 if is_ok(s["verdict"]) else 0.0)
             groups.setdefault(other, {}).setdefault(pos(p[x_name]), []).append((y, comp["value"] if comp else None))
         summary = meas.get((case["key"], "summary"), {})
         thr = summary.get("failure threshold")
@@ -457,20 +455,8 @@ def plot_sections(store: Store, run_id: int) -> list[PlotSection]:
 
 
 # --- the page ----------------------------------------------------------------------------------------
-def _num(v) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, bool):
-        return str(int(v))
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return "NaN" if math.isnan(v) else f"{v:.6g}"
-    return str(v)
-
-
 def _lim(v) -> str:
-    return "" if v is None else _num(v)
+    return "" if v is None else format_number(v)
 
 
 def _json_text(v) -> str:
@@ -484,7 +470,7 @@ def _when(t) -> str:
 def _env():
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(("html", "j2")),
                       undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)
-    env.filters.update(num=_num, lim=_lim, tojson_text=_json_text)
+    env.filters.update(num=format_number, lim=_lim, tojson_text=_json_text)
     return env
 
 
@@ -576,9 +562,7 @@ def render_html(store: Store, run_id: int) -> str:
     clause_rows = []
     for clause in sorted(clauses, key=clause_order):
         cs = clauses[clause]
-        v = combine(c["verdict"] for c in cs) if all(c["verdict"] in (*VERDICTS, "skipped") for c in cs) \
-            else "incomplete"
-        clause_rows.append({"clause": clause, "verdict": v, "n": len(cs),
+        clause_rows.append({"clause": clause, "verdict": combine_finished(c["verdict"] for c in cs), "n": len(cs),
                             "counts": [sum(1 for c in cs if c["verdict"] == x) for x in VERDICTS]})
     counts = [(v, sum(1 for c in cases if c["verdict"] == v)) for v in VERDICTS]
     page = dict(
