@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import re
 import time
@@ -129,6 +130,9 @@ class _RunData:
         return spec.interface if spec is not None else ""
 
     def _decode(self) -> None:
+        """Each capture decoded as its case decoded it (at the speed its step noted), so the bit widths
+        and jitter drawn are the ones the case's measurements judged."""
+        notes = {(s["case_key"], s["key"]): s["notes"] for s in self.steps}
         for c in self.captures:
             where = f"capture {c['id']} ({c['case_key']} {c['step_key']}: {c['name']})"
             try:
@@ -141,7 +145,8 @@ class _RunData:
                 continue
             try:
                 samples, rate = self.store.capture(c["id"])
-                res = decode(samples, rate, opt.name, keep_edges=True)
+                res = decode(samples, rate, opt.name, _noted_baud(notes.get((c["case_key"], c["step_key"]))),
+                             keep_edges=True)
             except Exception as e:  # noqa: BLE001 - one bad capture must not lose the report
                 self.capture_remarks.append(f"{where}: cannot be decoded: {type(e).__name__}: {e}")
                 continue
@@ -149,6 +154,15 @@ class _RunData:
                 self.capture_remarks.append(f"{where}: no character decoded")
                 continue
             self.decoded.append((c, samples, res))
+
+
+def _noted_baud(notes: str | None) -> float | None:
+    """The speed a step's notes say its capture was decoded at (the levels cases note it), else None (auto)."""
+    try:
+        baud = (json.loads(notes or "{}") or {}).get("baud")
+    except (ValueError, AttributeError):
+        return None
+    return float(baud) if _is_number(baud) and math.isfinite(baud) and baud > 0 else None
 
 
 def _run_profile(row, run_id: int):
@@ -219,9 +233,12 @@ def _eye_section(d: _RunData) -> PlotSection:
 def _timing_sections(d: _RunData) -> tuple[PlotSection, PlotSection]:
     bw = PlotSection("plot-bit-width", "Bit widths",
                      "Each run of equal bits between two edges of a character, divided by its number of bits, "
-                     "in nominal bit times (UI), with the option's limits; one colour per interface option.")
+                     "in nominal bit times (UI), as the decoder measured them (their extremes are the "
+                     "bit_width_min and bit_width_max measurements), with the option's limits; one colour per "
+                     "interface option.")
     jit = PlotSection("plot-jitter", "Jitter",
-                      "Each edge's deviation from the straight line fitted through its character's edges, in UI, "
+                      "Each edge's deviation from its character's bit grid at the decoder's bit period, in UI, "
+                      "as the decoder measured it (its peak and rms are the jitter_peak and jitter_rms measurements), "
                       "with the option's jitter_peak limit; one colour per interface option.")
     widths, jitter = {}, {}
     lim_w, lim_j = {}, {}
