@@ -46,7 +46,7 @@ import rig
 from rig.campaign import plots
 from rig.campaign.plan import load_plan
 from rig.campaign.profiles import profile_for_plan
-from rig.campaign.report import (MAX_FAILURES_HTML, benchmark_rows, clause_order, exchange_text, failed_exchanges,
+from rig.campaign.report import (MAX_FAILURES_HTML, benchmark_rows, clause_order, excerpt_text, failed_exchanges,
                                  run_summary, time_rows)
 from rig.campaign.store import Store, is_alive
 from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD
@@ -69,12 +69,14 @@ class ReportError(RigError):
 
 
 def default_out(run_id: int) -> str:
+    """The report's file name when --out is not given."""
     return f"rig-run-{run_id}.html"
 
 
 # --- plot sections -----------------------------------------------------------------------------------
 @dataclass
 class Figure:
+    """One plot of a section: the PNG, its alt text and its caption."""
     png: bytes
     alt: str
     caption: str = ""
@@ -87,6 +89,7 @@ class Figure:
 
 @dataclass
 class PlotSection:
+    """A plot section of the report (fixed id): its figures, or the note saying why there is none."""
     id: str
     title: str
     about: str
@@ -466,6 +469,7 @@ def sweep_series(d: _RunData) -> list:
 
 
 def plot_sections(store: Store, run_id: int) -> list[PlotSection]:
+    """The report's plot sections of a run, in PLOT_SECTIONS order."""
     d = _RunData(store, run_id)
     bw, jit = _timing_sections(d)
     return [_eye_section(d), bw, jit, _levels_section(d), _tr_section(d), _execution_section(d), _sweep_section(d)]
@@ -512,12 +516,9 @@ def _case_view(store: Store, case: dict, c: dict) -> dict:
         if step["verdict"] in (FAIL, ERROR):
             shown, more, failed = failed_exchanges(store, step["id"])
             if shown:
-                text = "\n\n".join(exchange_text(e) for e in shown)
-                if more:
-                    text += f"\n\n… and {more} more {'failed ' if failed else ''}exchange(s)"
                 excerpts.append({"title": f"{'Failed exchanges' if failed else 'Exchanges'} of the "
                                           f"{step['verdict']} step {step['key']}" + (" (the first ones)" if more else ""),
-                                 "text": text})
+                                 "text": excerpt_text(store, step["id"], ellipsis="…")})
     verdict = c["verdict"] or c["status"]
     return {**c, "verdict": verdict, "title": case["title"], "rows": rows, "excerpts": excerpts,
             "open": verdict in (FAIL, ERROR)}

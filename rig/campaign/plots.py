@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rig.physical.model import FIT_EDGES     # a character's jitter and widths: its first 20 edges
 from rig.physical.options import InterfaceOption
 
 PASS_COLOUR = "#1b7f3b"
@@ -65,7 +66,6 @@ def _png(fig) -> bytes:
 
 
 # --- what a capture decodes to ---------------------------------------------------------------------
-FIT_EDGES = 20      # a character's jitter and bit widths come from its first 20 edges (ext/uart_sm.h RIG_NCE)
 
 
 @dataclass

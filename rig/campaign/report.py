@@ -21,6 +21,9 @@ PERCENTILES = ("p50", "p90", "p99")
 
 
 def run_summary(store: Store, run_id: int) -> dict:
+    """A run as a JSON-able dict (`rig run --json`, the summaries, the HTML report): the run's row,
+    its cases (verdict, steps run and planned, stop reason, failed measurements and step errors,
+    stand-ins, parameters), the store's path and the run's record."""
     row = dict(store.run(run_id))
     row.pop("plan_text", None)
     cases = []
@@ -284,15 +287,10 @@ def failed_exchanges(store: Store, step_id: int, limit: int = MAX_EXCHANGES) -> 
     return shown[:limit], max(0, len(shown) - limit), bool(bad)
 
 
-def failing_exchanges(store: Store, step_id: int) -> list[dict]:
-    """The first exchanges that failed (when all went through, the first ones)."""
-    return failed_exchanges(store, step_id)[0]
-
-
-def excerpt_text(store: Store, step_id: int) -> str:
+def excerpt_text(store: Store, step_id: int, ellipsis: str = "...") -> str:
     """The failed-step excerpt: the first failed exchanges as text, and how many more failed."""
     shown, more, failed = failed_exchanges(store, step_id)
     text = "\n\n".join(exchange_text(e) for e in shown)
     if more:
-        text += f"\n\n... and {more} more {'failed ' if failed else ''}exchange(s)"
+        text += f"\n\n{ellipsis} and {more} more {'failed ' if failed else ''}exchange(s)"
     return text
