@@ -250,7 +250,7 @@ def test_bit_timing_of_a_capture_at_two_speeds_is_each_parts_own():
     jit = np.split(t.jitter_ui, np.cumsum([r.stats["jit_n"] for _, _, r in res.parts])[:-1])
     assert sum(len(j) for j in jit) == len(t.jitter_ui)
     widths = t.widths_ui
-    for j, (_, _, r) in zip(jit, res.parts):
+    for j, (_, _, r) in zip(jit, res.parts, strict=True):
         m = {x.name: x.value for x in r.measurements}
         assert np.abs(j).max() == pytest.approx(m["jitter_peak"], rel=1e-9)
         assert np.sqrt(np.mean(j ** 2)) == pytest.approx(m["jitter_rms"], rel=1e-9)
