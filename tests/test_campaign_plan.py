@@ -35,18 +35,18 @@ def test_every_shipped_plan_is_valid(name):
 
 
 @pytest.mark.parametrize("change, says", [
-    (("use = \"meter/6.6/read\"", "use = \"meter/6.6/nope\""), r"plan.toml:6: case\[0\].use: expected a case of the library"),
+    (("use = \"meter/6.6/read\"", "use = \"meter/6.6/nope\""), r"plan.toml:6: case\[0\].use: got 'meter/6.6/nope' \(expected a case of the library"),
     (("[[case]]\nuse = \"meter/6.6/read\"", "[[case]]\nuse = \"meter/6.6/read\"\nrepeat = 0"),
-     r"plan.toml:7: case\[0\].repeat: expected an integer >= 1, got 0"),
+     r"plan.toml:7: case\[0\].repeat: got 0 \(expected an integer >= 1\)"),
     (("quantity = \"baud_error\"", "quantity = \"sunshine\""),
-     r"plan.toml:9: case\[1\].params.quantity: expected one of 'baud_error'"),
-    (("step = 0.5", "step = 0"), r"plan.toml:10: case\[1\].sweep.amount.step: expected a number > 0, got 0"),
-    (("name = \"m\"", "name = \"m\"\ncolour = \"red\""), r"plan.toml:5: bench\[0\].colour: expected one of the keys"),
-    (("name = \"m\"", "name = \"m\"\nkind = \"port\""), r"plan.toml:3: bench\[0\]: expected a key 'port'"),
+     r"plan.toml:9: case\[1\].params.quantity: got 'sunshine' \(expected one of 'baud_error'"),
+    (("step = 0.5", "step = 0"), r"plan.toml:10: case\[1\].sweep.amount.step: got 0 \(expected a number > 0\)"),
+    (("name = \"m\"", "name = \"m\"\ncolour = \"red\""), r"plan.toml:5: bench\[0\].colour: unknown key \(expected one of: name, kind"),
+    (("name = \"m\"", "name = \"m\"\nkind = \"port\""), r"plan.toml:3: bench\[0\].port: missing \(expected a pyserial URL for kind = 'port'\)"),
     (("name = \"t\"", "name = \"t\"\n[profile.timing]\nta_ms = \"fast\""),
-     r"plan.toml:4: profile.timing.ta_ms: expected an integer 1..60000 \(milliseconds\), got 'fast'"),
+     r"plan.toml:4: profile.timing.ta_ms: got 'fast' \(expected an integer 1..60000 \(milliseconds\)\)"),
     (("[[case]]\nuse = \"meter/6.6/read\"", "[[case]]\nuse = \"hhu/6.4/session\""),
-     r"case\[0\].use: expected a case for a bench with role 'meter-dut'"),
+     r"case\[0\].use: got 'hhu/6.4/session' \(expected a case for a bench with role 'meter-dut'"),
     (("name = \"t\"", "name = = \"t\""), r"plan.toml:2: not valid TOML"),
 ])
 def test_bad_plans_name_file_line_key_and_expectation(tmp_path, change, says):
