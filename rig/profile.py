@@ -337,6 +337,8 @@ _SECTIONS = {"interface": Interface, "character": Character, "timing": Timing, "
 
 @dataclass(frozen=True)
 class Profile:
+    """The merged profile (default, user file, plan overrides), frozen: values in integer ns where
+    they are times, each with its source (`source`, `basis`). Made by `load_profile`."""
     path: Path  # the user profile, or the default when none was given
     sources: dict[str, str]  # dotted TOML key -> "IEC 62056-21 §..." | "assumed" | "user profile ..."
     packing: str

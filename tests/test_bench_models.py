@@ -278,3 +278,21 @@ def test_every_sim_device_accepts_every_setting_and_answers_every_query(tmp_path
                 r.write(m.command(key, **fields))
                 assert r.query(m.commands["error?"]).lstrip("+").startswith("0,"), (m.name, key)
         r.close()
+
+
+@pytest.mark.parametrize("edit, key, marker", [
+    (lambda d: d["facts"]["channels"][2].update(voltage_max="thirty"), "facts.channels.2.voltage_max",
+     "voltage_max: thirty"),
+    (lambda d: d["commands"].update({"output_on": ""}), "commands.output_on", "output_on: ''"),
+    (lambda d: d["sim"]["dialogues"].insert(1, {"r": "x"}), "sim.dialogues[1]", "- r: x"),
+])
+def test_a_model_file_mistake_names_its_line(tmp_path, edit, key, marker):
+    # the line is where the key is written, found here by its text (the loader uses yaml's marks)
+    d = _data("rigol-dp832")
+    edit(d)
+    p = _write(tmp_path, "dp-line", d)
+    line = next(n for n, t in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if t.strip() == marker)
+    with pytest.raises(ModelError) as ei:
+        load_file(p)
+    assert (ei.value.key, ei.value.line) == (key, line), ei.value
+    assert str(ei.value).startswith(f"{p}:{line}: {key}: ")

@@ -260,3 +260,12 @@ def test_dut_limits_built_directly_are_checked_too():
         DutLimits("optical", "optical head", 5.5, 0.0, NAN)
     with pytest.raises(LimitError, match=r"^voltage_max: expected a positive number$"):
         DutLimits("optical", "optical head", -1.0, -2.0, 0.1)
+
+
+def test_a_bench_file_mistake_names_its_line(tmp_path):
+    p = bench_file(tmp_path, '[bench]\noption = "current-loop"\n\n[instruments.scope]\nmodel = "rigol-ds1000z"\n'
+                             'channel = 9\n')
+    with pytest.raises(ConfigError) as ei:
+        load_bench(p)
+    assert str(ei.value).startswith(f"{p}:6: instruments.scope.channel: got 9 (expected one of [1, 2, 3, 4]")
+    assert (ei.value.line, ei.value.key, ei.value.problem) == (6, "instruments.scope.channel", "got 9")

@@ -75,3 +75,15 @@ def test_a_bench_port_that_cannot_be_opened_is_a_clear_error(tmp_path, role, use
     assert r.returncode == code
     assert "/dev/nonexistent-tty: cannot open" in r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("written", ['profile = "mine.toml"', '[profile]\nfile = "mine.toml"'])
+def test_a_mistake_in_the_plans_profile_file_names_both_files_and_lines(tmp_path, written):
+    (tmp_path / "mine.toml").write_text("[timing]\n\nta_ms = 0\n")
+    text = GOOD.replace('name = "t"', f'name = "t"\n{written}', 1)
+    key = "profile" if written.startswith("profile") else "profile.file"
+    with pytest.raises(PlanError) as e:
+        load_plan(write(tmp_path, text))
+    line = 3 if key == "profile" else 4
+    assert str(e.value).startswith(f"{tmp_path / 'plan.toml'}:{line}: {key}: {tmp_path / 'mine.toml'}:3: "
+                                   f"timing.ta_ms: got 0 (expected an integer 1..60000")

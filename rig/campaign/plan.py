@@ -267,21 +267,20 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
     plan = Plan(name, description, benches, cases, profile_file, overrides, text, str(path), base,
                 stop_on_failure, parallel)
     # the profile must load too (its errors name the plan)
-    profile = _check_profile(plan)
+    profile = _check_profile(plan, ("profile",) if isinstance(prof, str) else ("profile", "file"))
     _check_profile_names(c, plan, profile)
     return plan
 
 
-def _check_profile(plan: Plan):
+def _check_profile(plan: Plan, file_key: tuple):
     """The plan's profile; an error in its [profile] table names the plan's file and line, one in
-    its profile file names that file, behind the plan's `profile` key."""
+    its profile file names that file, behind the plan's key naming it (`file_key`)."""
     try:
         return profile_for_plan(plan)
     except ProfileError as e:
         if str(e.path) == str(plan.path):
             raise PlanError(e.path, e.parts or None, e.problem, e.expected, line=e.line) from None
-        key = ("profile", "file")
-        raise PlanError(plan.path, key, str(e), line=key_line(plan.text, key)) from None
+        raise PlanError(plan.path, file_key, str(e), line=key_line(plan.text, file_key)) from None
 
 
 def _check_profile_names(c: Checker, plan: Plan, profile) -> None:
