@@ -87,3 +87,10 @@ def test_a_mistake_in_the_plans_profile_file_names_both_files_and_lines(tmp_path
     line = 3 if key == "profile" else 4
     assert str(e.value).startswith(f"{tmp_path / 'plan.toml'}:{line}: {key}: {tmp_path / 'mine.toml'}:3: "
                                    f"timing.ta_ms: got 0 (expected an integer 1..60000")
+
+
+def test_a_bad_value_in_the_profile_file_is_refused_even_where_the_plan_overrides_it(tmp_path):
+    (tmp_path / "mine.toml").write_text('[timing]\nta_ms = "x"\n')
+    text = GOOD.replace('name = "t"', 'name = "t"\n[profile]\nfile = "mine.toml"\n[profile.timing]\nta_ms = 5', 1)
+    with pytest.raises(PlanError, match=r"plan.toml:4: profile.file: .*mine.toml:2: timing.ta_ms: got 'x'"):
+        load_plan(write(tmp_path, text))

@@ -21,6 +21,8 @@ def profile_for_plan(plan) -> Profile:
         file = Path(plan.profile_file)
         if not file.is_absolute():
             file = Path(plan.base_dir) / file
+        if plan.profile_overrides:
+            load_profile(file)      # the file must hold alone, even where the plan overrides it
     where = Checker(plan.path, plan.text, prefix=("profile",), error=ProfileError)
     return load_profile(file, overrides=plan.profile_overrides, overrides_from=where,
                         overrides_label=f"plan {plan.path} [profile]")
