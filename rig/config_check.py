@@ -15,12 +15,14 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rig.errors import RigError
 
-__all__ = ["Checker", "FileError", "dotted", "key_line", "message", "read_toml", "yaml_line"]
+__all__ = ["Bool", "Checker", "Choice", "FileError", "Int", "Map", "Num", "Open", "Opt", "Text", "dotted",
+           "key_line", "message", "read_toml", "yaml_line"]
 
 Path_ = tuple  # a key as its parts: names (str) and list indexes (int)
 
@@ -177,6 +179,123 @@ def read_toml(path, error: type[FileError] = FileError, *, text: str | None = No
 
 
 # ---------------------------------------------------------------------------------------------
+# what a value may be: each says what it expects (for the message) and whether a value is one.
+# `get(dotted)` reads another value of the same file where a bound names one (a profile's limits).
+
+def _bound(b, get):
+    return get(b) if isinstance(b, str) else b
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer (never a bool) lo..hi; a bound left out is open, a str bound is another value's key."""
+    lo: int | None = None
+    hi: int | str | None = None
+    unit: str = ""
+
+    def expect(self, get=None) -> str:
+        hi = _bound(self.hi, get)
+        rng = (f" {self.lo}..{hi}" if self.lo is not None and hi is not None else
+               f" >= {self.lo}" if self.lo is not None else f" <= {hi}" if hi is not None else "")
+        return "an integer" + rng + (f" ({self.unit})" if self.unit else "")
+
+    def ok(self, v, get=None) -> bool:
+        hi = _bound(self.hi, get)
+        return type(v) is int and (self.lo is None or v >= self.lo) and (hi is None or v <= hi)
+
+
+@dataclass(frozen=True)
+class Num:
+    """A number (an integer or a float, never a bool), > 0 if `positive`."""
+    positive: bool = False
+    what: str = "a number"
+
+    def expect(self, get=None) -> str:
+        return self.what + (" > 0" if self.positive else "")
+
+    def ok(self, v, get=None) -> bool:
+        return type(v) in (int, float) and not (self.positive and v <= 0)
+
+
+@dataclass(frozen=True)
+class Bool:
+    def expect(self, get=None) -> str:
+        return "true or false"
+
+    def ok(self, v, get=None) -> bool:
+        return type(v) is bool
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of `options`, of the same type (true is not 1)."""
+    options: tuple
+    unit: str = ""
+
+    def expect(self, get=None) -> str:
+        return "one of " + ", ".join(map(repr, self.options)) + (f" ({self.unit})" if self.unit else "")
+
+    def ok(self, v, get=None) -> bool:
+        return any(type(v) is type(o) and v == o for o in self.options)
+
+
+@dataclass(frozen=True)
+class Text:
+    """A string of min..max characters, each matching the regex `chars` (`what` says which in
+    words); no `max`: any string."""
+    max: int | str | None = None
+    chars: str | None = None
+    what: str = ""
+    min: int = 0
+
+    def expect(self, get=None) -> str:
+        if self.max is None:
+            return "a string" + (f" ({self.what})" if self.what else "")
+        return f"a string of {self.min}..{_bound(self.max, get)} characters ({self.what})"
+
+    def ok(self, v, get=None) -> bool:
+        if type(v) is not str:
+            return False
+        hi = _bound(self.max, get)
+        return ((hi is None or self.min <= len(v) <= hi)
+                and (self.chars is None or re.fullmatch(f"(?:{self.chars})*", v) is not None))
+
+
+@dataclass(frozen=True)
+class Map:
+    """A whole table as one value, e.g. baud characters -> baud rates."""
+    key: Text
+    value: Any
+
+    def expect(self, get=None) -> str:
+        return f"a table of keys ({self.key.what}) to {self.value.expect(get)}"
+
+    def ok(self, v, get=None) -> bool:
+        return (type(v) is dict and len(v) > 0
+                and all(self.key.ok(k, get) and self.value.ok(x, get) for k, x in v.items()))
+
+
+@dataclass(frozen=True)
+class Opt:
+    """A value that may be left out; it then takes `default`."""
+    check: Any
+    default: Any
+
+    def expect(self, get=None) -> str:
+        return self.check.expect(get)
+
+    def ok(self, v, get=None) -> bool:
+        return v == self.default or self.check.ok(v, get)
+
+
+@dataclass(frozen=True)
+class Open:
+    """A table whose keys the user may add (registers, code tables), each holding `item`."""
+    key: Text
+    item: Any
+
+
+# ---------------------------------------------------------------------------------------------
 # the checker
 
 class Checker:
@@ -218,37 +337,27 @@ class Checker:
             if k not in table:
                 raise self.refuse(path + (k,), "missing")
 
+    def check(self, v, path: Path_, kind, get=None):
+        """`v` if it is of `kind` (Int, Num, Bool, Choice, Text, Map, Opt), else the error."""
+        if not kind.ok(v, get):
+            raise self.fail(path, kind.expect(get), v)
+        return v
+
     def text_(self, v, path: Path_, choices=None, default=None):
         """A string (one of `choices`); None: `default`."""
-        if v is None:
-            return default
-        if not isinstance(v, str) or (choices is not None and v not in choices):
-            raise self.fail(path, "one of " + ", ".join(map(repr, choices)) if choices else "a string", v)
-        return v
+        return default if v is None else self.check(v, path, Choice(tuple(choices)) if choices is not None else Text())
 
     def int_(self, v, path: Path_, lo=0, default=None):
-        """An integer >= `lo` (never a bool); None: `default`."""
-        if v is None:
-            return default
-        if type(v) is not int or v < lo:
-            raise self.fail(path, f"an integer >= {lo}", v)
-        return v
+        """An integer >= `lo`; None: `default`."""
+        return default if v is None else self.check(v, path, Int(lo))
 
-    def num_(self, v, path: Path_, default=None, positive=False, what: str = "a number"):
-        """A number (> 0 if `positive`; never a bool) as a float; None: `default`."""
-        if v is None:
-            return default
-        if type(v) not in (int, float) or (positive and v <= 0):
-            raise self.fail(path, what + (" > 0" if positive else ""), v)
-        return float(v)
+    def num_(self, v, path: Path_, default=None, positive=False):
+        """A number (> 0 if `positive`) as a float; None: `default`."""
+        return default if v is None else float(self.check(v, path, Num(positive)))
 
     def bool_(self, v, path: Path_, default=None):
         """true or false; None: `default`."""
-        if v is None:
-            return default
-        if type(v) is not bool:
-            raise self.fail(path, "true or false", v)
-        return v
+        return default if v is None else self.check(v, path, Bool())
 
     def like(self, v, path: Path_, default):
         """A value of the kind of `default` (a case parameter's): a bool, an integer, a number (an
@@ -256,9 +365,7 @@ class Checker:
         if isinstance(default, bool):
             return self.bool_(v, path)
         if isinstance(default, int):
-            if type(v) is not int:
-                raise self.fail(path, "an integer", v)
-            return v
+            return self.check(v, path, Int())
         if isinstance(default, float):
             return self.num_(v, path)
         for kind, what in ((str, "a string"), (list, "a list"), (dict, "a table")):

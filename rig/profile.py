@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rig.config_check import Checker, FileError, read_toml
+from rig.config_check import Bool, Checker, Choice, FileError, Int, Map, Open, Opt, Text, read_toml
 
 __all__ = ["DEFAULT_PATH", "SCHEMA", "Profile", "ProfileError", "Register", "load_profile"]
 
@@ -32,94 +32,9 @@ class ProfileError(FileError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Schema: checks for one value. `get(dotted)` reads another merged value, so a limit such as the
-# identification length can follow limits.identification_max.
-
-@dataclass(frozen=True)
-class Int:
-    lo: int
-    hi: int | str  # a str is the dotted key of another value
-    unit: str = ""
-
-    def expect(self, get):
-        hi = get(self.hi) if isinstance(self.hi, str) else self.hi
-        return f"an integer {self.lo}..{hi}" + (f" ({self.unit})" if self.unit else "")
-
-    def ok(self, v, get):
-        hi = get(self.hi) if isinstance(self.hi, str) else self.hi
-        return type(v) is int and self.lo <= v <= hi
-
-
-@dataclass(frozen=True)
-class Bool:
-    def expect(self, get):
-        return "true or false"
-
-    def ok(self, v, get):
-        return type(v) is bool
-
-
-@dataclass(frozen=True)
-class Choice:
-    options: tuple
-    unit: str = ""
-
-    def expect(self, get):
-        return "one of " + ", ".join(map(repr, self.options)) + (f" ({self.unit})" if self.unit else "")
-
-    def ok(self, v, get):
-        return any(type(v) is type(o) and v == o for o in self.options)  # True is not 1
-
-
-@dataclass(frozen=True)
-class Text:
-    max: int | str  # a str is the dotted key of a limit
-    chars: str  # regex of one allowed character
-    what: str
-    min: int = 0
-
-    def expect(self, get):
-        hi = get(self.max) if isinstance(self.max, str) else self.max
-        return f"a string of {self.min}..{hi} characters ({self.what})"
-
-    def ok(self, v, get):
-        hi = get(self.max) if isinstance(self.max, str) else self.max
-        return type(v) is str and self.min <= len(v) <= hi and re.fullmatch(f"(?:{self.chars})*", v) is not None
-
-
-@dataclass(frozen=True)
-class Map:
-    """A whole table as one value, e.g. baud characters -> baud rates."""
-    key: Text
-    value: Any
-
-    def expect(self, get):
-        return f"a table of keys ({self.key.what}) to {self.value.expect(get)}"
-
-    def ok(self, v, get):
-        return (type(v) is dict and len(v) > 0
-                and all(self.key.ok(k, get) and self.value.ok(x, get) for k, x in v.items()))
-
-
-@dataclass(frozen=True)
-class Opt:
-    """A value that may be left out; it then takes `default`."""
-    check: Any
-    default: Any
-
-    def expect(self, get):
-        return self.check.expect(get)
-
-    def ok(self, v, get):
-        return v == self.default or self.check.ok(v, get)
-
-
-@dataclass(frozen=True)
-class Open:
-    """A table whose keys the user may add (registers, code tables), each holding `item`."""
-    key: Text
-    item: Any
-
+# Schema: what each value may be, in rig.config_check's value types (Int, Bool, Choice, Text, Map,
+# Opt, Open). A bound given as a dotted key (Int's hi, Text's max) reads another merged value, so a
+# limit such as the identification length follows limits.identification_max.
 
 _BAUD = Choice((300, 600, 1200, 2400, 4800, 9600, 19200), "baud")
 _PRINTABLE = r"[ -~]"

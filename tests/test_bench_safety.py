@@ -267,5 +267,5 @@ def test_a_bench_file_mistake_names_its_line(tmp_path):
                              'channel = 9\n')
     with pytest.raises(ConfigError) as ei:
         load_bench(p)
-    assert str(ei.value).startswith(f"{p}:6: instruments.scope.channel: got 9 (expected one of [1, 2, 3, 4]")
+    assert str(ei.value).startswith(f"{p}:6: instruments.scope.channel: got 9 (expected one of 1, 2, 3, 4 (Rigol DS1000Z))")
     assert (ei.value.line, ei.value.key, ei.value.problem) == (6, "instruments.scope.channel", "got 9")

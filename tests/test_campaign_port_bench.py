@@ -309,15 +309,14 @@ def test_inline_instruments_alone_or_over_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("extra, bench_file, says", [
-    ('bench_config = "nope.toml"', None, r"plan.toml:6: bench\[0\].bench_config: .*nope.toml: cannot read.*\(expected a "
-                                         r"bench configuration file \(rig.bench.config\)\)"),
+    ('bench_config = "nope.toml"', None, r"plan.toml:6: bench\[0\].bench_config: .*nope.toml: cannot read"),
     ('bench_config = "lab.toml"\ninterface = "optical"', LAB,
      r"plan.toml:7: bench\[0\].interface: got 'optical' \(expected the option of its bench_config 'lab.toml' "
      r"\('voltage'\)"),
     ('bench_config = "lab.toml"', LAB.replace("channel = 1", "channel = 9"),
-     r"plan.toml:6: bench\[0\].bench_config: .*instruments.scope.channel: got 9 \(expected one of \[1, 2, 3, 4\]"),
+     r"plan.toml:6: bench\[0\].bench_config: .*lab.toml:\d+: instruments.scope.channel: got 9 \(expected one of 1, 2, 3, 4 "),
     ('instruments = { scope = { model = "rigol-ds1000z", resource = "TCPIP::x::INSTR", channel = 7 } }', None,
-     r"plan.toml:6: bench\[0\].instruments.scope.channel: got 7 \(expected one of \[1, 2, 3, 4\]"),
+     r"plan.toml:6: bench\[0\].instruments.scope.channel: got 7 \(expected one of 1, 2, 3, 4 "),
     ('instruments = { scope = { model = "keysight-33500b", resource = "TCPIP::x::INSTR" } }', None,
      r"plan.toml:6: bench\[0\].instruments.scope.model: keysight-33500b is a generator, not a scope "
      r"\(expected a scope model\)"),

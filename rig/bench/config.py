@@ -27,7 +27,7 @@ from pathlib import Path
 
 from rig.bench.models import CAPABILITIES, InstrumentModel, ModelError, load_model
 from rig.bench.safety import DutLimits, LimitError
-from rig.config_check import Checker, FileError, read_toml
+from rig.config_check import Checker, Choice, FileError, Num, Text, read_toml
 from rig.physical.options import get_option
 
 ROLES = CAPABILITIES    # a role is the capability the instrument plays on the bench
@@ -94,52 +94,35 @@ class BenchConfig:
         return DRIVERS[ic.model.capability](ic.resource, ic.model, role=role, **kw)
 
 
-def _expect(c: Checker, key: tuple, value, types, what):
-    types = types if isinstance(types, tuple) else (types,)
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        raise c.fail(key, what, value)
-    return value
-
-
 def parse_bench(data: dict, path: Path | str, *, text: str | None = None) -> BenchConfig:
     """A bench configuration from parsed TOML `data` of `path` (its `text`, if given, puts the line
     in errors); raises ConfigError naming the file, line and key."""
     c = Checker(path, text, error=ConfigError)
-    top = set(data) - {"bench", "dut", "instruments"}
-    if top:
-        raise c.unknown((sorted(top)[0],), ("[bench]", "[dut]", "[instruments.<role>]"))
-    bench = _expect(c, ("bench",), data.get("bench", {}), dict, "a table")
-    unknown = set(bench) - {"option", "name"}
-    if unknown:
-        raise c.unknown(("bench", sorted(unknown)[0]), ("option", "name"))
+    c.keys(data, (), ("bench", "dut", "instruments"))
+    bench = data.get("bench", {})
+    c.keys(bench, ("bench",), ("option", "name"))
     option = bench.get("option", "current-loop")
     try:
         opt = get_option(option)
     except ValueError:
         raise c.fail(("bench", "option"), "optical, current-loop or voltage (or 1, 2, 3)", option) from None
-    dut = _expect(c, ("dut",), data.get("dut", {}), dict, "a table")
-    overrides = {}
-    for k, v in dut.items():
-        if k not in ("voltage_max", "voltage_min", "current_max"):
-            raise c.unknown(("dut", k), ("voltage_max", "voltage_min (V)", "current_max (A)"))
-        overrides[k] = _expect(c, ("dut", k), v, (int, float), "a number")
+    dut = data.get("dut", {})
+    c.keys(dut, ("dut",), ("voltage_max", "voltage_min", "current_max"))
+    overrides = {k: c.check(v, ("dut", k), Num()) for k, v in dut.items()}
     try:
         limits = DutLimits.for_option(opt, **overrides)
     except LimitError as e:
         raise c.refuse(("dut", e.key), e.reason) from None
-    insts = _expect(c, ("instruments",), data.get("instruments", {}), dict, "a table of roles")
+    insts = data.get("instruments", {})
+    if not isinstance(insts, dict):
+        raise c.fail(("instruments",), "a table of roles", insts)
     out = {}
     for role, t in insts.items():
         where = ("instruments", role)
         if role not in ROLES:
             raise c.refuse(where, "unknown role", f"one of {list(ROLES)}")
-        _expect(c, where, t, dict, "a table")
-        unknown = set(t) - {"model", "resource", "channel", "backend", "timeout"}
-        if unknown:
-            raise c.unknown(where + (sorted(unknown)[0],), ("model", "resource", "channel", "backend", "timeout"))
-        if "model" not in t:
-            raise c.fail(where + ("model",), "an instrument model name (instruments/*.yaml stem)")
-        name = _expect(c, where + ("model",), t["model"], str, "a model name")
+        c.keys(t, where, ("model", "resource", "channel", "backend", "timeout"), ("model",))
+        name = c.check(t["model"], where + ("model",), Text(what="an instruments/*.yaml stem or a model file"))
         try:
             model = load_model(name)
         except ModelError as e:
@@ -148,18 +131,16 @@ def parse_bench(data: dict, path: Path | str, *, text: str | None = None) -> Ben
             raise c.refuse(where + ("model",), f"{name} is a {model.capability}, not a {role}", f"a {role} model")
         resource = t.get("resource")
         if resource is not None:
-            _expect(c, where + ("resource",), resource, str, "a VISA resource string")
+            c.check(resource, where + ("resource",), Text(what="a VISA resource"))
         channel = t.get("channel")
         if channel is not None:
-            _expect(c, where + ("channel",), channel, int, "a channel number")
-            if channel not in model.channels:
-                raise c.fail(where + ("channel",), f"one of {model.channels} ({model.model})", channel)
+            c.check(channel, where + ("channel",), Choice(tuple(model.channels), model.model))
         backend = t.get("backend")
         if backend is not None:
-            _expect(c, where + ("backend",), backend, str, "a pyvisa backend such as '@py'")
-        timeout = _expect(c, where + ("timeout",), t.get("timeout", 2.0), (int, float), "seconds")
-        if not timeout > 0 or timeout == float("inf"):
-            raise c.fail(where + ("timeout",), "seconds > 0", timeout)
+            c.check(backend, where + ("backend",), Text(what="a pyvisa backend such as '@py'"))
+        timeout = c.check(t.get("timeout", 2.0), where + ("timeout",), Num(positive=True, what="seconds"))
+        if timeout == float("inf"):
+            raise c.fail(where + ("timeout",), "seconds > 0, finite", timeout)
         out[role] = InstrumentConfig(role, model, resource, channel, backend, float(timeout))
     return BenchConfig(opt.name, limits, out, Path(path) if not str(path).startswith("<") else None)
 

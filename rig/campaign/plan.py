@@ -323,7 +323,7 @@ def _bench_instruments(c: Checker, b: dict, p: tuple, interface: str | None, bas
         try:
             config = load_bench(path)
         except (ConfigError, ModelError) as e:
-            raise c.refuse(p + ("bench_config",), str(e), "a bench configuration file (rig.bench.config)") from None
+            raise c.refuse(p + ("bench_config",), str(e)) from None     # the bench file's own error
         if interface is not None and interface != config.option:
             raise c.fail(p + ("interface",), f"the option of its bench_config {file!r} "
                                              f"({config.option!r}), or no interface key", interface)
