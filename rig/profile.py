@@ -405,10 +405,6 @@ def load_profile(path: str | os.PathLike[str] | None = None, *, overrides: dict 
     return _build(flat, where)
 
 
-def _fail(origin: Checker, path: tuple[str, ...], expected: str, got: Any = ...) -> ProfileError:
-    return origin.fail(path, expected, got)  # type: ignore[return-value]
-
-
 def _read(path: Path, flat: dict, *, user: bool) -> None:
     data, text = read_toml(path, ProfileError)
     origin = Checker(path, text, error=ProfileError)
@@ -426,17 +422,17 @@ def _walk(node, table, path, origin: Checker, source, inherited, flat) -> None:
     `source(cite)` is the source a user's value is recorded with; None: the shipped default, whose
     every value must cite IEC 62056-21 or say "assumed"."""
     if type(table) is not dict:
-        raise _fail(origin, path, "a table", table)
+        raise origin.fail(path, "a table", table)
     cite = table.get("source", inherited)  # a table's `source` covers the plain values in it
     if "source" in table and type(cite) is not str:
-        raise _fail(origin, path + ("source",), "a string naming where the values come from", cite)
+        raise origin.fail(path + ("source",), "a string naming where the values come from", cite)
     for key, raw in table.items():
         if key == "source":
             continue
         where = path + (key,)
         if isinstance(node, Open):
             if not node.key.ok(key, None):
-                raise _fail(origin, where, f"a key that is {node.key.expect(None)}", key)
+                raise origin.fail(where, f"a key that is {node.key.expect(None)}", key)
             child = node.item
         elif key in node:
             child = node[key]
@@ -448,10 +444,10 @@ def _walk(node, table, path, origin: Checker, source, inherited, flat) -> None:
         value, own = raw, cite
         if type(raw) is dict and "value" in raw:  # { value = ..., source = "..." }
             if set(raw) - {"value", "source"} or type(raw.get("source", "")) is not str:
-                raise _fail(origin, where, '{ value = ..., source = "..." }', raw)
+                raise origin.fail(where, '{ value = ..., source = "..." }', raw)
             value, own = raw["value"], raw.get("source", cite)
         if source is None and (own is None or not _DEFAULT_SOURCE.fullmatch(own)):
-            raise _fail(origin, where, "a source 'IEC 62056-21 §<clause>' or 'assumed'", own)
+            raise origin.fail(where, "a source 'IEC 62056-21 §<clause>' or 'assumed'", own)
         flat[where] = _Rec(value, own if source is None else source(own), origin)
 
 
@@ -482,7 +478,7 @@ def _complete(flat: dict) -> None:
             flat[path] = _Rec(check.default, near.source, near.origin)
         else:
             origin = near.origin if near else Checker(DEFAULT_PATH, error=ProfileError)
-            raise _fail(origin, path, check.expect(lambda k: _value(flat, k)))
+            raise origin.fail(path, check.expect(lambda k: _value(flat, k)))
 
 
 def _value(flat: dict, dotted: str) -> Any:
@@ -507,7 +503,7 @@ def _check(flat: dict) -> None:
 
     def fail(dotted: str, expected: str):
         rec = flat[tuple(dotted.split("."))]
-        return _fail(rec.origin, tuple(dotted.split(".")), expected, rec.value)
+        return rec.origin.fail(tuple(dotted.split(".")), expected, rec.value)
 
     # Each value alone; limits first, since other checks read them.
     for path, check in sorted(_leaves(SCHEMA, (), flat), key=lambda pc: pc[0][0] != "limits"):
