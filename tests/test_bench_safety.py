@@ -269,3 +269,18 @@ def test_a_bench_file_mistake_names_its_line(tmp_path):
         load_bench(p)
     assert str(ei.value).startswith(f"{p}:6: instruments.scope.channel: got 9 (expected one of 1, 2, 3, 4 (Rigol DS1000Z))")
     assert (ei.value.line, ei.value.key, ei.value.problem) == (6, "instruments.scope.channel", "got 9")
+
+
+def test_a_bench_file_written_with_a_quote_in_a_value_reads_back(tmp_path):
+    # `rig bench serve --write-config` writes through tomli-w: quotes, backslashes and non-ASCII survive
+    from dataclasses import replace
+
+    from rig.bench_cli import bench_config_text
+    v = load_bench()
+    odd = 'TCPIP::lab-"süd"\\rack::INSTR'
+    cfg = replace(v, instruments={**v.instruments, "scope": replace(v.instruments["scope"], resource=odd,
+                                                                     backend="C:\\visa\\@py")})
+    p = bench_file(tmp_path, bench_config_text(cfg))
+    back = load_bench(p)
+    assert back.instruments["scope"].resource == odd and back.instruments["scope"].backend == "C:\\visa\\@py"
+    assert back.option == v.option and set(back.instruments) == set(v.instruments)
