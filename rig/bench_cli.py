@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+import tomli_w
+
 from rig.errors import RigError
 from rig.physical.options import OPTIONS
 
@@ -79,25 +81,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 # --- serve ------------------------------------------------------------------------------------------
 def bench_config_text(bench_config) -> str:
-    """A bench configuration TOML for ``bench_config`` (its option, models, channels, resources)."""
+    """A bench configuration TOML for ``bench_config`` (its option, models, channels, resources),
+    written by tomli-w (every value escaped as TOML wants)."""
     from rig.bench.config import WIRING
 
-    lines = ["# rig bench configuration", "[bench]", f'option = "{bench_config.option}"', ""]
+    instruments = {}
     for role, ic in bench_config.instruments.items():
-        lines.append(f"[instruments.{role}]")
-        lines.append(f'model = "{ic.model.name}"')
-        if ic.resource:
-            lines.append(f'resource = "{ic.resource}"')
-        if ic.backend:
-            lines.append(f'backend = "{ic.backend}"')
-        if ic.channel:
-            lines.append(f"channel = {ic.channel}")
-        lines.append(f"timeout = {ic.timeout}")
-        for key in WIRING.get(role, {}):       # how the virtual bench is wired (its simulation's figures)
-            if getattr(ic, key) is not None:
-                lines.append(f"{key} = {getattr(ic, key)!r}")
-        lines.append("")
-    return "\n".join(lines)
+        t = {"model": ic.model.name, "resource": ic.resource, "backend": ic.backend, "channel": ic.channel}
+        instruments[role] = {k: v for k, v in t.items() if v} | {"timeout": ic.timeout}
+        # how the instruments are wired (the virtual bench's: its simulation's figures)
+        instruments[role] |= {k: getattr(ic, k) for k in WIRING.get(role, {}) if getattr(ic, k) is not None}
+    return "# rig bench configuration\n" + tomli_w.dumps({"bench": {"option": bench_config.option},
+                                                          "instruments": instruments})
 
 
 def cmd_serve(args) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rig.measurement import FAIL, PASS
 from rig.physical.options import OPTIONS
 
 
@@ -115,7 +116,7 @@ def print_report(res, out=None) -> None:
     w("measurements:\n")
     for m in res.measurements:
         w(f"  {m}\n")
-    w(f"verdict: {'pass' if res.passed else 'fail'}\n")
+    w(f"verdict: {PASS if res.passed else FAIL}\n")
 
 
 def write_vcd(path, res) -> None:

@@ -18,23 +18,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from rig.campaign.report import excerpt_text
-from rig.campaign.store import ERROR, Store
-from rig.measurement import FAIL, INFO, Measurement
+from rig.campaign.store import Store
+from rig.measurement import ERROR, FAIL, INFO, Measurement
 
-def _num(v) -> str:
-    return "" if v is None else f"{v:g}" if isinstance(v, (int, float)) else str(v)
-
-
-def measurement_value(m: Measurement) -> str:
-    """A measurement as one property value: '0.213 s [0.02 .. 1.5] pass (IEC 62056-21 §...)'."""
-    val = "n/a" if m.value is None else (f"{m.value:.6g}" if isinstance(m.value, (int, float)) else str(m.value))
-    text = f"{val} {m.unit}".rstrip()
-    if m.low is not None or m.high is not None:
-        text += f" [{_num(m.low)} .. {_num(m.high)}]"
-    text += f" {m.verdict}"
-    if m.basis:
-        text += f" ({m.basis})"
-    return text
+measurement_value = Measurement.describe      # a measurement as one property value (the name tests and rig_measure use)
 
 
 def _iso(t: float | None) -> str:
@@ -146,6 +133,7 @@ def junit_element(store: Store, run_ids) -> ET.Element:
 
 
 def junit_xml(store: Store, run_ids) -> bytes:
+    """The JUnit XML document of the runs, indented, with its XML declaration."""
     root = junit_element(store, run_ids)
     ET.indent(root)
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)

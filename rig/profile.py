@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rig.errors import RigError
+from rig.config_check import Bool, Checker, Choice, FileError, Int, Map, Open, Opt, Text, read_toml
 
 __all__ = ["DEFAULT_PATH", "SCHEMA", "Profile", "ProfileError", "Register", "load_profile"]
 
@@ -27,99 +26,15 @@ NS_PER_MS = 1_000_000
 _DEFAULT_SOURCE = re.compile(r"IEC 62056-21 §\S.*|assumed")
 
 
-class ProfileError(RigError, ValueError):
-    """A profile file is unreadable, malformed, or holds a value the schema refuses."""
+class ProfileError(FileError):
+    """A profile file (or a plan's [profile] table) is unreadable, malformed, or holds a value the
+    schema refuses: `file:line: key: what is wrong (expected ...)`."""
 
 
 # ---------------------------------------------------------------------------------------------
-# Schema: checks for one value. `get(dotted)` reads another merged value, so a limit such as the
-# identification length can follow limits.identification_max.
-
-@dataclass(frozen=True)
-class Int:
-    lo: int
-    hi: int | str  # a str is the dotted key of another value
-    unit: str = ""
-
-    def expect(self, get):
-        hi = get(self.hi) if isinstance(self.hi, str) else self.hi
-        return f"an integer {self.lo}..{hi}" + (f" ({self.unit})" if self.unit else "")
-
-    def ok(self, v, get):
-        hi = get(self.hi) if isinstance(self.hi, str) else self.hi
-        return type(v) is int and self.lo <= v <= hi
-
-
-@dataclass(frozen=True)
-class Bool:
-    def expect(self, get):
-        return "true or false"
-
-    def ok(self, v, get):
-        return type(v) is bool
-
-
-@dataclass(frozen=True)
-class Choice:
-    options: tuple
-    unit: str = ""
-
-    def expect(self, get):
-        return "one of " + ", ".join(map(repr, self.options)) + (f" ({self.unit})" if self.unit else "")
-
-    def ok(self, v, get):
-        return any(type(v) is type(o) and v == o for o in self.options)  # True is not 1
-
-
-@dataclass(frozen=True)
-class Text:
-    max: int | str  # a str is the dotted key of a limit
-    chars: str  # regex of one allowed character
-    what: str
-    min: int = 0
-
-    def expect(self, get):
-        hi = get(self.max) if isinstance(self.max, str) else self.max
-        return f"a string of {self.min}..{hi} characters ({self.what})"
-
-    def ok(self, v, get):
-        hi = get(self.max) if isinstance(self.max, str) else self.max
-        return type(v) is str and self.min <= len(v) <= hi and re.fullmatch(f"(?:{self.chars})*", v) is not None
-
-
-@dataclass(frozen=True)
-class Map:
-    """A whole table as one value, e.g. baud characters -> baud rates."""
-    key: Text
-    value: Any
-
-    def expect(self, get):
-        return f"a table of keys ({self.key.what}) to {self.value.expect(get)}"
-
-    def ok(self, v, get):
-        return (type(v) is dict and len(v) > 0
-                and all(self.key.ok(k, get) and self.value.ok(x, get) for k, x in v.items()))
-
-
-@dataclass(frozen=True)
-class Opt:
-    """A value that may be left out; it then takes `default`."""
-    check: Any
-    default: Any
-
-    def expect(self, get):
-        return self.check.expect(get)
-
-    def ok(self, v, get):
-        return v == self.default or self.check.ok(v, get)
-
-
-@dataclass(frozen=True)
-class Open:
-    """A table whose keys the user may add (registers, code tables), each holding `item`."""
-    key: Text
-    item: Any
-
+# Schema: what each value may be, in rig.config_check's value types (Int, Bool, Choice, Text, Map,
+# Opt, Open). A bound given as a dotted key (Int's hi, Text's max) reads another merged value, so a
+# limit such as the identification length follows limits.identification_max.
 
 _BAUD = Choice((300, 600, 1200, 2400, 4800, 9600, 19200), "baud")
 _PRINTABLE = r"[ -~]"
@@ -337,6 +252,8 @@ _SECTIONS = {"interface": Interface, "character": Character, "timing": Timing, "
 
 @dataclass(frozen=True)
 class Profile:
+    """The merged profile (default, user file, plan overrides), frozen: values in integer ns where
+    they are times, each with its source (`source`, `basis`). Made by `load_profile`."""
     path: Path  # the user profile, or the default when none was given
     sources: dict[str, str]  # dotted TOML key -> "IEC 62056-21 §..." | "assumed" | "user profile ..."
     packing: str
@@ -453,79 +370,85 @@ def _unit_free(key: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Loading: read each file into flat records (dotted path -> value, source, file), merge, check.
+# Loading: read each file into flat records (dotted path -> value, source, origin), merge, check.
 
 @dataclass(frozen=True)
 class _Rec:
     value: Any
     source: str
-    file: str
+    origin: Checker  # the file (or the plan's [profile] table) it came from: errors name its line
+
+    @property
+    def file(self) -> str:
+        return str(self.origin.file)
 
 
-def load_profile(path: str | os.PathLike[str] | None = None) -> Profile:
-    """The shipped default, with the user profile at `path` (if any) merged over it."""
+def load_profile(path: str | os.PathLike[str] | None = None, *, overrides: dict | None = None,
+                 overrides_from: Checker | None = None, overrides_label: str | None = None) -> Profile:
+    """The shipped default, with the user profile at `path` (if any) merged over it, then `overrides`
+    (a table in profile syntax: a plan's [profile]) over both. `overrides_from` says where the
+    overrides are written (file, text, prefix: their errors name that file and line) and
+    `overrides_label` the source their values are recorded with. Raises ProfileError in the one
+    format of rig.config_check: `file:line: key: what is wrong (expected ...)`."""
     flat: dict[tuple[str, ...], _Rec] = {}
     _read(DEFAULT_PATH, flat, user=False)
     if path is not None:
         _read(Path(path), flat, user=True)
+    if overrides:
+        origin = overrides_from or Checker("<overrides>", error=ProfileError)
+        label = overrides_label or f"overrides {origin.file}"
+        _walk(SCHEMA, overrides, (), origin, lambda cite: label + (f": {cite}" if cite else ""), None, flat)
     _complete(flat)
     _check(flat)
-    return _build(flat, Path(path) if path is not None else DEFAULT_PATH)
-
-
-def _fail(file: str, path: tuple[str, ...], expected: str, got: Any = ...) -> ProfileError:
-    got_s = "" if got is ... else f", got {got!r}"
-    return ProfileError(f"{file}: {'.'.join(path)}: expected {expected}{got_s}")
+    where = (Path(overrides_from.file) if overrides and overrides_from else
+             Path(path) if path is not None else DEFAULT_PATH)
+    return _build(flat, where)
 
 
 def _read(path: Path, flat: dict, *, user: bool) -> None:
+    data, text = read_toml(path, ProfileError)
+    origin = Checker(path, text, error=ProfileError)
     file = str(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ProfileError(f"{file}: cannot read profile: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise ProfileError(f"{file}: not UTF-8 text: {e}") from None
-    except tomllib.TOMLDecodeError as e:  # its message ends "(at line N, column M)"
-        raise ProfileError(f"{file}: not valid TOML: {e}") from None
-    _walk(SCHEMA, data, (), file, user, None, flat)
+    if user:
+        def source(cite):
+            return f"user profile {file}" + (f": {cite}" if cite else "")
+    else:
+        source = None
+    _walk(SCHEMA, data, (), origin, source, None, flat)
 
 
-def _walk(node, table, path, file, user, inherited, flat) -> None:
+def _walk(node, table, path, origin: Checker, source, inherited, flat) -> None:
+    """Flatten one file's tables into `flat`, each value checked against the schema's shape.
+    `source(cite)` is the source a user's value is recorded with; None: the shipped default, whose
+    every value must cite IEC 62056-21 or say "assumed"."""
     if type(table) is not dict:
-        raise _fail(file, path, "a table", table)
+        raise origin.fail(path, "a table", table)
     cite = table.get("source", inherited)  # a table's `source` covers the plain values in it
     if "source" in table and type(cite) is not str:
-        raise _fail(file, path + ("source",), "a string naming where the values come from", cite)
+        raise origin.fail(path + ("source",), "a string naming where the values come from", cite)
     for key, raw in table.items():
         if key == "source":
             continue
         where = path + (key,)
         if isinstance(node, Open):
             if not node.key.ok(key, None):
-                raise _fail(file, where, f"a key that is {node.key.expect(None)}", key)
+                raise origin.fail(where, f"a key that is {node.key.expect(None)}", key)
             child = node.item
         elif key in node:
             child = node[key]
         else:
-            raise ProfileError(f"{file}: {'.'.join(where)}: unknown key; expected one of: {', '.join(node)}")
+            raise origin.unknown(where, node)
         if isinstance(child, (dict, Open)):
-            _walk(child, raw, where, file, user, cite, flat)
+            _walk(child, raw, where, origin, source, cite, flat)
             continue
         value, own = raw, cite
         if type(raw) is dict and "value" in raw:  # { value = ..., source = "..." }
             if set(raw) - {"value", "source"} or type(raw.get("source", "")) is not str:
-                raise _fail(file, where, '{ value = ..., source = "..." }', raw)
+                raise origin.fail(where, '{ value = ..., source = "..." }', raw)
             value, own = raw["value"], raw.get("source", cite)
-        flat[where] = _Rec(value, _source(file, where, user, own), file)
-
-
-def _source(file: str, where: tuple[str, ...], user: bool, cite: str | None) -> str:
-    if user:
-        return f"user profile {file}" + (f": {cite}" if cite else "")
-    if cite is None or not _DEFAULT_SOURCE.fullmatch(cite):
-        raise _fail(file, where, "a source 'IEC 62056-21 §<clause>' or 'assumed'", cite)
-    return cite
+        if source is None and (own is None or not _DEFAULT_SOURCE.fullmatch(own)):
+            raise origin.fail(where, "a source 'IEC 62056-21 §<clause>' or 'assumed'", own)
+        flat[where] = _Rec(value, own if source is None else source(own), origin)
 
 
 def _leaves(node, path: tuple[str, ...], flat: dict):
@@ -552,10 +475,10 @@ def _complete(flat: dict) -> None:
             continue
         near = _row(flat, path)
         if isinstance(check, Opt) and near is not None:
-            flat[path] = _Rec(check.default, near.source, near.file)
+            flat[path] = _Rec(check.default, near.source, near.origin)
         else:
-            file = near.file if near else str(DEFAULT_PATH)
-            raise _fail(file, path, check.expect(lambda k: _value(flat, k)) + "; it is missing")
+            origin = near.origin if near else Checker(DEFAULT_PATH, error=ProfileError)
+            raise origin.fail(path, check.expect(lambda k: _value(flat, k)))
 
 
 def _value(flat: dict, dotted: str) -> Any:
@@ -580,7 +503,7 @@ def _check(flat: dict) -> None:
 
     def fail(dotted: str, expected: str):
         rec = flat[tuple(dotted.split("."))]
-        return _fail(rec.file, tuple(dotted.split(".")), expected, rec.value)
+        return rec.origin.fail(tuple(dotted.split(".")), expected, rec.value)
 
     # Each value alone; limits first, since other checks read them.
     for path, check in sorted(_leaves(SCHEMA, (), flat), key=lambda pc: pc[0][0] != "limits"):

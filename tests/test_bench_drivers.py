@@ -308,15 +308,15 @@ def test_bench_config_from_toml_and_the_virtual_default(tmp_path):
     filled = v.with_resources({"meter": "TCPIP::127.0.0.1::5025::SOCKET"})
     assert filled.instruments["meter"].resource == "TCPIP::127.0.0.1::5025::SOCKET"
     assert v.instruments["meter"].resource is None
-    for text, where in [('[bench]\noption = "usb"', r"bench.option: expected optical, current-loop or voltage"),
+    for text, where in [('[bench]\noption = "usb"', r"bench.option: got 'usb' \(expected optical, current-loop or voltage"),
                         ('[instruments.scope]\nmodel = "rigol-dp832"', r"instruments.scope.model: rigol-dp832 is "
                                                                        r"a supply, not a scope"),
                         ('[instruments.oven]\nmodel = "x"', r"instruments.oven: unknown role"),
-                        ('[dut]\nvoltage_max = "30"', r"dut.voltage_max: expected a number, got '30'"),
+                        ('[dut]\nvoltage_max = "30"', r"dut.voltage_max: got '30' \(expected a number\)"),
                         ('[instruments.meter]\nresource = "x"', r"instruments.meter.model: missing"),
                         ('[bench\n', r"not valid TOML")]:
         p.write_text(text)
-        with pytest.raises(ConfigError, match=str(p).replace(".", r"\.") + ": " + where):
+        with pytest.raises(ConfigError, match=str(p).replace(".", r"\.") + r":\d+: " + where):
             load_bench(p)
 
 
@@ -333,13 +333,13 @@ def test_the_wiring_is_the_bench_files_and_a_missing_figure_names_the_file_and_k
                                           r"missing: the supply's current limit on the current loop \(A\)"):
         b.wiring("supply", "loop_current_limit")
     for text, where in [('[instruments.scope]\nmodel = "rigol-ds1000z"\nprobe_gain = 0',
-                         r"instruments.scope.probe_gain: expected a number > 0 \(V/unit\), got 0"),
+                         r"3: instruments.scope.probe_gain: got 0 \(expected a number \(V/unit\) > 0\)"),
                         ('[instruments.supply]\nmodel = "rigol-dp832"\nloop_voltage = nan',
-                         r"instruments.supply.loop_voltage: expected a number > 0 \(V\), got nan"),
+                         r"3: instruments.supply.loop_voltage: got nan \(expected a number \(V\) > 0, finite\)"),
                         ('[instruments.meter]\nmodel = "keysight-34461a"\nprobe_gain = 0.1',
-                         r"instruments.meter.probe_gain: unknown key")]:
+                         r"3: instruments.meter.probe_gain: unknown key")]:
         p.write_text(text)
-        with pytest.raises(ConfigError, match=str(p).replace(".", r"\.") + ": " + where):
+        with pytest.raises(ConfigError, match=str(p).replace(".", r"\.") + ":" + where):
             load_bench(p)
 
 

@@ -135,7 +135,7 @@ def _refused(tmp_path, data, key_re: str, reason_re: str, stem="bad-model"):
 
 def test_bad_yaml_is_refused_with_file_and_line(tmp_path):
     p = _write(tmp_path, "broken", "model: X\ncapability: scope\ncommands: {a: [\n")
-    with pytest.raises(ModelError, match=r"broken\.yaml: not valid YAML at line \d+"):
+    with pytest.raises(ModelError, match=r"broken\.yaml:\d+: not valid YAML"):
         load_file(p)
 
 
@@ -248,7 +248,7 @@ def test_a_model_file_changed_on_disk_is_read_again_even_with_the_same_size_and_
     assert p.stat().st_size == st.st_size and p.stat().st_mtime_ns == st.st_mtime_ns
     assert load_file(p).model == "Rigol DP832B"
     p.write_text("model: [\n", encoding="utf-8")
-    with pytest.raises(ModelError, match=r"dp\.yaml: not valid YAML"):
+    with pytest.raises(ModelError, match=r"dp\.yaml:\d+: not valid YAML"):
         load_file(p)
 
 
@@ -278,3 +278,21 @@ def test_every_sim_device_accepts_every_setting_and_answers_every_query(tmp_path
                 r.write(m.command(key, **fields))
                 assert r.query(m.commands["error?"]).lstrip("+").startswith("0,"), (m.name, key)
         r.close()
+
+
+@pytest.mark.parametrize("edit, key, marker", [
+    (lambda d: d["facts"]["channels"][2].update(voltage_max="thirty"), "facts.channels.2.voltage_max",
+     "voltage_max: thirty"),
+    (lambda d: d["commands"].update({"output_on": ""}), "commands.output_on", "output_on: ''"),
+    (lambda d: d["sim"]["dialogues"].insert(1, {"r": "x"}), "sim.dialogues[1]", "- r: x"),
+])
+def test_a_model_file_mistake_names_its_line(tmp_path, edit, key, marker):
+    # the line is where the key is written, found here by its text (the loader uses yaml's marks)
+    d = _data("rigol-dp832")
+    edit(d)
+    p = _write(tmp_path, "dp-line", d)
+    line = next(n for n, t in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if t.strip() == marker)
+    with pytest.raises(ModelError) as ei:
+        load_file(p)
+    assert (ei.value.key, ei.value.line) == (key, line), ei.value
+    assert str(ei.value).startswith(f"{p}:{line}: {key}: ")

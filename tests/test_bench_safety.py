@@ -150,14 +150,14 @@ def bench_file(tmp_path, text: str):
     ("voltage_max = -5", "voltage_max", r"expected a positive number \(V\), got -5"),
     ("current_max = 0", "current_max", r"expected a positive number \(A\), got 0"),
     ("voltage_min = -40", "voltage_min", r"-40 V is below what the current loop allows, -30 V"),
-    ('voltage_max = "thirty"', "voltage_max", r"expected a number, got 'thirty'"),
+    ('voltage_max = "thirty"', "voltage_max", r"got 'thirty' \(expected a number\)"),
 ])
 def test_dut_limits_beyond_the_interface_refused_naming_file_and_key(tmp_path, dut, key, reason):
     p = bench_file(tmp_path, f'[bench]\noption = "current-loop"\n[dut]\n{dut}\n')
     with pytest.raises(ConfigError) as ei:
         load_bench(p)
     assert ei.value.path == p and ei.value.key == f"dut.{key}"
-    assert str(ei.value).startswith(f"{p}: dut.{key}: ")
+    assert str(ei.value).startswith(f"{p}:4: dut.{key}: ")
     assert re.search(reason, ei.value.reason), ei.value.reason
 
 
@@ -182,7 +182,7 @@ def test_dut_limits_within_the_allowance_are_kept(tmp_path):
 def test_non_utf8_bench_file_fails_at_load_naming_the_file(tmp_path):
     p = tmp_path / "bench.toml"
     p.write_bytes(b'[bench]\noption = "current-loop"\n# Pr\xfcfplatz 3\n')
-    with pytest.raises(ConfigError, match=r"bench.toml: not UTF-8 text: byte 0xfc at line 3"):
+    with pytest.raises(ConfigError, match=r"bench.toml:3: not UTF-8 text: byte 0xfc"):
         load_bench(p)
 
 
@@ -199,15 +199,15 @@ def test_non_utf8_model_file_fails_at_load_naming_the_file(tmp_path):
     p = tmp_path / "meter.yaml"
     p.write_bytes(load_model("keysight-34461a").path.read_bytes().replace(b"digital multimeter",
                                                                           b"Digitalmultimeter f\xfcr"))
-    with pytest.raises(ModelError, match=r"meter.yaml: not UTF-8 text: byte 0xfc at line 1"):
+    with pytest.raises(ModelError, match=r"meter.yaml:1: not UTF-8 text: byte 0xfc"):
         load_file(p)
 
 
 @pytest.mark.parametrize("edit, key, reason", [
     (lambda d: d["facts"]["channels"][1].update(voltage_max="thirty"), "facts.channels.1.voltage_max",
-     "expected a finite positive number, got 'thirty'"),
+     "got 'thirty' (expected a finite positive number)"),
     (lambda d: d["facts"]["channels"][2].update(current_max=float("nan")), "facts.channels.2.current_max",
-     "expected a finite positive number, got nan"),
+     "got nan (expected a finite positive number)"),
 ])
 def test_wrongly_typed_supply_facts_fail_at_load_with_file_and_key(tmp_path, edit, key, reason):
     p = model_variant(tmp_path, "rigol-dp832", edit)
@@ -216,7 +216,7 @@ def test_wrongly_typed_supply_facts_fail_at_load_with_file_and_key(tmp_path, edi
     assert (ei.value.path, ei.value.key, ei.value.reason) == (p, key, reason)
     # and through a bench file naming that model: the bench file's key, then the model file's
     b = bench_file(tmp_path, f'[instruments.supply]\nmodel = "{p}"\n')
-    with pytest.raises(ConfigError, match=r"bench.toml: instruments.supply.model: .*rigol-dp832-variant.yaml: "
+    with pytest.raises(ConfigError, match=r"bench.toml:\d+: instruments.supply.model: .*rigol-dp832-variant.yaml:\d+: "
                                           + key.replace(".", r"\.")):
         load_bench(b)
 
@@ -260,3 +260,27 @@ def test_dut_limits_built_directly_are_checked_too():
         DutLimits("optical", "optical head", 5.5, 0.0, NAN)
     with pytest.raises(LimitError, match=r"^voltage_max: expected a positive number$"):
         DutLimits("optical", "optical head", -1.0, -2.0, 0.1)
+
+
+def test_a_bench_file_mistake_names_its_line(tmp_path):
+    p = bench_file(tmp_path, '[bench]\noption = "current-loop"\n\n[instruments.scope]\nmodel = "rigol-ds1000z"\n'
+                             'channel = 9\n')
+    with pytest.raises(ConfigError) as ei:
+        load_bench(p)
+    assert str(ei.value).startswith(f"{p}:6: instruments.scope.channel: got 9 (expected one of 1, 2, 3, 4 (Rigol DS1000Z))")
+    assert (ei.value.line, ei.value.key, ei.value.problem) == (6, "instruments.scope.channel", "got 9")
+
+
+def test_a_bench_file_written_with_a_quote_in_a_value_reads_back(tmp_path):
+    # `rig bench serve --write-config` writes through tomli-w: quotes, backslashes and non-ASCII survive
+    from dataclasses import replace
+
+    from rig.bench_cli import bench_config_text
+    v = load_bench()
+    odd = 'TCPIP::lab-"süd"\\rack::INSTR'
+    cfg = replace(v, instruments={**v.instruments, "scope": replace(v.instruments["scope"], resource=odd,
+                                                                     backend="C:\\visa\\@py")})
+    p = bench_file(tmp_path, bench_config_text(cfg))
+    back = load_bench(p)
+    assert back.instruments["scope"].resource == odd and back.instruments["scope"].backend == "C:\\visa\\@py"
+    assert back.option == v.option and set(back.instruments) == set(v.instruments)

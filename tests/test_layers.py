@@ -18,7 +18,7 @@ RIG = ROOT / "rig"
 # docs/architecture.md's layers, top to bottom: a module may import its own layer and those above.
 # (module prefix, layer); the longest prefix wins.
 LAYERS = [
-    ("rig.errors", "base"), ("rig.measurement", "base"), ("rig._framing", "hot loops"),
+    ("rig.errors", "base"), ("rig.config_check", "base"), ("rig.measurement", "base"), ("rig._framing", "hot loops"),
     ("rig._clock", "hot loops"), ("rig.deadline", "hot loops"), ("rig._uart", "hot loops"), ("rig._framing_model", "hot loops"),
     ("rig.profile", "profile"), ("rig.protocol", "protocol"), ("rig.tokens", "tokens"),
     ("rig.link", "link"), ("rig.exchange", "roles"), ("rig.client", "roles"), ("rig.server", "roles"),

@@ -170,9 +170,9 @@ def test_a_user_can_copy_the_default_whole(tmp_path):
 
 
 @pytest.mark.parametrize("body, key, expected", [
-    ('[timing]\nta_ms = "fast"', "timing.ta_ms", "expected an integer 1..60000 (milliseconds), got 'fast'"),
-    ("[timing]\nta_ms = 1.5", "timing.ta_ms", "expected an integer 1..60000 (milliseconds)"),
-    ("[protocol]\nbcc_on_data = 1", "protocol.bcc_on_data", "expected true or false"),
+    ('[timing]\nta_ms = "fast"', "timing.ta_ms", "got 'fast' (expected an integer 1..60000 (milliseconds))"),
+    ("[timing]\nta_ms = 1.5", "timing.ta_ms", "got 1.5 (expected an integer 1..60000 (milliseconds))"),
+    ("[protocol]\nbcc_on_data = 1", "protocol.bcc_on_data", "got 1 (expected true or false)"),
     ('[character]\nformat = "8E1"', "character.format", "expected one of '7E1', '8N1'"),
     ('[registers.tokenStatus]\naccess = "read"', "registers.tokenStatus.access", "expected one of 'r', 'w', 'rw'"),
     ("timing = 5", "timing", "expected a table"),
@@ -201,15 +201,15 @@ def test_unknown_key_names_file_key_and_expectation(tmp_path, body, key, expecte
 
 
 @pytest.mark.parametrize("body, key, expected", [
-    ("[timing]\nta_ms = 0", "timing.ta_ms", "expected an integer 1..60000 (milliseconds), got 0"),
-    ("[timing]\nta_ms = 60001", "timing.ta_ms", "1..60000 (milliseconds), got 60001"),
+    ("[timing]\nta_ms = 0", "timing.ta_ms", "got 0 (expected an integer 1..60000 (milliseconds))"),
+    ("[timing]\nta_ms = 60001", "timing.ta_ms", "got 60001 (expected an integer 1..60000 (milliseconds))"),
     ("[character]\nmax_baud = 14400", "character.max_baud", "expected one of 300, 600"),
     ('[identification]\nmanufacturer = "RIGS"', "identification.manufacturer", "3..3 characters (letters)"),
     ('[identification]\ntext = "a text of 17 chars"', "identification.text", "1..16 characters"),
     ("[limits]\nidentification_max = 8", "identification.text", "1..8 characters"),  # limit applies
     ('[error_texts]\nlockout = "locked (busy)"', "error_texts.lockout", "no ( ) * / !"),
-    ("[timing]\ntr_min_ms = 2000", "timing.tr_min_ms", "expected at most timing.tr_max_ms = 1500, got 2000"),
-    ("[timing]\ntr_max_ms = 100", "timing.tr_max_ms", "expected at least timing.tr_min_ms = 200, got 100"),
+    ("[timing]\ntr_min_ms = 2000", "timing.tr_min_ms", "got 2000 (expected at most timing.tr_max_ms = 1500)"),
+    ("[timing]\ntr_max_ms = 100", "timing.tr_max_ms", "got 100 (expected at least timing.tr_min_ms = 200)"),
     ("[character]\nmax_baud = 19200", "character.max_baud", "identification.baud_char = '5'"),
     ('[identification]\nbaud_char = "6"', "identification.baud_char", "character.max_baud = 9600"),
     ("[registers.TokenData]\nlength = 16", "registers.TokenData.length", "20 for encoding 'digits20'"),
@@ -217,7 +217,7 @@ def test_unknown_key_names_file_key_and_expectation(tmp_path, body, key, expecte
     ('[registers.tokenStatus]\nencoding = "decimal"', "registers.tokenStatus.encoding", '"" (no code table)'),
     ('[registers.mine]\nregister_id = "04"\naccess = "r"\nlength = 1\nencoding = "ascii"',
      "registers.mine.register_id", "not used by another register (registers.tokenStatus.register_id"),
-    ('[registers.mine]\nregister_id = "77"\naccess = "r"', "registers.mine.length", "it is missing"),
+    ('[registers.mine]\nregister_id = "77"\naccess = "r"', "registers.mine.length", "missing (expected an integer 1..128 (characters))"),
     ('[codes.tokenStatus]\n1000 = "x"', "codes.tokenStatus.1000", "a code number 0..999"),
 ])
 def test_out_of_range_names_file_key_and_expectation(tmp_path, body, key, expected):
@@ -252,3 +252,58 @@ def test_any_tr_max_in_range_round_trips_to_nanoseconds(tmp_path_factory, ms):
     f = tmp_path_factory.mktemp("p") / "u.toml"
     f.write_text(f"[timing]\ntr_max_ms = {ms}\n")
     assert load_profile(f).timing.tr_max_ns == ms * MS
+
+
+# --- the one error format: file, line, key, what is wrong, what was expected ------------------
+
+def test_profile_errors_name_the_line_as_plan_errors_do(tmp_path):
+    f = write(tmp_path, '# mine\n[timing]\nta_ms = 1000\n\n[registers.tokenStatus]\naccess = "read"\n')
+    with pytest.raises(ProfileError) as e:
+        load_profile(f)
+    assert str(e.value) == f"{f}:6: registers.tokenStatus.access: got 'read' (expected one of 'r', 'w', 'rw')"
+    assert (e.value.path, e.value.line, e.value.key) == (f, 6, "registers.tokenStatus.access")
+    # a rule across keys blames the user's key, at its line
+    f = write(tmp_path, "[timing]\ntt_max_ms = 1000\n")
+    with pytest.raises(ProfileError, match=re.escape(f"{f}:2: timing.tt_max_ms: got 1000 (expected at least")):
+        load_profile(f)
+
+
+def test_overrides_are_merged_over_the_profile_file_without_a_file_of_their_own(tmp_path):
+    from rig.config_check import Checker
+    f = write(tmp_path, "[timing]\nta_ms = 1000\n")
+    plan_text = 'name = "p"\n[profile.timing]\ntr_max_ms = "slow"\n'
+    where = Checker("p.toml", plan_text, prefix=("profile",), error=ProfileError)
+    p = load_profile(f, overrides={"timing": {"tr_max_ms": 1200}}, overrides_from=where,
+                     overrides_label="plan p.toml [profile]")
+    assert p.timing.ta_ns == 1000 * MS and p.timing.tr_max_ns == 1200 * MS
+    assert p.source("timing.ta") == f"user profile {f}" and p.source("timing.tr_max") == "plan p.toml [profile]"
+    with pytest.raises(ProfileError) as e:
+        load_profile(f, overrides={"timing": {"tr_max_ms": "slow"}}, overrides_from=where)
+    assert str(e.value) == "p.toml:3: profile.timing.tr_max_ms: got 'slow' (expected an integer 1..60000 (milliseconds))"
+
+
+TRICKY = 'say "hi" \\ to Zürich ÅÆ €'
+
+
+def test_profile_written_with_a_quote_in_a_value_reads_back(tmp_path):
+    # quotes, backslashes and non-ASCII, written by tomli-w as a profile and as a plan's [profile]
+    # overrides, read back unchanged (the old hand-made writer lost the plan's overrides to a temp file)
+    import tomli_w
+
+    from rig.campaign.plan import PlanError, load_plan
+    from rig.campaign.profiles import profile_for_plan
+    prof = {"registers": {"tokenStatus": {"description": TRICKY}}, "emulator": {"password": 'p"w\\d'}}
+    f = tmp_path / "mine.toml"
+    f.write_text(tomli_w.dumps(prof), encoding="utf-8")
+    p = load_profile(f)
+    assert p.registers["tokenStatus"].description == TRICKY and p.emulator.password == 'p"w\\d'
+    plan = tmp_path / "plan.toml"
+    plan.write_text(tomli_w.dumps({"name": "q", "profile": prof, "case": [{"use": "meter/6.6/read"}]}),
+                    encoding="utf-8")
+    p = profile_for_plan(load_plan(plan))
+    assert p.registers["tokenStatus"].description == TRICKY and p.emulator.password == 'p"w\\d'
+    # a newline is refused by the schema, naming the plan's key, not as broken TOML
+    plan.write_text(tomli_w.dumps({"name": "q", "profile": {"registers": {"tokenStatus": {"description": "a\nb"}}},
+                                   "case": [{"use": "meter/6.6/read"}]}), encoding="utf-8")
+    with pytest.raises(PlanError, match=r"plan.toml:\d+: profile.registers.tokenStatus.description: got 'a\\nb'"):
+        load_plan(plan)

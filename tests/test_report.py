@@ -208,3 +208,54 @@ def test_the_terminal_summary_is_a_table_by_clause_with_coloured_verdicts(stored
     assert re.search(r"communicates at 7 %\s+0 bool\s+\[1 \.\. 1\]", plain)
     assert f"HTML report: rig report {run_id} --store {store_path}" in plain.replace("\n", "")
     assert "\x1b[1;31mfail" in out and "\x1b[1;32mpass" in out          # red fail, green pass
+
+
+def test_bit_widths_and_jitter_drawn_are_the_ones_the_levels_case_judged(stored):
+    """The bit-width and jitter plots draw the decoder's own values (no refit): over each stored
+    capture of a levels step, their extremes and rms are that step's stored measurements."""
+    from rig.campaign import plots
+    from rig.campaign.html_report import _RunData
+    _, store_path, run_id, _, _ = stored
+    with Store(store_path) as store:
+        d = _RunData(store, run_id)
+    stored_ms = {(m["case_key"], m["step_key"], m["name"]): m["value"] for m in d.measurements}
+    checked = 0
+    for c, _, res in d.decoded:
+        ms = {n: stored_ms.get((c["case_key"], c["step_key"], n))
+              for n in ("jitter_peak", "jitter_rms", "bit_width_min", "bit_width_max")}
+        if None in ms.values():
+            continue
+        t = plots.bit_timing(res)
+        assert np.abs(t.jitter_ui).max() == pytest.approx(ms["jitter_peak"], rel=1e-9)
+        assert np.sqrt(np.mean(t.jitter_ui ** 2)) == pytest.approx(ms["jitter_rms"], rel=1e-9)
+        assert t.widths_ui.min() == pytest.approx(ms["bit_width_min"], rel=1e-9)
+        assert t.widths_ui.max() == pytest.approx(ms["bit_width_max"], rel=1e-9)
+        checked += 1
+    assert checked, "no levels step with a capture in the run"
+
+
+def test_bit_timing_of_a_capture_at_two_speeds_is_each_parts_own():
+    """A mode C capture (300 Bd, then 9600 Bd with a baud error and jitter) decodes part by part:
+    the values drawn for each part are that part's decoder measurements, at that part's speed."""
+    from rig.campaign.plots import bit_timing
+    from rig.physical.analysis import decode
+    from rig.physical.synth import synthesize
+    fs = 960_000
+    a = synthesize(b"/?!\r\n" * 4, "current-loop", baud=300, sample_rate=fs, jitter=0.03, seed=1)
+    b = synthesize(b"\x06050\r\n" + bytes(range(32, 127)), "current-loop", baud=9600, sample_rate=fs,
+                   jitter=0.05, glitches=2, baud_error=0.01, seed=2)
+    res = decode(np.concatenate([a.samples, b.samples]), fs, "current-loop", keep_edges=True)
+    assert [r.nominal_baud for _, _, r in res.parts] == [300, 9600]
+    t = bit_timing(res)
+    jit = np.split(t.jitter_ui, np.cumsum([r.stats["jit_n"] for _, _, r in res.parts])[:-1])
+    assert sum(len(j) for j in jit) == len(t.jitter_ui)
+    widths = t.widths_ui
+    for j, (_, _, r) in zip(jit, res.parts, strict=True):
+        m = {x.name: x.value for x in r.measurements}
+        assert np.abs(j).max() == pytest.approx(m["jitter_peak"], rel=1e-9)
+        assert np.sqrt(np.mean(j ** 2)) == pytest.approx(m["jitter_rms"], rel=1e-9)
+        assert m["bit_width_min"] >= widths.min() - 1e-12 and m["bit_width_max"] <= widths.max() + 1e-12
+    assert widths.min() == pytest.approx(min(x.value for _, _, r in res.parts for x in r.measurements
+                                             if x.name == "bit_width_min"), rel=1e-9)
+    assert widths.max() == pytest.approx(max(x.value for _, _, r in res.parts for x in r.measurements
+                                             if x.name == "bit_width_max"), rel=1e-9)

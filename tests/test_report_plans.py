@@ -10,10 +10,10 @@ import json
 import tomllib
 
 import pytest
+from tomli_w import dumps
 
 from reportrun import Page, rig
 from rig.campaign.plan import PLANS_DIR, load_plan, shipped_plans
-from rig.campaign.profiles import dumps
 from rig.campaign.runner import Runner, start_run
 from rig.campaign.store import Store
 

@@ -31,14 +31,14 @@ the virtual bench fills the resource strings at run time with :meth:`BenchConfig
 """
 from __future__ import annotations
 
-import tomllib
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rig.bench.drivers import DRIVERS
 from rig.bench.models import CAPABILITIES, InstrumentModel, ModelError, load_model
 from rig.bench.safety import DutLimits, LimitError
-from rig.errors import RigError
+from rig.config_check import Checker, Choice, FileError, Num, Text, read_toml
 from rig.physical.options import get_option
 
 ROLES = CAPABILITIES    # a role is the capability the instrument plays on the bench
@@ -48,12 +48,9 @@ VIRTUAL_MODELS = {"scope": "rigol-ds1000z", "generator": "keysight-33500b", "sup
                   "meter": "keysight-34461a"}
 
 
-class ConfigError(RigError, ValueError):
-    """A bench configuration that cannot be used: names the file, the key and what was expected."""
-
-    def __init__(self, path, key: str | None, reason: str):
-        self.path, self.key, self.reason = path, key, reason
-        super().__init__(f"{path}" + (f": {key}" if key else "") + f": {reason}")
+class ConfigError(FileError):
+    """A bench configuration that cannot be used: `file:line: key: what is wrong (expected ...)`
+    (rig.config_check)."""
 
 
 #: Keys of an instrument's table beyond the common ones, by role: how it is wired to the line
@@ -138,100 +135,71 @@ class BenchConfig:
         return DRIVERS[ic.model.capability](ic.resource, ic.model, role=role, **kw)
 
 
-def _expect(path, key, value, types, what):
-    types = types if isinstance(types, tuple) else (types,)
-    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        raise ConfigError(path, key, f"expected {what}, got {value!r}")
-    return value
-
-
-def parse_bench(data: dict, path: Path | str) -> BenchConfig:
-    """A bench from TOML already parsed (``data``); ConfigError naming ``path``, the key and what
-    was expected.  A ``path`` in angle brackets (``"<plan>"``) names no file."""
-    top = set(data) - {"bench", "dut", "instruments"}
-    if top:
-        raise ConfigError(path, sorted(top)[0], "unknown table; expected [bench], [dut], [instruments.<role>]")
-    bench = _expect(path, "bench", data.get("bench", {}), dict, "a table")
-    unknown = set(bench) - {"option", "name"}
-    if unknown:
-        raise ConfigError(path, f"bench.{sorted(unknown)[0]}", "unknown key; expected option, name")
+def parse_bench(data: dict, path: Path | str, *, text: str | None = None) -> BenchConfig:
+    """A bench configuration from parsed TOML `data` of `path` (its `text`, if given, puts the line
+    in errors); raises ConfigError naming the file, line and key."""
+    c = Checker(path, text, error=ConfigError)
+    c.keys(data, (), ("bench", "dut", "instruments"))
+    bench = data.get("bench", {})
+    c.keys(bench, ("bench",), ("option", "name"))
     option = bench.get("option", "current-loop")
     try:
         opt = get_option(option)
     except ValueError:
-        raise ConfigError(path, "bench.option", f"expected optical, current-loop or voltage (or 1, 2, 3), "
-                                                f"got {option!r}") from None
-    dut = _expect(path, "dut", data.get("dut", {}), dict, "a table")
-    overrides = {}
-    for k, v in dut.items():
-        if k not in ("voltage_max", "voltage_min", "current_max"):
-            raise ConfigError(path, f"dut.{k}", "unknown key; expected voltage_max, voltage_min (V), current_max (A)")
-        overrides[k] = _expect(path, f"dut.{k}", v, (int, float), "a number")
+        raise c.fail(("bench", "option"), "optical, current-loop or voltage (or 1, 2, 3)", option) from None
+    dut = data.get("dut", {})
+    c.keys(dut, ("dut",), ("voltage_max", "voltage_min", "current_max"))
+    overrides = {k: c.check(v, ("dut", k), Num()) for k, v in dut.items()}
     try:
         limits = DutLimits.for_option(opt, **overrides)
     except LimitError as e:
-        raise ConfigError(path, f"dut.{e.key}", e.reason) from None
-    insts = _expect(path, "instruments", data.get("instruments", {}), dict, "a table of roles")
+        raise c.refuse(("dut", e.key), e.reason) from None
+    insts = data.get("instruments", {})
+    if not isinstance(insts, dict):
+        raise c.fail(("instruments",), "a table of roles", insts)
     out = {}
     for role, t in insts.items():
-        where = f"instruments.{role}"
+        where = ("instruments", role)
         if role not in ROLES:
-            raise ConfigError(path, where, f"unknown role; expected one of {list(ROLES)}")
-        _expect(path, where, t, dict, "a table")
+            raise c.refuse(where, "unknown role", f"one of {list(ROLES)}")
         wiring = WIRING.get(role, {})
-        unknown = set(t) - {"model", "resource", "channel", "backend", "timeout", *wiring}
-        if unknown:
-            raise ConfigError(path, f"{where}.{sorted(unknown)[0]}",
-                              "unknown key; expected " + ", ".join(["model", "resource", "channel", "backend",
-                                                                    "timeout", *wiring]))
-        if "model" not in t:
-            raise ConfigError(path, f"{where}.model", "missing: an instrument model name (instruments/*.yaml stem)")
-        name = _expect(path, f"{where}.model", t["model"], str, "a model name")
+        c.keys(t, where, ("model", "resource", "channel", "backend", "timeout", *wiring), ("model",))
+        name = c.check(t["model"], where + ("model",), Text(what="an instruments/*.yaml stem or a model file"))
         try:
             model = load_model(name)
         except ModelError as e:
-            raise ConfigError(path, f"{where}.model", str(e)) from None
+            raise c.refuse(where + ("model",), str(e)) from None
         if model.capability != role:
-            raise ConfigError(path, f"{where}.model", f"{name} is a {model.capability}, not a {role}")
+            raise c.refuse(where + ("model",), f"{name} is a {model.capability}, not a {role}", f"a {role} model")
         resource = t.get("resource")
         if resource is not None:
-            _expect(path, f"{where}.resource", resource, str, "a VISA resource string")
+            c.check(resource, where + ("resource",), Text(what="a VISA resource"))
         channel = t.get("channel")
         if channel is not None:
-            _expect(path, f"{where}.channel", channel, int, "a channel number")
-            if channel not in model.channels:
-                raise ConfigError(path, f"{where}.channel", f"expected one of {model.channels} ({model.model})")
+            c.check(channel, where + ("channel",), Choice(tuple(model.channels), model.model))
         backend = t.get("backend")
         if backend is not None:
-            _expect(path, f"{where}.backend", backend, str, "a pyvisa backend such as '@py'")
-        timeout = _expect(path, f"{where}.timeout", t.get("timeout", 2.0), (int, float), "seconds")
-        if not timeout > 0 or timeout == float("inf"):
-            raise ConfigError(path, f"{where}.timeout", f"expected seconds > 0, got {timeout!r}")
+            c.check(backend, where + ("backend",), Text(what="a pyvisa backend such as '@py'"))
+        timeout = c.check(t.get("timeout", 2.0), where + ("timeout",), Num(positive=True, what="seconds"))
+        if not math.isfinite(timeout):          # NaN passes "> 0" unseen
+            raise c.fail(where + ("timeout",), "seconds > 0, finite", timeout)
         wired = {}
-        for k in wiring:
+        for k, (_, unit) in wiring.items():
             if k in t:
-                v = _expect(path, f"{where}.{k}", t[k], (int, float), f"a number ({wiring[k][1]})")
-                if not (0 < v < float("inf")):
-                    raise ConfigError(path, f"{where}.{k}", f"expected a number > 0 ({wiring[k][1]}), got {v!r}")
+                v = c.check(t[k], where + (k,), Num(positive=True, what=f"a number ({unit})"))
+                if not math.isfinite(v):
+                    raise c.fail(where + (k,), f"a number ({unit}) > 0, finite", v)
                 wired[k] = float(v)
         out[role] = InstrumentConfig(role, model, resource, channel, backend, float(timeout), **wired)
     return BenchConfig(opt.name, limits, out, Path(path) if not str(path).startswith("<") else None)
 
 
 def load_bench(path: Path | str | None = None) -> BenchConfig:
-    """A bench from a TOML file; None: the virtual bench (shipped models, resources to be filled in)."""
+    """A bench from a TOML file; None: the virtual bench (shipped models, resources to be filled in).
+    Raises ConfigError (or the ModelError of a model file it names) with the file, line and key."""
     if path is None:
         return BenchConfig("current-loop", DutLimits.for_option("current-loop"),
                            {r: InstrumentConfig(r, load_model(m)) for r, m in VIRTUAL_MODELS.items()})
     p = Path(path)
-    try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(p, None, f"cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        line = p.read_bytes()[:e.start].count(b"\n") + 1
-        raise ConfigError(p, None, f"not UTF-8 text: byte {e.object[e.start]:#04x} at line {line} "
-                                   f"(offset {e.start})") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(p, None, f"not valid TOML: {e}") from None
-    return parse_bench(data, p)
+    data, text = read_toml(p, ConfigError)
+    return parse_bench(data, p, text=text)

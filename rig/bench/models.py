@@ -34,19 +34,15 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import rig.bench.scpi as scpi  # noqa: PLR0402 - `from rig.bench import` would run the package, which imports this
-from rig.errors import RigError
+from rig.config_check import FileError, yaml_line
 
 CAPABILITIES = ("scope", "generator", "supply", "meter")
 PLACEHOLDERS = ("ch", "value", "name", "block")
 
 
-class ModelError(RigError, ValueError):
-    """A model file that cannot be used: names the file, the key and the reason."""
-
-    def __init__(self, path, key: str | None, reason: str):
-        self.path, self.key, self.reason = path, key, reason
-        where = f"{path}" + (f": {key}" if key else "")
-        super().__init__(f"{where}: {reason}")
+class ModelError(FileError):
+    """A model file that cannot be used: `file:line: key: what is wrong (expected ...)`
+    (rig.config_check; the line from yaml's marks)."""
 
 
 @dataclass(frozen=True)
@@ -412,7 +408,7 @@ def _parse_block_text(text: str) -> bytes | None:
 def _check_template(path, key: str, template, spec: CommandSpec) -> None:
     where = f"commands.{key}"
     if not isinstance(template, str) or not template.strip():
-        raise ModelError(path, where, f"template must be a non-empty string, not {template!r}")
+        raise ModelError(path, where, f"got {template!r}", "a non-empty template string")
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as e:
@@ -448,29 +444,28 @@ def _check_termination(path, term) -> tuple[str, str]:
     if isinstance(term, str):
         return term, term
     if not isinstance(term, dict) or set(term) - {"read", "write"} or not term:
-        raise ModelError(path, "termination", f"expected a string or a mapping with 'read' and 'write', "
-                                              f"not {term!r}")
+        raise ModelError(path, "termination", f"got {term!r}", "a string or a mapping with 'read' and 'write'")
     for k in ("read", "write"):
         if not isinstance(term.get(k), str) or not term[k]:
-            raise ModelError(path, f"termination.{k}", f"expected a non-empty string, not {term.get(k)!r}")
+            raise ModelError(path, f"termination.{k}", f"got {term.get(k)!r}", "a non-empty string")
     return term["read"], term["write"]
 
 
 def _check_sim(path, sim, idn: str) -> None:
     if not isinstance(sim, dict):
-        raise ModelError(path, "sim", f"expected a pyvisa-sim device definition (mapping), not {type(sim).__name__}")
+        raise ModelError(path, "sim", f"got a {type(sim).__name__}", "a pyvisa-sim device definition (mapping)")
     if not ("dialogues" in sim or "properties" in sim):
-        raise ModelError(path, "sim", "a pyvisa-sim device needs 'dialogues' and/or 'properties'")
+        raise ModelError(path, "sim", "no 'dialogues' and no 'properties'", "a pyvisa-sim device with either")
     for i, d in enumerate(sim.get("dialogues") or ()):
         if not isinstance(d, dict) or "q" not in d:
-            raise ModelError(path, f"sim.dialogues[{i}]", f"expected a mapping with 'q' (and 'r'), not {d!r}")
+            raise ModelError(path, f"sim.dialogues[{i}]", f"got {d!r}", "a mapping with 'q' (and 'r')")
         if str(d["q"]).strip().upper() == "*IDN?" and not fnmatch.fnmatchcase(str(d.get("r", "")).upper(),
                                                                               idn.upper()):
             raise ModelError(path, f"sim.dialogues[{i}]", f"the simulated *IDN? answer {d.get('r')!r} "
                                                           f"does not match idn {idn!r}")
     for name, p in (sim.get("properties") or {}).items():
         if not isinstance(p, dict) or not ("getter" in p or "setter" in p):
-            raise ModelError(path, f"sim.properties.{name}", "expected a mapping with 'getter' and/or 'setter'")
+            raise ModelError(path, f"sim.properties.{name}", f"got {p!r}", "a mapping with 'getter' and/or 'setter'")
 
 
 #: the numeric facts the drivers compute with, by shape (checked at load, so that a wrongly typed value
@@ -504,30 +499,29 @@ def check_facts(path, facts: dict) -> None:
     for key in FACT_NUMBERS:
         v, present = get(key)
         if present and not _is_number(v):
-            raise ModelError(path, f"facts.{key}", f"expected a finite number, got {v!r}")
+            raise ModelError(path, f"facts.{key}", f"got {v!r}", "a finite number")
     for key in FACT_RANGES:
         v, present = get(key)
         if present and not (isinstance(v, list) and len(v) == 2 and all(_is_number(x) for x in v) and v[0] <= v[1]):
-            raise ModelError(path, f"facts.{key}", f"expected [low, high], two finite numbers, low <= high; got {v!r}")
+            raise ModelError(path, f"facts.{key}", f"got {v!r}", "[low, high], two finite numbers, low <= high")
     for key in FACT_LISTS:
         v, present = get(key)
         if present and not (isinstance(v, list) and v and all(_is_number(x) and x > 0 for x in v)):
-            raise ModelError(path, f"facts.{key}", f"expected a list of positive numbers, got {v!r}")
+            raise ModelError(path, f"facts.{key}", f"got {v!r}", "a list of positive numbers")
     md, present = get("memory_depths")
     if present and not (isinstance(md, dict) and all(isinstance(r, list) and all(_is_number(x) and x > 0 for x in r)
                                                      for r in md.values())):
-        raise ModelError(path, "facts.memory_depths", f"expected channels shown -> list of point counts, got {md!r}")
+        raise ModelError(path, "facts.memory_depths", f"got {md!r}", "channels shown -> list of point counts")
     chans = facts.get("channels")
     if isinstance(chans, dict):
         for c, cf in chans.items():
             if cf is None:
                 continue
             if not isinstance(cf, dict):
-                raise ModelError(path, f"facts.channels.{c}", f"expected a mapping of channel facts, got {cf!r}")
+                raise ModelError(path, f"facts.channels.{c}", f"got {cf!r}", "a mapping of channel facts")
             for key in CHANNEL_NUMBERS:
                 if key in cf and not (_is_number(cf[key]) and cf[key] > 0):
-                    raise ModelError(path, f"facts.channels.{c}.{key}", f"expected a finite positive number, "
-                                                                        f"got {cf[key]!r}")
+                    raise ModelError(path, f"facts.channels.{c}.{key}", f"got {cf[key]!r}", "a finite positive number")
 
 
 def parse_model(data: Any, path: Path | str, name: str | None = None) -> InstrumentModel:
@@ -535,46 +529,46 @@ def parse_model(data: Any, path: Path | str, name: str | None = None) -> Instrum
     path = Path(path)
     name = name or path.stem
     if not isinstance(data, dict):
-        raise ModelError(path, None, f"expected a mapping at the top level, not {type(data).__name__}")
+        raise ModelError(path, None, f"got a {type(data).__name__} at the top level", "a mapping")
     for k in _REQUIRED_TOP:
         if k not in data:
-            raise ModelError(path, k, "missing")
+            raise ModelError(path, k, "missing", f"the keys {sorted(_REQUIRED_TOP)}")
     unknown = set(data) - _TOP_KEYS
     if unknown:
-        raise ModelError(path, sorted(unknown)[0], f"unknown key; a model file has {sorted(_TOP_KEYS)}")
+        raise ModelError(path, sorted(unknown)[0], "unknown key", f"one of: {', '.join(sorted(_TOP_KEYS))}")
     for k in ("model", "idn", "source"):
         if not isinstance(data[k], str) or not data[k].strip():
-            raise ModelError(path, k, f"expected a non-empty string, not {data[k]!r}")
+            raise ModelError(path, k, f"got {data[k]!r}", "a non-empty string")
     cap = data["capability"]
     if cap not in CAPABILITIES:
-        raise ModelError(path, "capability", f"unknown capability {cap!r}; expected one of {list(CAPABILITIES)}")
+        raise ModelError(path, "capability", f"unknown capability {cap!r}", f"one of {list(CAPABILITIES)}")
     rt, wt = _check_termination(path, data["termination"])
     facts = data.get("facts") or {}
     if not isinstance(facts, dict):
-        raise ModelError(path, "facts", f"expected a mapping, not {type(facts).__name__}")
+        raise ModelError(path, "facts", f"got a {type(facts).__name__}", "a mapping")
     for f in REQUIRED_FACTS[cap]:
         if f not in facts:
-            raise ModelError(path, f"facts.{f}", f"missing (every {cap} model states it)")
+            raise ModelError(path, f"facts.{f}", "missing", f"every {cap} model states it")
     if "channels" in facts:
         ch = facts["channels"]
         ok = (isinstance(ch, int) and not isinstance(ch, bool) and ch >= 1) or \
              (isinstance(ch, dict) and ch and all(str(c).isdigit() for c in ch))
         if not ok:
-            raise ModelError(path, "facts.channels", f"expected a channel count >= 1 or a mapping "
-                                                     f"channel number -> facts, not {ch!r}")
+            raise ModelError(path, "facts.channels", f"got {ch!r}",
+                             "a channel count >= 1 or a mapping channel number -> facts")
     check_facts(path, facts)
     cmds = data["commands"]
     if not isinstance(cmds, dict):
-        raise ModelError(path, "commands", f"expected a mapping key -> SCPI template, not {type(cmds).__name__}")
+        raise ModelError(path, "commands", f"got a {type(cmds).__name__}", "a mapping key -> SCPI template")
     vocab = VOCABULARY[cap]
     for key, template in cmds.items():
         if key not in vocab:
-            raise ModelError(path, f"commands.{key}", f"unknown command key for a {cap}; the vocabulary "
-                                                      f"is {sorted(vocab)}")
+            raise ModelError(path, f"commands.{key}", f"unknown command key for a {cap}",
+                             f"one of the vocabulary {sorted(vocab)}")
         _check_template(path, key, template, vocab[key])
     for key, spec in vocab.items():
         if spec.required and key not in cmds:
-            raise ModelError(path, f"commands.{key}", f"missing (every {cap} model defines it: {spec.doc})")
+            raise ModelError(path, f"commands.{key}", "missing", f"every {cap} model defines it: {spec.doc}")
     _check_sim(path, data["sim"], data["idn"])
     tree = _check_tree(path, data.get("scpi"), cmds, data["sim"])
     return InstrumentModel(name=name, model=data["model"].strip(), capability=cap, idn=data["idn"].strip(),
@@ -664,8 +658,8 @@ def load_file(path: Path | str) -> InstrumentModel:
         raise ModelError(path, None, f"cannot read: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         line = path.read_bytes()[:e.start].count(b"\n") + 1
-        raise ModelError(path, None, f"not UTF-8 text: byte {e.object[e.start]:#04x} at line {line} "
-                                     f"(offset {e.start})") from None
+        raise ModelError(path, None, f"not UTF-8 text: byte {e.object[e.start]:#04x} (offset {e.start})",
+                         line=line) from None
     key = (path, os.path.abspath(path))
     known = _LOADED.get(key)
     if known is not None and known[0] == text:
@@ -674,9 +668,13 @@ def load_file(path: Path | str) -> InstrumentModel:
         data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ModelError(path, None, f"not valid YAML{at}: {getattr(e, 'problem', None) or e}") from None
-    model = parse_model(data, path)
+        at = f" (column {mark.column + 1})" if mark else ""
+        raise ModelError(path, None, f"not valid YAML: {getattr(e, 'problem', None) or e}{at}",
+                         line=mark.line + 1 if mark else None) from None
+    try:
+        model = parse_model(data, path)
+    except ModelError as e:     # the checks see the data; the line comes from the text's marks
+        raise e.located(yaml_line(text, e.key)) from None
     with _LOADED_LOCK:
         _LOADED[key] = (text, model)
     return model

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from rig.campaign.errors import PlanError
 from rig.campaign.spec import PLANS_DIR, shipped_plans
-from rig.campaign.store import ERROR, Store, StoreError, StoreWriteError, default_path, is_alive
+from rig.campaign.store import Store, StoreError, StoreWriteError, default_path, is_alive
 from rig.errors import RigError
-from rig.measurement import FAIL
+from rig.measurement import ERROR, FAIL, STOPPED, is_ok
 from rig.profile import DEFAULT_PATH as DEFAULT_PROFILE
 
 # The case library, the runner, the reports and the plan loader are imported by the commands that use
@@ -30,7 +30,6 @@ from rig.profile import DEFAULT_PATH as DEFAULT_PROFILE
 # command (`rig --help`, `rig parse`) would pay for at start.
 
 DEFAULT_PLANS = ("conformance", "electrical")
-OK_VERDICTS = ("pass", "info")      # exit 0: nothing failed (info: values recorded, no requirement to judge)
 INTERRUPTED = 130        # the shell's code for a command ended by Ctrl-C (128 + SIGINT)
 
 
@@ -447,9 +446,9 @@ class _Campaign:
             print_summary(self.store, run_id)
         if interrupted:
             return _stopped(run_id, args)
-        if verdict not in OK_VERDICTS:
+        if not is_ok(verdict):
             self.code = 1
-        if verdict == "stopped":       # stop_on_failure
+        if verdict == STOPPED:       # stop_on_failure
             return self.code
         return None
 
@@ -561,7 +560,7 @@ def cmd_resume(args) -> int:
                           f"`rig report {args.run}{_store_opt(args)}` writes its report, `rig run --rerun-failed "
                           f"{args.run}{_store_opt(args)}` runs its failed cases again")
                     return 0
-                c.code = 0 if row["verdict"] in OK_VERDICTS else 1
+                c.code = 0 if is_ok(row["verdict"]) else 1
                 try:
                     return c.guarded(c.then, args.run)
                 finally:

@@ -2,11 +2,12 @@
 bench and the cases can each import them without importing each other."""
 from __future__ import annotations
 
+from rig.config_check import FileError
 from rig.errors import RigError
 
 
-class PlanError(RigError, ValueError):
-    """A plan that cannot be run: `file:line: key: expected ..., got ...`."""
+class PlanError(FileError):
+    """A plan that cannot be run: `file:line: key: what is wrong (expected ...)` (rig.config_check)."""
 
 
 class BenchUnsupported(RigError):

@@ -46,12 +46,12 @@ import rig
 from rig.campaign import plots
 from rig.campaign.plan import load_plan
 from rig.campaign.profiles import profile_for_plan
-from rig.campaign.report import (MAX_FAILURES_HTML, benchmark_rows, clause_order, exchange_text, failed_exchanges,
+from rig.campaign.report import (MAX_FAILURES_HTML, benchmark_rows, clause_order, excerpt_text, failed_exchanges,
                                  run_summary, time_rows)
-from rig.campaign.store import ERROR, Store, combine, is_alive
+from rig.campaign.store import Store, is_alive
 from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD
 from rig.errors import RigError
-from rig.measurement import FAIL, INFO, PASS
+from rig.measurement import ERROR, FAIL, VERDICTS, combine_finished, format_number, is_ok
 from rig.physical.analysis import decode
 from rig.physical.options import OPTIONS, get_option
 from rig.profile import load_profile
@@ -61,7 +61,6 @@ PLOT_SECTIONS = ("plot-eye", "plot-bit-width", "plot-jitter", "plot-levels", "pl
 EXECUTION_NAMES = ("message execution time", "execution")
 NO_CAPTURE = "No capture is stored with this run's steps (the electrical levels cases store scope captures)."
 MAX_TRACES = 1200      # traces in one eye diagram, taken evenly from its captures
-VERDICTS = (PASS, FAIL, ERROR, INFO)
 TEMPLATES = Path(__file__).with_name("templates")
 
 
@@ -70,12 +69,14 @@ class ReportError(RigError):
 
 
 def default_out(run_id: int) -> str:
+    """The report's file name when --out is not given."""
     return f"rig-run-{run_id}.html"
 
 
 # --- plot sections -----------------------------------------------------------------------------------
 @dataclass
 class Figure:
+    """One plot of a section: the PNG, its alt text and its caption."""
     png: bytes
     alt: str
     caption: str = ""
@@ -88,6 +89,7 @@ class Figure:
 
 @dataclass
 class PlotSection:
+    """A plot section of the report (fixed id): its figures, or the note saying why there is none."""
     id: str
     title: str
     about: str
@@ -131,6 +133,9 @@ class _RunData:
         return spec.interface if spec is not None else ""
 
     def _decode(self) -> None:
+        """Each capture decoded as its case decoded it (at the speed its step noted), so the bit widths
+        and jitter drawn are the ones the case's measurements judged."""
+        notes = {(s["case_key"], s["key"]): s["notes"] for s in self.steps}
         for c in self.captures:
             where = f"capture {c['id']} ({c['case_key']} {c['step_key']}: {c['name']})"
             try:
@@ -143,7 +148,8 @@ class _RunData:
                 continue
             try:
                 samples, rate = self.store.capture(c["id"])
-                res = decode(samples, rate, opt.name, keep_edges=True)
+                res = decode(samples, rate, opt.name, _noted_baud(notes.get((c["case_key"], c["step_key"]))),
+                             keep_edges=True)
             except Exception as e:  # noqa: BLE001 - one bad capture must not lose the report
                 self.capture_remarks.append(f"{where}: cannot be decoded: {type(e).__name__}: {e}")
                 continue
@@ -151,6 +157,15 @@ class _RunData:
                 self.capture_remarks.append(f"{where}: no character decoded")
                 continue
             self.decoded.append((c, samples, res))
+
+
+def _noted_baud(notes: str | None) -> float | None:
+    """The speed a step's notes say its capture was decoded at (the levels cases note it), else None (auto)."""
+    try:
+        baud = (json.loads(notes or "{}") or {}).get("baud")
+    except (ValueError, AttributeError):
+        return None
+    return float(baud) if _is_number(baud) and math.isfinite(baud) and baud > 0 else None
 
 
 def _run_profile(row, run_id: int):
@@ -221,9 +236,12 @@ def _eye_section(d: _RunData) -> PlotSection:
 def _timing_sections(d: _RunData) -> tuple[PlotSection, PlotSection]:
     bw = PlotSection("plot-bit-width", "Bit widths",
                      "Each run of equal bits between two edges of a character, divided by its number of bits, "
-                     "in nominal bit times (UI), with the option's limits; one colour per interface option.")
+                     "in nominal bit times (UI), as the decoder measured them (their extremes are the "
+                     "bit_width_min and bit_width_max measurements), with the option's limits; one colour per "
+                     "interface option.")
     jit = PlotSection("plot-jitter", "Jitter",
-                      "Each edge's deviation from the straight line fitted through its character's edges, in UI, "
+                      "Each edge's deviation from its character's bit grid at the decoder's bit period, in UI, "
+                      "as the decoder measured it (its peak and rms are the jitter_peak and jitter_rms measurements), "
                       "with the option's jitter_peak limit; one colour per interface option.")
     widths, jitter = {}, {}
     lim_w, lim_j = {}, {}
@@ -286,7 +304,7 @@ def _levels_section(d: _RunData) -> PlotSection:
                                         not mk or mk["verdict"] != FAIL, not sp or sp["verdict"] != FAIL))
     if panels:
         sec.figures.append(Figure(plots.levels_figure(panels), "mark and space levels against their limits",
-                                  "; ".join(f"{p.title}: mark {_num(p.mark)}, space {_num(p.space)} {p.opt.unit}"
+                                  "; ".join(f"{p.title}: mark {format_number(p.mark)}, space {format_number(p.space)} {p.opt.unit}"
                                             for p in panels), wide=len(panels) > 1))
     else:
         sec.note = "No mark or space level was measured in this run."
@@ -370,7 +388,7 @@ def _sweep_section(d: _RunData) -> PlotSection:
         sec.note = "No case in this run swept a parameter."
         return sec
     sec.figures.append(Figure(plots.sweeps_figure(series), "outcome against the swept value", "; ".join(
-        (f"{s.title}: fails at {_num(s.threshold)} {s.unit}".rstrip() if s.categories is None else
+        (f"{s.title}: fails at {format_number(s.threshold)} {s.unit}".rstrip() if s.categories is None else
          f"{s.title}: " + (f"every step passed at all {len(s.x)} values" if all(y >= 1 for y in s.success) else
                            f"failed steps at {sum(1 for y in s.success if y < 1)} of {len(s.x)} values"))
         + (f", {len(s.not_run)} not run" if s.not_run else "") + (f", {len(s.errors)} could not be carried out"
@@ -424,7 +442,7 @@ def sweep_series(d: _RunData) -> list:
                 errors.setdefault(other, set()).add(pos(p[x_name]))     # measured nothing
                 groups.setdefault(other, {})
                 continue
-            y = succ["value"] if succ else (1.0 if s["verdict"] in (PASS, INFO) else 0.0)
+            y = succ["value"] if succ else (1.0 if is_ok(s["verdict"]) else 0.0)
             groups.setdefault(other, {}).setdefault(pos(p[x_name]), []).append((y, comp["value"] if comp else None))
         summary = meas.get((case["key"], "summary"), {})
         thr = summary.get("failure threshold")
@@ -451,26 +469,15 @@ def sweep_series(d: _RunData) -> list:
 
 
 def plot_sections(store: Store, run_id: int) -> list[PlotSection]:
+    """The report's plot sections of a run, in PLOT_SECTIONS order."""
     d = _RunData(store, run_id)
     bw, jit = _timing_sections(d)
     return [_eye_section(d), bw, jit, _levels_section(d), _tr_section(d), _execution_section(d), _sweep_section(d)]
 
 
 # --- the page ----------------------------------------------------------------------------------------
-def _num(v) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, bool):
-        return str(int(v))
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return "NaN" if math.isnan(v) else f"{v:.6g}"
-    return str(v)
-
-
 def _lim(v) -> str:
-    return "" if v is None else _num(v)
+    return "" if v is None else format_number(v)
 
 
 def _json_text(v) -> str:
@@ -484,7 +491,7 @@ def _when(t) -> str:
 def _env():
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(("html", "j2")),
                       undefined=StrictUndefined, trim_blocks=False, lstrip_blocks=False)
-    env.filters.update(num=_num, lim=_lim, tojson_text=_json_text)
+    env.filters.update(num=format_number, lim=_lim, tojson_text=_json_text)
     return env
 
 
@@ -509,12 +516,9 @@ def _case_view(store: Store, case: dict, c: dict) -> dict:
         if step["verdict"] in (FAIL, ERROR):
             shown, more, failed = failed_exchanges(store, step["id"])
             if shown:
-                text = "\n\n".join(exchange_text(e) for e in shown)
-                if more:
-                    text += f"\n\n… and {more} more {'failed ' if failed else ''}exchange(s)"
                 excerpts.append({"title": f"{'Failed exchanges' if failed else 'Exchanges'} of the "
                                           f"{step['verdict']} step {step['key']}" + (" (the first ones)" if more else ""),
-                                 "text": text})
+                                 "text": excerpt_text(store, step["id"], ellipsis="…")})
     verdict = c["verdict"] or c["status"]
     return {**c, "verdict": verdict, "title": case["title"], "rows": rows, "excerpts": excerpts,
             "open": verdict in (FAIL, ERROR)}
@@ -576,9 +580,7 @@ def render_html(store: Store, run_id: int) -> str:
     clause_rows = []
     for clause in sorted(clauses, key=clause_order):
         cs = clauses[clause]
-        v = combine(c["verdict"] for c in cs) if all(c["verdict"] in (*VERDICTS, "skipped") for c in cs) \
-            else "incomplete"
-        clause_rows.append({"clause": clause, "verdict": v, "n": len(cs),
+        clause_rows.append({"clause": clause, "verdict": combine_finished(c["verdict"] for c in cs), "n": len(cs),
                             "counts": [sum(1 for c in cs if c["verdict"] == x) for x in VERDICTS]})
     counts = [(v, sum(1 for c in cases if c["verdict"] == v)) for v in VERDICTS]
     page = dict(

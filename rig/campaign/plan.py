@@ -36,11 +36,9 @@ case does not take, benches that do not exist, a role the case cannot play.
 """
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from rig.bench.config import VIRTUAL_MODELS, BenchConfig, ConfigError, load_bench, parse_bench
 from rig.bench.models import ModelError
@@ -48,8 +46,9 @@ from rig.bench.safety import DutLimits
 from rig.campaign.cases import LIBRARY
 from rig.campaign.errors import PlanError
 from rig.campaign.profiles import profile_for_plan
-from rig.profile import ProfileError
 from rig.campaign.spec import PLANS_DIR, BenchSpec, CaseSpec, Plan, Stop, _fmt, key_line, shipped_plans
+from rig.config_check import Checker, read_toml
+from rig.profile import ProfileError
 
 __all__ = ["BENCH_KEYS", "CASE_KEYS", "PLAN_KEYS", "PLANS_DIR", "STOP_KEYS", "SWEEP_RANGE_KEYS", "BenchSpec",
            "CaseSpec", "Plan", "PlanError", "Stop", "key_line", "load_plan", "resolve_plan", "shipped_plans"]
@@ -115,84 +114,23 @@ STOP_KEYS = {
 # ---------------------------------------------------------------------------------------------
 # loading
 
-class _Checker:
-    def __init__(self, file: str, text: str):
-        self.file, self.text = file, text
-
-    def fail(self, path: tuple, expected: str, got: Any = ...) -> PlanError:
-        got_s = "" if got is ... else f", got {got!r}"
-        return self.refuse(path, f"expected {expected}{got_s}")
-
-    def refuse(self, path: tuple, message: str) -> PlanError:
-        line = key_line(self.text, path)
-        where = f"{self.file}:{line}" if line else self.file
-        dotted = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path))
-        return PlanError(f"{where}: {dotted}: {message}")
-
-    def keys(self, table: dict, path: tuple, allowed: tuple[str, ...], required: tuple[str, ...] = ()):
-        if not isinstance(table, dict):
-            raise self.fail(path, "a table", table)
-        for k in table:
-            if k not in allowed:
-                raise self.fail(path + (k,), f"one of the keys {', '.join(allowed)} (unknown key {k!r})")
-        for k in required:
-            if k not in table:
-                raise self.fail(path, f"a key {k!r}")
-
-    def text_(self, v, path, choices=None, default=None):
-        if v is None:
-            return default
-        if not isinstance(v, str) or (choices is not None and v not in choices):
-            raise self.fail(path, "one of " + ", ".join(map(repr, choices)) if choices else "a string", v)
-        return v
-
-    def int_(self, v, path, lo=0, default=None):
-        if v is None:
-            return default
-        if type(v) is not int or v < lo:
-            raise self.fail(path, f"an integer >= {lo}", v)
-        return v
-
-    def num_(self, v, path, default=None, positive=False):
-        if v is None:
-            return default
-        if type(v) not in (int, float) or (positive and v <= 0):
-            raise self.fail(path, "a number" + (" > 0" if positive else ""), v)
-        return float(v)
-
-
 def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | None = None) -> Plan:
     """A plan from a file, a shipped plan's name (`conformance`), or `text` (resume: the text stored
-    with the run); raises PlanError naming file, line, key and what was expected."""
+    with the run), checked whole (its profile and bench files too) before anything runs. Raises
+    PlanError in the one format of rig.config_check: `file:line: key: what is wrong (expected ...)`."""
 
     path = resolve_plan(source) if text is None else Path(source)
     file = str(source if text is not None else path)
-    if text is None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as e:
-            raise PlanError(f"{file}: cannot read the plan: {e.strerror or e}") from None
-        except UnicodeDecodeError as e:
-            raise PlanError(f"{file}: not UTF-8 text: {e}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        m = re.search(r"\(at line (\d+), column (\d+)\)", str(e))
-        where = f"{file}:{m.group(1)}" if m else file
-        raise PlanError(f"{where}: not valid TOML: {e}") from None
-    c = _Checker(file, text)
+    data, text = read_toml(file, PlanError, text=text)
+    c = Checker(file, text, error=PlanError)
     c.keys(data, (), tuple(PLAN_KEYS))
     if "case" not in data:
-        raise PlanError(f"{file}: no cases: a plan runs one or more [[case]] tables, e.g.\n\n"
-                        f"    [[case]]\n    use = \"meter/6.4/messages\"\n\n(`rig cases` lists them)")
+        raise PlanError(file, None, "no cases: a plan runs one or more [[case]] tables, e.g.\n\n"
+                        "    [[case]]\n    use = \"meter/6.4/messages\"\n\n(`rig cases` lists them)")
     name = c.text_(data.get("name"), ("name",), default=Path(file).stem)
     description = c.text_(data.get("description"), ("description",), default="")
-    stop_on_failure = data.get("stop_on_failure", False)
-    if type(stop_on_failure) is not bool:
-        raise c.fail(("stop_on_failure",), "true or false", stop_on_failure)
-    parallel = data.get("parallel", True)
-    if type(parallel) is not bool:
-        raise c.fail(("parallel",), "true or false", parallel)
+    stop_on_failure = c.bool_(data.get("stop_on_failure"), ("stop_on_failure",), False)
+    parallel = c.bool_(data.get("parallel"), ("parallel",), True)
 
     # profile
     prof = data.get("profile", {})
@@ -230,7 +168,7 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
         policy = c.text_(b.get("policy"), p + ("policy",), POLICIES, "typical")
         port = c.text_(b.get("port"), p + ("port",))
         if kind == "port" and not port:
-            raise c.fail(p, "a key 'port' (a pyserial URL) for kind = 'port'")
+            raise c.fail(p + ("port",), "a pyserial URL for kind = 'port'")
         if kind == "embedded" and port:
             raise c.fail(p + ("port",), "no port for kind = 'embedded' (it makes its own virtual line)", port)
         inst = b.get("instruments", {})
@@ -283,7 +221,7 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
         c.keys(params, p + ("params",), tuple(case.params))
         merged = dict(case.params)
         for k, v in params.items():
-            merged[k] = case.check_param(k, v, lambda exp, k=k, v=v: c.fail(p + ("params", k), exp, v))
+            merged[k] = case.check_param(k, v, c, p + ("params", k))
         sweep_raw = rc.get("sweep", {})
         c.keys(sweep_raw, p + ("sweep",), tuple(case.params))
         sweep: dict[str, list] = {}
@@ -306,7 +244,7 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
                     values = [int(v) for v in values]
             else:
                 raise c.fail(sp, "a list of values or a table {start, stop, step}", spec)
-            sweep[k] = [case.check_param(k, v, lambda exp, v=v: c.fail(sp, exp, v)) for v in values]
+            sweep[k] = [case.check_param(k, v, c, sp) for v in values]
         st = rc.get("stop", {})
         c.keys(st, p + ("stop",), tuple(STOP_KEYS))
         below = None
@@ -329,27 +267,23 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
     plan = Plan(name, description, benches, cases, profile_file, overrides, text, str(path), base,
                 stop_on_failure, parallel)
     # the profile must load too (its errors name the plan)
-    profile = _check_profile(plan)
+    profile = _check_profile(plan, ("profile",) if isinstance(prof, str) else ("profile", "file"))
     _check_profile_names(c, plan, profile)
     return plan
 
 
-def _check_profile(plan: Plan):
-    """The plan's profile; fails with the plan's file and line when it does not load."""
+def _check_profile(plan: Plan, file_key: tuple):
+    """The plan's profile; an error in its [profile] table names the plan's file and line, one in
+    its profile file names that file, behind the plan's key naming it (`file_key`)."""
     try:
         return profile_for_plan(plan)
     except ProfileError as e:
-        msg = str(e)
-        m = re.match(r".*? \[profile\]: ([A-Za-z0-9_.]+): (expected .*)$", msg)
-        if m:
-            path = ("profile", *m.group(1).split("."))
-            line = key_line(plan.text, path)
-            where = f"{plan.path}:{line}" if line else plan.path
-            raise PlanError(f"{where}: {'.'.join(path)}: {m.group(2)}") from None
-        raise PlanError(f"{plan.path}: profile: {msg}") from None
+        if str(e.path) == str(plan.path):
+            raise PlanError(e.path, e.parts or None, e.problem, e.expected, line=e.line) from None
+        raise PlanError(plan.path, file_key, str(e), line=key_line(plan.text, file_key)) from None
 
 
-def _check_profile_names(c: _Checker, plan: Plan, profile) -> None:
+def _check_profile_names(c: Checker, plan: Plan, profile) -> None:
     """Parameters that name something of the profile (a register) name one it has."""
     for i, spec in enumerate(plan.cases):
         for name, kind in LIBRARY[spec.use].param_kinds.items():
@@ -373,7 +307,7 @@ def _raw_params(plan: Plan, i: int) -> dict:
         return {}
 
 
-def _bench_instruments(c: _Checker, b: dict, p: tuple, interface: str | None, base: str):
+def _bench_instruments(c: Checker, b: dict, p: tuple, interface: str | None, base: str):
     """The instruments of a port bench as one rig.bench.config.BenchConfig: the bench_config file,
     then the inline `instruments` (a VISA resource string: that resource for the role, with the
     file's model or else the shipped one; a table: the role's entry as in a bench file).  Returns
@@ -389,8 +323,7 @@ def _bench_instruments(c: _Checker, b: dict, p: tuple, interface: str | None, ba
         try:
             config = load_bench(path)
         except (ConfigError, ModelError) as e:
-            raise c.fail(p + ("bench_config",), f"a bench configuration file (rig.bench.config): {e}",
-                         file) from None
+            raise c.refuse(p + ("bench_config",), str(e)) from None     # the bench file's own error
         if interface is not None and interface != config.option:
             raise c.fail(p + ("interface",), f"the option of its bench_config {file!r} "
                                              f"({config.option!r}), or no interface key", interface)
@@ -415,11 +348,9 @@ def _bench_instruments(c: _Checker, b: dict, p: tuple, interface: str | None, ba
         try:
             one = parse_bench({"bench": {"option": option}, "instruments": {role: table}}, "<plan>")
         except (ConfigError, ModelError) as e:
-            key = getattr(e, "key", None) or ""
+            key = e.key or ""
             parts = tuple(key.split(".")[2:3]) if key.startswith(f"instruments.{role}.") else ()
-            reason = str(getattr(e, "reason", e))
-            raise c.fail(where + parts, reason[len("expected "):] if reason.startswith("expected ") else
-                         f"a valid instrument entry ({reason})") from None
+            raise c.refuse(where + parts, e.problem, e.expected) from None
         config = replace(config, instruments={**config.instruments, role: one.instruments[role]})
     for role, ic in config.instruments.items():
         if not ic.resource:
@@ -436,4 +367,5 @@ def resolve_plan(source: str | Path) -> Path:
     shipped = PLANS_DIR / f"{source}.toml"
     if shipped.exists():
         return shipped
-    raise PlanError(f"{source}: no such plan file, and not a shipped plan ({', '.join(shipped_plans())})")
+    raise PlanError(source, None, "no such plan file, and not a shipped plan",
+                    f"a plan file or one of {', '.join(shipped_plans())}")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from rig.campaign.store import Capture, StepRecord
+from rig.config_check import Checker
 from rig.measurement import Measurement
 
 LIBRARY: dict[str, "Case"] = {}
@@ -74,30 +75,12 @@ class Case:
             "summary_step": self.summary is not None,
         }
 
-    def check_param(self, name: str, value, fail):
-        default = self.params[name]
+    def check_param(self, name: str, value, checker: Checker, path: tuple):
+        """`value` for the parameter `name`, checked as a plan gives it (one of its choices, else of
+        the kind of its default); `checker` raises at `path` in the plan."""
         if name in self.choices and value not in self.choices[name]:
-            raise fail(f"one of {', '.join(map(repr, self.choices[name]))}")
-        if isinstance(default, bool):
-            if type(value) is not bool:
-                raise fail("true or false")
-        elif isinstance(default, int) and not isinstance(default, bool):
-            if type(value) is not int:
-                raise fail("an integer")
-        elif isinstance(default, float):
-            if type(value) not in (int, float):
-                raise fail("a number")
-            value = float(value)
-        elif isinstance(default, str):
-            if not isinstance(value, str):
-                raise fail("a string")
-        elif isinstance(default, list):
-            if not isinstance(value, list):
-                raise fail("a list")
-        elif isinstance(default, dict):
-            if not isinstance(value, dict):
-                raise fail("a table")
-        return value
+            raise checker.fail(path, f"one of {', '.join(map(repr, self.choices[name]))}", value)
+        return checker.like(value, path, self.params[name])
 
 
 def case(id: str, *, clause: str, title: str, roles=("meter-dut",), params=None, choices=None):

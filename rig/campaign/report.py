@@ -11,9 +11,9 @@ import shlex
 import sys
 
 from rig.campaign.registry import STAND_IN
-from rig.campaign.store import ERROR, Store, combine, default_path
+from rig.campaign.store import Store, default_path
 from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD, PROTOCOL_WAITS, merge
-from rig.measurement import FAIL, INFO, PASS
+from rig.measurement import ERROR, FAIL, INFO, PASS, combine, format_limits, format_value
 
 MAX_FAILURES = 5      # failed measurements listed per case in the terminal summaries
 MAX_FAILURES_HTML = 10   # ... and in the HTML report's summary (all are in its measurement tables)
@@ -21,6 +21,9 @@ PERCENTILES = ("p50", "p90", "p99")
 
 
 def run_summary(store: Store, run_id: int) -> dict:
+    """A run as a JSON-able dict (`rig run --json`, the summaries, the HTML report): the run's row,
+    its cases (verdict, steps run and planned, stop reason, failed measurements and step errors,
+    stand-ins, parameters), the store's path and the run's record."""
     row = dict(store.run(run_id))
     row.pop("plan_text", None)
     cases = []
@@ -33,7 +36,7 @@ def run_summary(store: Store, run_id: int) -> dict:
             if isinstance(notes, dict) and notes.get(STAND_IN):
                 stand_in.append(notes[STAND_IN])
             for m in store.measurements(s["id"]):
-                if m.verdict == "fail":
+                if m.verdict == FAIL:
                     failed.append({"step": s["key"], **m.as_dict()})
             if s["error"]:
                 failed.append({"step": s["key"], "error": s["error"]})
@@ -135,12 +138,6 @@ def report_command(store: Store, run_id: int) -> str:
     return f"rig report {run_id}{where}"
 
 
-def _limits(f: dict) -> str:
-    low = "" if f["low"] is None else f"{f['low']:g}"
-    high = "" if f["high"] is None else f"{f['high']:g}"
-    return f"[{low} .. {high}]"
-
-
 def report(store: Store, run_id: int) -> str:
     """The plain-text summary (no terminal, or a log)."""
     s = run_summary(store, run_id)
@@ -156,7 +153,10 @@ def report(store: Store, run_id: int) -> str:
             if "error" in f:
                 lines.append(f"          {f['step']}: error: {f['error']}")
             else:
-                lines.append(f"          {f['step']}: {f['name']} = {f['value']} {f['unit']} {_limits(f)}")
+                # the value as stored, all its digits: this text goes to logs
+                value = "n/a" if f["value"] is None else f["value"]
+                lines.append(f"          {f['step']}: {f['name']} = {value} {f['unit']} "
+                             f"{format_limits(f['low'], f['high'])}")
         if len(c["failures"]) > MAX_FAILURES:
             lines.append(f"          ... {len(c['failures']) - MAX_FAILURES} more")
     lines += record_lines(store, run_id)
@@ -220,9 +220,8 @@ def summary_renderable(store: Store, run_id: int):
                 if "error" in f:
                     ft.add_row(c["case"], f["step"], Text(f"error: {f['error']}", style="dark_orange"), "", "", "")
                 else:
-                    val = "n/a" if f["value"] is None else f"{f['value']:.6g}"
-                    ft.add_row(c["case"], f["step"], f["name"], Text(f"{val} {f['unit'] or ''}".rstrip(), style="red"),
-                               _limits(f), f["basis"] or "")
+                    ft.add_row(c["case"], f["step"], f["name"], Text(format_value(f["value"], f["unit"]), style="red"),
+                               format_limits(f["low"], f["high"]), f["basis"] or "")
             if len(c["failures"]) > MAX_FAILURES:
                 ft.add_row(c["case"], "", Text(f"... {len(c['failures']) - MAX_FAILURES} more", style="dim"),
                            "", "", "")
@@ -288,15 +287,10 @@ def failed_exchanges(store: Store, step_id: int, limit: int = MAX_EXCHANGES) -> 
     return shown[:limit], max(0, len(shown) - limit), bool(bad)
 
 
-def failing_exchanges(store: Store, step_id: int) -> list[dict]:
-    """The first exchanges that failed (when all went through, the first ones)."""
-    return failed_exchanges(store, step_id)[0]
-
-
-def excerpt_text(store: Store, step_id: int) -> str:
+def excerpt_text(store: Store, step_id: int, ellipsis: str = "...") -> str:
     """The failed-step excerpt: the first failed exchanges as text, and how many more failed."""
     shown, more, failed = failed_exchanges(store, step_id)
     text = "\n\n".join(exchange_text(e) for e in shown)
     if more:
-        text += f"\n\n... and {more} more {'failed ' if failed else ''}exchange(s)"
+        text += f"\n\n{ellipsis} and {more} more {'failed ' if failed else ''}exchange(s)"
     return text

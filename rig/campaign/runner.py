@@ -27,9 +27,9 @@ from rig.campaign.errors import BenchUnsupported, StepSkipped
 from rig.campaign.profiles import profile_for_plan
 from rig.campaign.registry import RecordedStep, StepContext
 from rig.campaign.spec import CaseSpec, Plan
-from rig.campaign.store import ERROR, SKIPPED, StepRecord, Store, StoreError, combine
+from rig.campaign.store import StepRecord, Store, StoreError
 from rig.campaign.timesplit import TimeLedger
-from rig.measurement import FAIL
+from rig.measurement import ERROR, FAIL, INCOMPLETE, SKIPPED, STOPPED, combine
 
 SUMMARY = "summary"
 log = logging.getLogger("rig.campaign")
@@ -89,12 +89,12 @@ class Runner:
             note = note or "stopped on request (Ctrl-C); `rig resume` continues"
         verdict = self.verdict()
         self.store.finish_run(self.run_id, status, verdict if status == "done" else None, note)
-        return verdict if status == "done" else "stopped"
+        return verdict if status == "done" else STOPPED
 
     def verdict(self) -> str:
         cases = self.store.cases(self.run_id)
         if len(cases) < len(self.plan.cases) or any(c["status"] != "done" for c in cases):
-            return ERROR if any(c["verdict"] == ERROR for c in cases) else "incomplete"
+            return ERROR if any(c["verdict"] == ERROR for c in cases) else INCOMPLETE
         return combine(c["verdict"] for c in cases)
 
     def _run_bench(self, name: str, cases) -> None:

@@ -1,13 +1,17 @@
-"""A plan as data: its benches, its cases and their steps (what rig.campaign.plan loads and checks),
-and where a key is in the plan's text (`key_line`), for messages. Imports nothing of the campaign,
-so the bench, the cases, the profile merge and the runner all build on it."""
+"""A plan as data: its benches, its cases and their steps (what rig.campaign.plan loads and checks).
+Imports nothing of the campaign, so the bench, the cases, the profile merge and the runner all build
+on it. Where a key is in the plan's text (`key_line`) is rig.config_check's, shared with every user
+file."""
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rig.config_check import key_line
+
+__all__ = ["PLANS_DIR", "BenchSpec", "CaseSpec", "Plan", "Stop", "key_line", "shipped_plans"]
 
 PLANS_DIR = Path(__file__).resolve().parent.parent / "plans"     # the shipped plans
 
@@ -80,59 +84,3 @@ class Plan:
 
 def _fmt(v) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-# ---------------------------------------------------------------------------------------------
-# locating keys in the text, for messages
-
-def key_line(text: str, path: tuple) -> int | None:
-    """The line (1-based) where a dotted key path is defined, best effort: `case`, 2, `repeat`
-    finds the third [[case]] table's `repeat`; the deepest part found wins."""
-    lines = text.splitlines()
-    best = None
-    table: tuple = ()
-    counts: dict[str, int] = {}
-    for n, raw in enumerate(lines, 1):
-        s = raw.split("#", 1)[0].strip() if not raw.strip().startswith(("'", '"')) else raw.strip()
-        if not s:
-            continue
-        m = re.match(r"^\[\[\s*([A-Za-z0-9_.\-\"]+)\s*\]\]$", s)
-        if m:
-            name = m.group(1)
-            counts[name] = counts.get(name, -1) + 1
-            parts = name.split(".")
-            table = tuple(parts[:-1]) + (parts[-1], counts[name])
-            if _prefix(table, path):
-                best = _better(best, n, len(table), path)
-            continue
-        m = re.match(r"^\[\s*([A-Za-z0-9_.\-\"]+)\s*\]$", s)
-        if m:
-            parts = m.group(1).replace('"', "").split(".")
-            # [case.sweep] after [[case]] belongs to the latest case
-            if parts[0] in counts:
-                table = (parts[0], counts[parts[0]], *parts[1:])
-            else:
-                table = tuple(parts)
-            if _prefix(table, path):
-                best = _better(best, n, len(table), path)
-            continue
-        m = re.match(r'^("?)([A-Za-z0-9_\-.]+)\1\s*=', s)
-        if m:
-            full = table + tuple(m.group(2).split("."))
-            if _prefix(full, path):
-                best = _better(best, n, len(full), path)
-                # an inline table, `params = { x = 1 }`: the inner key on the same line
-                if len(path) > len(full) and isinstance(path[len(full)], str) \
-                        and re.search(rf"[{{,]\s*{re.escape(path[len(full)])}\s*=", s):
-                    best = _better(best, n, len(full) + 1, path)
-    return best[0] if best else None
-
-
-def _prefix(a: tuple, b: tuple) -> bool:
-    return len(a) <= len(b) and tuple(b[: len(a)]) == tuple(a)
-
-
-def _better(best, line, depth, path):
-    if best is None or depth > best[1]:
-        return (line, depth)
-    return best

@@ -28,15 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rig.errors import RigError
-from rig.measurement import FAIL, INFO, PASS, Measurement
+from rig.measurement import ERROR, FAIL, PASS, Measurement, combine
 
 DEFAULT_STORE = "rig-results.sqlite"
 SCHEMA_VERSION = 2          # 2: run_record (what was tested and how)
-
-# verdicts of steps, cases and runs
-ERROR = "error"          # the step could not be carried out (bench or DUT broke the procedure)
-SKIPPED = "skipped"      # not run: a stop condition ended its case first; as a case's verdict, nothing of
-                         # it could run here (no operator at a real HHU: rig.campaign.bench.StepSkipped)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -119,16 +114,6 @@ class StepRecord:
         if self.error:
             return ERROR
         return combine(m.verdict for m in self.measurements)
-
-
-def combine(verdicts) -> str:
-    """A verdict over several: error beats fail beats pass beats info (values recorded with no
-    requirement to judge them against: nothing was verified); nothing at all to judge is pass."""
-    v = set(verdicts)
-    for worst in (ERROR, FAIL, PASS, INFO):
-        if worst in v:
-            return worst
-    return PASS
 
 
 class Store:
@@ -284,8 +269,8 @@ class Store:
             if d["status"] == "running" and not _alive(d["pid"], d["host"]):
                 d["status"] = "interrupted"
             c = self.db.execute(
-                "SELECT count(*), sum(verdict='pass'), sum(verdict='fail'), sum(verdict='error') FROM cases WHERE run_id=?",
-                (r["id"],)).fetchone()
+                "SELECT count(*), sum(verdict=?), sum(verdict=?), sum(verdict=?) FROM cases WHERE run_id=?",
+                (PASS, FAIL, ERROR, r["id"])).fetchone()
             d.update(cases=c[0], passed=c[1] or 0, failed=c[2] or 0, errors=c[3] or 0)
             d["steps"] = self.db.execute(
                 "SELECT count(*) FROM steps JOIN cases ON steps.case_id=cases.id WHERE run_id=?", (r["id"],)).fetchone()[0]

@@ -78,7 +78,7 @@ class DecodeResult:
 
     @property
     def passed(self) -> bool:
-        return all(m.verdict != "fail" for m in self.measurements)
+        return all(m.passed for m in self.measurements)
 
     def to_json_obj(self) -> dict:
         c = self.chars
