@@ -6,8 +6,13 @@ first character should go out, the gap between characters, and the baud to switc
 fallback, inactivity, end of token execution) are the loop's job too: it calls on_timer() at
 next_deadline_ns(). on_frame() also runs any timer already due, so a late call is never wrong.
 
+STATE_TABLE is the behaviour: each input (a message, a bad frame, a timer) runs the first row for
+the state whose event it is and whose condition holds; the row's action makes the Reaction and its
+next state is the state after. describe() prints those same rows. Each row names the EventKind it
+is (Reaction.kinds, MeterServer.events): verdicts test the kind, the text is for people.
+
     emu = MeterEmulator(profile)
-    r = emu.on_frame(frame, now_ns)      # r.answer, r.send_at_ns, r.char_gap_ns, r.baud, r.event
+    r = emu.on_frame(frame, now_ns)      # r.answer, r.send_at_ns, r.char_gap_ns, r.baud, r.kinds, r.event
     emu.on_timer(emu.next_deadline_ns())
     print(describe())                    # the state machine as text
 
@@ -72,7 +77,10 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import NamedTuple
 
-from rig._framing import E_SYNTAX, E_TRUNCATED
+from rig import _clock
+from rig._framing import E_SYNTAX, E_TRUNCATED, Framer
+from rig.exchange import FrameReader
+from rig.link import Port, PortError
 from rig.profile import Profile, Timing, load_profile
 from rig.protocol.messages import (
     Ack,
@@ -945,15 +953,18 @@ del _E, K, _read_is, _write_is, _P1, _OPTION
 # ---------------------------------------------------------------------------------------------------
 # The I/O loop: the emulator on a port (any URL: the virtual line's meter side, or hardware).
 
+POLL_NS = 50_000_000  # the server loop looks at its stop flag at least this often
+
+
 class MeterServer:
     """Runs a MeterEmulator on a port: frames in with their arrival times, answers out at the
-    times the emulator's timing policy asks for. Every exchange is logged (log(dict) per event)."""
+    times the emulator's timing policy asks for.
+
+    Every reaction is recorded in `events` (and passed to log(event)) as a dict: kinds (EventKind
+    tuple: what verdicts test), event (the text, for people), state, request, request_ok,
+    t_request_end_ns, answer, t_answer_start_ns (None where there was none)."""
 
     def __init__(self, port, profile=None, *, emulator=None, log=None):
-        from rig._framing import Framer
-        from rig.exchange import FrameReader
-        from rig.link import Port
-
         self.profile = profile or load_profile()
         if isinstance(port, str):
             port = Port(port, baud=self.profile.character.initial_baud, fmt=self.profile.character.format)
@@ -969,11 +980,13 @@ class MeterServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> MeterServer:
+        """Serve in a thread of its own until stop()."""
         self._thread = threading.Thread(target=self._run, name="meter-server", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving (within POLL_NS: the port's read cannot be woken) and close the port."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
@@ -984,20 +997,21 @@ class MeterServer:
         """Serve in the calling thread until stop() (from another thread) or Ctrl-C."""
         self._loop()
 
+    def saw(self, kind: EventKind, since: int = 0) -> bool:
+        """Has an event of this kind been recorded, from events[since] on?"""
+        return any(kind in e["kinds"] for e in self.events[since:])
+
     def _run(self) -> None:
         try:
             self._loop()
-        except BaseException as e:  # kept for the owner; the server is dead
+        except BaseException as e:  # noqa: BLE001 - kept for the owner; the server is dead
             self.error = e
 
     def _loop(self) -> None:
-        from rig import _clock
-        from rig.link import PortError
-
         while not self._stop.is_set():
             now = _clock.now_ns()
             due = self.emulator.next_deadline_ns()
-            deadline = now + 50_000_000 if due is None else min(due, now + 50_000_000)
+            deadline = now + POLL_NS if due is None else min(due, now + POLL_NS)
             try:
                 frame = self.reader.next_frame(max(deadline, now), give_up=False)
             except PortError:
@@ -1017,14 +1031,13 @@ class MeterServer:
                 self._react(frame)
 
     def _react(self, frame) -> None:
-        from rig import _clock
-
         t = frame.t_last_ns if frame.t_last_ns >= 0 else _clock.now_ns()
         try:
             reaction = self.emulator.on_frame(frame, t)
-        except Exception as e:  # a bug of ours; the peer's bytes must not silence the meter
+        except Exception as e:  # noqa: BLE001 - a bug of ours; the peer's bytes must not silence the meter
             reaction = Reaction(event=f"internal error on {frame.kind} frame {bytes(frame.data)!r}: "
-                                      f"{type(e).__name__}: {e} (frame ignored)", state=self.emulator.state)
+                                      f"{type(e).__name__}: {e} (frame ignored)", state=self.emulator.state,
+                                kinds=(EventKind.INTERNAL_ERROR,))
         self._act(reaction, frame)
 
     def _act(self, r, frame) -> None:
@@ -1047,6 +1060,7 @@ class MeterServer:
             if r.baud_after is not None:
                 self.port.set_baud(r.baud_after)
         event = {"event": r.event + (" (answer abandoned: the client spoke first)" if abandoned else ""),
+                 "kinds": r.kinds,
                  "state": self.emulator.state,
                  "request": None if frame is None else frame.data.decode("ascii", "replace"),
                  "request_ok": None if frame is None else frame.ok,
