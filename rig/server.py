@@ -270,7 +270,8 @@ class Reaction:
 ANY, METER, SAME = "any", "meter", "(same)"  # rows for every session state; for the meter; no state change
 BY_COMMAND = "(the command's row)"
 
-# the inputs that are not a well-formed message
+# what an input is: a well-formed message, or not
+MESSAGE = "message"
 GARBAGE, CUT_SHORT, BAD_FRAME = "garbage", "frame cut short", "frame with errors"
 TIMER_TT, TIMER_INACTIVITY, TIMER_EXECUTION = "timer tt", "timer inactivity", "timer execution"
 READOUT_SENT, POWER_CYCLE = "readout sent", "power_cycle()"
@@ -430,7 +431,7 @@ class MeterEmulator:
 
     def on_message(self, msg: Message, now_ns: int) -> Reaction:
         """React to a well-formed message (on_frame without the framing checks, timers and log)."""
-        return self._dispatch(_Input("message", msg), now_ns)
+        return self._dispatch(_Input(MESSAGE, msg), now_ns)
 
     def next_deadline_ns(self) -> int | None:
         """When on_timer has something to do next (tt, inactivity, end of execution); None: nothing."""
@@ -504,7 +505,7 @@ class MeterEmulator:
                 return _Input(CUT_SHORT, frame=frame, why=why)
             return _Input(BAD_FRAME, frame=frame, why=why, nak_why=f"{frame.kind} frame: {why}")
         try:
-            return _Input("message", message_from_frame(frame), frame)
+            return _Input(MESSAGE, message_from_frame(frame), frame)
         except ProtocolError as e:
             return _Input(BAD_FRAME, frame=frame, why=str(e), nak_why=str(e))
 
@@ -597,7 +598,7 @@ class MeterEmulator:
     def _password_wrong(self, i: _Input, now_ns: int) -> bool:
         return not self._password_right(i, now_ns)
 
-    def _read_plan(self, msg: ReadCommand) -> tuple[str, tuple]:
+    def _read_plan(self, msg: ReadCommand, now_ns: int) -> tuple[str, tuple]:
         """How a read is answered: ("nak", why) | ("error", key, what) | ("blocks"|"data", answer, what)."""
         try:
             datasets = msg.datasets
@@ -651,14 +652,6 @@ class MeterEmulator:
         if self.profile.emulator.lockout_answer == "error" and self.tokens.locked(now_ns):
             return "lockout", (v, what)
         return "token", (v, what)
-
-    @staticmethod
-    def _plan(plan_of, *outcomes: str):
-        """A condition: the plan's outcome is one of these; hands the plan to the action."""
-        def when(emu, i, now_ns):
-            plan = plan_of(emu, i.msg, now_ns)
-            return plan if plan[0] in outcomes else None
-        return when
 
     # -- actions (what a row does; the dispatcher sets the row's next state) ----------------------
 
@@ -875,9 +868,16 @@ class MeterEmulator:
 # The state machine as data. MeterEmulator runs, for each input, the first row (in this order)
 # for its state, "any" or "meter" whose event is the input and whose condition holds.
 
+def _plan_is(plan_of, *outcomes: str):
+    """A condition: the request's plan (how it is answered) is one of these outcomes; the plan
+    goes to the action."""
+    def when(emu: MeterEmulator, i: _Input, now_ns: int):
+        plan = plan_of(emu, i.msg, now_ns)
+        return plan if plan[0] in outcomes else None
+    return when
+
+
 _E, K = MeterEmulator, EventKind
-_read_is = {o: MeterEmulator._plan(lambda e, m, t: e._read_plan(m), o) for o in ("nak", "error", "blocks", "data")}
-_write_is = {o: MeterEmulator._plan(_E._write_plan, *o.split()) for o in ("nak", "error lockout", "value token")}
 _P1 = _message(PasswordCommand, test=lambda m: m.command_type == "1")
 _OPTION = _message(OptionSelect)
 
@@ -919,19 +919,19 @@ STATE_TABLE: tuple[Transition, ...] = (
                K.PARTIAL_BLOCK, _message(Ack), _E._blocks_pending, _E._next_block),
     Transition(PROGRAMMING, "ACK", "none pending", "none", PROGRAMMING, K.IGNORED, _message(Ack), None, _E._ignore_ack),
     Transition(PROGRAMMING, "BreakCommand", "", "none; back to initial baud", START, K.BREAK, _message(BreakCommand), None, _E._break),
-    Transition(PROGRAMMING, "ReadCommand", "data sets malformed", "NAK", PROGRAMMING, K.NAK, _message(ReadCommand), _read_is["nak"], _E._nak),
+    Transition(PROGRAMMING, "ReadCommand", "data sets malformed", "NAK", PROGRAMMING, K.NAK, _message(ReadCommand), _plan_is(_E._read_plan, "nak"), _E._nak),
     Transition(PROGRAMMING, "ReadCommand", "no register, unknown or write-only", "error answer (bad_value, unknown_register, access_denied)", PROGRAMMING,
-               K.READ, _message(ReadCommand), _read_is["error"], _E._read),
+               K.READ, _message(ReadCommand), _plan_is(_E._read_plan, "error"), _E._read),
     Transition(PROGRAMMING, "ReadCommand R3/R4", "answer longer than block_size > 0", "first partial block (EOT); the rest wait for ACK", PROGRAMMING,
-               K.PARTIAL_BLOCK, _message(ReadCommand), _read_is["blocks"], _E._read),
-    Transition(PROGRAMMING, "ReadCommand", "registers readable", "Data id(value)...", PROGRAMMING, K.READ, _message(ReadCommand), _read_is["data"], _E._read),
+               K.PARTIAL_BLOCK, _message(ReadCommand), _plan_is(_E._read_plan, "blocks"), _E._read),
+    Transition(PROGRAMMING, "ReadCommand", "registers readable", "Data id(value)...", PROGRAMMING, K.READ, _message(ReadCommand), _plan_is(_E._read_plan, "data"), _E._read),
     Transition(PROGRAMMING, "WriteCommand ending in EOT", "", "ACK; assemble the write from blocks", PROGRAMMING,
                K.PARTIAL_BLOCK, _message(WriteCommand, test=lambda m: m.partial), None, _E._open_write),
-    Transition(PROGRAMMING, "WriteCommand", "data sets malformed", "NAK", PROGRAMMING, K.NAK, _message(WriteCommand), _write_is["nak"], _E._write),
+    Transition(PROGRAMMING, "WriteCommand", "data sets malformed", "NAK", PROGRAMMING, K.NAK, _message(WriteCommand), _plan_is(_E._write_plan, "nak"), _E._write),
     Transition(PROGRAMMING, "WriteCommand", "valid, not executable", "error answer (access_denied, bad_length, bad_value, not_ready, lockout)", PROGRAMMING,
-               K.WRITE, _message(WriteCommand), _write_is["error lockout"], _E._write),
+               K.WRITE, _message(WriteCommand), _plan_is(_E._write_plan, "error", "lockout"), _E._write),
     Transition(PROGRAMMING, "WriteCommand", "valid and executable", "ACK; TokenData: token execution starts", PROGRAMMING,
-               K.WRITE, _message(WriteCommand), _write_is["value token"], _E._write),
+               K.WRITE, _message(WriteCommand), _plan_is(_E._write_plan, "value", "token"), _E._write),
     Transition(PROGRAMMING, "PasswordCommand P1", "password right or none set", "ACK", PROGRAMMING, K.PASSWORD, _P1, _E._password_right, _E._password),
     Transition(PROGRAMMING, "PasswordCommand P1", "password wrong", "error answer (access_denied)", PROGRAMMING, K.PASSWORD, _P1, _E._password_wrong, _E._password),
     Transition(PROGRAMMING, "undefined command, E, P0, P2", "", "NAK or error answer (protocol.undefined_command)", PROGRAMMING,
@@ -947,7 +947,7 @@ STATE_TABLE: tuple[Transition, ...] = (
 
 # the rows each state looks at, in table order
 _ROWS = {s: tuple(r for r in STATE_TABLE if r.state in (s, ANY, METER)) for s in STATES}
-del _E, K, _read_is, _write_is, _P1, _OPTION
+del _E, K, _P1, _OPTION
 
 
 # ---------------------------------------------------------------------------------------------------
