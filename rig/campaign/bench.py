@@ -30,11 +30,12 @@ from rig.campaign.errors import BenchUnsupported, StepSkipped  # noqa: F401 - al
 from rig.campaign.spec import BenchSpec
 from rig.campaign.timesplit import ACQUISITION, NO_ANSWER, watch_call, watch_port
 from rig.client import Client, ClientError
+from rig.deadline import Deadline
 from rig.embedded import EmbeddedMeter
 from rig.link import VirtualLine
 from rig.physical.options import get_option
 from rig.profile import Profile
-from rig.server import MeterEmulator, MeterServer, TimingPolicy
+from rig.server import EventKind, MeterEmulator, MeterServer, TimingPolicy
 from rig.tokens import TokenSpec, make_outcome
 
 #: Scope channel per direction when the plan names none: the virtual bench's wiring (rig.bench.virtual):
@@ -452,11 +453,9 @@ class Bench:
     def wait_hhu(self, timeout_s: float) -> bool:
         if self._operator_from is not None:      # a real HHU: until its BreakCommand, or the deadline
             start, self._operator_from = self._operator_from, None
-            while not any("break" in e["event"] for e in self.server.events[start:]):
-                if _clock.now_ns() >= self._operator_until:
-                    print(">>> operator: no session ended by BreakCommand in time", file=sys.stderr, flush=True)
-                    return False
-                _clock.sleep_until(min(_clock.now_ns() + 20_000_000, self._operator_until))
+            if not Deadline(self._operator_until).wait(lambda: self.server.saw(EventKind.BREAK, start), 20_000_000):
+                print(">>> operator: no session ended by BreakCommand in time", file=sys.stderr, flush=True)
+                return False
             return True
         if self._hhu_thread is None:
             return True
