@@ -1,7 +1,6 @@
 """Campaign runs end to end: the default run, a run killed with SIGKILL and resumed, a fault
 campaign's account of tokens, and a sweep that finds the virtual line's failure threshold."""
 import json
-import os
 import signal
 import sqlite3
 import subprocess

@@ -6,15 +6,12 @@ times of every character on the line). Values expected are the emulator's regist
 rig/profiles/iec62055-52.toml, copied here as test data. Issue 13 items are named in each docstring.
 """
 import json
-import select
 import signal
 import subprocess
 import sys
-import termios
 import time
 
 import pytest
-import serial
 
 from peers import wire
 from peers.hhu import PeerHHU

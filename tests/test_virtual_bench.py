@@ -360,7 +360,6 @@ def test_cli_list_and_capture_through_the_drivers(profile, tmp_path, capsys):
 
 
 def test_cli_list_reports_what_is_not_reachable(tmp_path, capsys):
-    from rig import bench_cli
     from rig.cli import main as rig_main
 
     with socket.socket() as s:             # a port with nobody listening

@@ -123,7 +123,7 @@ def _frame_obj(f) -> dict:
 class Capture:
     """A capture on disk or in memory: ``chunks()`` yields it piece by piece."""
 
-    source: object
+    source: str | Path | np.ndarray
     sample_rate: float | None
     n: int
     dtype: np.dtype
@@ -249,13 +249,13 @@ def load_capture(path, sample_rate: float | None = None, column: int | None = No
             sr = w.getframerate()
             nch, width, nfr = w.getnchannels(), w.getsampwidth(), w.getnframes()
             raw = w.readframes(nfr)
-        dt = {1: np.uint8, 2: np.int16, 4: np.int32}.get(width)
-        if dt is None:
+        wav_dt = {1: np.uint8, 2: np.int16, 4: np.int32}.get(width)
+        if wav_dt is None:
             raise ValueError(f"{path}: {8 * width}-bit WAV samples are not supported")
-        a = np.frombuffer(raw, dtype=dt).reshape(-1, nch)[:, 0 if column is None else column]
-        if dt == np.uint8:
+        a = np.frombuffer(raw, dtype=wav_dt).reshape(-1, nch)[:, 0 if column is None else column]
+        if wav_dt == np.uint8:
             a = (a.astype(np.int16) - 128).astype(np.int8)
-        elif dt == np.int32:
+        elif wav_dt == np.int32:
             a = a.astype(np.float64)
         a = np.ascontiguousarray(a)
         return Capture(a, sample_rate or float(sr), len(a), a.dtype)
@@ -355,6 +355,7 @@ def _bit_average_result(cap: Capture, fs: float, opt, cf, baud, res: DecodeResul
     sigma = ratio * abs(lv[1] - lv[0])
     x = np.asarray(arr, dtype=np.float64) * scale + offset
     chars, lv = robust.decode_bit_average(x, fs, b, cf, mark_is_high=opt.mark_is_high, levels=lv)
+    assert lv is not None                      # the levels given come back
     ratio = sigma / abs(lv[1] - lv[0]) if lv[1] != lv[0] else ratio     # against the levels the bits show
     mark, space = (lv[1], lv[0]) if opt.mark_is_high else (lv[0], lv[1])
     T = fs / b
@@ -488,6 +489,7 @@ def speed_parts(cap, fs: float, opt, cf, *, chunk: int = DEFAULT_CHUNK, threshol
 
     res = _decode_run(cap.chunks(chunk), fs, opt, cf, None, thresholds=thresholds, scale=scale, offset=offset,
                       hysteresis=hysteresis, glitch_ui=0.0, keep_edges=True, analysis_samples=analysis_samples)
+    assert res.edges is not None               # keep_edges=True
     pos = np.asarray(res.edges["pos"], dtype=np.float64)
     if len(pos) < 2 * min_edges:
         return [(0, cap.n, 0.0)]

@@ -59,9 +59,10 @@ class InterfaceOption:
     def receiver_thresholds(self) -> tuple[float, float]:
         """(low, high) comparator thresholds of a receiver meeting the option: between the
         'surely space' and 'surely mark' levels."""
-        if self.mark_is_high:
-            return (self.rx_space.high, self.rx_mark.low)
-        return (self.rx_mark.high, self.rx_space.low)
+        lo, hi = ((self.rx_space.high, self.rx_mark.low) if self.mark_is_high
+                  else (self.rx_mark.high, self.rx_space.low))
+        assert lo is not None and hi is not None, f"{self.name}: a receiver limit without its threshold side"
+        return (lo, hi)
 
     def measure(self, name: str, value) -> Measurement:
         """A measurement of ``name`` against this option's limit for it (``info`` if it has none)."""

@@ -79,7 +79,7 @@ class Waveform:
     sag_tau_bits: float = 20.0
     ambient: float = 0.0
     seed: int = 0
-    _y0: np.ndarray = field(default=None, repr=False)   # filtered level at each transition
+    _y0: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)   # filtered level at each transition
 
     @property
     def swing(self) -> float:
@@ -285,7 +285,7 @@ def synthesize(data, option="current-loop", *, baud: float = 9600, sample_rate: 
         centres = (rng.choice(nb - 2, size=min(glitches, nb - 2), replace=False) + 1.5) * T
         glist = [Glitch(int(round(c - glitch_width * T / 2)), int(round(glitch_width * T)))
                  for c in np.sort(centres)]
-    elif glitches:
+    elif not isinstance(glitches, int):
         glist = [Glitch(int(round(ts * 1e9)), int(round(w * 1e9))) for ts, w in glitches]
     if glist:
         et, ev = _insert_glitches(et, ev, glist)

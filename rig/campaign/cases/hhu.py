@@ -31,7 +31,7 @@ OPERATOR = ("start a session on the HHU: identify (the rig answers as the meter)
 def _run_session(ctx, faults=(), record=True):
     """The HHU's session, with `faults` on the line; returns (the wire record of it, or [] when the
     case does not need it (`record` False) and the bench has no virtual line; the server's events)."""
-    b, p = ctx.bench, ctx.profile
+    b = ctx.bench
     line = b.need_line("watching the HHU (wire record)") if record or faults else b.line
     t0 = _clock.now_ns()
     n_events = len(b.server.events)
