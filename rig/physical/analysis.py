@@ -57,20 +57,25 @@ class DecodeResult:
 
     @property
     def baud(self) -> float:
+        """The measured speed in Bd (the fitted bit period), NaN without one."""
         T = self.bit_period_samples
         return self.sample_rate / T if T > 0 else float("nan")
 
     @property
     def bit_period_samples(self) -> float:
+        """The bit period in samples, a least-squares fit of the edges' positions (the nominal period
+        without one)."""
         s = self.stats
         return s["sxy"] / s["sxx"] if s["sxx"] > 0 else s["T"]
 
     @property
     def jitter_rms_ui(self) -> float:
+        """The edges' RMS jitter in unit intervals (NaN without edges)."""
         s = self.stats
         return math.sqrt(s["jit_sum2"] / s["jit_n"]) / s["T"] if s["jit_n"] else float("nan")
 
     def measurement(self, name: str) -> Measurement | None:
+        """The measurement named `name`, or None."""
         for m in self.measurements:
             if m.name == name:
                 return m
@@ -78,9 +83,11 @@ class DecodeResult:
 
     @property
     def passed(self) -> bool:
+        """No measurement failed its limits."""
         return all(m.verdict != "fail" for m in self.measurements)
 
     def to_json_obj(self) -> dict:
+        """The result as `rig decode --json` prints it (non-finite numbers as null)."""
         c = self.chars
         chars = [{"value": int(v), "t_start_s": int(t) / 1e9, "parity_ok": bool(p), "framing_ok": bool(f),
                   **({"break": True} if b else {})}
@@ -103,6 +110,7 @@ class DecodeResult:
         }
 
     def to_json(self, **kw) -> str:
+        """to_json_obj() as JSON text (`kw` for json.dumps)."""
         return json.dumps(self.to_json_obj(), **kw)
 
 
@@ -263,6 +271,7 @@ def load_capture(path, sample_rate: float | None = None, column: int | None = No
 
 
 def as_capture(capture, sample_rate=None) -> Capture:
+    """A Capture from a Capture, a file path (load_capture) or an array of samples."""
     if isinstance(capture, Capture):
         return capture
     if isinstance(capture, (str, Path)):
@@ -569,6 +578,7 @@ def _shift(rec, a: int):
 
 
 def replace_name(m: Measurement, name: str) -> Measurement:
+    """The measurement `m` under another name."""
     from dataclasses import replace
     return replace(m, name=name)
 
@@ -595,6 +605,8 @@ def levels_from_histogram(hist, hmin, hscale, mid) -> tuple[float, float]:
 
 def build_result(chars, st, histogram, glitches, opt: InterfaceOption, cf: CharFormat, fs: float,
                  nominal_baud, scale, offset, level_source, edges=None) -> DecodeResult:
+    """A DecodeResult from the decoder's outputs: levels in the option's unit (raw * scale + offset),
+    speed and jitter, and the measurements judged against the option's limits."""
     T = st["T"]
     hist, hmin, hscale = histogram
     raw_lo, raw_hi = levels_from_histogram(hist, hmin, hscale, st["mid"])
@@ -655,6 +667,7 @@ def _nan(v):
 
 
 def nearest_standard(baud: float) -> float:
+    """The standard speed nearest to `baud` (by ratio); 0 for none or a non-finite one."""
     if not baud or not math.isfinite(baud):
         return 0.0
     return float(min(STANDARD_BAUDS, key=lambda b: abs(math.log(b / baud))))

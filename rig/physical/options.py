@@ -27,6 +27,7 @@ class Limit:
     note: str = ""
 
     def measure(self, name: str, value) -> Measurement:
+        """`value` as measurement `name`, judged against this limit."""
         return Measurement(name, value, self.unit, self.low, self.high, self.basis)
 
 
@@ -54,6 +55,7 @@ class InterfaceOption:
 
     @property
     def swing(self) -> float:
+        """|nominal mark - nominal space|, in the option's unit."""
         return abs(self.nominal_mark - self.nominal_space)
 
     def receiver_thresholds(self) -> tuple[float, float]:
@@ -72,6 +74,7 @@ class InterfaceOption:
         return lim.measure(name, value)
 
     def measurement_names(self) -> list[str]:
+        """The measurements this option has limits for."""
         return list(self.limits)
 
 

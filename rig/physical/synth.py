@@ -42,6 +42,8 @@ class Break:
 
 @dataclass(frozen=True)
 class TrueChar:
+    """A character as synthesised (the ground truth a decoder is checked against): value, start time,
+    the errors put into it, and whether it is a break."""
     value: int
     t_start_ns: int
     parity_ok: bool = True
@@ -52,6 +54,7 @@ class TrueChar:
 
 @dataclass(frozen=True)
 class Glitch:
+    """A short pulse to the other level: its start and width in ns."""
     t_ns: int
     width_ns: int
 
@@ -83,6 +86,7 @@ class Waveform:
 
     @property
     def swing(self) -> float:
+        """|mark - space|, in the option's unit."""
         return abs(self.mark - self.space)
 
     @property
@@ -156,6 +160,7 @@ class Waveform:
 
     @property
     def samples(self) -> np.ndarray:
+        """The whole capture rendered at once (float32)."""
         return self.render()
 
     def _noise(self, start: int, stop: int) -> np.ndarray:
@@ -172,6 +177,7 @@ class Waveform:
         return out
 
     def chunks(self, chunk: int = 1 << 20) -> Iterable[np.ndarray]:
+        """The capture rendered `chunk` samples at a time (the same samples as `samples`)."""
         for s in range(0, self.n_samples, chunk):
             yield self.render(s, s + chunk)
 
@@ -191,6 +197,7 @@ class Waveform:
 
     @property
     def values(self) -> list[int]:
+        """The character values sent (breaks left out)."""
         return [c.value for c in self.chars if not c.is_break]
 
 
