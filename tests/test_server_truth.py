@@ -15,6 +15,7 @@ import pytest
 import serial
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from conftest import start_rig, wait_for
 from rig import _framing
 from rig.embedded import EmbeddedMeter
 from rig.link import VirtualLine
@@ -89,15 +90,6 @@ def ends_line(buf: bytes) -> bool:
 def block_done(buf: bytes) -> bool:
     """A block STX|SOH ... ETX|EOT BCC is complete (its BCC follows the end character)."""
     return len(buf) >= 2 and buf[-2] in (3, 4)
-
-
-def wait_for(pred, timeout_s: float):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if (v := pred()):
-            return v
-        time.sleep(0.01)
-    return pred()
 
 
 # --- item 8: a stray SOH or STX must not make the meter deaf -------------------------------------
@@ -590,8 +582,7 @@ def test_rig_line_7e1_open_twice():
 
 
 def test_rig_line_7e1_open_twice_through_the_command():
-    proc = subprocess.Popen([sys.executable, "-m", "rig", "line", "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_rig("line", "--json")
     try:
         paths = json.loads(proc.stdout.readline())
         for _ in range(2):
