@@ -38,6 +38,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -162,10 +163,12 @@ class _RunData:
 def _noted_baud(notes: str | None) -> float | None:
     """The speed a step's notes say its capture was decoded at (the levels cases note it), else None (auto)."""
     try:
-        baud = (json.loads(notes or "{}") or {}).get("baud")
+        baud: Any = (json.loads(notes or "{}") or {}).get("baud")
     except (ValueError, AttributeError):
         return None
-    return float(baud) if _is_number(baud) and math.isfinite(baud) and baud > 0 else None
+    if not _is_number(baud) or not math.isfinite(baud) or baud <= 0:
+        return None
+    return float(baud)
 
 
 def _run_profile(row, run_id: int):
