@@ -21,7 +21,7 @@ The rules kept (IEEE 488.2 §7, SCPI-1999 vol. 1 §6-7):
 - errors go to a queue read by ``SYSTem:ERRor?`` (``-113,"Undefined header"`` ...), never to the
   output; a query answers in the instrument's format (``numbers``, ``booleans`` of the tree).
 
-Binary blocks are pyvisa's (:func:`pyvisa.util.to_ieee_block` / :func:`~pyvisa.util.from_ieee_block`).
+Binary blocks are pyvisa's (:func:`pyvisa.util.to_ieee_block` / :func:`~pyvisa.util.parse_ieee_block_header`).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyvisa.util import from_ieee_block, to_ieee_block
+from pyvisa.util import parse_ieee_block_header, to_ieee_block
 
 from rig.errors import RigError
 
@@ -205,14 +205,15 @@ def parse_string(text: str) -> str:
 
 
 def parse_block(raw: bytes) -> bytes:
-    """A definite-length block's bytes (pyvisa's decoder); a malformed block is -160."""
+    """A definite-length block's bytes (pyvisa's header parser); a malformed block is -160."""
     if not raw.startswith(b"#") or raw[1:2] in (b"", b"0") or not raw[1:2].isdigit():
         raise ScpiError(-160, "not a definite-length block")
     n = raw[1] - 0x30
     digits = raw[2:2 + n]
     if len(digits) != n or not digits.isdigit() or len(raw) != 2 + n + int(digits):
         raise ScpiError(-160, "block length does not match its header")
-    return bytes(from_ieee_block(raw, datatype="B", container=bytes))
+    offset, length = parse_ieee_block_header(raw)
+    return bytes(raw[offset:offset + length])
 
 
 def block(data: bytes) -> bytes:
@@ -270,7 +271,7 @@ class ScpiInput:
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Complete messages in the data so far, each a list of its units (bytes)."""
         self.buf += data
-        out = []
+        out: list[list[bytes]] = []
         while True:
             if self._discarding:
                 nl = self.buf.find(b"\n")
@@ -823,14 +824,14 @@ class ScpiInstrument:
         if node.suffix_max is not None and sfx and not 1 <= sfx[0] <= node.suffix_max:
             raise ScpiError(-114, f"suffix {sfx[0]}")
         if node.channel:      # an optional leading CH<n>, else the selected channel
-            ch = self._channel_param(node, params[0]) if params else None
+            ch = self._channel_param(node.channel, params[0]) if params else None
             if ch is not None:
                 params = params[1:]
             sfx = (ch if ch is not None else self.default_suffix(),) + sfx
         return (self._query(node, sfx, params) if query else self._command(node, sfx, params)), path
 
-    def _channel_param(self, node: Node, raw: bytes) -> int | None:
-        m = re.fullmatch(re.escape(node.channel) + r"(\d+)", raw.decode("latin-1").strip(), re.IGNORECASE)
+    def _channel_param(self, prefix: str, raw: bytes) -> int | None:
+        m = re.fullmatch(re.escape(prefix) + r"(\d+)", raw.decode("latin-1").strip(), re.IGNORECASE)
         return int(m.group(1)) if m else None
 
     def _query(self, node: Node, sfx: tuple, params: list[bytes]):

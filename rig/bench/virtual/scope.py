@@ -25,7 +25,7 @@ import numpy as np
 from rig import _clock
 from rig.bench.scpi import ScpiError, block, short_form
 from rig.bench.virtual.base import VirtualInstrument
-from rig.physical.synth import line_chars, line_edges, line_waveform
+from rig.physical.synth import Waveform, line_chars, line_edges, line_waveform
 
 SETTLE_NS = 2_000_000   # the bridge has recorded everything up to 2 ms ago
 
@@ -72,7 +72,7 @@ class VirtualScope(VirtualInstrument):
         self.armed_ns = _clock.now_ns()
         self.trigger_ns: int | None = None
         self.acq: Acquisition | None = None
-        self._wf = None
+        self._wf: tuple[Acquisition, tuple[int, int], Waveform] | None = None   # the last synthesis
 
     def _wfacts(self) -> dict:
         return self.model.facts.get("waveform") or {}
@@ -181,17 +181,18 @@ class VirtualScope(VirtualInstrument):
     def _screen_ns(self) -> int:
         return int(round(self.hdivs * self.get("timebase_scale") * 1e9))
 
-    def _acquire(self, trigger_ns: int) -> None:
+    def _acquire(self, trigger_ns: int) -> Acquisition:
         screen = self._screen_ns()
         t0 = trigger_ns + int(round(self.get("timebase_offset") * 1e9)) - screen // 2
         self.acq = Acquisition(t0, screen, trigger_ns, self.bench.line.record(), self.bench.line_levels(),
                                self.bench.generator_noise())
+        return self.acq
 
-    def _acquire_now(self) -> None:
+    def _acquire_now(self) -> Acquisition:
         """The screen ending now (an auto or forced trigger, a stop, or a screen read while running)."""
         now = _clock.now_ns()
         screen = self._screen_ns()
-        self._acquire(now - (screen - screen // 2) - int(round(self.get("timebase_offset") * 1e9)))
+        return self._acquire(now - (screen - screen // 2) - int(round(self.get("timebase_offset") * 1e9)))
 
     def _progress(self) -> None:
         """Advance a single acquisition: look for the trigger, finish once the screen passed."""
@@ -261,7 +262,7 @@ class VirtualScope(VirtualInstrument):
     def _acq(self) -> Acquisition:
         self._progress()
         if self.state != "stop" or self.acq is None:
-            self._acquire_now()    # running (or still waiting): what the screen shows now
+            return self._acquire_now()    # running (or still waiting): what the screen shows now
         return self.acq
 
     def _yscale(self, ch: int) -> tuple[float, int, int]:

@@ -7,11 +7,14 @@ import selectors
 import socket
 import socketserver
 import threading
+from typing import TYPE_CHECKING
 
 from rig.bench.scpi import ScpiInput
 
 
 class _Handler(socketserver.BaseRequestHandler):
+    server: InstrumentServer   # the only server this handler serves
+
     def handle(self) -> None:
         inst = self.server.instrument
         sock: socket.socket = self.request
@@ -55,6 +58,9 @@ class InstrumentServer(socketserver.ThreadingTCPServer):
         self._stopped = threading.Event()
         self._stopped.set()
         super().__init__((host, port), _Handler)
+
+    if TYPE_CHECKING:   # socketserver.BaseServer's own (private, so not in typeshed): accept one connection
+        def _handle_request_noblock(self) -> None: ...
 
     def handle_error(self, request, client_address) -> None:
         pass  # one connection's trouble is not the server's
