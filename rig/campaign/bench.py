@@ -217,9 +217,9 @@ class Bench:
     def __init__(self, spec: BenchSpec, profile: Profile):
         self.spec = spec
         self.profile = profile
-        self.line = None            # VirtualLine when embedded
-        self.meter = None           # EmbeddedMeter (meter-dut, embedded)
-        self.server = None          # MeterServer (hhu-dut)
+        self.line: VirtualLine | None = None        # when embedded
+        self.meter: EmbeddedMeter | None = None     # meter-dut, embedded
+        self.server: MeterServer | None = None      # hhu-dut
         self._client: Client | None = None
         self._identified = False
         self._tokens_issued = 0
@@ -227,7 +227,7 @@ class Bench:
         self.hhu_error: BaseException | None = None
         self._quiet_until = 0
         self._instruments: dict[str, Instruments] = {}
-        self._operator_from = None  # hhu-dut port: server events before the operator's session
+        self._operator_from: int | None = None  # hhu-dut port: server events before the operator's session
         self._operator_until = 0    # and its deadline (ns)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -261,6 +261,12 @@ class Bench:
         if self.meter is None and self.line is not None:
             self.line.close()
 
+    def _meter_server(self) -> MeterServer:
+        """The MeterServer the rig's meter runs in (the embedded meter's, or the hhu-dut bench's)."""
+        server = self.meter.server if self.meter is not None else self.server
+        assert server is not None, "an open bench with an emulator runs it in a MeterServer"
+        return server
+
     @property
     def emulator(self):
         if self.meter is not None:
@@ -274,6 +280,7 @@ class Bench:
         """Where the rig's client talks (meter-dut) or where the stand-in HHU talks (hhu-dut)."""
         if self.line is not None:
             return self.line.hhu_port
+        assert self.spec.port is not None, "the plan gives a port bench its port; an embedded bench is open"
         return self.spec.port
 
     # -- the client side (meter-dut) -------------------------------------------------------------
@@ -309,6 +316,7 @@ class Bench:
 
     def _break_at(self, baud: int) -> None:
         c = self._client
+        assert c is not None, "session() has made the client"
         c.port.set_baud(baud)
         c.sign_off()
 
@@ -375,8 +383,7 @@ class Bench:
             raise BenchUnsupported("power cycle: needs the embedded meter or a bench supply (not yet)")
         self.drop_session(sign_off=False)
         emu.power_cycle()
-        server = self.meter.server if self.meter is not None else self.server
-        server.port.set_baud(self.profile.character.initial_baud)  # the restarted meter's UART
+        self._meter_server().port.set_baud(self.profile.character.initial_baud)  # the restarted meter's UART
 
     def accepted_tokens(self, n: int, credit: float = 1.0) -> list[str]:
         """n tokens the DUT will accept, never used before. Embedded: made up and added to the
@@ -425,7 +432,7 @@ class Bench:
                 raise StepSkipped("needs an operator at the HHU, and nobody is asked: the run is not "
                                   "interactive (standard input is not a terminal)")
             self._reset_meter()
-            self._operator_from = len(self.server.events)
+            self._operator_from = len(self._meter_server().events)
             self._operator_until = _clock.now_ns() + int(timeout_s * 1e9)
             print(f"\n>>> operator: {operator} now, within {timeout_s:g} s "
                   f"(the rig is the meter on {self.spec.port})", file=sys.stderr, flush=True)
@@ -448,12 +455,13 @@ class Bench:
         emu = self.emulator
         if emu is not None and emu.state != "start":
             emu.power_cycle()
-            self.server.port.set_baud(self.profile.character.initial_baud)
+            self._meter_server().port.set_baud(self.profile.character.initial_baud)
 
     def wait_hhu(self, timeout_s: float) -> bool:
         if self._operator_from is not None:      # a real HHU: until its BreakCommand, or the deadline
             start, self._operator_from = self._operator_from, None
-            if not Deadline(self._operator_until).wait(lambda: self.server.saw(EventKind.BREAK, start), 20_000_000):
+            server = self._meter_server()
+            if not Deadline(self._operator_until).wait(lambda: server.saw(EventKind.BREAK, start), 20_000_000):
                 print(">>> operator: no session ended by BreakCommand in time", file=sys.stderr, flush=True)
                 return False
             return True
