@@ -86,6 +86,7 @@ class Instruments:
                    where=spec.bench_config or f"the plan's bench {spec.name!r} (no bench_config)")
 
     def has(self, role: str) -> bool:
+        """Is there an instrument for this role (scope, generator, supply, meter)?"""
         return role in self.config.instruments
 
     def _channel(self, role: str) -> int:
@@ -154,13 +155,16 @@ class Instruments:
         return self.option.nominal_mark, self.option.nominal_space
 
     def model(self, role: str) -> str:
+        """The model name of the role's instrument."""
         return self.config.instruments[role].model.name
 
     def need(self, role: str) -> None:
+        """BenchUnsupported unless there is an instrument for this role."""
         if not self.has(role):
             raise BenchUnsupported(f"no {role} among the bench's instruments ({', '.join(self.config.instruments)})")
 
     def open(self, role: str):
+        """The role's driver, opened on first use and kept until close() (the supply then powers the loop)."""
         d = self._drivers.get(role)
         if d is None:
             self.need(role)
@@ -187,6 +191,7 @@ class Instruments:
         sup.output_on(self.loop_channel)
 
     def generator(self):
+        """The generator's driver (open('generator'))."""
         return self.open("generator")
 
     def discard(self, role: str) -> None:
@@ -196,6 +201,7 @@ class Instruments:
             d.close()
 
     def close(self) -> None:
+        """Close every driver (outputs off), then the virtual bench if the rig started one."""
         for d in self._drivers.values():
             try:
                 d.close()
@@ -214,6 +220,9 @@ def _watched(client: Client) -> Client:
 
 
 class Bench:
+    """A bench at run time (module docstring): the line, the meter or server, the kept client session,
+    the instruments and the stand-in HHU behind one plan bench; open() before use, close() after."""
+
     def __init__(self, spec: BenchSpec, profile: Profile):
         self.spec = spec
         self.profile = profile
@@ -232,6 +241,8 @@ class Bench:
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self) -> Bench:
+        """Start what the bench needs: the embedded meter (meter-dut), or the rig's MeterServer on the virtual
+        line or the port (hhu-dut); nothing against a real meter."""
         s = self.spec
         if s.role == "meter-dut":
             if s.kind == "embedded":
@@ -248,6 +259,7 @@ class Bench:
         return self
 
     def close(self) -> None:
+        """End the session, wait for the stand-in HHU, close the instruments, the meter or server and the line."""
         self.drop_session()
         if self._hhu_thread is not None:
             self._hhu_thread.join(30)
@@ -269,6 +281,7 @@ class Bench:
 
     @property
     def emulator(self):
+        """The rig's MeterEmulator (embedded meter-dut, or hhu-dut); None against a real meter."""
         if self.meter is not None:
             return self.meter.emulator
         if self.server is not None:
@@ -321,6 +334,7 @@ class Bench:
         c.sign_off()
 
     def drop_session(self, sign_off: bool = True) -> None:
+        """End the kept session (a BreakCommand first unless sign_off is False) and close its client."""
         c, self._client = self._client, None
         if c is not None:
             try:
@@ -334,6 +348,7 @@ class Bench:
         self._identified = False
 
     def with_repeats(self, n: int) -> Profile:
+        """The bench's profile with protocol.nak_repeats = n."""
         return replace(self.profile, protocol=replace(self.profile.protocol, nak_repeats=n))
 
     # -- instruments -------------------------------------------------------------------------------
@@ -371,6 +386,7 @@ class Bench:
 
     # -- virtual-only abilities ------------------------------------------------------------------
     def need_line(self, what: str, hint: str = "") -> object:
+        """The virtual line; BenchUnsupported naming `what` (and the hint) on a bench without one."""
         if self.line is None:
             raise BenchUnsupported(f"{what} needs the virtual line (bench {self.spec.name!r} is {self.spec.kind})"
                                    + (f"; {hint}" if hint else ""))
@@ -458,6 +474,8 @@ class Bench:
             self._meter_server().port.set_baud(self.profile.character.initial_baud)
 
     def wait_hhu(self, timeout_s: float) -> bool:
+        """Wait for the HHU's session started by stimulate() to end (a real HHU: its BreakCommand by the
+        operator's deadline); False if it has not."""
         if self._operator_from is not None:      # a real HHU: until its BreakCommand, or the deadline
             start, self._operator_from = self._operator_from, None
             server = self._meter_server()

@@ -85,6 +85,7 @@ class Figure:
 
     @property
     def src(self) -> str:
+        """The PNG as a data: URL for the img element."""
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 
@@ -100,6 +101,7 @@ class PlotSection:
 
     @property
     def wide(self) -> bool:
+        """Does the section take the page's whole width (several figures, or a wide one)?"""
         return len(self.figures) > 1 or any(f.wide for f in self.figures)
 
 
