@@ -75,10 +75,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from rig import _clock
-from rig._framing import E_SYNTAX, E_TRUNCATED, Framer
+from rig._framing import E_SYNTAX, E_TRUNCATED, Frame, Framer
 from rig.exchange import FrameReader
 from rig.link import Port, PortError
 from rig.profile import Profile, Timing, load_profile
@@ -283,7 +283,7 @@ class _Input:
     (what: GARBAGE, CUT_SHORT, BAD_FRAME, with why and nak_why), a timer, or an internal step."""
     what: str
     msg: Message | None = None
-    frame: object = None
+    frame: Frame | None = None
     why: str = ""
     nak_why: str = ""
 
@@ -305,9 +305,25 @@ class Transition(NamedTuple):
     do: Callable[..., Reaction]
 
 
-def _message(*types: type, test: Callable[[Message], bool] | None = None) -> Callable[[_Input], bool]:
+_M = TypeVar("_M", bound=Message)
+
+
+def _message(first: type[_M], *more: type[_M], test: Callable[[_M], bool] | None = None) -> Callable[[_Input], bool]:
     """The row's event: a well-formed message of one of these types (and passing test)."""
+    types = (first, *more)
     return lambda i: isinstance(i.msg, types) and (test is None or test(i.msg))
+
+
+def _msg(i: _Input, cls: type[_M]) -> _M:
+    """The input's message, which the row's event (on) has found to be a cls."""
+    assert isinstance(i.msg, cls), f"{i.msg!r} is not a {cls.__name__}"
+    return i.msg
+
+
+def _frame(i: _Input) -> Frame:
+    """The frame of an input that is not a message (garbage, cut short, with errors): always set."""
+    assert i.frame is not None, f"{i.what} input without its frame"
+    return i.frame
 
 
 def _input(what: str) -> Callable[[_Input], bool]:
@@ -555,6 +571,7 @@ class MeterEmulator:
         return r
 
     def _end_of(self, r: Reaction, baud: int) -> int:
+        assert r.send_at_ns is not None, "only an answer has an end"
         n = len(r.to_bytes())
         return r.send_at_ns + n * self._char_time(baud) + max(0, n - 1) * r.char_gap_ns
 
@@ -568,19 +585,22 @@ class MeterEmulator:
     # -- conditions (pure: they decide the row) --------------------------------------------------
 
     def _ours(self, i: _Input, now_ns: int) -> bool:
-        return addresses_match(i.msg.device_address, self._ident.device_address)
+        return addresses_match(_msg(i, IDRequest).device_address, self._ident.device_address)
 
     def _not_ours(self, i: _Input, now_ns: int) -> bool:
         return not self._ours(i, now_ns)
 
     def _option_unsupported(self, i: _Input, now_ns: int) -> bool:
-        return i.msg.protocol != "0" or i.msg.mode not in "01"
+        msg = _msg(i, OptionSelect)
+        return msg.protocol != "0" or msg.mode not in "01"
 
     def _programming_proposed(self, i: _Input, now_ns: int) -> bool:
-        return i.msg.mode == "1" and i.msg.baud_char == self._ident.baud_char
+        msg = _msg(i, OptionSelect)
+        return msg.mode == "1" and msg.baud_char == self._ident.baud_char
 
     def _programming_other_z(self, i: _Input, now_ns: int) -> bool:
-        return i.msg.mode == "1" and i.msg.baud_char != self._ident.baud_char
+        msg = _msg(i, OptionSelect)
+        return msg.mode == "1" and msg.baud_char != self._ident.baud_char
 
     def _blocks_open(self, i: _Input, now_ns: int) -> bool:
         return bool(self._session.blocks) or self._session.write_head is not None
@@ -593,7 +613,7 @@ class MeterEmulator:
 
     def _password_right(self, i: _Input, now_ns: int) -> bool:
         pw = self.profile.emulator.password
-        return not pw or i.msg.data == f"({pw})"
+        return not pw or _msg(i, PasswordCommand).data == f"({pw})"
 
     def _password_wrong(self, i: _Input, now_ns: int) -> bool:
         return not self._password_right(i, now_ns)
@@ -643,7 +663,7 @@ class MeterEmulator:
             return "error", ("bad_length", f"{what} ({len(v)} characters, {reg.name} takes {reg.length})")
         digits = v.isascii() and v.isdigit()
         if (reg.encoding in ("decimal", "digits20", "code") and not digits
-                or reg.encoding == "code" and int(v) not in self.profile.codes.get(reg.codes, {})):
+                or reg.encoding == "code" and int(v) not in self.profile.codes.get(reg.codes or "", {})):
             return "error", ("bad_value", f"{what} (not a {reg.encoding} value of {reg.name})")
         if reg.name != TOKEN_REGISTER:
             return "value", (reg.name, v, what)
@@ -657,15 +677,15 @@ class MeterEmulator:
 
     def _ignore_frame(self, i: _Input, now_ns: int, got) -> Reaction:
         if i.what == GARBAGE:
-            return self._silent(f"garbage ignored ({len(i.frame.data)} bytes)")
+            return self._silent(f"garbage ignored ({len(_frame(i).data)} bytes)")
         if i.what == CUT_SHORT:
             # cut short by the start of another frame: the client has moved on (it repeats
             # after its timeout); a NAK now would answer that next frame out of turn
-            return self._silent(f"{i.frame.kind} frame cut short ignored: {i.why}")
-        return self._silent(f"bad {i.frame.kind} frame ignored in {self.state}: {i.why}")
+            return self._silent(f"{_frame(i).kind} frame cut short ignored: {i.why}")
+        return self._silent(f"bad {_frame(i).kind} frame ignored in {self.state}: {i.why}")
 
     def _ignore_other_address(self, i: _Input, now_ns: int, got) -> Reaction:
-        return self._silent(f"IDRequest for {i.msg.device_address!r} ignored (ours is {self._ident.device_address!r})")
+        return self._silent(f"IDRequest for {_msg(i, IDRequest).device_address!r} ignored (ours is {self._ident.device_address!r})")
 
     def _ignore_waiting(self, i: _Input, now_ns: int, got) -> Reaction:
         return self._silent(f"{i.msg} ignored while waiting for the option select")
@@ -684,7 +704,7 @@ class MeterEmulator:
         restart = self.state != START
         switch = self._end_session()
         answer = IDResponse(self._ident.manufacturer, self._ident.baud_char, self._ident.text)
-        r = self._answer(answer, now_ns, f"IDRequest {i.msg.device_address!r} -> {answer}"
+        r = self._answer(answer, now_ns, f"IDRequest {_msg(i, IDRequest).device_address!r} -> {answer}"
                          + (" (new session)" if restart else ""), baud=switch)
         self._session.tt_deadline = self._end_of(r, self.baud) + self.policy.tt_ns(self.profile.timing)
         return r
@@ -694,7 +714,7 @@ class MeterEmulator:
         return self._silent(f"{i.msg} not supported: back to start")
 
     def _option_select(self, i: _Input, now_ns: int, got) -> Reaction:
-        msg = i.msg
+        msg = _msg(i, OptionSelect)
         proposed = self._ident.baud_char
         if msg.baud_char == proposed:
             speed, note = self.profile.baud_from_char(proposed), f"{self.profile.baud_from_char(proposed)} Bd"
@@ -777,7 +797,7 @@ class MeterEmulator:
 
     def _open_write(self, i: _Input, now_ns: int, got) -> Reaction:
         """The first block of a partial-block write (W3/W4, or any W ending in EOT)."""
-        msg = i.msg
+        msg = _msg(i, WriteCommand)
         self._session.write_head = (msg.letter, msg.command_type)
         self._session.write_parts = [msg.data or ""]
         return self._answer(Ack(), now_ns, f"partial-block write {msg.letter}{msg.command_type}: block 1 -> ACK")
@@ -806,7 +826,11 @@ class MeterEmulator:
 
     def _write_block(self, i: _Input, now_ns: int, got) -> Reaction:
         """One more block of a partial-block write: ACK it, or assemble and execute at the last."""
-        text, partial = (i.msg.data, i.msg.partial) if i.msg is not None else _data_of(i.frame)
+        if i.msg is not None:
+            block = _msg(i, Data)
+            text, partial = block.data, block.partial
+        else:
+            text, partial = _data_of(_frame(i))
         s = self._session
         s.write_parts.append(text)
         n = len(s.write_parts)
@@ -817,6 +841,7 @@ class MeterEmulator:
                                f"(over limits.frame_max {self.profile.limits.frame_max})")
         if partial:
             return self._answer(Ack(), now_ns, f"partial-block write: block {n} -> ACK")
+        assert s.write_head is not None, "the row's condition: a partial-block write is open"
         (letter, ctype), s.write_head, s.write_parts = s.write_head, None, []
         try:
             msg = WriteCommand(letter, ctype, whole)
@@ -833,7 +858,8 @@ class MeterEmulator:
         return self._error("access_denied", now_ns, "P1 wrong password")
 
     def _undefined(self, i: _Input, now_ns: int, got) -> Reaction:
-        what = f"undefined command {i.msg.letter}{i.msg.command_type}"
+        msg = _msg(i, Command)
+        what = f"undefined command {msg.letter}{msg.command_type}"
         if self.profile.protocol.undefined_command == "nak":
             return self._answer(Nak(), now_ns, f"{what} -> NAK")
         return self._error("undefined_command", now_ns, what)
@@ -851,6 +877,7 @@ class MeterEmulator:
         return Reaction(baud=switch, event=event, state=self.state)
 
     def _finish_execution(self, i: _Input | None = None, now_ns: int = 0, got=None) -> Reaction:
+        assert self._execution is not None, "its timer runs only while a token executes"
         entry = self._execution.entry
         self._execution = None
         self._show(entry.outcome)
