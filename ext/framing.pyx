@@ -65,6 +65,7 @@ cdef enum:
     C_PRINT, C_LPAREN, C_RPAREN, C_STAR, C_EXCL_OTHER, C_BANG, C_CRLF, C_CONTROL
 
 cdef uint8_t ODD[256]      # 1 where a byte has an odd number of ones
+cdef uint8_t ONES[256]     # number of ones in a byte
 cdef uint8_t CLASS[256]    # data-set character class of a 7-bit value (8-bit in parity none)
 
 cdef void _init_tables() noexcept:
@@ -76,6 +77,7 @@ cdef void _init_tables() noexcept:
             n += x & 1
             x >>= 1
         ODD[b] = n & 1
+        ONES[b] = n
         if b < 0x20 or b > 0x7E:
             CLASS[b] = C_CONTROL
         else:
@@ -148,6 +150,18 @@ def parity_errors(const uint8_t[::1] data not None):
     with nogil:
         for i in range(n):
             k += ODD[data[i]]
+    return k
+
+
+def bit_errors(const uint8_t[::1] received not None, const uint8_t[::1] sent not None):
+    """Number of bits that differ between two byte strings of equal length (wire bytes received
+    against the wire bytes sent: data and parity bits)."""
+    cdef Py_ssize_t i, n = received.shape[0], k = 0
+    if sent.shape[0] != n:
+        raise ValueError(f"bit_errors: {n} bytes received against {sent.shape[0]} sent; expected equal lengths")
+    with nogil:
+        for i in range(n):
+            k += ONES[received[i] ^ sent[i]]
     return k
 
 

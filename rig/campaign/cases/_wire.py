@@ -55,11 +55,6 @@ def is_error_answer(msg) -> bool:
     return isinstance(msg, Data) and msg.error_text is not None and not (msg.datasets and msg.datasets[0].address)
 
 
-def parity_errors(wire: bytes) -> int:
-    """Wire bytes (7E1, parity in bit 7) whose parity is not even."""
-    return sum(1 for b in wire if bin(b).count("1") % 2)
-
-
 ALLOWED_CONTROLS = {0x01, 0x02, 0x03, 0x04, 0x06, 0x15, 0x0A, 0x0D}
 
 
