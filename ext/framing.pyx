@@ -385,6 +385,8 @@ cdef class Framer:
     parity="even": the bytes are 7E1 wire bytes (parity bit 7 checked and stripped);
     parity="none": they are 7-bit characters already (a UART configured 7E1 stripped it).
     Splitting a stream at any byte gives exactly the frames of the whole stream.
+    The field limits' defaults are the default profile's [limits] (their one home; a test checks
+    they agree); Framer.from_profile(profile) takes a profile's.
     """
     cdef bint check_parity, bcc_on_data
     cdef int64_t ta_ns, pos
@@ -446,6 +448,14 @@ cdef class Framer:
         self.in_frame = False
         self.arena_len = 0
         self.n_done = 0
+
+    @property
+    def limits(self):
+        """The field limits this framer checks, by its constructor's names (value_max is the
+        profile's limits.value_max_programming): the defaults must be the default profile's."""
+        return {"device_address_max": self.lim_devaddr, "identification_max": self.lim_ident,
+                "address_max": self.lim_addr, "value_max": self.lim_value, "unit_max": self.lim_unit,
+                "frame_max": self.frame_max}
 
     @property
     def position(self):

@@ -82,7 +82,7 @@ def cmd_parse(args) -> int:
         msg = None
         if f.ok:
             try:
-                msg = message_from_frame(f)
+                msg = message_from_frame(f, profile.limits)
             except ProtocolError as e:  # a field the framer lets through but the message refuses
                 errors.append(f"message: {e}")
         ok = not errors
@@ -200,7 +200,7 @@ class _Session:
         self.embedded = None
         from rig.client import Client
         try:
-            Client.check_address(args.address or "")
+            Client.check_address(args.address or "", self.profile.limits)
         except ValueError as e:
             raise UsageError(f"--address: {e}") from None
         url = args.port

@@ -70,17 +70,17 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 
 from rig._framing import E_SYNTAX, E_TRUNCATED
+from rig.link import char_time_ns
 from rig.profile import Profile, Timing, load_profile
 from rig.protocol.messages import (
     Ack, BreakCommand, Command, Data, DataSet, ExecuteCommand, IDRequest, IDResponse, Message, Nak, OptionSelect,
-    PasswordCommand, ProtocolError, ReadCommand, UndefinedCommand, WriteCommand, message_from_frame,
+    PasswordCommand, ProtocolError, ReadCommand, UndefinedCommand, WriteCommand, message_from_frame, parse_datasets,
 )
 from rig.tokens import TokenEntry, TokenModel, TokenOutcome
 
 __all__ = ["MeterEmulator", "Reaction", "STATE_TABLE", "TimingPolicy", "describe"]
 
 NS_PER_MS = 1_000_000
-BITS_PER_CHARACTER = 10  # start + 7 data + parity + stop (7E1), or start + 8 + stop (8N1)
 TYPICAL_MARGIN_NS = 20 * NS_PER_MS  # typical tr = tr_min + 20 ms (assumed)
 TT_MIN_MARGIN_NS = 1 * NS_PER_MS  # tt must exceed tt_min: "min" uses tt_min + 1 ms (assumed)
 
@@ -312,7 +312,7 @@ class MeterEmulator:
         for name, v in (values or {}).items():
             if name not in profile.registers:
                 raise ValueError(f"values: {name!r} is not a register of the profile ({', '.join(profile.registers)})")
-            DataSet("", v)  # a value must fit a data set
+            DataSet("", v, limits=profile.limits)  # a value must fit a data set
             self._values[name] = v
         self._ident = profile.identification
         self._answer_ns = policy.tr_ns(profile.timing, self._ident.manufacturer, profile.emulator.limit_margin_ns)
@@ -427,9 +427,6 @@ class MeterEmulator:
         self.baud = initial
         return switch
 
-    def _char_time(self, baud: int) -> int:
-        return BITS_PER_CHARACTER * 1_000_000_000 // baud
-
     def _answer(self, msg: Message, now_ns: int, event: str, *, baud: int | None = None,
                 delay_ns: int | None = None, baud_after: int | None = None) -> Reaction:
         r = Reaction(msg, now_ns + (self._answer_ns if delay_ns is None else delay_ns), self._gap_ns,
@@ -439,14 +436,14 @@ class MeterEmulator:
 
     def _end_of(self, r: Reaction, baud: int) -> int:
         n = len(r.to_bytes())
-        return r.send_at_ns + n * self._char_time(baud) + max(0, n - 1) * r.char_gap_ns
+        return r.send_at_ns + char_time_ns(baud, self.profile.character.format, n) + max(0, n - 1) * r.char_gap_ns
 
     def _silent(self, event: str, baud: int | None = None) -> Reaction:
         return Reaction(None, None, 0, baud, None, event, self.state)
 
     def _error(self, key: str, now_ns: int, event: str) -> Reaction:
         text = self.profile.error_texts[key]
-        return self._answer(Data.error(text), now_ns, f"{event} -> error ({text})")
+        return self._answer(Data.error(text, self.profile.limits), now_ns, f"{event} -> error ({text})")
 
     # -- frames ---------------------------------------------------------------------------------
 
@@ -469,7 +466,7 @@ class MeterEmulator:
                 return self._answer(Nak(), now_ns, f"NAK: {frame.kind} frame: {why}")
             return self._silent(f"bad {frame.kind} frame ignored in {self.state}: {why}")
         try:
-            msg = message_from_frame(frame)
+            msg = message_from_frame(frame, self.profile.limits)
         except ProtocolError as e:
             if self.state == PROGRAMMING:
                 return self._answer(Nak(), now_ns, f"NAK: {e}")
@@ -541,7 +538,7 @@ class MeterEmulator:
         restart = self.state != START
         switch = self._end_session()
         self.state = IDENTIFIED
-        answer = IDResponse(self._ident.manufacturer, self._ident.baud_char, self._ident.text)
+        answer = IDResponse(self._ident.manufacturer, self._ident.baud_char, self._ident.text, limits=self.profile.limits)
         r = self._answer(answer, now_ns, f"IDRequest {msg.device_address!r} -> {answer}"
                          + (" (new session)" if restart else ""), baud=switch)
         self._session.tt_deadline = self._end_of(r, self.baud) + self.policy.tt_ns(self.profile.timing)
@@ -591,7 +588,7 @@ class MeterEmulator:
 
     def _read(self, msg: ReadCommand, now_ns: int) -> Reaction:
         try:
-            datasets = msg.datasets
+            datasets = parse_datasets(msg.data or "", self.profile.limits)
         except ProtocolError as e:
             return self._answer(Nak(), now_ns, f"NAK: {e}")
         if not datasets:
@@ -603,7 +600,7 @@ class MeterEmulator:
                 return self._error("unknown_register", now_ns, f"read {ds.address}")
             if "r" not in reg.access:
                 return self._error("access_denied", now_ns, f"read {ds.address} ({reg.name}, write-only)")
-            out.append(DataSet(reg.register_id, self._value(reg.name)))
+            out.append(DataSet(reg.register_id, self._value(reg.name), limits=self.profile.limits))
         answer = Data.of(*out)
         what = f"read {' '.join(d.address for d in datasets)} -> {answer.data}"
         size = self.profile.protocol.block_size
@@ -621,7 +618,7 @@ class MeterEmulator:
             self._session.write_parts = [msg.data or ""]
             return self._answer(Ack(), now_ns, f"partial-block write {msg.letter}{msg.command_type}: block 1 -> ACK")
         try:
-            datasets = msg.datasets
+            datasets = parse_datasets(msg.data or "", self.profile.limits)
         except ProtocolError as e:
             return self._answer(Nak(), now_ns, f"NAK: {e}")
         what = f"write {msg.data or ''}"

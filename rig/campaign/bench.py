@@ -35,7 +35,7 @@ from rig.link import VirtualLine
 from rig.physical.options import get_option
 from rig.profile import Profile
 from rig.server import MeterEmulator, MeterServer, TimingPolicy
-from rig.tokens import TokenSpec, make_outcome
+from rig.tokens import TokenSpec, TokenStatus, make_outcome
 
 
 LOOP_SUPPLY_V = 24.0       # the loop powered as an HHU powers it (the virtual bench's power-on state)
@@ -344,7 +344,7 @@ class Bench:
         out = []
         accept = model.table["56746304125830196637"].outcome if "56746304125830196637" in model.table else None
         if accept is None:
-            accept = make_outcome(self.profile, "Accept")
+            accept = make_outcome(self.profile, TokenStatus.ACCEPT)
         for _ in range(n):
             self._tokens_issued += 1
             # below 2**66 as a token must be; varied digits, so that a fault dropping two

@@ -45,7 +45,7 @@ from rig.bench.loop import COUPLING
 from rig.campaign.errors import BenchUnsupported
 from rig.campaign.registry import case, needs, params, summary
 from rig.client import ClientError
-from rig.link import Fault
+from rig.link import Fault, char_time_ns
 from rig.physical.analysis import decode
 from rig.physical.options import CURRENT_LOOP, get_option
 from rig.physical.synth import synthesize
@@ -209,7 +209,7 @@ def _levels_by_scope(ctx, inst, opt):
         ctx.note(signal="the DUT's own (rise_time_ui and noise apply to the virtual line only)")
     gain = inst.probe_gain()
     ch = inst.scope_channel(direction)
-    screen = SCREEN_CHARS * 10 / baud
+    screen = char_time_ns(baud, hhu.port.fmt, SCREEN_CHARS) / 1e9
     scope = _setup_scope(inst, [ch], ch, baud, screen)
     scope.arm()
     _, ex = hhu.read(ctx.params["register"])
@@ -375,7 +375,7 @@ def margin(ctx):
         if q == "ber":
             return [Fault("bit_flip", direction, ber=amount, seed=i + 1)] if amount else []
         ctx.stand_in(STAND_IN_DISTURBANCE)
-        req = ReadCommand.of(reg.register_id).to_bytes(parity=True)
+        req = ReadCommand.of(reg.register_id, limits=hhu.profile.limits).to_bytes(parity=True)
         copies = 1 + hhu.profile.protocol.nak_repeats
         faults, _ = disturbance_faults(q, amount, opt, req * copies, hhu.port.baud, line.sent("to_meter"),
                                        "to_meter", seed=i + 1)
@@ -487,7 +487,7 @@ class _ScopeBitErrors:
     def __init__(self, ctx, inst, hhu, reg, direction: str):
         self.ctx, self.inst = ctx, inst
         self.dirs = ("to_meter", "to_hhu") if direction == "both" else (direction,)
-        self.request = ReadCommand.of(reg.register_id).to_bytes()
+        self.request = ReadCommand.of(reg.register_id, limits=ctx.profile.limits).to_bytes()
         self.answer = b""
         self.tr_s = ctx.profile.timing.tr_max_ns / 1e9
         if "to_hhu" in self.dirs:       # what the DUT answers on the undisturbed line, and how soon
@@ -506,7 +506,7 @@ class _ScopeBitErrors:
         baud = float(hhu.port.baud)
         if self.scope is None or baud != self.baud:
             self.baud = baud
-            screen = SCREEN_CHARS * 10 / baud
+            screen = char_time_ns(baud, hhu.port.fmt, SCREEN_CHARS) / 1e9
             if len(self.dirs) > 1:      # the request, the answer after twice the undisturbed tr
                 screen = 2 * screen + self.tr_s
             self.screen = screen
