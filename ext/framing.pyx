@@ -92,6 +92,10 @@ cdef void _init_tables() noexcept:
 
 _init_tables()
 
+# The characters a data set's fields exclude (IEC 62056-21 §6.3), as the table above has them:
+# the one home of the data-set syntax's character set (rig.protocol and the profile read it).
+EXCLUDED = bytes([b for b in range(0x20, 0x7F) if CLASS[b] != C_PRINT])
+
 
 # ---------------------------------------------------------------------------------------------
 # Parity and BCC

@@ -130,3 +130,34 @@ def test_a_profile_that_changes_a_limit_changes_what_messages_client_and_emulato
         r = emu.on_frame(fr, t)
     answer = r.answer
     assert isinstance(answer, Data) and answer.error_text == p.error_texts["unknown_register"]
+
+
+def test_the_data_set_character_set_is_the_framers_everywhere(tmp_path):
+    """IEC 62056-21 §6.3 excludes ( ) * / ! inside a data set: the framer's table is the one home;
+    the messages, the model and the profile's checks must refuse exactly those characters."""
+    import json
+
+    from rig import _framing_model
+    from rig.profile import ProfileError, load_profile
+    from rig.protocol.messages import EXCLUDED
+
+    assert EXCLUDED == "!()*/" and _framing_model.EXCLUDED == frozenset(EXCLUDED.encode())
+    f = tmp_path / "texts.toml"
+    for ch in map(chr, range(0x20, 0x7F)):
+        excluded = ch in EXCLUDED
+        fr = fx.Framer("none")
+        frames = fr.feed(Data(f"A{ch}(1)").to_bytes()) + fr.flush()
+        assert (len(frames) == 1 and frames[0].ok) == (not excluded), ch
+        try:
+            DataSet(f"A{ch}", "1")
+        except ProtocolError:
+            assert excluded, ch
+        else:
+            assert not excluded, ch
+        f.write_text(f"[error_texts]\nbad_value = {json.dumps('a' + ch)}\n")  # a TOML basic string
+        try:
+            load_profile(f)
+        except ProfileError:
+            assert excluded, ch
+        else:
+            assert not excluded, ch

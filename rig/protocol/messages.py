@@ -16,7 +16,7 @@ from rig import _framing
 from rig.errors import RigError
 from rig.profile import Limits, Timing, load_profile
 
-EXCLUDED = "()*/!"  # IEC 62056-21 §6.3: not inside a data set (they delimit it)
+EXCLUDED = _framing.EXCLUDED.decode()  # "!()*/": IEC 62056-21 §6.3, not inside a data set's fields
 
 
 @functools.cache
@@ -75,7 +75,7 @@ class DataSet:
         return f"{self.address}({self.value}{unit})"
 
 
-_FIELD = "[ \"-'+-.0-~]"  # printable ISO/IEC 646 without ( ) * / !
+_FIELD = "[" + "".join(re.escape(chr(c)) for c in range(0x20, 0x7F) if chr(c) not in EXCLUDED) + "]"  # printable
 _TAIL_RE = re.compile(r"[\r\n]*(?:![\r\n]*)?")
 _new, _set = object.__new__, object.__setattr__
 
