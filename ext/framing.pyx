@@ -65,7 +65,6 @@ cdef enum:
     C_PRINT, C_LPAREN, C_RPAREN, C_STAR, C_EXCL_OTHER, C_BANG, C_CRLF, C_CONTROL
 
 cdef uint8_t ODD[256]      # 1 where a byte has an odd number of ones
-cdef uint8_t ONES[256]     # number of ones in a byte
 cdef uint8_t CLASS[256]    # data-set character class of a 7-bit value (8-bit in parity none)
 
 cdef void _init_tables() noexcept:
@@ -77,7 +76,6 @@ cdef void _init_tables() noexcept:
             n += x & 1
             x >>= 1
         ODD[b] = n & 1
-        ONES[b] = n
         if b < 0x20 or b > 0x7E:
             CLASS[b] = C_CONTROL
         else:
@@ -91,10 +89,6 @@ cdef void _init_tables() noexcept:
     CLASS[0x21] = C_BANG
 
 _init_tables()
-
-# The characters a data set's fields exclude (IEC 62056-21 §6.3), as the table above has them:
-# the one home of the data-set syntax's character set (rig.protocol and the profile read it).
-EXCLUDED = bytes([b for b in range(0x20, 0x7F) if CLASS[b] != C_PRINT])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,18 +148,6 @@ def parity_errors(const uint8_t[::1] data not None):
     with nogil:
         for i in range(n):
             k += ODD[data[i]]
-    return k
-
-
-def bit_errors(const uint8_t[::1] received not None, const uint8_t[::1] sent not None):
-    """Number of bits that differ between two byte strings of equal length (wire bytes received
-    against the wire bytes sent: data and parity bits)."""
-    cdef Py_ssize_t i, n = received.shape[0], k = 0
-    if sent.shape[0] != n:
-        raise ValueError(f"bit_errors: {n} bytes received against {sent.shape[0]} sent; expected equal lengths")
-    with nogil:
-        for i in range(n):
-            k += ONES[received[i] ^ sent[i]]
     return k
 
 
@@ -452,14 +434,6 @@ cdef class Framer:
         self.in_frame = False
         self.arena_len = 0
         self.n_done = 0
-
-    @property
-    def limits(self):
-        """The field limits this framer checks, by its constructor's names (value_max is the
-        profile's limits.value_max_programming): the defaults must be the default profile's."""
-        return {"device_address_max": self.lim_devaddr, "identification_max": self.lim_ident,
-                "address_max": self.lim_addr, "value_max": self.lim_value, "unit_max": self.lim_unit,
-                "frame_max": self.frame_max}
 
     @property
     def position(self):
@@ -943,6 +917,14 @@ cdef class Framer:
             self._cut(self.pos)
         return self._collect()
 
+    @property
+    def limits(self):
+        """The field limits this framer checks, by its constructor's names (value_max is the
+        profile's limits.value_max_programming): the defaults must be the default profile's."""
+        return {"device_address_max": self.lim_devaddr, "identification_max": self.lim_ident,
+                "address_max": self.lim_addr, "value_max": self.lim_value, "unit_max": self.lim_unit,
+                "frame_max": self.frame_max}
+
 
 # ---------------------------------------------------------------------------------------------
 # Frames to messages, the hot case in C: the protocol layer passes its classes in, so this module
@@ -985,3 +967,27 @@ def to_messages(list frames, data_cls, ack, nak, slow):
         else:
             out.append(slow(f))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Bit errors: wire bytes received against those sent (the electrical cases count them)
+
+cdef extern from *:
+    int __builtin_popcount(unsigned int x) nogil
+
+
+def bit_errors(const uint8_t[::1] received not None, const uint8_t[::1] sent not None):
+    """Number of bits that differ between two byte strings of equal length (wire bytes received
+    against the wire bytes sent: data and parity bits)."""
+    cdef Py_ssize_t i, n = received.shape[0], k = 0
+    if sent.shape[0] != n:
+        raise ValueError(f"bit_errors: {n} bytes received against {sent.shape[0]} sent; expected equal lengths")
+    with nogil:
+        for i in range(n):
+            k += __builtin_popcount(received[i] ^ sent[i])
+    return k
+
+
+# The characters a data set's fields exclude (IEC 62056-21 §6.3), as the character table has them:
+# the one home of the data-set syntax's character set (rig.protocol reads it).
+EXCLUDED = bytes([b for b in range(0x20, 0x7F) if CLASS[b] != C_PRINT])
