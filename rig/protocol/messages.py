@@ -359,7 +359,7 @@ class Data(Message):
         return cls("".join(map(str, datasets)), partial)
 
     @classmethod
-    def error(cls, text: str, limits: Limits | None = None) -> "Data":
+    def error(cls, text: str, limits: Limits | None = None) -> Data:
         """The error answer (text), text within limits.error_text_max (default: default_limits())."""
         _check_text("error text", text, (limits or default_limits()).error_text_max, excluded=EXCLUDED)
         return cls(f"({text})")
