@@ -126,7 +126,7 @@ def yaml_line(text: str, key: str | None) -> int | None:
     from the marks of yaml's composer; the deepest part found wins. Keys may hold dots themselves."""
     if not key:
         return None
-    import yaml
+    import yaml  # here, not at the top: only a YAML error needs it, and it is not light
 
     try:
         node = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))

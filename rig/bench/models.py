@@ -649,7 +649,7 @@ _LOADED_LOCK = threading.Lock()
 def load_file(path: Path | str) -> InstrumentModel:
     """One model file, validated.  A file loaded before and unchanged since (the same text) gives
     the model already parsed."""
-    import yaml
+    import yaml  # here, not at the top: only loading a model file needs it (rig run on a port bench may not)
 
     path = Path(path)
     text = read_text(path, ModelError)
@@ -837,7 +837,7 @@ def sim_device(model: InstrumentModel | str) -> dict:
 
 def write_sim_library(path: Path | str, models: Iterable[InstrumentModel | str] | None = None) -> Path:
     """:func:`sim_library` written as YAML to ``path`` (for ``ResourceManager(f"{path}@sim")``)."""
-    import yaml
+    import yaml  # as in load_file
 
     path = Path(path)
     path.write_text(yaml.safe_dump(sim_library(models), sort_keys=False, allow_unicode=True), encoding="utf-8")
