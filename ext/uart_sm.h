@@ -282,7 +282,8 @@ static inline double rig_centre_at(double nc, double T, int c) {
 }
 
 /* One character out; jitter, per-bit widths and the bit-period fit from its edges (same arithmetic, in
-   the same order, as a grid fit for bit_ns then the statistics).  The sums over the edges were taken as
+   the same order, as a grid fit for bit_ns then the statistics); with keep_edges, those edges out with
+   their jitter and widths (rig_push_fits).  The sums over the edges were taken as
    the edges came (rig_ce_add); the bit widths are worked out here, in edge order, and their extremes
    merged, which keeps the first of equal values as a running update does. */
 static inline RIG_SM_INLINE void rig_emit_char(rig_st_t *s, double t_end, int is_break) {
@@ -315,19 +316,10 @@ static inline RIG_SM_INLINE void rig_emit_char(rig_st_t *s, double t_end, int is
         if (t_end - s->t_start < s->break_min) s->break_min = t_end - s->t_start;
     }
     s->n_chars += 1;
-    if (n < 2) return;
+    if (n < 2) return;      /* a break has one: the edge it starts at (rig_close_char) */
     kbar = (double)s->ce_ksum;
     kbar /= n;
     tbar = s->ce_tsum / n;
-    if (is_break) {
-        for (j = 0; j < n; j++) {
-            dk = s->ce_k[j] - kbar;
-            sxy += dk * (s->ce_t[j] - tbar);
-            sxx += dk * dk;
-        }
-        if (sxx > 0) r->bit_ns = sxy / sxx * s->ns_per_sample;
-        return;
-    }
     a = s->ce_usum / n;
     {
         double jit_sum2 = s->jit_sum2, jit_peak = s->jit_peak, jit_min = s->jit_min, jit_max = s->jit_max;
