@@ -32,7 +32,7 @@ setup(
     packages=find_packages(include=["rig", "rig.*"]) + ["rig.instruments"],
     package_dir={"rig.instruments": "instruments"},
     package_data={
-        "rig": ["profiles/*.toml", "samples/*", "plans/*.toml", "py.typed", "campaign/templates/*"],
+        "rig": ["profiles/*.toml", "samples/*", "plans/*.toml", "py.typed", "*.pyi", "campaign/templates/*"],
         "rig.instruments": ["*.yaml"],
     },
     ext_modules=cythonize(

@@ -492,7 +492,7 @@ def bcc_blind(reg, value: str, answer: bytes, profile) -> bool:
     show (e.g. two equal characters dropped, inserted or duplicated: their XOR is 0), carrying
     the requested register's address and a value that fits its definition. No IEC 62056-21
     client can tell it from a good answer."""
-    from rig.protocol import Data, DataSet
+    from rig.protocol import Data
     try:
         ds = Data(answer.decode("ascii")[1:-2]).datasets
     except Exception:

@@ -160,7 +160,7 @@ def _probe(ic, timeout: float) -> dict:
         res = rm.open_resource(ic.resource, read_termination=ic.model.read_termination,
                                write_termination=ic.model.write_termination, timeout=int(timeout * 1000))
         try:
-            idn = res.query(ic.model.command("idn?")).strip()
+            idn = res.query(ic.model.command("idn?")).strip()  # type: ignore[attr-defined]  # a message-based resource
         finally:
             res.close()
     except Exception as e:  # noqa: BLE001 - pyvisa raises many kinds; each is a reason to report

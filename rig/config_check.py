@@ -174,8 +174,8 @@ def read_toml(path, error: type[FileError] = FileError, *, text: str | None = No
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as e:     # its message ends "(at line N, column M)"
         m = re.search(r"\(at line (\d+), column \d+\)", str(e))
-        line = getattr(e, "lineno", None) or (int(m.group(1)) if m else None)
-        raise error(path, None, f"not valid TOML: {e}", line=line) from None
+        at: int | None = getattr(e, "lineno", None) or (int(m.group(1)) if m else None)
+        raise error(path, None, f"not valid TOML: {e}", line=at) from None
 
 
 # ---------------------------------------------------------------------------------------------

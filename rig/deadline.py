@@ -26,10 +26,12 @@ class Deadline:
 
     @classmethod
     def after(cls, seconds: float) -> Deadline:
+        """The deadline `seconds` from now."""
         return cls(_clock.now_ns() + int(seconds * 1e9))
 
     @classmethod
     def after_ns(cls, ns: int) -> Deadline:
+        """The deadline `ns` nanoseconds from now."""
         return cls(_clock.now_ns() + int(ns))
 
     def remaining_ns(self) -> int:
@@ -37,9 +39,11 @@ class Deadline:
         return max(0, self.at_ns - _clock.now_ns())
 
     def remaining_s(self) -> float:
+        """Seconds left, never below 0: the timeout for APIs that take one in seconds."""
         return self.remaining_ns() / 1e9
 
     def expired(self) -> bool:
+        """Whether the deadline has passed."""
         return _clock.now_ns() >= self.at_ns
 
     def wait(self, ready: Callable[[], T], poll_ns: int = DEFAULT_POLL_NS) -> T:

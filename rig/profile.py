@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rig.config_check import Bool, Checker, Choice, FileError, Int, Map, Open, Opt, Text, read_toml
 
@@ -409,11 +409,10 @@ def _read(path: Path, flat: dict, *, user: bool) -> None:
     data, text = read_toml(path, ProfileError)
     origin = Checker(path, text, error=ProfileError)
     file = str(path)
+    source: Callable[[str], str] | None = None
     if user:
         def source(cite):
             return f"user profile {file}" + (f": {cite}" if cite else "")
-    else:
-        source = None
     _walk(SCHEMA, data, (), origin, source, None, flat)
 
 

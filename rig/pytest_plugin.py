@@ -29,6 +29,7 @@ HARDWARE_SKIP = "needs real hardware: the bench is the embedded default (give --
 
 
 def pytest_addoption(parser):
+    """The plugin's options: --rig-bench, --rig-profile, --rig-port."""
     group = parser.getgroup("rig", "rig test rig (IEC 62055-52 / IEC 62056-21)")
     group.addoption("--rig-bench", metavar="FILE", default=None,
                     help="bench configuration TOML (rig.bench.config); default: the embedded default")
@@ -39,6 +40,7 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    """Declare the markers `hardware` and `rig_faults`."""
     config.addinivalue_line("markers", "hardware: the test needs real hardware; skipped when the bench is "
                                        "the embedded default (no --rig-bench)")
     config.addinivalue_line("markers", "rig_faults(*faults): rig.link.Fault values on rig_meter's virtual line")
@@ -49,6 +51,7 @@ def _bench_file(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked `hardware` when the bench is the embedded default."""
     if _bench_file(config):
         return
     skip = pytest.mark.skip(reason=HARDWARE_SKIP)

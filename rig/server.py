@@ -6,8 +6,13 @@ first character should go out, the gap between characters, and the baud to switc
 fallback, inactivity, end of token execution) are the loop's job too: it calls on_timer() at
 next_deadline_ns(). on_frame() also runs any timer already due, so a late call is never wrong.
 
+STATE_TABLE is the behaviour: each input (a message, a bad frame, a timer) runs the first row for
+the state whose event it is and whose condition holds; the row's action makes the Reaction and its
+next state is the state after. describe() prints those same rows. Each row names the EventKind it
+is (Reaction.kinds, MeterServer.events): verdicts test the kind, the text is for people.
+
     emu = MeterEmulator(profile)
-    r = emu.on_frame(frame, now_ns)      # r.answer, r.send_at_ns, r.char_gap_ns, r.baud, r.event
+    r = emu.on_frame(frame, now_ns)      # r.answer, r.send_at_ns, r.char_gap_ns, r.baud, r.kinds, r.event
     emu.on_timer(emu.next_deadline_ns())
     print(describe())                    # the state machine as text
 
@@ -67,17 +72,38 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import NamedTuple, TypeVar
 
-from rig._framing import E_SYNTAX, E_TRUNCATED
+from rig import _clock
+from rig._framing import E_SYNTAX, E_TRUNCATED, Frame, Framer
+from rig.exchange import FrameReader
+from rig.link import Port, PortError
 from rig.profile import Profile, Timing, load_profile
 from rig.protocol.messages import (
-    Ack, BreakCommand, Command, Data, DataSet, ExecuteCommand, IDRequest, IDResponse, Message, Nak, OptionSelect,
-    PasswordCommand, ProtocolError, ReadCommand, UndefinedCommand, WriteCommand, message_from_frame,
+    Ack,
+    BreakCommand,
+    Command,
+    Data,
+    DataSet,
+    ExecuteCommand,
+    IDRequest,
+    IDResponse,
+    Message,
+    Nak,
+    OptionSelect,
+    PasswordCommand,
+    ProtocolError,
+    ReadCommand,
+    UndefinedCommand,
+    WriteCommand,
+    message_from_frame,
 )
 from rig.tokens import TokenEntry, TokenModel, TokenOutcome
 
-__all__ = ["MeterEmulator", "Reaction", "STATE_TABLE", "TimingPolicy", "describe"]
+__all__ = ["STATE_TABLE", "EventKind", "MeterEmulator", "MeterServer", "Reaction", "TimingPolicy", "Transition", "describe"]
 
 NS_PER_MS = 1_000_000
 BITS_PER_CHARACTER = 10  # start + 7 data + parity + stop (7E1), or start + 8 + stop (8N1)
@@ -183,7 +209,30 @@ class TimingPolicy:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reaction
+# Events and reactions
+
+class EventKind(StrEnum):
+    """What a server event was, in the standard's words (IEC 62056-21, IEC 62055-52 §6.6).
+
+    Verdicts test the kind, never the wording of the log's text. A reaction can hold several
+    kinds: timers that ran before a frame, or a partial-block exchange aborted by a command."""
+    IDENTIFICATION = "identification"        # an IDRequest for us: IDResponse, a new session
+    OPTION_SELECT = "option select"          # the acknowledgement/option select message, any outcome
+    DATA_READOUT = "data readout"            # mode 0: the readout went out, back to start
+    READ = "read"                            # a ReadCommand answered (data or error answer)
+    WRITE = "write"                          # a WriteCommand answered (ACK or error answer)
+    PASSWORD = "password"                    # a P1 password command answered
+    PARTIAL_BLOCK = "partial block"          # a block of a partial-block answer or write, or its abort
+    REPEAT = "repeat"                        # the client's NAK: the last answer again
+    NAK = "NAK"                              # a frame with errors answered with NAK
+    UNDEFINED_COMMAND = "undefined command"  # E, P0, P2 or an unknown command letter
+    BREAK = "break"                          # a BreakCommand ended the session
+    TIME_OUT = "time-out"                    # tt or inactivity ran out: back to start
+    TOKEN_EXECUTED = "token executed"        # token execution ended: the TCDU registers show it
+    POWER_CYCLE = "power cycle"              # the meter restarted
+    IGNORED = "ignored"                      # heard and, as the standard wants, not answered
+    INTERNAL_ERROR = "internal error"        # a bug of the rig's; the frame was ignored
+
 
 @dataclass
 class Reaction:
@@ -193,7 +242,8 @@ class Reaction:
     out. char_gap_ns: gap between its characters (0: back to back at line rate). baud: switch the
     port to this speed first (now, or before sending; the guard delay is in send_at_ns).
     baud_after: switch to this speed once the answer has been sent (the end of a readout).
-    event: one log line. state: the emulator's state after it."""
+    event: one log line, for people. state: the emulator's state after it. kinds: what happened,
+    for verdicts. transitions: the STATE_TABLE rows that ran, in order."""
     answer: Message | None = None
     send_at_ns: int | None = None
     char_gap_ns: int = 0
@@ -202,6 +252,8 @@ class Reaction:
     event: str = ""
     state: str = START
     bcc_on_data: bool = True
+    kinds: tuple[EventKind, ...] = ()
+    transitions: tuple[Transition, ...] = ()
 
     def to_bytes(self, parity: bool = False) -> bytes:
         """The answer's characters (b"" when silent); parity=True for 7E1 wire bytes."""
@@ -213,43 +265,82 @@ class Reaction:
 
 
 # ---------------------------------------------------------------------------------------------
-# The state machine as data: (state, event, condition, action, next state)
+# What the state machine reacts to, and its rows
 
-STATE_TABLE: tuple[tuple[str, str, str, str, str], ...] = (
-    (START, "IDRequest", "address empty or ours (leading zeros not significant)", "IDResponse /XXXZ ident after tr; start tt", IDENTIFIED),
-    (START, "IDRequest", "another address", "none", START),
-    (START, "any other frame", "", "none (silence)", START),
-    (IDENTIFIED, "OptionSelect 0 Z 1", "Z = the proposed Z", "switch to Z; P0 (device address) at Z, after max(tr, guard + margin)", PROGRAMMING),
-    (IDENTIFIED, "OptionSelect 0 Z 1", "any other Z", "stay at initial baud; P0 (device address) after tr", PROGRAMMING),
-    (IDENTIFIED, "OptionSelect 0 Z 0", "", "as for Z 1; data readout of readable registers", READOUT),
-    (IDENTIFIED, "OptionSelect", "V != 0 or Y not 0/1", "none", START),
-    (IDENTIFIED, "NAK", "", "repeat IDResponse; restart tt", IDENTIFIED),
-    (IDENTIFIED, "BreakCommand", "", "none", START),
-    (IDENTIFIED, "timer tt", "no option select", "none", START),
-    (IDENTIFIED, "any other frame", "", "none", IDENTIFIED),
-    (READOUT, "readout sent", "", "back to initial baud (baud_after)", START),
-    (PROGRAMMING, "ReadCommand", "registers readable", "Data id(value)...", PROGRAMMING),
-    (PROGRAMMING, "ReadCommand R3/R4", "answer longer than block_size > 0", "first partial block (EOT); the rest wait for ACK", PROGRAMMING),
-    (PROGRAMMING, "ACK", "partial blocks pending", "next block (EOT; the last ETX)", PROGRAMMING),
-    (PROGRAMMING, "ACK", "none pending", "none", PROGRAMMING),
-    (PROGRAMMING, "any command", "partial-block answer or write open", "abort it; process the command", PROGRAMMING),
-    (PROGRAMMING, "WriteCommand ending in EOT", "", "ACK; assemble the write from blocks", PROGRAMMING),
-    (PROGRAMMING, "Data block", "partial-block write open", "ACK (EOT block) / assemble, execute as a write (ETX block)", PROGRAMMING),
-    (PROGRAMMING, "ReadCommand", "unknown / write-only", "error answer (unknown_register / access_denied)", PROGRAMMING),
-    (PROGRAMMING, "WriteCommand", "valid and executable", "ACK; TokenData: token execution starts", PROGRAMMING),
-    (PROGRAMMING, "WriteCommand", "valid, not executable", "error answer (access_denied, bad_length, bad_value, not_ready, lockout)", PROGRAMMING),
-    (PROGRAMMING, "PasswordCommand P1", "password right or none set", "ACK", PROGRAMMING),
-    (PROGRAMMING, "PasswordCommand P1", "password wrong", "error answer (access_denied)", PROGRAMMING),
-    (PROGRAMMING, "undefined command, E, P0, P2", "", "NAK or error answer (protocol.undefined_command)", PROGRAMMING),
-    (PROGRAMMING, "frame with errors", "parity, BCC, syntax, gap", "NAK", PROGRAMMING),
-    ("any", "frame cut short", "by SOH, STX, '/', or no character for ta", "none (ignored)", "(same)"),
-    (PROGRAMMING, "NAK", "", "repeat the last answer", PROGRAMMING),
-    (PROGRAMMING, "BreakCommand", "", "none; back to initial baud", START),
-    (PROGRAMMING, "timer inactivity", "no valid frame", "back to initial baud", START),
-    ("any", "IDRequest", "address empty or ours", "new session at initial baud: IDResponse (heard even inside an open block)", IDENTIFIED),
-    ("meter", "timer execution", "token written", "TCDU registers from the token outcome", "(same)"),
-    ("meter", "power_cycle()", "", "session reset; TokenLockout cleared; pending token finishes", START),
-)
+ANY, METER, SAME = "any", "meter", "(same)"  # rows for every session state; for the meter; no state change
+BY_COMMAND = "(the command's row)"
+
+# what an input is: a well-formed message, or not
+MESSAGE = "message"
+GARBAGE, CUT_SHORT, BAD_FRAME = "garbage", "frame cut short", "frame with errors"
+TIMER_TT, TIMER_INACTIVITY, TIMER_EXECUTION = "timer tt", "timer inactivity", "timer execution"
+READOUT_SENT, POWER_CYCLE = "readout sent", "power_cycle()"
+
+
+@dataclass(frozen=True)
+class _Input:
+    """One thing the state machine reacts to: a well-formed message (msg), a frame that is not one
+    (what: GARBAGE, CUT_SHORT, BAD_FRAME, with why and nak_why), a timer, or an internal step."""
+    what: str
+    msg: Message | None = None
+    frame: Frame | None = None
+    why: str = ""
+    nak_why: str = ""
+
+
+class Transition(NamedTuple):
+    """One row of the Annex A state machine: in `state`, on `event`, if `condition`: `action`, then
+    `next`. The first five fields are the printed table (describe()); the rest is what runs it:
+    on(input) says whether the input is the row's event, when(emulator, input, now_ns) whether the
+    condition holds (None or False: it does not; anything else is handed to do), and
+    do(emulator, input, now_ns, got) the action, which returns the Reaction."""
+    state: str
+    event: str
+    condition: str
+    action: str
+    next: str
+    kind: EventKind
+    on: Callable[[_Input], bool]
+    when: Callable[..., object] | None
+    do: Callable[..., Reaction]
+
+
+_M = TypeVar("_M", bound=Message)
+
+
+def _message(first: type[_M], *more: type[_M], test: Callable[[_M], bool] | None = None) -> Callable[[_Input], bool]:
+    """The row's event: a well-formed message of one of these types (and passing test)."""
+    types = (first, *more)
+    return lambda i: isinstance(i.msg, types) and (test is None or test(i.msg))
+
+
+def _msg(i: _Input, cls: type[_M]) -> _M:
+    """The input's message, which the row's event (on) has found to be a cls."""
+    assert isinstance(i.msg, cls), f"{i.msg!r} is not a {cls.__name__}"
+    return i.msg
+
+
+def _frame(i: _Input) -> Frame:
+    """The frame of an input that is not a message (garbage, cut short, with errors): always set."""
+    assert i.frame is not None, f"{i.what} input without its frame"
+    return i.frame
+
+
+def _input(what: str) -> Callable[[_Input], bool]:
+    """The row's event: an input that is not a message (a bad frame, a timer, an internal step)."""
+    return lambda i: i.msg is None and i.what == what
+
+
+def _any_message(i: _Input) -> bool:
+    return i.msg is not None
+
+
+def _write_block_input(i: _Input) -> bool:
+    """A Data message, or a data frame whose only error is syntax: the framer checks a block of a
+    partial-block write alone, so a data set split across blocks is a "syntax error" in the later
+    ones; the assembled whole is checked instead."""
+    return isinstance(i.msg, Data) or (
+        i.what == BAD_FRAME and i.frame is not None and i.frame.kind == "data" and i.frame.errors == E_SYNTAX)
 
 
 def _data_of(frame) -> tuple[str, bool]:
@@ -266,11 +357,12 @@ def addresses_match(asked: str, ours: str) -> bool:
 
 
 def describe() -> str:
-    """The state machine as a text table."""
+    """The state machine as a text table: the rows MeterEmulator dispatches on, first match first."""
     head = ("state", "event", "condition", "action", "next")
-    widths = [max(len(r[i]) for r in STATE_TABLE + (head,)) for i in range(5)]
-    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in STATE_TABLE])
+    rows = [head] + [tuple(r[:5]) for r in STATE_TABLE]
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    line = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
+    return "\n".join([line(head), line(tuple("-" * w for w in widths))] + [line(r) for r in rows[1:]])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,7 +385,8 @@ class _Execution:
 
 
 class MeterEmulator:
-    """IEC 62055-52 server (STS prepayment meter) as an I/O-free state machine.
+    """IEC 62055-52 server (STS prepayment meter) as an I/O-free state machine: frames and times
+    in, Reactions out. Every input runs the first STATE_TABLE row that matches it.
 
     profile: the rig profile. tokens: the TokenModel (default: the shipped test-token table).
     policy: answer and timeout timing. execution_ns: token processing time (default: profile
@@ -338,7 +431,7 @@ class MeterEmulator:
     def on_frame(self, frame, now_ns: int) -> Reaction:
         """React to one frame (any kind, good or bad) whose last character arrived at now_ns."""
         due = self._run_timers(now_ns)
-        r = self._frame(frame, now_ns)
+        r = self._dispatch(self._input_of(frame), now_ns)
         r = self._merge(due, r)
         self.events.append((now_ns, r.event))
         return r
@@ -352,20 +445,23 @@ class MeterEmulator:
         self.events.append((now_ns, r.event))
         return r
 
+    def on_message(self, msg: Message, now_ns: int) -> Reaction:
+        """React to a well-formed message (on_frame without the framing checks, timers and log)."""
+        return self._dispatch(_Input(MESSAGE, msg), now_ns)
+
     def next_deadline_ns(self) -> int | None:
+        """When on_timer has something to do next (tt, inactivity, end of execution); None: nothing."""
         s = self._session
         times = [t for t in (s.tt_deadline, s.inactivity_deadline,
                              self._execution.ready_ns if self._execution else None) if t is not None]
         return min(times) if times else None
 
-    def power_cycle(self) -> None:
+    def power_cycle(self) -> Reaction:
         """The meter restarts: session over, initial speed, TokenLockout cleared (per profile); a
         token in execution finishes at once (it was decided when written)."""
-        if self._execution is not None:
-            self._finish_execution()
-        self.tokens.power_cycle()
-        self._end_session()
+        r = self._dispatch(_Input(POWER_CYCLE), -1)
         self.events.append((-1, "power cycle"))
+        return r
 
     @property
     def registers(self) -> dict[str, str]:
@@ -374,6 +470,7 @@ class MeterEmulator:
 
     @property
     def executing(self) -> bool:
+        """A token is in execution (its TCDU registers read "Not ready")."""
         return self._execution is not None
 
     def timing(self) -> dict[str, int]:
@@ -382,31 +479,65 @@ class MeterEmulator:
         return {"tr_ns": self._answer_ns, "char_gap_ns": self._gap_ns, "tt_ns": self.policy.tt_ns(t),
                 "inactivity_ns": self.policy.inactivity_ns(t), "execution_ns": self.execution_ns}
 
+    # -- the dispatcher: STATE_TABLE is the behaviour -------------------------------------------
+
+    def _dispatch(self, inp: _Input, now_ns: int) -> Reaction:
+        """Run the first row for this state whose event is the input and whose condition holds;
+        the state after it is the row's next (unless the row leaves it, or hands the input on)."""
+        if self.state == PROGRAMMING and self._valid_frame(inp):
+            # the inactivity timer counts from the last valid frame
+            self._session.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
+        for row in _ROWS[self.state]:
+            if not row.on(inp):
+                continue
+            got = True if row.when is None else row.when(self, inp, now_ns)
+            if got is None or got is False:
+                continue
+            r = row.do(self, inp, now_ns, got)
+            if row.next in STATES:
+                self.state = row.next
+            r = replace(r, state=self.state, kinds=(row.kind, *r.kinds), transitions=(row, *r.transitions))
+            if self.state == READOUT:  # the readout is on its way: its row runs at once
+                after = self._dispatch(_Input(READOUT_SENT), now_ns)
+                r = replace(r, state=after.state, kinds=r.kinds + after.kinds,
+                            transitions=r.transitions + after.transitions)
+            return r
+        raise LookupError(f"STATE_TABLE has no row for {inp.what} {inp.msg or ''} in state {self.state}")
+
+    def _valid_frame(self, inp: _Input) -> bool:
+        """In programming: a well-formed message other than an IDRequest, or a block of an open
+        partial-block write (what keeps the session from its inactivity timeout)."""
+        if inp.msg is not None:
+            return not isinstance(inp.msg, IDRequest)
+        return self._session.write_head is not None and _write_block_input(inp)
+
+    def _input_of(self, frame) -> _Input:
+        """The frame as the state machine's input: a message, or what is wrong with it."""
+        if not frame.ok:
+            if frame.kind == "garbage":
+                return _Input(GARBAGE, frame=frame)
+            why = "; ".join(frame.errors_list()) or "bad frame"
+            if frame.errors & E_TRUNCATED:
+                return _Input(CUT_SHORT, frame=frame, why=why)
+            return _Input(BAD_FRAME, frame=frame, why=why, nak_why=f"{frame.kind} frame: {why}")
+        try:
+            return _Input(MESSAGE, message_from_frame(frame), frame)
+        except ProtocolError as e:
+            return _Input(BAD_FRAME, frame=frame, why=str(e), nak_why=str(e))
+
     # -- timers ---------------------------------------------------------------------------------
 
     def _run_timers(self, now_ns: int) -> list[Reaction]:
         out = []
         while (t := self.next_deadline_ns()) is not None and t <= now_ns:
-            s = self._session
             if self._execution is not None and self._execution.ready_ns == t:
-                out.append(self._finish_execution())
-            elif s.tt_deadline == t:
-                out.append(self._fall_back(f"tt: no option select {self.policy.tt_ns(self.profile.timing) / NS_PER_MS:g} ms "
-                                           "after the identification: back to start"))
+                what = TIMER_EXECUTION
+            elif self._session.tt_deadline == t:
+                what = TIMER_TT
             else:
-                out.append(self._fall_back("inactivity: no valid frame for "
-                                           f"{self.policy.inactivity_ns(self.profile.timing) / NS_PER_MS:g} ms: back to start"))
+                what = TIMER_INACTIVITY
+            out.append(self._dispatch(_Input(what), t))
         return out
-
-    def _fall_back(self, event: str) -> Reaction:
-        switch = self._end_session()
-        return Reaction(baud=switch, event=event, state=self.state)
-
-    def _finish_execution(self) -> Reaction:
-        entry = self._execution.entry
-        self._execution = None
-        self._show(entry.outcome)
-        return Reaction(event=f"token {entry.text} executed: {entry.outcome}", state=self.state)
 
     def _merge(self, due: list[Reaction], r: Reaction) -> Reaction:
         if not due:
@@ -414,7 +545,9 @@ class MeterEmulator:
         baud = next((d.baud for d in reversed(due) if d.baud is not None), None)
         if r.baud is None and baud is not None:
             r = replace(r, baud=baud)
-        return replace(r, event="; ".join([d.event for d in due] + [r.event]))
+        return replace(r, event="; ".join([d.event for d in due] + [r.event]),
+                       kinds=tuple(k for d in due for k in d.kinds) + r.kinds,
+                       transitions=tuple(x for d in due for x in d.transitions) + r.transitions)
 
     # -- session helpers ------------------------------------------------------------------------
 
@@ -438,6 +571,7 @@ class MeterEmulator:
         return r
 
     def _end_of(self, r: Reaction, baud: int) -> int:
+        assert r.send_at_ns is not None, "only an answer has an end"
         n = len(r.to_bytes())
         return r.send_at_ns + n * self._char_time(baud) + max(0, n - 1) * r.char_gap_ns
 
@@ -448,109 +582,139 @@ class MeterEmulator:
         text = self.profile.error_texts[key]
         return self._answer(Data.error(text), now_ns, f"{event} -> error ({text})")
 
-    # -- frames ---------------------------------------------------------------------------------
+    # -- conditions (pure: they decide the row) --------------------------------------------------
 
-    def _frame(self, frame, now_ns: int) -> Reaction:
-        if self._session.write_head is not None and frame.kind == "data" and frame.errors == E_SYNTAX:
-            # a block of a partial-block write is checked alone by the framer, so a data set split
-            # across blocks is a "syntax error" in the later ones: the assembled whole is checked
-            s = self._session
-            s.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
-            return self._write_block(*_data_of(frame), now_ns)
-        if not frame.ok:
-            if frame.kind == "garbage":
-                return self._silent(f"garbage ignored ({len(frame.data)} bytes)")
-            why = "; ".join(frame.errors_list()) or "bad frame"
-            if frame.errors & E_TRUNCATED:
-                # cut short by the start of another frame: the client has moved on (it repeats
-                # after its timeout); a NAK now would answer that next frame out of turn
-                return self._silent(f"{frame.kind} frame cut short ignored: {why}")
-            if self.state == PROGRAMMING:
-                return self._answer(Nak(), now_ns, f"NAK: {frame.kind} frame: {why}")
-            return self._silent(f"bad {frame.kind} frame ignored in {self.state}: {why}")
+    def _ours(self, i: _Input, now_ns: int) -> bool:
+        return addresses_match(_msg(i, IDRequest).device_address, self._ident.device_address)
+
+    def _not_ours(self, i: _Input, now_ns: int) -> bool:
+        return not self._ours(i, now_ns)
+
+    def _option_unsupported(self, i: _Input, now_ns: int) -> bool:
+        msg = _msg(i, OptionSelect)
+        return msg.protocol != "0" or msg.mode not in "01"
+
+    def _programming_proposed(self, i: _Input, now_ns: int) -> bool:
+        msg = _msg(i, OptionSelect)
+        return msg.mode == "1" and msg.baud_char == self._ident.baud_char
+
+    def _programming_other_z(self, i: _Input, now_ns: int) -> bool:
+        msg = _msg(i, OptionSelect)
+        return msg.mode == "1" and msg.baud_char != self._ident.baud_char
+
+    def _blocks_open(self, i: _Input, now_ns: int) -> bool:
+        return bool(self._session.blocks) or self._session.write_head is not None
+
+    def _blocks_pending(self, i: _Input, now_ns: int) -> bool:
+        return bool(self._session.blocks)
+
+    def _write_open(self, i: _Input, now_ns: int) -> bool:
+        return self._session.write_head is not None
+
+    def _password_right(self, i: _Input, now_ns: int) -> bool:
+        pw = self.profile.emulator.password
+        return not pw or _msg(i, PasswordCommand).data == f"({pw})"
+
+    def _password_wrong(self, i: _Input, now_ns: int) -> bool:
+        return not self._password_right(i, now_ns)
+
+    def _read_plan(self, msg: ReadCommand, now_ns: int) -> tuple[str, tuple]:
+        """How a read is answered: ("nak", why) | ("error", key, what) | ("blocks"|"data", answer, what)."""
         try:
-            msg = message_from_frame(frame)
+            datasets = msg.datasets
         except ProtocolError as e:
-            if self.state == PROGRAMMING:
-                return self._answer(Nak(), now_ns, f"NAK: {e}")
-            return self._silent(f"bad {frame.kind} frame ignored in {self.state}: {e}")
-        return self.on_message(msg, now_ns)
+            return "nak", (str(e),)
+        if not datasets:
+            return "error", ("bad_value", "read without a register")
+        out = []
+        for ds in datasets:
+            reg = self.profile.register_by_id(ds.address)
+            if reg is None:
+                return "error", ("unknown_register", f"read {ds.address}")
+            if "r" not in reg.access:
+                return "error", ("access_denied", f"read {ds.address} ({reg.name}, write-only)")
+            out.append(DataSet(reg.register_id, self._value(reg.name)))
+        answer = Data.of(*out)
+        what = f"read {' '.join(d.address for d in datasets)} -> {answer.data}"
+        size = self.profile.protocol.block_size
+        wants = msg.command_type in "34" or self.profile.emulator.partial_answers == "always"
+        return ("blocks" if wants and 0 < size < len(answer.data) else "data"), (answer, what)
 
-    def on_message(self, msg: Message, now_ns: int) -> Reaction:
-        """React to a well-formed message (on_frame without the framing checks and the log)."""
-        if isinstance(msg, IDRequest):
-            return self._id_request(msg, now_ns)
-        s = self._session
-        if self.state == PROGRAMMING:
-            if s.write_head is not None and isinstance(msg, Data):
-                s.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
-                return self._write_block(msg.data, msg.partial, now_ns)
-            # IEC 62056-21 §6.4.7: the client aborts a partial-block exchange by a new command
-            aborted = self._abort_blocks() if isinstance(msg, Command) else ""
-            if aborted:
-                r = self.on_message(msg, now_ns)
-                return replace(r, event=f"{aborted}; {r.event}")
-        if self.state == IDENTIFIED:
-            if isinstance(msg, OptionSelect):
-                return self._option_select(msg, now_ns)
-            if isinstance(msg, Nak):
-                return self._repeat(now_ns)
-            if isinstance(msg, BreakCommand):
-                self._end_session()
-                return self._silent("break: back to start")
-            return self._silent(f"{msg} ignored while waiting for the option select")
-        if self.state != PROGRAMMING:
-            return self._silent(f"{msg} ignored in {self.state}")
-        self._session.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
-        if isinstance(msg, Nak):
-            return self._repeat(now_ns)
-        if isinstance(msg, Ack):
-            if self._session.blocks:
-                block = self._session.blocks.pop(0)
-                left = len(self._session.blocks)
-                return self._answer(block, now_ns, f"ACK: next partial block ({left} more)" if left
-                                    else "ACK: last partial block")
-            return self._silent("ACK ignored (no partial block pending)")
-        if isinstance(msg, BreakCommand):
-            switch = self._end_session()
-            return self._silent("break: back to start", switch)
-        if isinstance(msg, ReadCommand):
-            return self._read(msg, now_ns)
-        if isinstance(msg, WriteCommand):
-            return self._write(msg, now_ns)
-        if isinstance(msg, PasswordCommand) and msg.command_type == "1":
-            return self._password(msg, now_ns)
-        if isinstance(msg, (UndefinedCommand, ExecuteCommand, PasswordCommand)):
-            return self._undefined(msg, now_ns)
-        return self._silent(f"{msg} ignored in {self.state}")
+    def _write_plan(self, msg: WriteCommand, now_ns: int) -> tuple[str, tuple]:
+        """How a whole write is answered: ("nak", why) | ("error", key, what) | ("lockout", v, what)
+        | ("token", v, what) | ("value", register name, v, what)."""
+        try:
+            datasets = msg.datasets
+        except ProtocolError as e:
+            return "nak", (str(e),)
+        what = f"write {msg.data or ''}"
+        if len(datasets) != 1:
+            return "error", ("bad_value", f"{what} ({len(datasets)} data sets; one expected)")
+        ds = datasets[0]
+        reg = self.profile.register_by_id(ds.address)
+        if reg is None:
+            return "error", ("unknown_register", what)
+        if "w" not in reg.access:
+            return "error", ("access_denied", f"{what} ({reg.name}, read-only)")
+        if self.profile.emulator.password and not self._session.authorised:
+            return "error", ("access_denied", f"{what} (no P1 password yet)")
+        v = ds.value
+        if len(v) > reg.length or reg.encoding == "digits20" and len(v) != 20:
+            return "error", ("bad_length", f"{what} ({len(v)} characters, {reg.name} takes {reg.length})")
+        digits = v.isascii() and v.isdigit()
+        if (reg.encoding in ("decimal", "digits20", "code") and not digits
+                or reg.encoding == "code" and int(v) not in self.profile.codes.get(reg.codes or "", {})):
+            return "error", ("bad_value", f"{what} (not a {reg.encoding} value of {reg.name})")
+        if reg.name != TOKEN_REGISTER:
+            return "value", (reg.name, v, what)
+        if self._execution is not None:
+            return "error", ("not_ready", f"{what} (token {self._execution.entry.text} still executing)")
+        if self.profile.emulator.lockout_answer == "error" and self.tokens.locked(now_ns):
+            return "lockout", (v, what)
+        return "token", (v, what)
 
-    def _repeat(self, now_ns: int) -> Reaction:
-        last = self._session.last
-        if last is None:
-            return self._silent("NAK with nothing to repeat: ignored")
-        r = replace(last, send_at_ns=now_ns + self._answer_ns, baud=None, baud_after=None,
-                    event=f"NAK: repeat {last.answer}", state=self.state)
-        if self.state == IDENTIFIED:
-            self._session.tt_deadline = self._end_of(r, self.baud) + self.policy.tt_ns(self.profile.timing)
-        return r
+    # -- actions (what a row does; the dispatcher sets the row's next state) ----------------------
 
-    def _id_request(self, msg: IDRequest, now_ns: int) -> Reaction:
-        mine = self._ident.device_address
-        if not addresses_match(msg.device_address, mine):
-            return self._silent(f"IDRequest for {msg.device_address!r} ignored (ours is {mine!r})")
+    def _ignore_frame(self, i: _Input, now_ns: int, got) -> Reaction:
+        if i.what == GARBAGE:
+            return self._silent(f"garbage ignored ({len(_frame(i).data)} bytes)")
+        if i.what == CUT_SHORT:
+            # cut short by the start of another frame: the client has moved on (it repeats
+            # after its timeout); a NAK now would answer that next frame out of turn
+            return self._silent(f"{_frame(i).kind} frame cut short ignored: {i.why}")
+        return self._silent(f"bad {_frame(i).kind} frame ignored in {self.state}: {i.why}")
+
+    def _ignore_other_address(self, i: _Input, now_ns: int, got) -> Reaction:
+        return self._silent(f"IDRequest for {_msg(i, IDRequest).device_address!r} ignored (ours is {self._ident.device_address!r})")
+
+    def _ignore_waiting(self, i: _Input, now_ns: int, got) -> Reaction:
+        return self._silent(f"{i.msg} ignored while waiting for the option select")
+
+    def _ignore_ack(self, i: _Input, now_ns: int, got) -> Reaction:
+        return self._silent("ACK ignored (no partial block pending)")
+
+    def _ignore(self, i: _Input, now_ns: int, got) -> Reaction:
+        return self._silent(f"{i.msg} ignored in {self.state}")
+
+    def _nak(self, i: _Input, now_ns: int, got) -> Reaction:
+        why = got[1][0] if isinstance(got, tuple) else i.nak_why
+        return self._answer(Nak(), now_ns, f"NAK: {why}")
+
+    def _identify(self, i: _Input, now_ns: int, got) -> Reaction:
         restart = self.state != START
         switch = self._end_session()
-        self.state = IDENTIFIED
         answer = IDResponse(self._ident.manufacturer, self._ident.baud_char, self._ident.text)
-        r = self._answer(answer, now_ns, f"IDRequest {msg.device_address!r} -> {answer}"
+        r = self._answer(answer, now_ns, f"IDRequest {_msg(i, IDRequest).device_address!r} -> {answer}"
                          + (" (new session)" if restart else ""), baud=switch)
         self._session.tt_deadline = self._end_of(r, self.baud) + self.policy.tt_ns(self.profile.timing)
         return r
 
-    def _option_select(self, msg: OptionSelect, now_ns: int) -> Reaction:
-        if msg.protocol != "0" or msg.mode not in "01":
-            self._end_session()
-            return self._silent(f"{msg} not supported: back to start")
+    def _option_not_supported(self, i: _Input, now_ns: int, got) -> Reaction:
+        self._end_session()
+        return self._silent(f"{i.msg} not supported: back to start")
+
+    def _option_select(self, i: _Input, now_ns: int, got) -> Reaction:
+        msg = _msg(i, OptionSelect)
         proposed = self._ident.baud_char
         if msg.baud_char == proposed:
             speed, note = self.profile.baud_from_char(proposed), f"{self.profile.baud_from_char(proposed)} Bd"
@@ -564,21 +728,51 @@ class MeterEmulator:
         delay = max(self._answer_ns, t.speed_switch_guard_ns + t.speed_switch_margin_ns) if switch else None
         self._session.tt_deadline = None
         if msg.mode == "1":
-            self.state = PROGRAMMING
             self.baud = speed
             self._session.inactivity_deadline = now_ns + self.policy.inactivity_ns(self.profile.timing)
             p0 = PasswordCommand("P", "0", f"({self._ident.device_address})")
             return self._answer(p0, now_ns, f"option select programming, {note} -> P0", baud=switch, delay_ns=delay)
         readable = [r for r in self.profile.registers.values() if "r" in r.access]
         data = "".join(f"{r.register_id}({self._value(r.name)})\r\n" for r in readable) + "!\r\n"
-        self.state = READOUT
-        r = self._answer(Data(data), now_ns, f"option select readout, {note} -> {len(readable)} registers",
-                         baud=switch, delay_ns=delay, baud_after=self.profile.character.initial_baud if switch else None)
-        self._end_session()
-        r.state = self.state
+        return self._answer(Data(data), now_ns, f"option select readout, {note} -> {len(readable)} registers",
+                            baud=switch, delay_ns=delay,
+                            baud_after=self.profile.character.initial_baud if switch else None)
+
+    def _readout_sent(self, i: _Input, now_ns: int, got) -> Reaction:
+        self._end_session()  # the speed goes back after the answer (its baud_after)
+        return Reaction()
+
+    def _repeat(self, i: _Input, now_ns: int, got) -> Reaction:
+        last = self._session.last
+        if last is None:
+            return self._silent("NAK with nothing to repeat: ignored")
+        r = replace(last, send_at_ns=now_ns + self._answer_ns, baud=None, baud_after=None,
+                    event=f"NAK: repeat {last.answer}", state=self.state)
+        if self.state == IDENTIFIED:
+            self._session.tt_deadline = self._end_of(r, self.baud) + self.policy.tt_ns(self.profile.timing)
         return r
 
-    # -- registers ------------------------------------------------------------------------------
+    def _break(self, i: _Input, now_ns: int, got) -> Reaction:
+        switch = self._end_session()
+        return self._silent("break: back to start", switch)
+
+    def _abort_and_go_on(self, i: _Input, now_ns: int, got) -> Reaction:
+        """IEC 62056-21 §6.4.7: the client aborts a partial-block exchange by a new command."""
+        s = self._session
+        what = []
+        if s.blocks:
+            what.append(f"partial-block answer aborted ({len(s.blocks)} blocks unsent)")
+        if s.write_head is not None:
+            what.append(f"partial-block write aborted after {len(s.write_parts)} blocks")
+        s.blocks, s.write_head, s.write_parts = [], None, []
+        r = self._dispatch(i, now_ns)
+        return replace(r, event=f"{'; '.join(what)}; {r.event}")
+
+    def _next_block(self, i: _Input, now_ns: int, got) -> Reaction:
+        block = self._session.blocks.pop(0)
+        left = len(self._session.blocks)
+        return self._answer(block, now_ns, f"ACK: next partial block ({left} more)" if left
+                            else "ACK: last partial block")
 
     def _value(self, name: str) -> str:
         if name in self._tcdu:
@@ -589,66 +783,54 @@ class MeterEmulator:
         self._tcdu = dict(zip(TCDU_REGISTERS, map(str, (
             outcome.token_status, outcome.authentication, outcome.validation, outcome.token_result))))
 
-    def _read(self, msg: ReadCommand, now_ns: int) -> Reaction:
-        try:
-            datasets = msg.datasets
-        except ProtocolError as e:
-            return self._answer(Nak(), now_ns, f"NAK: {e}")
-        if not datasets:
-            return self._error("bad_value", now_ns, "read without a register")
-        out = []
-        for ds in datasets:
-            reg = self.profile.register_by_id(ds.address)
-            if reg is None:
-                return self._error("unknown_register", now_ns, f"read {ds.address}")
-            if "r" not in reg.access:
-                return self._error("access_denied", now_ns, f"read {ds.address} ({reg.name}, write-only)")
-            out.append(DataSet(reg.register_id, self._value(reg.name)))
-        answer = Data.of(*out)
-        what = f"read {' '.join(d.address for d in datasets)} -> {answer.data}"
-        size = self.profile.protocol.block_size
-        wants = msg.command_type in "34" or self.profile.emulator.partial_answers == "always"
-        if wants and 0 < size < len(answer.data):
-            text = answer.data
-            blocks = [Data(text[i:i + size], partial=i + size < len(text)) for i in range(0, len(text), size)]
-            self._session.blocks = blocks[1:]
-            return self._answer(blocks[0], now_ns, f"{what} in {len(blocks)} partial blocks of {size}")
-        return self._answer(answer, now_ns, what)
+    def _read(self, i: _Input, now_ns: int, plan) -> Reaction:
+        outcome, args = plan
+        if outcome == "error":
+            return self._error(args[0], now_ns, args[1])
+        answer, what = args
+        if outcome == "data":
+            return self._answer(answer, now_ns, what)
+        size, text = self.profile.protocol.block_size, answer.data
+        blocks = [Data(text[k:k + size], partial=k + size < len(text)) for k in range(0, len(text), size)]
+        self._session.blocks = blocks[1:]
+        return self._answer(blocks[0], now_ns, f"{what} in {len(blocks)} partial blocks of {size}")
 
-    def _write(self, msg: WriteCommand, now_ns: int) -> Reaction:
-        if msg.partial:  # the first block of a partial-block write (W3/W4, or any W ending in EOT)
-            self._session.write_head = (msg.letter, msg.command_type)
-            self._session.write_parts = [msg.data or ""]
-            return self._answer(Ack(), now_ns, f"partial-block write {msg.letter}{msg.command_type}: block 1 -> ACK")
-        try:
-            datasets = msg.datasets
-        except ProtocolError as e:
-            return self._answer(Nak(), now_ns, f"NAK: {e}")
-        what = f"write {msg.data or ''}"
-        if len(datasets) != 1:
-            return self._error("bad_value", now_ns, f"{what} ({len(datasets)} data sets; one expected)")
-        ds = datasets[0]
-        reg = self.profile.register_by_id(ds.address)
-        if reg is None:
-            return self._error("unknown_register", now_ns, what)
-        if "w" not in reg.access:
-            return self._error("access_denied", now_ns, f"{what} ({reg.name}, read-only)")
-        if self.profile.emulator.password and not self._session.authorised:
-            return self._error("access_denied", now_ns, f"{what} (no P1 password yet)")
-        v = ds.value
-        if len(v) > reg.length or reg.encoding == "digits20" and len(v) != 20:
-            return self._error("bad_length", now_ns, f"{what} ({len(v)} characters, {reg.name} takes {reg.length})")
-        digits = v.isascii() and v.isdigit()
-        if (reg.encoding in ("decimal", "digits20", "code") and not digits
-                or reg.encoding == "code" and int(v) not in self.profile.codes.get(reg.codes, {})):
-            return self._error("bad_value", now_ns, f"{what} (not a {reg.encoding} value of {reg.name})")
-        if reg.name == TOKEN_REGISTER:
-            return self._token(v, now_ns, what)
-        self._values[reg.name] = v
-        return self._answer(Ack(), now_ns, f"{what} -> ACK")
+    def _open_write(self, i: _Input, now_ns: int, got) -> Reaction:
+        """The first block of a partial-block write (W3/W4, or any W ending in EOT)."""
+        msg = _msg(i, WriteCommand)
+        self._session.write_head = (msg.letter, msg.command_type)
+        self._session.write_parts = [msg.data or ""]
+        return self._answer(Ack(), now_ns, f"partial-block write {msg.letter}{msg.command_type}: block 1 -> ACK")
 
-    def _write_block(self, text: str, partial: bool, now_ns: int) -> Reaction:
+    def _write(self, i: _Input | None, now_ns: int, plan) -> Reaction:
+        outcome, args = plan
+        if outcome == "nak":
+            return self._answer(Nak(), now_ns, f"NAK: {args[0]}")
+        if outcome == "error":
+            return self._error(args[0], now_ns, args[1])
+        if outcome == "value":
+            name, v, what = args
+            self._values[name] = v
+            return self._answer(Ack(), now_ns, f"{what} -> ACK")
+        text, what = args
+        self._values[TOKEN_REGISTER] = text
+        entry = self.tokens.enter(text, now_ns)
+        if outcome == "lockout":
+            return self._error("lockout", now_ns, f"{what} ({entry.reason})")
+        if self.execution_ns == 0:
+            self._show(entry.outcome)
+            return self._answer(Ack(), now_ns, f"{what} -> ACK, executed: {entry.outcome}")
+        self._execution = _Execution(now_ns + self.execution_ns, entry)
+        self._show(self.tokens.not_ready)
+        return self._answer(Ack(), now_ns, f"{what} -> ACK, executing until {now_ns + self.execution_ns} ns")
+
+    def _write_block(self, i: _Input, now_ns: int, got) -> Reaction:
         """One more block of a partial-block write: ACK it, or assemble and execute at the last."""
+        if i.msg is not None:
+            block = _msg(i, Data)
+            text, partial = block.data, block.partial
+        else:
+            text, partial = _data_of(_frame(i))
         s = self._session
         s.write_parts.append(text)
         n = len(s.write_parts)
@@ -659,66 +841,157 @@ class MeterEmulator:
                                f"(over limits.frame_max {self.profile.limits.frame_max})")
         if partial:
             return self._answer(Ack(), now_ns, f"partial-block write: block {n} -> ACK")
+        assert s.write_head is not None, "the row's condition: a partial-block write is open"
         (letter, ctype), s.write_head, s.write_parts = s.write_head, None, []
         try:
             msg = WriteCommand(letter, ctype, whole)
         except ProtocolError as e:
             return self._answer(Nak(), now_ns, f"NAK: partial-block write assembled from {n} blocks: {e}")
-        r = self._write(msg, now_ns)
+        r = self._write(None, now_ns, self._write_plan(msg, now_ns))
         return replace(r, event=f"partial-block write, {n} blocks assembled: {r.event}")
 
-    def _abort_blocks(self) -> str:
-        """A new command ends a partial-block answer or write in progress; what was dropped."""
-        s = self._session
-        what = []
-        if s.blocks:
-            what.append(f"partial-block answer aborted ({len(s.blocks)} blocks unsent)")
-        if s.write_head is not None:
-            what.append(f"partial-block write aborted after {len(s.write_parts)} blocks")
-        s.blocks, s.write_head, s.write_parts = [], None, []
-        return "; ".join(what)
-
-    def _token(self, text: str, now_ns: int, what: str) -> Reaction:
-        if self._execution is not None:
-            return self._error("not_ready", now_ns, f"{what} (token {self._execution.entry.text} still executing)")
-        self._values[TOKEN_REGISTER] = text
-        if self.profile.emulator.lockout_answer == "error" and self.tokens.locked(now_ns):
-            entry = self.tokens.enter(text, now_ns)
-            return self._error("lockout", now_ns, f"{what} ({entry.reason})")
-        entry = self.tokens.enter(text, now_ns)
-        if self.execution_ns == 0:
-            self._show(entry.outcome)
-            return self._answer(Ack(), now_ns, f"{what} -> ACK, executed: {entry.outcome}")
-        self._execution = _Execution(now_ns + self.execution_ns, entry)
-        self._show(self.tokens.not_ready)
-        return self._answer(Ack(), now_ns, f"{what} -> ACK, executing until {now_ns + self.execution_ns} ns")
-
-    def _password(self, msg: PasswordCommand, now_ns: int) -> Reaction:
-        pw = self.profile.emulator.password
-        if not pw or msg.data == f"({pw})":
+    def _password(self, i: _Input, now_ns: int, got) -> Reaction:
+        if self._password_right(i, now_ns):
             self._session.authorised = True
+            pw = self.profile.emulator.password
             return self._answer(Ack(), now_ns, "P1 -> ACK" + ("" if pw else " (no password set)"))
         return self._error("access_denied", now_ns, "P1 wrong password")
 
-    def _undefined(self, msg, now_ns: int) -> Reaction:
+    def _undefined(self, i: _Input, now_ns: int, got) -> Reaction:
+        msg = _msg(i, Command)
         what = f"undefined command {msg.letter}{msg.command_type}"
         if self.profile.protocol.undefined_command == "nak":
             return self._answer(Nak(), now_ns, f"{what} -> NAK")
         return self._error("undefined_command", now_ns, what)
 
+    def _tt_out(self, i: _Input, now_ns: int, got) -> Reaction:
+        return self._fall_back(f"tt: no option select {self.policy.tt_ns(self.profile.timing) / NS_PER_MS:g} ms "
+                               "after the identification: back to start")
+
+    def _inactivity_out(self, i: _Input, now_ns: int, got) -> Reaction:
+        return self._fall_back("inactivity: no valid frame for "
+                               f"{self.policy.inactivity_ns(self.profile.timing) / NS_PER_MS:g} ms: back to start")
+
+    def _fall_back(self, event: str) -> Reaction:
+        switch = self._end_session()
+        return Reaction(baud=switch, event=event, state=self.state)
+
+    def _finish_execution(self, i: _Input | None = None, now_ns: int = 0, got=None) -> Reaction:
+        assert self._execution is not None, "its timer runs only while a token executes"
+        entry = self._execution.entry
+        self._execution = None
+        self._show(entry.outcome)
+        return Reaction(event=f"token {entry.text} executed: {entry.outcome}", state=self.state)
+
+    def _power_cycle(self, i: _Input, now_ns: int, got) -> Reaction:
+        if self._execution is not None:
+            self._finish_execution()
+        self.tokens.power_cycle()
+        self._end_session()
+        return Reaction(event="power cycle")
+
+
+# ---------------------------------------------------------------------------------------------
+# The state machine as data. MeterEmulator runs, for each input, the first row (in this order)
+# for its state, "any" or "meter" whose event is the input and whose condition holds.
+
+def _plan_is(plan_of, *outcomes: str):
+    """A condition: the request's plan (how it is answered) is one of these outcomes; the plan
+    goes to the action."""
+    def when(emu: MeterEmulator, i: _Input, now_ns: int):
+        plan = plan_of(emu, i.msg, now_ns)
+        return plan if plan[0] in outcomes else None
+    return when
+
+
+_E, K = MeterEmulator, EventKind
+_P1 = _message(PasswordCommand, test=lambda m: m.command_type == "1")
+_OPTION = _message(OptionSelect)
+
+STATE_TABLE: tuple[Transition, ...] = (
+    # frames that are not a message, in every state (a block of a partial-block write aside)
+    Transition(PROGRAMMING, "Data block", "partial-block write open", "ACK (EOT block) / assemble, execute as a write (ETX block)", PROGRAMMING,
+               K.PARTIAL_BLOCK, _write_block_input, _E._write_open, _E._write_block),
+    Transition(ANY, GARBAGE, "no frame start seen", "none (ignored)", SAME, K.IGNORED, _input(GARBAGE), None, _E._ignore_frame),
+    Transition(ANY, CUT_SHORT, "by SOH, STX, '/', or no character for ta", "none (ignored)", SAME,
+               K.IGNORED, _input(CUT_SHORT), None, _E._ignore_frame),
+    Transition(PROGRAMMING, BAD_FRAME, "parity, BCC, syntax, gap", "NAK", PROGRAMMING, K.NAK, _input(BAD_FRAME), None, _E._nak),
+    Transition(ANY, BAD_FRAME, "outside programming", "none (a server does not NAK a garbled request)", SAME,
+               K.IGNORED, _input(BAD_FRAME), None, _E._ignore_frame),
+    # identification
+    Transition(START, "IDRequest", "address empty or ours (leading zeros not significant)", "IDResponse /XXXZ ident after tr; start tt", IDENTIFIED,
+               K.IDENTIFICATION, _message(IDRequest), _E._ours, _E._identify),
+    Transition(ANY, "IDRequest", "address empty or ours", "new session at initial baud: IDResponse (heard even inside an open block)", IDENTIFIED,
+               K.IDENTIFICATION, _message(IDRequest), _E._ours, _E._identify),
+    Transition(ANY, "IDRequest", "another address", "none", SAME, K.IGNORED, _message(IDRequest), _E._not_ours, _E._ignore_other_address),
+    Transition(START, "any other frame", "", "none (silence)", START, K.IGNORED, _any_message, None, _E._ignore),
+    # waiting for the option select
+    Transition(IDENTIFIED, "OptionSelect", "V != 0 or Y not 0/1", "none", START, K.OPTION_SELECT, _OPTION, _E._option_unsupported, _E._option_not_supported),
+    Transition(IDENTIFIED, "OptionSelect 0 Z 1", "Z = the proposed Z", "switch to Z; P0 (device address) at Z, after max(tr, guard + margin)", PROGRAMMING,
+               K.OPTION_SELECT, _OPTION, _E._programming_proposed, _E._option_select),
+    Transition(IDENTIFIED, "OptionSelect 0 Z 1", "any other Z", "stay at initial baud; P0 (device address) after tr", PROGRAMMING,
+               K.OPTION_SELECT, _OPTION, _E._programming_other_z, _E._option_select),
+    Transition(IDENTIFIED, "OptionSelect 0 Z 0", "", "as for Z 1; data readout of readable registers", READOUT,
+               K.OPTION_SELECT, _OPTION, None, _E._option_select),
+    Transition(IDENTIFIED, "NAK", "", "repeat IDResponse; restart tt", IDENTIFIED, K.REPEAT, _message(Nak), None, _E._repeat),
+    Transition(IDENTIFIED, "BreakCommand", "", "none", START, K.BREAK, _message(BreakCommand), None, _E._break),
+    Transition(IDENTIFIED, TIMER_TT, "no option select", "none", START, K.TIME_OUT, _input(TIMER_TT), None, _E._tt_out),
+    Transition(IDENTIFIED, "any other frame", "", "none", IDENTIFIED, K.IGNORED, _any_message, None, _E._ignore_waiting),
+    Transition(READOUT, READOUT_SENT, "", "back to initial baud (baud_after)", START, K.DATA_READOUT, _input(READOUT_SENT), None, _E._readout_sent),
+    # programming mode
+    Transition(PROGRAMMING, "any command", "partial-block answer or write open", "abort it; process the command", BY_COMMAND,
+               K.PARTIAL_BLOCK, _message(Command), _E._blocks_open, _E._abort_and_go_on),
+    Transition(PROGRAMMING, "NAK", "", "repeat the last answer", PROGRAMMING, K.REPEAT, _message(Nak), None, _E._repeat),
+    Transition(PROGRAMMING, "ACK", "partial blocks pending", "next block (EOT; the last ETX)", PROGRAMMING,
+               K.PARTIAL_BLOCK, _message(Ack), _E._blocks_pending, _E._next_block),
+    Transition(PROGRAMMING, "ACK", "none pending", "none", PROGRAMMING, K.IGNORED, _message(Ack), None, _E._ignore_ack),
+    Transition(PROGRAMMING, "BreakCommand", "", "none; back to initial baud", START, K.BREAK, _message(BreakCommand), None, _E._break),
+    Transition(PROGRAMMING, "ReadCommand", "data sets malformed", "NAK", PROGRAMMING, K.NAK, _message(ReadCommand), _plan_is(_E._read_plan, "nak"), _E._nak),
+    Transition(PROGRAMMING, "ReadCommand", "no register, unknown or write-only", "error answer (bad_value, unknown_register, access_denied)", PROGRAMMING,
+               K.READ, _message(ReadCommand), _plan_is(_E._read_plan, "error"), _E._read),
+    Transition(PROGRAMMING, "ReadCommand R3/R4", "answer longer than block_size > 0", "first partial block (EOT); the rest wait for ACK", PROGRAMMING,
+               K.PARTIAL_BLOCK, _message(ReadCommand), _plan_is(_E._read_plan, "blocks"), _E._read),
+    Transition(PROGRAMMING, "ReadCommand", "registers readable", "Data id(value)...", PROGRAMMING, K.READ, _message(ReadCommand), _plan_is(_E._read_plan, "data"), _E._read),
+    Transition(PROGRAMMING, "WriteCommand ending in EOT", "", "ACK; assemble the write from blocks", PROGRAMMING,
+               K.PARTIAL_BLOCK, _message(WriteCommand, test=lambda m: m.partial), None, _E._open_write),
+    Transition(PROGRAMMING, "WriteCommand", "data sets malformed", "NAK", PROGRAMMING, K.NAK, _message(WriteCommand), _plan_is(_E._write_plan, "nak"), _E._write),
+    Transition(PROGRAMMING, "WriteCommand", "valid, not executable", "error answer (access_denied, bad_length, bad_value, not_ready, lockout)", PROGRAMMING,
+               K.WRITE, _message(WriteCommand), _plan_is(_E._write_plan, "error", "lockout"), _E._write),
+    Transition(PROGRAMMING, "WriteCommand", "valid and executable", "ACK; TokenData: token execution starts", PROGRAMMING,
+               K.WRITE, _message(WriteCommand), _plan_is(_E._write_plan, "value", "token"), _E._write),
+    Transition(PROGRAMMING, "PasswordCommand P1", "password right or none set", "ACK", PROGRAMMING, K.PASSWORD, _P1, _E._password_right, _E._password),
+    Transition(PROGRAMMING, "PasswordCommand P1", "password wrong", "error answer (access_denied)", PROGRAMMING, K.PASSWORD, _P1, _E._password_wrong, _E._password),
+    Transition(PROGRAMMING, "undefined command, E, P0, P2", "", "NAK or error answer (protocol.undefined_command)", PROGRAMMING,
+               K.UNDEFINED_COMMAND, _message(UndefinedCommand, ExecuteCommand, PasswordCommand), None, _E._undefined),
+    Transition(PROGRAMMING, TIMER_INACTIVITY, "no valid frame", "back to initial baud", START, K.TIME_OUT, _input(TIMER_INACTIVITY), None, _E._inactivity_out),
+    Transition(PROGRAMMING, "any other frame", "", "none", PROGRAMMING, K.IGNORED, _any_message, None, _E._ignore),
+    # the meter, whatever the session
+    Transition(METER, TIMER_EXECUTION, "token written", "TCDU registers from the token outcome", SAME,
+               K.TOKEN_EXECUTED, _input(TIMER_EXECUTION), None, _E._finish_execution),
+    Transition(METER, POWER_CYCLE, "", "session reset; TokenLockout cleared; pending token finishes", START,
+               K.POWER_CYCLE, _input(POWER_CYCLE), None, _E._power_cycle),
+)
+
+# the rows each state looks at, in table order
+_ROWS = {s: tuple(r for r in STATE_TABLE if r.state in (s, ANY, METER)) for s in STATES}
+del _E, K, _P1, _OPTION
+
 
 # ---------------------------------------------------------------------------------------------------
 # The I/O loop: the emulator on a port (any URL: the virtual line's meter side, or hardware).
 
+POLL_NS = 50_000_000  # the server loop looks at its stop flag at least this often
+
+
 class MeterServer:
     """Runs a MeterEmulator on a port: frames in with their arrival times, answers out at the
-    times the emulator's timing policy asks for. Every exchange is logged (log(dict) per event)."""
+    times the emulator's timing policy asks for.
+
+    Every reaction is recorded in `events` (and passed to log(event)) as a dict: kinds (EventKind
+    tuple: what verdicts test), event (the text, for people), state, request, request_ok,
+    t_request_end_ns, answer, t_answer_start_ns (None where there was none)."""
 
     def __init__(self, port, profile=None, *, emulator=None, log=None):
-        from rig._framing import Framer
-        from rig.exchange import FrameReader
-        from rig.link import Port
-
         self.profile = profile or load_profile()
         if isinstance(port, str):
             port = Port(port, baud=self.profile.character.initial_baud, fmt=self.profile.character.format)
@@ -733,12 +1006,14 @@ class MeterServer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self) -> "MeterServer":
+    def start(self) -> MeterServer:
+        """Serve in a thread of its own until stop()."""
         self._thread = threading.Thread(target=self._run, name="meter-server", daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving (within POLL_NS: the port's read cannot be woken) and close the port."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
@@ -749,20 +1024,21 @@ class MeterServer:
         """Serve in the calling thread until stop() (from another thread) or Ctrl-C."""
         self._loop()
 
+    def saw(self, kind: EventKind, since: int = 0) -> bool:
+        """Has an event of this kind been recorded, from events[since] on?"""
+        return any(kind in e["kinds"] for e in self.events[since:])
+
     def _run(self) -> None:
         try:
             self._loop()
-        except BaseException as e:  # kept for the owner; the server is dead
+        except BaseException as e:  # noqa: BLE001 - kept for the owner; the server is dead
             self.error = e
 
     def _loop(self) -> None:
-        from rig import _clock
-        from rig.link import PortError
-
         while not self._stop.is_set():
             now = _clock.now_ns()
             due = self.emulator.next_deadline_ns()
-            deadline = now + 50_000_000 if due is None else min(due, now + 50_000_000)
+            deadline = now + POLL_NS if due is None else min(due, now + POLL_NS)
             try:
                 frame = self.reader.next_frame(max(deadline, now), give_up=False)
             except PortError:
@@ -782,14 +1058,13 @@ class MeterServer:
                 self._react(frame)
 
     def _react(self, frame) -> None:
-        from rig import _clock
-
         t = frame.t_last_ns if frame.t_last_ns >= 0 else _clock.now_ns()
         try:
             reaction = self.emulator.on_frame(frame, t)
-        except Exception as e:  # a bug of ours; the peer's bytes must not silence the meter
+        except Exception as e:  # noqa: BLE001 - a bug of ours; the peer's bytes must not silence the meter
             reaction = Reaction(event=f"internal error on {frame.kind} frame {bytes(frame.data)!r}: "
-                                      f"{type(e).__name__}: {e} (frame ignored)", state=self.emulator.state)
+                                      f"{type(e).__name__}: {e} (frame ignored)", state=self.emulator.state,
+                                kinds=(EventKind.INTERNAL_ERROR,))
         self._act(reaction, frame)
 
     def _act(self, r, frame) -> None:
@@ -812,6 +1087,7 @@ class MeterServer:
             if r.baud_after is not None:
                 self.port.set_baud(r.baud_after)
         event = {"event": r.event + (" (answer abandoned: the client spoke first)" if abandoned else ""),
+                 "kinds": r.kinds,
                  "state": self.emulator.state,
                  "request": None if frame is None else frame.data.decode("ascii", "replace"),
                  "request_ok": None if frame is None else frame.ok,

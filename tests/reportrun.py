@@ -3,19 +3,11 @@ an electrical levels case through the virtual bench's scope (a stored capture), 
 sweep that stops at its failure threshold and fails the amount the plan requires (a failed
 measurement with limits). About 5 s on the embedded default."""
 import html.parser
-import subprocess
-import sys
 from pathlib import Path
 
-PLAN = '''
-name = "report-demo"
-[profile.identification]
-manufacturer = "RIg"
-[profile.emulator]
-execution_ms = 100
-[profile.timing]
-not_ready_poll_ms = 30
+from conftest import QUICK, run_rig
 
+PLAN = '\nname = "report-demo"' + QUICK + '''
 [[bench]]
 name = "meter"
 kind = "embedded"
@@ -40,10 +32,7 @@ stop = { below = { measurement = "success_rate", value = 1.0 } }
 '''
 
 
-def rig(*args, timeout=180, cwd=None) -> subprocess.CompletedProcess:
-    """The rig command, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "rig", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+rig = run_rig   # the rig command, as a user runs it
 
 
 def write_plan(directory: Path) -> Path:

@@ -4,7 +4,7 @@ import string
 from hypothesis import strategies as st
 
 from rig.protocol import (
-    Ack, BreakCommand, Command, Data, DataSet, ExecuteCommand, IDRequest, IDResponse, Nak,
+    Ack, BreakCommand, Data, DataSet, ExecuteCommand, IDRequest, IDResponse, Nak,
     OptionSelect, PasswordCommand, ReadCommand, UndefinedCommand, WriteCommand,
 )
 

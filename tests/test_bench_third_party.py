@@ -23,6 +23,7 @@ qcodes = pytest.importorskip("qcodes")
 pymeasure = pytest.importorskip("pymeasure")
 ds1054z = pytest.importorskip("ds1054z")
 
+from conftest import wait_for  # noqa: E402
 from rig.bench.virtual import VirtualBench  # noqa: E402
 from rig.link import VirtualLine  # noqa: E402
 
@@ -191,7 +192,7 @@ def scope_operations(bench, table):
     T("scope", drv, "stop: trigger status STOP", lambda: (s.stop(), check(s.query(":TRIGger:STATus?"), "STOP"))[1])
     T("scope", drv, "single: armed (RUN or WAIT)", lambda: (s.single(),
                                                             check(s.query(":TRIGger:STATus?") in ("RUN", "WAIT"), True))[1])
-    T("scope", drv, "force trigger: TD then STOP", lambda: (s.tforce(), check(_wait(lambda: s.query(":TRIG:STAT?") == "STOP"), True))[1])
+    T("scope", drv, "force trigger: TD then STOP", lambda: (s.tforce(), check(wait_for(lambda: s.query(":TRIG:STAT?") == "STOP", 5.0), True))[1])
     T("scope", drv, "preamble with integer fields", lambda: check(isinstance(s.waveform_preamble_dict["pnts"], int), True))
     T("scope", drv, "screen waveform read (NORMal) with scaling",
       lambda: check(len(s.get_waveform_samples(1, mode="NORMal")) == 1200, True))
@@ -202,16 +203,6 @@ def scope_operations(bench, table):
     T("scope", drv, "RAW read after :RUN (the driver stops first)",
       lambda: (s.run(), check(len(s.get_waveform_bytes(1, mode="RAW")) == 30_000 and not s.running, True))[1])
     s.close()
-
-
-def _wait(pred, timeout=5.0):
-    import time
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 # --------------------------------------------------------------------------- the generator

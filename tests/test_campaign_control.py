@@ -9,20 +9,13 @@ from pathlib import Path
 
 
 from conftest import run_rig as rig
-from conftest import start_rig
+from conftest import quick_profile, start_rig
 from rig.campaign.cases import LIBRARY
 from rig.campaign.catalog import plan_format_markdown
 from rig.campaign.plan import load_plan, shipped_plans
 
 ROOT = Path(__file__).resolve().parent.parent
-QUICK = """
-[profile.identification]
-manufacturer = "RIg"
-[profile.emulator]
-execution_ms = 150
-[profile.timing]
-not_ready_poll_ms = 50
-"""
+QUICK = quick_profile(execution_ms=150, not_ready_poll_ms=50)
 
 
 def plan_file(tmp_path, name, body):

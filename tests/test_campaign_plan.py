@@ -1,6 +1,7 @@
 """Plan validation: a bad plan fails before anything runs, naming file, line, key and what was expected."""
 import pytest
 
+from conftest import run_rig
 from rig.campaign.plan import PlanError, load_plan, shipped_plans
 
 GOOD = '''
@@ -65,13 +66,10 @@ def test_unknown_plan_name_lists_the_shipped_ones():
 def test_a_bench_port_that_cannot_be_opened_is_a_clear_error(tmp_path, role, use, code):
     """Recorded as the step's error where a case opens the port (exit 1), or refused before any
     step where the bench itself opens it (exit 2); never a traceback."""
-    import subprocess
-    import sys
     plan = tmp_path / "p.toml"
     plan.write_text(f'name = "p"\n[[bench]]\nname = "m"\nkind = "port"\nrole = "{role}"\n'
                     f'port = "/dev/nonexistent-tty"\n[[case]]\nuse = "{use}"\nbench = "m"\n')
-    r = subprocess.run([sys.executable, "-m", "rig", "run", str(plan), "--store", str(tmp_path / "s.sqlite"),
-                        "--no-progress"], capture_output=True, text=True, timeout=120)
+    r = run_rig("run", plan, "--store", tmp_path / "s.sqlite", "--no-progress", timeout=120)
     assert r.returncode == code
     assert "/dev/nonexistent-tty: cannot open" in r.stdout + r.stderr
     assert "Traceback" not in r.stdout + r.stderr

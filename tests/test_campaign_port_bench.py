@@ -25,6 +25,7 @@ import pytest
 
 pytest.importorskip("pyvisa")
 
+from conftest import run_rig, start_rig  # noqa: E402
 from rig.bench import loop as loopmodel  # noqa: E402
 from rig.campaign.plan import PLANS_DIR, PlanError, load_plan  # noqa: E402
 from rig.campaign.runner import Runner, start_run  # noqa: E402
@@ -64,9 +65,7 @@ def served(tmp_path_factory):
     """`rig bench serve` on current-loop, its bench configuration written; stopped with Ctrl-C."""
     d = tmp_path_factory.mktemp("served")
     cfg = d / "bench.toml"
-    proc = subprocess.Popen([sys.executable, "-m", "rig", "bench", "serve", "--option", "current-loop", "--json",
-                             "--write-config", str(cfg)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_rig("bench", "serve", "--option", "current-loop", "--json", "--write-config", cfg)
     try:
         info = json.loads(Lines(proc, proc.stdout).next(60))   # printed once the line and the bench are up
         info["config_file"] = cfg
@@ -89,8 +88,7 @@ def port_plan(served, text: str | None = None) -> str:
 
 
 def rig_run(plan: Path, store: Path, timeout: float = 600):
-    return subprocess.run([sys.executable, "-m", "rig", "run", str(plan), "--store", str(store), "--no-progress"],
-                          capture_output=True, text=True, timeout=timeout)
+    return run_rig("run", plan, "--store", store, "--no-progress", timeout=timeout)
 
 
 class Results:
@@ -385,8 +383,7 @@ def test_generator_dc_is_checked_against_the_dut_and_leaving_it_switches_the_out
 @pytest.fixture
 def line_pair():
     """`rig line`: a virtual line between two ptys, for a third-party HHU and the rig's meter."""
-    proc = subprocess.Popen([sys.executable, "-m", "rig", "line", "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_rig("line", "--json")
     try:
         yield json.loads(Lines(proc, proc.stdout).next(30))
     finally:
@@ -413,9 +410,8 @@ def test_a_real_hhu_is_run_by_its_operator_when_the_rig_asks(line_pair, tmp_path
     import pty
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "rig", "run", str(hhu_plan(tmp_path, line_pair)),
-                             "--store", str(tmp_path / "s.sqlite"), "--no-progress"],
-                            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_rig("run", hhu_plan(tmp_path, line_pair), "--store", tmp_path / "s.sqlite", "--no-progress",
+                     stdin=slave)
     os.close(slave)
     try:
         err = Lines(proc, proc.stderr)
@@ -423,8 +419,7 @@ def test_a_real_hhu_is_run_by_its_operator_when_the_rig_asks(line_pair, tmp_path
         while ">>> operator:" not in prompt:
             prompt = err.next(60)
         assert "start a session on the HHU" in prompt and "within 60 s" in prompt
-        hhu = subprocess.run([sys.executable, "-m", "rig", "read", "--port", line_pair["hhu_port"], "tokenStatus"],
-                             capture_output=True, text=True, timeout=60)
+        hhu = run_rig("read", "--port", line_pair["hhu_port"], "tokenStatus", timeout=60)
         assert hhu.returncode == 0, hhu.stdout + hhu.stderr
         out, err = proc.communicate(timeout=120)
     finally:
@@ -461,8 +456,7 @@ def test_the_port_run_reports_its_bench_instruments_and_dut(port_run, tmp_path):
     _, res = port_run
     run_id = next(iter(res.cases.values()))["run_id"]
     out = tmp_path / "port.html"
-    r = subprocess.run([sys.executable, "-m", "rig", "report", str(run_id), "--store", res.store.path, "--out",
-                        str(out)], capture_output=True, text=True, timeout=300)
+    r = run_rig("report", run_id, "--store", res.store.path, "--out", out, timeout=300)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
     rec = res.store.record(run_id)
     bench = rec["bench.lab"]

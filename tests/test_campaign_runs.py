@@ -1,33 +1,20 @@
 """Campaign runs end to end: the default run, a run killed with SIGKILL and resumed, a fault
 campaign's account of tokens, and a sweep that finds the virtual line's failure threshold."""
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 
 import pytest
 
+from conftest import QUICK, run_rig, start_rig, wait_for
 from rig.campaign.plan import load_plan
 from rig.campaign.runner import Runner, start_run
 from rig.campaign.store import Store
 from rig.link import sample_char
 
-QUICK = '''
-[profile.identification]
-manufacturer = "RIg"
-[profile.emulator]
-execution_ms = 100
-[profile.timing]
-not_ready_poll_ms = 30
-'''
-
-
 def rig(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "rig.campaign.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return run_rig(*args, timeout=timeout, module="rig.campaign.cli")
 
 
 def run_plan(tmp_path, text, name="plan"):
@@ -110,13 +97,10 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_results_without_repeating
     plan_path = tmp_path / "killable.toml"
     plan_path.write_text(KILLABLE)
     db = tmp_path / "killed.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "rig.campaign.cli", "run", str(plan_path), "--store", str(db),
-                             "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 60
-    while steps_recorded(db) < 4:  # wait, with a deadline, until the run is well under way
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run recorded no steps"
-        time.sleep(0.05)
+    proc = start_rig("run", plan_path, "--store", db, "--no-progress", module="rig.campaign.cli")
+    # wait, with a deadline, until the run is well under way (or it ended: a failure)
+    ended_or_under_way = wait_for(lambda: steps_recorded(db) >= 4 or proc.poll() is not None, 60.0)
+    assert steps_recorded(db) >= 4, proc.communicate() if ended_or_under_way else "the run recorded no steps"
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     before = steps_recorded(db)

@@ -1,19 +1,17 @@
 """`rig parse` as a user runs it: a real process on the shipped sample logs."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import run_rig
 from rig.samples import generate
 
 SAMPLES = Path(generate.__file__).parent
 
 
 def rig(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "rig", *map(str, args)], input=stdin,
-                          capture_output=True, timeout=60)
+    return run_rig(*args, stdin=stdin, text=False, timeout=60)
 
 
 def test_samples_are_what_the_generator_makes():

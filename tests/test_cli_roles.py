@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from conftest import run_rig, start_rig, start_serve
 from rig import _clock
 from rig.link import VirtualLine
 
@@ -14,21 +15,7 @@ TOKEN = "56746304125830196637"
 
 
 def rig(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "rig", *map(str, args)], capture_output=True,
-                          timeout=timeout, text=True)
-
-
-def start_rig(*args):
-    return subprocess.Popen([sys.executable, "-m", "rig", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def start_serve(*args):
-    """`rig serve`, once it has its port open (it says so on stderr)."""
-    proc = start_rig("serve", *args)
-    ready = proc.stderr.readline()
-    assert "meter emulator on" in ready, ready + proc.stderr.read()
-    return proc
+    return run_rig(*args, timeout=timeout)
 
 
 @pytest.fixture

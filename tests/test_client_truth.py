@@ -7,15 +7,13 @@ named after what broke."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 import serial
 
-from rig import _clock
+from conftest import run_rig, wait_for
 from rig.client import Client, ClientError
 from rig.link import VirtualLine
 from rig.profile import load_profile
@@ -195,15 +193,6 @@ def line():
 
 def meter_on(line, cls=FakeMeter):
     return cls(line.meter_port).start()
-
-
-def wait_for(cond, timeout_s=10.0):
-    deadline = _clock.now_ns() + int(timeout_s * 1e9)
-    while _clock.now_ns() < deadline:
-        if cond():
-            return True
-        _clock.sleep_until(_clock.now_ns() + 5 * MS)
-    return False
 
 
 # -- 1. answers tied to their requests ------------------------------------------------------------
@@ -397,8 +386,7 @@ def test_bytes_from_a_peer_never_raise_anything_but_client_error(line, profile):
 
 
 def rig_cli(*args, timeout=60):
-    return subprocess.run([sys.executable, "-m", "rig", *map(str, args)], capture_output=True,
-                          timeout=timeout, text=True)
+    return run_rig(*args, timeout=timeout)
 
 
 def test_rig_read_never_prints_a_traceback(line, tmp_path):

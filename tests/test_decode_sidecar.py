@@ -1,8 +1,7 @@
 """`rig decode` takes the sample rate and interface option from the sidecar `rig bench capture` writes."""
 import json
-import subprocess
-import sys
 
+from conftest import run_rig
 from rig.physical.synth import synthesize
 
 
@@ -12,8 +11,7 @@ def test_decode_reads_the_capture_sidecar(tmp_path):
     out = tmp_path / "cap.npy"
     w.write_npy(out)
     (tmp_path / "cap.json").write_text(json.dumps({"sample_rate": w.sample_rate, "option": "voltage"}))
-    r = subprocess.run([sys.executable, "-m", "rig", "decode", str(out), "--json"], capture_output=True,
-                       text=True, timeout=60)
+    r = run_rig("decode", out, "--json", timeout=60)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert bytes(c["value"] for c in res["chars"]) == msg
@@ -21,5 +19,5 @@ def test_decode_reads_the_capture_sidecar(tmp_path):
     bad = tmp_path / "bad.npy"
     w.write_npy(bad)
     (tmp_path / "bad.json").write_text("{not json")
-    r = subprocess.run([sys.executable, "-m", "rig", "decode", str(bad)], capture_output=True, text=True, timeout=60)
+    r = run_rig("decode", bad, timeout=60)
     assert r.returncode == 2 and "bad.json" in r.stderr

@@ -1,27 +1,17 @@
 """Captures decoded truthfully (issue 14 §5): degenerate captures are refused with the reason, a speed
 that does not fit says so, and a capture spanning the IEC 62056-21 speed switch decodes part by part.
 Through `rig decode` as a user runs it and through decode()."""
-import argparse
 import json
 import re
 
 import numpy as np
 import pytest
 
-from rig import decode_cli
+from conftest import decode_in_process as run
 from rig.physical.analysis import CaptureError, decode
 from rig.physical.synth import synthesize
 
 FS = 9600 * 16
-
-
-def run(argv, capsys):
-    ap = argparse.ArgumentParser(prog="rig")
-    sub = ap.add_subparsers(dest="command")
-    decode_cli.add_parser(sub)
-    args = ap.parse_args(["decode", *argv])
-    rc = args.func(args)
-    return rc, capsys.readouterr()
 
 
 def save(tmp_path, x, name="cap.npy"):

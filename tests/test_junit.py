@@ -1,12 +1,11 @@
 """JUnit XML of runs in the store: one testsuite per run, one testcase per case and step, failures
 with the measurement, its limits and the exchange that failed, validated against tests/junit.xsd."""
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from conftest import QUICK, run_rig
 from rig.campaign.store import StepRecord, Store
 from rig.exchange import Exchange
 from rig.junit import junit_xml, measurement_value, write_junit
@@ -94,15 +93,7 @@ def test_an_empty_store_run_validates(tmp_path):
     assert ET.fromstring(xml).find("testsuite").get("tests") == "0"
 
 
-QUICK_PLAN = '''
-name = "quick"
-[profile.identification]
-manufacturer = "RIg"
-[profile.emulator]
-execution_ms = 100
-[profile.timing]
-not_ready_poll_ms = 30
-[[bench]]
+QUICK_PLAN = '\nname = "quick"' + QUICK + '''[[bench]]
 name = "meter"
 kind = "embedded"
 role = "meter-dut"
@@ -116,9 +107,8 @@ def test_rig_run_writes_junit(tmp_path):
     plan = tmp_path / "quick.toml"
     plan.write_text(QUICK_PLAN)
     out = tmp_path / "junit.xml"
-    r = subprocess.run([sys.executable, "-m", "rig.campaign.cli", "run", str(plan), "--store",
-                        str(tmp_path / "s.sqlite"), "--json", "--junit", str(out)],
-                       capture_output=True, text=True, timeout=120)
+    r = run_rig("run", plan, "--store", tmp_path / "s.sqlite", "--json", "--junit", out, timeout=120,
+                module="rig.campaign.cli")
     assert r.returncode == 0, r.stderr[-3000:]
     xml = out.read_bytes()
     validate(xml)

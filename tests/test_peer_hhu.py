@@ -6,16 +6,15 @@ times of every character on the line). Values expected are the emulator's regist
 rig/profiles/iec62055-52.toml, copied here as test data. Issue 13 items are named in each docstring.
 """
 import json
-import select
 import signal
 import subprocess
 import sys
-import termios
 import time
 
 import pytest
-import serial
 
+from conftest import start_rig
+from conftest import start_serve as serve_rig
 from peers import wire
 from peers.hhu import PeerHHU
 from rig.link import VirtualLine
@@ -29,13 +28,7 @@ ANSWER_S = 2.0       # wait for an answer this long before calling it silence (t
 
 
 def start_serve(port, *args, profile=None):
-    cmd = [sys.executable, "-m", "rig", "serve", "--json", "--port", port, *args]
-    if profile is not None:
-        cmd += ["--profile", str(profile)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ready = proc.stderr.readline()
-    assert "meter emulator on" in ready, ready + proc.stderr.read()
-    return proc
+    return serve_rig("--json", "--port", port, *args, *(() if profile is None else ("--profile", profile)))
 
 
 def stop(proc):
@@ -303,8 +296,7 @@ with serial.Serial(sys.argv[1], 300, bytesize=7, parity="E", stopbits=1, timeout
 def test_7e1_program_opens_rig_line_twice(tmp_path):
     """Item 11: a program that opens a `rig line` tty at 7E1 (as it would a UART) can be run again
     on it after it closed it, and talks 7-bit characters to `rig serve` through the line."""
-    proc = subprocess.Popen([sys.executable, "-m", "rig", "line", "--json", "--hhu-mode", "chars"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_rig("line", "--json", "--hhu-mode", "chars")
     serve = None
     try:
         paths = json.loads(proc.stdout.readline())

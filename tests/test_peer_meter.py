@@ -8,11 +8,10 @@ the meter recorded, the meter was signed off. Issue 13 items are named in each d
 """
 import json
 import signal
-import subprocess
-import sys
 
 import pytest
 
+from conftest import run_rig, start_rig
 from peers.meter import PeerMeter
 from rig.link import VirtualLine
 
@@ -24,8 +23,7 @@ FAST = {"manufacturer": "PEe", "tr_s": 0.05}
 
 
 def rig(*args, timeout=90):
-    return subprocess.run([sys.executable, "-m", "rig", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout)
+    return run_rig(*args, timeout=timeout)
 
 
 @pytest.fixture
@@ -310,8 +308,7 @@ def test_execution_limit_passed_signs_off(line, meter, tmp_path):
 def test_ctrl_c_signs_off(line, meter):
     """Item 6: Ctrl-C in the middle of a session still sends BreakCommand."""
     m = meter().misbehave("late", on="read", count=None, tr_s=1.2)
-    proc = subprocess.Popen([sys.executable, "-m", "rig", "read", "--port", line.hhu_port, *REGS],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_rig("read", "--port", line.hhu_port, *REGS)
     try:
         assert m.wait_for(lambda mm: any(a["to"][1:2] == b"R" for a in mm.answers) or mm.log and
                           any(e.get("frame", b"")[1:2] == b"R" for e in mm.log), 20)

@@ -1,22 +1,12 @@
 """`rig decode`: .npy/.csv/.wav in, characters, frames, measurements and VCD out."""
-import argparse
 import json
 import wave
 
 import numpy as np
 import pytest
 
-from rig import decode_cli
+from conftest import decode_in_process as run
 from rig.physical.synth import Break, synthesize
-
-
-def run(argv, capsys):
-    ap = argparse.ArgumentParser(prog="rig")
-    sub = ap.add_subparsers(dest="command")
-    decode_cli.add_parser(sub)
-    args = ap.parse_args(["decode", *argv])
-    rc = args.func(args)
-    return rc, capsys.readouterr()
 
 
 @pytest.fixture

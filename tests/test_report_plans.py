@@ -6,7 +6,6 @@ sweep cut to its first values (the same cases, benches and kinds of sweep). The 
 leaves out the cases that only wait out silences (tt, tr_max after a BreakCommand); their data is
 of the kinds the other cases record. The `electrical-port` plan needs `rig bench serve`: its report
 is checked in tests/test_campaign_port_bench.py."""
-import json
 import tomllib
 
 import pytest

@@ -98,6 +98,147 @@ def test_describe_prints_every_state_event_and_action():
     assert len(text.splitlines()) == len(STATE_TABLE) + 2
 
 
+# --- the state machine as behaviour: every row of STATE_TABLE, driven ----------------------------
+
+def _answer_kind(r):
+    """What the client would get: None (silence), "ack", "nak", "error", "data", or the message type."""
+    if r.answer is None:
+        return None
+    msg = r.answer if isinstance(r.answer, Data) else sent(r)  # a partial block may split a data set
+    if isinstance(msg, (Ack, Nak)):
+        return type(msg).__name__.lower()
+    if isinstance(msg, Data):
+        return "error" if msg.error_text is not None else "data"
+    return type(msg).__name__
+
+
+def _in(state):
+    """Drive a fresh session into `state` (the client's side of IEC 62056-21 mode C)."""
+    def drive(s):
+        if state in (IDENTIFIED, PROGRAMMING):
+            s.send(IDRequest())
+        if state == PROGRAMMING:
+            s.send(OptionSelect("0", "5", "1"))
+    return drive
+
+
+def _long_read(s):  # an R3 read longer than block_size: its first block goes, the rest wait for ACK
+    s.send(ReadCommand("R", "3", "00()01()02()"))
+
+
+def _open_write(s):
+    s.send(WriteCommand("W", "3", "10(0012345", True))
+
+
+def _executing(s):
+    s.send(WriteCommand.of(DataSet("10", ACCEPT)))
+    assert s.emu.executing
+
+
+BLOCKS = "[protocol]\nblock_size = 4\n"
+PASSWORD = '[emulator]\npassword = "secret"\n'
+
+# (state, event, condition) -> [(session states to try, profile text, setup after reaching the state,
+#  the event, the answer the row says)]; the event is a message to send, raw bytes, "timers" or "power"
+ROW_CASES = {
+    (PROGRAMMING, "Data block", "partial-block write open"): [((PROGRAMMING,), "", _open_write, Data("67890", True), "ack")],
+    ("any", "garbage", "no frame start seen"): [((START, IDENTIFIED, PROGRAMMING), "", None, b"xyz", None)],
+    ("any", "frame cut short", "by SOH, STX, '/', or no character for ta"):
+        [((START, IDENTIFIED, PROGRAMMING), "", None, b"\x01R1\x0204()", None)],
+    (PROGRAMMING, "frame with errors", "parity, BCC, syntax, gap"): [((PROGRAMMING,), "", None, b"\x01R1\x0204()\x03\x00", "nak")],
+    ("any", "frame with errors", "outside programming"): [((START, IDENTIFIED), "", None, b"\x01R1\x0204()\x03\x00", None)],
+    (START, "IDRequest", "address empty or ours (leading zeros not significant)"):
+        [((START,), "", None, IDRequest(), "IDResponse"), ((START,), "", None, IDRequest("1"), "IDResponse")],
+    ("any", "IDRequest", "address empty or ours"): [((IDENTIFIED, PROGRAMMING), "", _open_write, IDRequest(), "IDResponse")],
+    ("any", "IDRequest", "another address"): [((START, IDENTIFIED, PROGRAMMING), "", None, IDRequest("2"), None)],
+    (START, "any other frame", ""): [((START,), "", None, m, None) for m in (ReadCommand.of("04"), Nak(), BreakCommand())],
+    (IDENTIFIED, "OptionSelect", "V != 0 or Y not 0/1"): [((IDENTIFIED,), "", None, OptionSelect("1", "5", "1"), None)],
+    (IDENTIFIED, "OptionSelect 0 Z 1", "Z = the proposed Z"): [((IDENTIFIED,), "", None, OptionSelect("0", "5", "1"), "PasswordCommand")],
+    (IDENTIFIED, "OptionSelect 0 Z 1", "any other Z"): [((IDENTIFIED,), "", None, OptionSelect("0", "4", "1"), "PasswordCommand")],
+    (IDENTIFIED, "OptionSelect 0 Z 0", ""): [((IDENTIFIED,), "", None, OptionSelect("0", "5", "0"), "data")],
+    (IDENTIFIED, "NAK", ""): [((IDENTIFIED,), "", None, Nak(), "IDResponse")],
+    (IDENTIFIED, "BreakCommand", ""): [((IDENTIFIED,), "", None, BreakCommand(), None)],
+    (IDENTIFIED, "timer tt", "no option select"): [((IDENTIFIED,), "", None, "timers", None)],
+    (IDENTIFIED, "any other frame", ""): [((IDENTIFIED,), "", None, ReadCommand.of("04"), None)],
+    ("readout", "readout sent", ""): [((IDENTIFIED,), "", None, OptionSelect("0", "4", "0"), "data")],
+    (PROGRAMMING, "any command", "partial-block answer or write open"):
+        [((PROGRAMMING,), BLOCKS, _long_read, ReadCommand.of("04"), "data"), ((PROGRAMMING,), "", _open_write, BreakCommand(), None)],
+    (PROGRAMMING, "NAK", ""): [((PROGRAMMING,), "", None, Nak(), "PasswordCommand")],
+    (PROGRAMMING, "ACK", "partial blocks pending"): [((PROGRAMMING,), BLOCKS, _long_read, Ack(), "data")],
+    (PROGRAMMING, "ACK", "none pending"): [((PROGRAMMING,), "", None, Ack(), None)],
+    (PROGRAMMING, "BreakCommand", ""): [((PROGRAMMING,), "", None, BreakCommand(), None)],
+    (PROGRAMMING, "ReadCommand", "data sets malformed"): [((PROGRAMMING,), "", None, ReadCommand("R", "1", "x"), "nak")],
+    (PROGRAMMING, "ReadCommand", "no register, unknown or write-only"):
+        [((PROGRAMMING,), "", None, m, "error") for m in (ReadCommand.of("99"), ReadCommand.of("10"), ReadCommand("R", "1", ""))],
+    (PROGRAMMING, "ReadCommand R3/R4", "answer longer than block_size > 0"):
+        [((PROGRAMMING,), BLOCKS, None, ReadCommand("R", "4", "00()01()"), "data")],
+    (PROGRAMMING, "ReadCommand", "registers readable"):
+        [((PROGRAMMING,), "", None, ReadCommand.of("04"), "data"), ((PROGRAMMING,), BLOCKS, None, ReadCommand.of("04", "1"), "data")],
+    (PROGRAMMING, "WriteCommand ending in EOT", ""): [((PROGRAMMING,), "", None, WriteCommand("W", "3", "10(0012345", True), "ack")],
+    (PROGRAMMING, "WriteCommand", "data sets malformed"): [((PROGRAMMING,), "", None, WriteCommand("W", "1", "x"), "nak")],
+    (PROGRAMMING, "WriteCommand", "valid, not executable"):
+        [((PROGRAMMING,), "", None, WriteCommand.of(DataSet("99", "1")), "error"),
+         ((PROGRAMMING,), "", None, WriteCommand.of(DataSet("04", "1")), "error"),
+         ((PROGRAMMING,), "", _executing, WriteCommand.of(DataSet("10", EXAMPLE)), "error")],
+    (PROGRAMMING, "WriteCommand", "valid and executable"): [((PROGRAMMING,), "", None, WriteCommand.of(DataSet("10", ACCEPT)), "ack")],
+    (PROGRAMMING, "PasswordCommand P1", "password right or none set"):
+        [((PROGRAMMING,), "", None, PasswordCommand("P", "1", "(x)"), "ack"),
+         ((PROGRAMMING,), PASSWORD, None, PasswordCommand("P", "1", "(secret)"), "ack")],
+    (PROGRAMMING, "PasswordCommand P1", "password wrong"): [((PROGRAMMING,), PASSWORD, None, PasswordCommand("P", "1", "(x)"), "error")],
+    (PROGRAMMING, "undefined command, E, P0, P2", ""):
+        [((PROGRAMMING,), f"[protocol]\nundefined_command = \"{how}\"\n", None, m, how)
+         for how in ("nak", "error") for m in (ExecuteCommand("E", "2", "(x)"), PasswordCommand("P", "2", "(x)"))],
+    (PROGRAMMING, "timer inactivity", "no valid frame"): [((PROGRAMMING,), "", None, "timers", None)],
+    (PROGRAMMING, "any other frame", ""): [((PROGRAMMING,), "", None, m, None) for m in (OptionSelect("0", "5", "1"), Data("(1)"))],
+    ("meter", "timer execution", "token written"): [((PROGRAMMING,), "", _executing, "timers", None)],
+    ("meter", "power_cycle()", ""): [((START, IDENTIFIED, PROGRAMMING), "", None, "power", None),
+                                     ((PROGRAMMING,), "", _executing, "power", None)],
+}
+
+
+def test_every_state_table_row_has_a_driven_case():
+    assert {tuple(row[:3]) for row in STATE_TABLE} == set(ROW_CASES)
+
+
+_ROW_PROFILES: dict = {}
+
+
+@pytest.mark.parametrize("key", list(ROW_CASES), ids=lambda k: " / ".join(x for x in k if x))
+def test_state_table_row_is_what_the_emulator_does(tmp_path_factory, profile, key):
+    """For every row: a session in the row's state gets the row's event under its condition; that
+    row runs, the answer is the kind the row says, and the state after is the row's next."""
+    (row,) = [r for r in STATE_TABLE if tuple(r[:3]) == key]
+    for states, text, setup, event, answer in ROW_CASES[key]:
+        if text not in _ROW_PROFILES:
+            _ROW_PROFILES[text] = user_profile(tmp_path_factory.mktemp("row"), text) if text else profile
+        for state in states:
+            s = Session(_ROW_PROFILES[text], execution_ns=5 * S)
+            _in(state)(s)
+            if setup is not None:
+                setup(s)
+            assert s.emu.state == state, (key, state)
+            if event == "timers":
+                r = s.run_timers()
+            elif event == "power":
+                r = s.emu.power_cycle()
+            elif isinstance(event, bytes):
+                (r, *_) = s.raw(event)
+            else:
+                r = s.send(event)
+            where = (key, state, event)
+            assert row in r.transitions, where
+            assert r.kinds[r.transitions.index(row)] == row.kind, where
+            assert _answer_kind(r) == answer, (where, r.event)
+            assert r.state == s.emu.state, where
+            after = row.next if row.next in STATES else state
+            k = r.transitions.index(row)
+            if k + 1 < len(r.transitions):  # a row that hands on (readout sent; a command after an abort)
+                nxt = r.transitions[k + 1]
+                assert nxt.state in (after, "any", "meter") or row.next not in STATES, where
+            else:
+                assert s.emu.state == after, where
+
+
 # --- identification ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("address", ["", "00000001"])

@@ -15,6 +15,7 @@ import pytest
 import serial
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from conftest import start_rig, wait_for
 from rig import _framing
 from rig.embedded import EmbeddedMeter
 from rig.link import VirtualLine
@@ -23,7 +24,9 @@ from rig.protocol.messages import (
     Ack, BreakCommand, Data, DataSet, IDRequest, IDResponse, Nak, OptionSelect, PasswordCommand,
     ReadCommand, WriteCommand, parse,
 )
-from rig.server import PROGRAMMING, START, STATE_TABLE, MeterEmulator, TimingPolicy, addresses_match, describe
+from rig.server import (
+    PROGRAMMING, START, STATE_TABLE, EventKind, MeterEmulator, TimingPolicy, addresses_match, describe,
+)
 
 MS = 1_000_000
 S = 1000 * MS
@@ -87,15 +90,6 @@ def ends_line(buf: bytes) -> bool:
 def block_done(buf: bytes) -> bool:
     """A block STX|SOH ... ETX|EOT BCC is complete (its BCC follows the end character)."""
     return len(buf) >= 2 and buf[-2] in (3, 4)
-
-
-def wait_for(pred, timeout_s: float):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if (v := pred()):
-            return v
-        time.sleep(0.01)
-    return pred()
 
 
 # --- item 8: a stray SOH or STX must not make the meter deaf -------------------------------------
@@ -528,6 +522,36 @@ def test_state_table_names_partial_blocks_and_every_row_is_described():
         assert row[3] in text
 
 
+# --- typed server events: verdicts test what happened, not the log's words ----------------------
+
+def test_idrequest_for_address_break_is_not_a_break(tmp_path):
+    """The HHU cases took any server event whose text held "break" for the session's BreakCommand:
+    an IDRequest for the address "break" (ignored: not ours) passed for one. A pyserial HHU runs a
+    session at the initial speed; the server's events say what each request was by its kind."""
+    p = user_profile(tmp_path, "[character]\ninitial_baud = 9600\n")
+    with EmbeddedMeter(p) as meter:
+        hhu = RawHHU(meter.hhu_port, 9600)
+        try:
+            hhu.send(b"/?break!\r\n")
+            assert wait_for(lambda: len(meter.server.events) >= 1, 5.0), meter.server.events
+            assert not meter.server.saw(EventKind.BREAK) and "break" in meter.server.events[0]["event"]
+            hhu.send(b"/?!\r\n")
+            assert hhu.read_until(ends_line, 3.0).startswith(b"/RIG5")
+            hhu.send(b"\x06041\r\n")  # option select, Z = 4: any Z but the proposed stays at 9600 Bd
+            assert hhu.read_until(block_done, 3.0).startswith(b"\x01P0")
+            read = b"\x01R1\x0204()\x03"
+            hhu.send(read + bytes([bcc_of(read[1:])]))
+            assert hhu.read_until(block_done, 3.0).startswith(b"\x0204(")
+            brk = b"\x01B0\x03"
+            hhu.send(brk + bytes([bcc_of(brk[1:])]))
+            assert wait_for(lambda: meter.server.saw(EventKind.BREAK), 5.0), meter.server.events
+        finally:
+            hhu.close()
+    kinds = [e["kinds"] for e in meter.server.events]
+    assert kinds == [(EventKind.IGNORED,), (EventKind.IDENTIFICATION,), (EventKind.OPTION_SELECT,),
+                     (EventKind.READ,), (EventKind.BREAK,)], meter.server.events
+
+
 # --- item 11: 7E1 programs on `rig line` ---------------------------------------------------------
 
 OPEN_7E1 = """import serial, sys
@@ -558,8 +582,7 @@ def test_rig_line_7e1_open_twice():
 
 
 def test_rig_line_7e1_open_twice_through_the_command():
-    proc = subprocess.Popen([sys.executable, "-m", "rig", "line", "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_rig("line", "--json")
     try:
         paths = json.loads(proc.stdout.readline())
         for _ in range(2):

@@ -9,7 +9,6 @@ import threading
 
 import pytest
 
-from rig import _clock
 from rig.client import Client, ClientError, TokenLockoutActive
 from rig.embedded import EmbeddedMeter
 from rig.link import Fault

@@ -5,13 +5,13 @@ import json
 import random
 import socket
 import threading
-import time
 
 import numpy as np
 import pytest
 
 pyvisa = pytest.importorskip("pyvisa")
 
+from conftest import start_rig, wait_for  # noqa: E402
 from rig import _clock  # noqa: E402
 from rig.bench import loop as loopmodel  # noqa: E402
 from rig.bench.virtual import VirtualBench, line_chars  # noqa: E402
@@ -35,18 +35,6 @@ def profile(tmp_path_factory):
     f = tmp_path_factory.mktemp("profile") / "quick.toml"
     f.write_text("[timing]\ncommand_timeout_ms = 400\n")
     return load_profile(f)
-
-
-def wait_for(pred, timeout=5.0, what="condition"):
-    """Poll ``pred`` until true; fail at the deadline (the events here have no other signal)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 class Inst:
@@ -343,7 +331,7 @@ def test_cli_list_and_capture_through_the_drivers(profile, tmp_path, capsys):
         t = threading.Thread(target=lambda: rc.append(rig_main(
             ["bench", "capture", "--config", str(cfg), "--out", str(out), "--timeout", "5"])))
         t.start()
-        wait_for(lambda: bench.instruments["scope"].state == "wait", what="the scope armed")
+        wait_for(lambda: bench.instruments["scope"].state == "wait", 5.0, "the scope armed")
         hhu.read("protocolVersion")
         t.join(10)
         assert rc == [0]
@@ -360,7 +348,6 @@ def test_cli_list_and_capture_through_the_drivers(profile, tmp_path, capsys):
 
 
 def test_cli_list_reports_what_is_not_reachable(tmp_path, capsys):
-    from rig import bench_cli
     from rig.cli import main as rig_main
 
     with socket.socket() as s:             # a port with nobody listening
@@ -375,12 +362,9 @@ def test_cli_list_reports_what_is_not_reachable(tmp_path, capsys):
 
 def test_cli_serve_prints_resources_and_runs_until_ctrl_c(rm, tmp_path):
     import signal
-    import subprocess
-    import sys
 
     cfg = tmp_path / "served.toml"
-    proc = subprocess.Popen([sys.executable, "-m", "rig", "bench", "serve", "--json",
-                             "--write-config", str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_rig("bench", "serve", "--json", "--write-config", cfg)
     try:
         info = json.loads(proc.stdout.readline())     # printed once everything is up
         assert set(info["resources"]) == set(ROLES) and info["hhu_port"].startswith("/dev/pts/")
@@ -457,7 +441,7 @@ def test_ds1000z_trigger_status_and_raw_reads_as_the_firmware_does(rm):
         s.write(":TIM:SCAL 1;:TIM:OFFS 5.9")          # 12 s screen, the trigger 0.1 s after its start
         s.write(":SING")
         assert s.query(":TRIG:STAT?").strip() in ("RUN", "WAIT")
-        wait_for(lambda: s.query(":TRIG:STAT?").strip() == "WAIT", what="WAIT after the pre-trigger part")
+        wait_for(lambda: s.query(":TRIG:STAT?").strip() == "WAIT", 5.0, "WAIT after the pre-trigger part")
         s.write(":TFOR")
         assert s.query(":TRIG:STAT?").strip() == "TD"    # triggered, 11.9 s of memory still to fill
         s.write(":WAV:SOUR CHAN1;MODE RAW;FORM BYTE;STAR 1;STOP 1000")

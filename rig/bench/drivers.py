@@ -364,8 +364,9 @@ class Instrument:
     def _read(self, text: str) -> str:
         import pyvisa
 
+        res = self._require_open(text)
         try:
-            answer = self._res.read()
+            answer = res.read()
         except pyvisa.errors.VisaIOError as e:
             if e.error_code == pyvisa.constants.StatusCode.error_timeout:
                 raise self._fail(text, f"no answer within {self.timeout:g} s (timeout)", e) from e
@@ -774,6 +775,7 @@ class Scope(Instrument):
     def memory_depth(self, points: int | str) -> None:
         """Set the memory depth: ``"AUTO"`` or one of the model's ``memory_depths`` (for the number of
         channels shown: the scope refuses the others, which :meth:`check_errors` reports)."""
+        value: int | str
         if isinstance(points, str) and points.strip().upper() == "AUTO":
             value = "AUTO"
         else:

@@ -75,16 +75,17 @@ class LoopState:
     @property
     def link(self) -> str:
         """'ok' (receiver reads mark surely), 'marginal' (between its thresholds), 'broken'."""
-        if self.mark_ma >= CURRENT_LOOP.rx_mark.low:
+        surely_space, surely_mark = CURRENT_LOOP.receiver_thresholds()
+        if self.mark_ma >= surely_mark:
             return "ok"
-        if self.mark_ma <= CURRENT_LOOP.rx_space.high:
+        if self.mark_ma <= surely_space:
             return "broken"
         return "marginal"
 
     @property
     def ber(self) -> float:
         """Bit error rate the receiver suffers (0 when ok; 1.0 stands for 'every character lost')."""
-        lo, hi = CURRENT_LOOP.rx_space.high, CURRENT_LOOP.rx_mark.low
+        lo, hi = CURRENT_LOOP.receiver_thresholds()
         if self.mark_ma >= hi:
             return 0.0
         if self.mark_ma <= lo:

@@ -51,7 +51,7 @@ class DutLimits:
     voltage_max_what: str = "voltage"     # what the limit is, e.g. "open-circuit"
     voltage_min_what: str = "voltage"
     current_max_what: str = "current"
-    basis: dict = field(default_factory=dict)   # field name -> "IEC 62056-21 §4" | "assumed" | "bench configuration"
+    basis: dict[str, str] = field(default_factory=dict)   # field name -> "IEC 62056-21 §4" | "assumed" | "bench configuration"
 
     def __post_init__(self) -> None:
         for k in ("voltage_max", "voltage_min", "current_max"):
@@ -72,11 +72,11 @@ class DutLimits:
         if opt.name == "current-loop":
             v = CURRENT_LOOP.absolute_max["open_circuit_voltage"]
             i = CURRENT_LOOP.absolute_max["loop_current"]
-            return {"voltage_max": (v.high, v.basis), "voltage_min": (-v.high, A),
-                    "current_max": (i.high / 1000.0, i.basis)}
+            return {"voltage_max": (_stated(v.high), v.basis), "voltage_min": (-_stated(v.high), A),
+                    "current_max": (_stated(i.high) / 1000.0, i.basis)}
         if opt.name == "voltage":
             v = VOLTAGE.absolute_max["voltage"]
-            return {"voltage_max": (v.high, v.basis), "voltage_min": (v.low, v.basis),
+            return {"voltage_max": (_stated(v.high), v.basis), "voltage_min": (_stated(v.low), v.basis),
                     "current_max": (d.current_max, d.basis["current_max"])}
         return {k: (getattr(d, k), d.basis[k]) for k in ("voltage_max", "voltage_min", "current_max")}
 
@@ -86,12 +86,12 @@ class DutLimits:
         (field name -> value; each overridden limit's basis becomes "bench configuration")."""
         opt = get_option(option)
         if opt.name == "current-loop":
-            v = CURRENT_LOOP.absolute_max["open_circuit_voltage"].high
-            i = CURRENT_LOOP.absolute_max["loop_current"].high / 1000.0
+            v = _stated(CURRENT_LOOP.absolute_max["open_circuit_voltage"].high)
+            i = _stated(CURRENT_LOOP.absolute_max["loop_current"].high) / 1000.0
             lim = cls("current-loop", "current loop", v, -v, i, "open-circuit", "reverse open-circuit", "loop current",
                       {"voltage_max": S, "voltage_min": A, "current_max": S})
         elif opt.name == "voltage":
-            lim = cls("voltage", "V.28", VOLTAGE.tx_space.high, VOLTAGE.tx_mark.low, 0.1,
+            lim = cls("voltage", "V.28", _stated(VOLTAGE.tx_space.high), _stated(VOLTAGE.tx_mark.low), 0.1,
                       "V.28 space", "V.28 mark", "driver current",
                       {"voltage_max": S, "voltage_min": S, "current_max": A})
         else:
@@ -110,7 +110,7 @@ class DutLimits:
             raise LimitError(sorted(unknown)[0], "unknown DUT limit; expected voltage_max, voltage_min, current_max")
         allow = self.allowance(self.option)
         units = {"voltage_max": "V", "voltage_min": "V", "current_max": "A"}
-        clean = {}
+        clean: dict[str, float] = {}
         for k, v in values.items():
             try:
                 x = float(v)
@@ -128,9 +128,11 @@ class DutLimits:
                     if k == "current_max" else f"{x:g} V is above what the {self.label} allows, {bound:g} V"
                 raise LimitError(k, f"{shown} ({basis})")
             clean[k] = x
-        basis = dict(self.basis)
-        basis.update({k: "bench configuration" for k in clean})
-        new = replace(self, basis=basis, **clean)
+        bases = dict(self.basis)
+        bases.update({k: "bench configuration" for k in clean})
+        new = replace(self, basis=bases, voltage_max=clean.get("voltage_max", self.voltage_max),
+                      voltage_min=clean.get("voltage_min", self.voltage_min),
+                      current_max=clean.get("current_max", self.current_max))
         if new.voltage_min > new.voltage_max:
             raise LimitError("voltage_min", f"{new.voltage_min:g} V is above voltage_max {new.voltage_max:g} V")
         return new
@@ -170,6 +172,12 @@ class DutLimits:
         """The limits and their bases, as recorded with a run."""
         return {"option": self.option, "voltage_max": self.voltage_max, "voltage_min": self.voltage_min,
                 "current_max": self.current_max, "basis": dict(self.basis)}
+
+
+def _stated(side: float | None) -> float:
+    """A side of an option's limit that rig.physical.options states (a bound the DUT limits use)."""
+    assert side is not None, "rig.physical.options: a DUT limit's side is not stated"
+    return side
 
 
 def _g(x: float) -> str:

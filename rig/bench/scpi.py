@@ -21,7 +21,7 @@ The rules kept (IEEE 488.2 §7, SCPI-1999 vol. 1 §6-7):
 - errors go to a queue read by ``SYSTem:ERRor?`` (``-113,"Undefined header"`` ...), never to the
   output; a query answers in the instrument's format (``numbers``, ``booleans`` of the tree).
 
-Binary blocks are pyvisa's (:func:`pyvisa.util.to_ieee_block` / :func:`~pyvisa.util.from_ieee_block`).
+Binary blocks are pyvisa's (:func:`pyvisa.util.to_ieee_block` / :func:`~pyvisa.util.parse_ieee_block_header`).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyvisa.util import from_ieee_block, to_ieee_block
+from pyvisa.util import parse_ieee_block_header, to_ieee_block
 
 from rig.errors import RigError
 
@@ -177,6 +177,7 @@ def _suffix_multiplier(suf: str, unit: str | None) -> float:
 
 
 def parse_bool(text: str) -> bool:
+    """A SCPI boolean parameter: ON, OFF or a number (non-zero is ON); anything else is -224."""
     t = str(text).strip().upper()
     if t in ("ON", "1"):
         return True
@@ -198,6 +199,7 @@ def parse_choice(text: str, values) -> str:
 
 
 def parse_string(text: str) -> str:
+    """A SCPI string parameter without its quotes (a doubled quote inside stands for one)."""
     t = str(text).strip()
     if len(t) >= 2 and t[0] == t[-1] and t[0] in "\"'":
         return t[1:-1].replace(t[0] * 2, t[0])
@@ -205,14 +207,15 @@ def parse_string(text: str) -> str:
 
 
 def parse_block(raw: bytes) -> bytes:
-    """A definite-length block's bytes (pyvisa's decoder); a malformed block is -160."""
+    """A definite-length block's bytes (pyvisa's header parser); a malformed block is -160."""
     if not raw.startswith(b"#") or raw[1:2] in (b"", b"0") or not raw[1:2].isdigit():
         raise ScpiError(-160, "not a definite-length block")
     n = raw[1] - 0x30
     digits = raw[2:2 + n]
     if len(digits) != n or not digits.isdigit() or len(raw) != 2 + n + int(digits):
         raise ScpiError(-160, "block length does not match its header")
-    return bytes(from_ieee_block(raw, datatype="B", container=bytes))
+    offset, length = parse_ieee_block_header(raw)
+    return bytes(raw[offset:offset + length])
 
 
 def block(data: bytes) -> bytes:
@@ -270,7 +273,7 @@ class ScpiInput:
     def feed(self, data: bytes) -> list[list[bytes]]:
         """Complete messages in the data so far, each a list of its units (bytes)."""
         self.buf += data
-        out = []
+        out: list[list[bytes]] = []
         while True:
             if self._discarding:
                 nl = self.buf.find(b"\n")
@@ -397,6 +400,8 @@ class Param:
     optional: bool = False
 
     def parse(self, raw: bytes | None, node: "Node"):
+        """The parameter's value from its bytes (raw None or empty: left out); ScpiError (-109 when a required
+        one is left out) if it is not one."""
         if raw is None or raw == b"":
             if self.optional or self.type == "none":
                 return None if self.optional else self.default
@@ -450,6 +455,7 @@ class Node:
 
     @property
     def is_setting(self) -> bool:
+        """A node that is set and queried with one value: its value is kept in ScpiInstrument.values."""
         return self.settable and self.queryable and len(self.params) == 1 and self.params[0].type != "none"
 
     def match(self, words: list[str], default_suffix: int) -> tuple[int, ...] | None:
@@ -568,6 +574,7 @@ class Tree:
         self._common = {n.elements[0].word: n for n in self.nodes if n.elements[0].word.startswith("*")}
 
     def find(self, words: list[str], default_suffix: int = 1) -> tuple[Node, tuple[int, ...]] | None:
+        """The node a header's words name, with its numeric suffixes; None if none does."""
         if len(words) == 1 and words[0].startswith("*"):
             n = self._common.get(words[0].upper())
             return (n, ()) if n else None
@@ -581,6 +588,7 @@ class Tree:
         return best
 
     def format_number(self, x: float, node: Node | None = None) -> str:
+        """A number as the instrument answers it (the node's reply format, else the tree's)."""
         if isinstance(x, bool):
             return self.booleans[0] if x else self.booleans[1]
         if isinstance(x, int):
@@ -588,6 +596,7 @@ class Tree:
         return (node.reply if node is not None and node.reply else self.numbers).format(x)
 
     def format(self, value, node: Node | None = None) -> str:
+        """Any setting's value as the instrument answers it (numbers, booleans, quoted strings, short-form choices)."""
         if isinstance(value, bool):
             return self.booleans[0] if value else self.booleans[1]
         if isinstance(value, (int, float)):
@@ -686,6 +695,7 @@ class ScpiInstrument:
 
     # -- the queue
     def push_error(self, code: int, text: str | None = None) -> None:
+        """Queue an error (its standard text unless given) and set its event status bit; a full queue ends in -350."""
         with self.lock:
             if -199 <= code <= -100:
                 self.esr |= ESR_CME
@@ -710,6 +720,7 @@ class ScpiInstrument:
         return v
 
     def set(self, name: str, value, *sfx: int) -> None:
+        """Store a setting's value (no check, no on_<name> hook: the caller has decided)."""
         self.values[(name, tuple(sfx))] = value
 
     def reset(self) -> None:
@@ -722,53 +733,69 @@ class ScpiInstrument:
 
     # -- common commands
     def idn(self) -> str:
+        """*IDN?: the identity (manufacturer,model,serial,firmware); each instrument says its own."""
         raise NotImplementedError
 
     def options(self) -> str:
+        """*OPT?: the installed options ("0": none)."""
         return "0"
 
     def q__idn(self, sfx, p):
+        """*IDN?"""
         return self.idn()
 
     def do__rst(self, sfx, p):
+        """*RST: every setting back to its default."""
         self.reset()
 
     def do__cls(self, sfx, p):
+        """*CLS: the error queue and the event status register cleared."""
         self.errors.clear()
         self.esr = 0
 
     def q__esr(self, sfx, p):
+        """*ESR?: the standard event status register, cleared by the reading."""
         v, self.esr = self.esr, 0
         return str(v)
 
     def do__ese(self, sfx, p):
+        """*ESE n: the event status enable mask."""
         self.ese = int(p[0])
 
     def q__ese(self, sfx, p):
+        """*ESE?: the event status enable mask."""
         return str(self.ese)
 
     def q__stb(self, sfx, p):
+        """*STB?: the status byte (bit 2: an error queued; bit 5: an enabled event)."""
         return str((0x04 if self.errors else 0) | (0x20 if self.esr & self.ese else 0))
 
     def do__opc(self, sfx, p):
+        """*OPC: the operation-complete bit set (every operation has completed)."""
         self.esr |= ESR_OPC        # every operation here completes before the next unit is read
 
     def q__opc(self, sfx, p):
+        """*OPC?: 1, every operation before it being complete."""
         return "1"
 
     def do__wai(self, sfx, p):
+        """*WAI: nothing to wait for (every operation completes before the next unit)."""
         pass
 
     def q__opt(self, sfx, p):
+        """*OPT?"""
         return self.options()
 
     def q__tst(self, sfx, p):
+        """*TST?: 0, the self-test passed."""
         return "0"
 
     def do__trg(self, sfx, p):
+        """*TRG: accepted; no instrument here acts on a bus trigger."""
         pass
 
     def q_error(self, sfx, p):
+        """SYSTem:ERRor?: the oldest queued error as code,"text" (0,"No error" when none)."""
         with self.lock:
             if self.errors:
                 code, text = self.errors.popleft()
@@ -823,14 +850,14 @@ class ScpiInstrument:
         if node.suffix_max is not None and sfx and not 1 <= sfx[0] <= node.suffix_max:
             raise ScpiError(-114, f"suffix {sfx[0]}")
         if node.channel:      # an optional leading CH<n>, else the selected channel
-            ch = self._channel_param(node, params[0]) if params else None
+            ch = self._channel_param(node.channel, params[0]) if params else None
             if ch is not None:
                 params = params[1:]
             sfx = (ch if ch is not None else self.default_suffix(),) + sfx
         return (self._query(node, sfx, params) if query else self._command(node, sfx, params)), path
 
-    def _channel_param(self, node: Node, raw: bytes) -> int | None:
-        m = re.fullmatch(re.escape(node.channel) + r"(\d+)", raw.decode("latin-1").strip(), re.IGNORECASE)
+    def _channel_param(self, prefix: str, raw: bytes) -> int | None:
+        m = re.fullmatch(re.escape(prefix) + r"(\d+)", raw.decode("latin-1").strip(), re.IGNORECASE)
         return int(m.group(1)) if m else None
 
     def _query(self, node: Node, sfx: tuple, params: list[bytes]):

@@ -30,11 +30,12 @@ from rig.campaign.errors import BenchUnsupported, StepSkipped  # noqa: F401 - al
 from rig.campaign.spec import BenchSpec
 from rig.campaign.timesplit import ACQUISITION, NO_ANSWER, watch_call, watch_port
 from rig.client import Client, ClientError
+from rig.deadline import Deadline
 from rig.embedded import EmbeddedMeter
 from rig.link import VirtualLine
 from rig.physical.options import get_option
 from rig.profile import Profile
-from rig.server import MeterEmulator, MeterServer, TimingPolicy
+from rig.server import EventKind, MeterEmulator, MeterServer, TimingPolicy
 from rig.tokens import TokenSpec, make_outcome
 
 #: Scope channel per direction when the plan names none: the virtual bench's wiring (rig.bench.virtual):
@@ -85,6 +86,7 @@ class Instruments:
                    where=spec.bench_config or f"the plan's bench {spec.name!r} (no bench_config)")
 
     def has(self, role: str) -> bool:
+        """Is there an instrument for this role (scope, generator, supply, meter)?"""
         return role in self.config.instruments
 
     def _channel(self, role: str) -> int:
@@ -153,13 +155,16 @@ class Instruments:
         return self.option.nominal_mark, self.option.nominal_space
 
     def model(self, role: str) -> str:
+        """The model name of the role's instrument."""
         return self.config.instruments[role].model.name
 
     def need(self, role: str) -> None:
+        """BenchUnsupported unless there is an instrument for this role."""
         if not self.has(role):
             raise BenchUnsupported(f"no {role} among the bench's instruments ({', '.join(self.config.instruments)})")
 
     def open(self, role: str):
+        """The role's driver, opened on first use and kept until close() (the supply then powers the loop)."""
         d = self._drivers.get(role)
         if d is None:
             self.need(role)
@@ -186,6 +191,7 @@ class Instruments:
         sup.output_on(self.loop_channel)
 
     def generator(self):
+        """The generator's driver (open('generator'))."""
         return self.open("generator")
 
     def discard(self, role: str) -> None:
@@ -195,6 +201,7 @@ class Instruments:
             d.close()
 
     def close(self) -> None:
+        """Close every driver (outputs off), then the virtual bench if the rig started one."""
         for d in self._drivers.values():
             try:
                 d.close()
@@ -213,12 +220,15 @@ def _watched(client: Client) -> Client:
 
 
 class Bench:
+    """A bench at run time (module docstring): the line, the meter or server, the kept client session,
+    the instruments and the stand-in HHU behind one plan bench; open() before use, close() after."""
+
     def __init__(self, spec: BenchSpec, profile: Profile):
         self.spec = spec
         self.profile = profile
-        self.line = None            # VirtualLine when embedded
-        self.meter = None           # EmbeddedMeter (meter-dut, embedded)
-        self.server = None          # MeterServer (hhu-dut)
+        self.line: VirtualLine | None = None        # when embedded
+        self.meter: EmbeddedMeter | None = None     # meter-dut, embedded
+        self.server: MeterServer | None = None      # hhu-dut
         self._client: Client | None = None
         self._identified = False
         self._tokens_issued = 0
@@ -226,11 +236,13 @@ class Bench:
         self.hhu_error: BaseException | None = None
         self._quiet_until = 0
         self._instruments: dict[str, Instruments] = {}
-        self._operator_from = None  # hhu-dut port: server events before the operator's session
+        self._operator_from: int | None = None  # hhu-dut port: server events before the operator's session
         self._operator_until = 0    # and its deadline (ns)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def open(self) -> Bench:
+        """Start what the bench needs: the embedded meter (meter-dut), or the rig's MeterServer on the virtual
+        line or the port (hhu-dut); nothing against a real meter."""
         s = self.spec
         if s.role == "meter-dut":
             if s.kind == "embedded":
@@ -247,6 +259,7 @@ class Bench:
         return self
 
     def close(self) -> None:
+        """End the session, wait for the stand-in HHU, close the instruments, the meter or server and the line."""
         self.drop_session()
         if self._hhu_thread is not None:
             self._hhu_thread.join(30)
@@ -260,8 +273,15 @@ class Bench:
         if self.meter is None and self.line is not None:
             self.line.close()
 
+    def _meter_server(self) -> MeterServer:
+        """The MeterServer the rig's meter runs in (the embedded meter's, or the hhu-dut bench's)."""
+        server = self.meter.server if self.meter is not None else self.server
+        assert server is not None, "an open bench with an emulator runs it in a MeterServer"
+        return server
+
     @property
     def emulator(self):
+        """The rig's MeterEmulator (embedded meter-dut, or hhu-dut); None against a real meter."""
         if self.meter is not None:
             return self.meter.emulator
         if self.server is not None:
@@ -273,6 +293,7 @@ class Bench:
         """Where the rig's client talks (meter-dut) or where the stand-in HHU talks (hhu-dut)."""
         if self.line is not None:
             return self.line.hhu_port
+        assert self.spec.port is not None, "the plan gives a port bench its port; an embedded bench is open"
         return self.spec.port
 
     # -- the client side (meter-dut) -------------------------------------------------------------
@@ -308,10 +329,12 @@ class Bench:
 
     def _break_at(self, baud: int) -> None:
         c = self._client
+        assert c is not None, "session() has made the client"
         c.port.set_baud(baud)
         c.sign_off()
 
     def drop_session(self, sign_off: bool = True) -> None:
+        """End the kept session (a BreakCommand first unless sign_off is False) and close its client."""
         c, self._client = self._client, None
         if c is not None:
             try:
@@ -325,6 +348,7 @@ class Bench:
         self._identified = False
 
     def with_repeats(self, n: int) -> Profile:
+        """The bench's profile with protocol.nak_repeats = n."""
         return replace(self.profile, protocol=replace(self.profile.protocol, nak_repeats=n))
 
     # -- instruments -------------------------------------------------------------------------------
@@ -362,6 +386,7 @@ class Bench:
 
     # -- virtual-only abilities ------------------------------------------------------------------
     def need_line(self, what: str, hint: str = "") -> object:
+        """The virtual line; BenchUnsupported naming `what` (and the hint) on a bench without one."""
         if self.line is None:
             raise BenchUnsupported(f"{what} needs the virtual line (bench {self.spec.name!r} is {self.spec.kind})"
                                    + (f"; {hint}" if hint else ""))
@@ -374,8 +399,7 @@ class Bench:
             raise BenchUnsupported("power cycle: needs the embedded meter or a bench supply (not yet)")
         self.drop_session(sign_off=False)
         emu.power_cycle()
-        server = self.meter.server if self.meter is not None else self.server
-        server.port.set_baud(self.profile.character.initial_baud)  # the restarted meter's UART
+        self._meter_server().port.set_baud(self.profile.character.initial_baud)  # the restarted meter's UART
 
     def accepted_tokens(self, n: int, credit: float = 1.0) -> list[str]:
         """n tokens the DUT will accept, never used before. Embedded: made up and added to the
@@ -424,7 +448,7 @@ class Bench:
                 raise StepSkipped("needs an operator at the HHU, and nobody is asked: the run is not "
                                   "interactive (standard input is not a terminal)")
             self._reset_meter()
-            self._operator_from = len(self.server.events)
+            self._operator_from = len(self._meter_server().events)
             self._operator_until = _clock.now_ns() + int(timeout_s * 1e9)
             print(f"\n>>> operator: {operator} now, within {timeout_s:g} s "
                   f"(the rig is the meter on {self.spec.port})", file=sys.stderr, flush=True)
@@ -447,16 +471,17 @@ class Bench:
         emu = self.emulator
         if emu is not None and emu.state != "start":
             emu.power_cycle()
-            self.server.port.set_baud(self.profile.character.initial_baud)
+            self._meter_server().port.set_baud(self.profile.character.initial_baud)
 
     def wait_hhu(self, timeout_s: float) -> bool:
+        """Wait for the HHU's session started by stimulate() to end (a real HHU: its BreakCommand by the
+        operator's deadline); False if it has not."""
         if self._operator_from is not None:      # a real HHU: until its BreakCommand, or the deadline
             start, self._operator_from = self._operator_from, None
-            while not any("break" in e["event"] for e in self.server.events[start:]):
-                if _clock.now_ns() >= self._operator_until:
-                    print(">>> operator: no session ended by BreakCommand in time", file=sys.stderr, flush=True)
-                    return False
-                _clock.sleep_until(min(_clock.now_ns() + 20_000_000, self._operator_until))
+            server = self._meter_server()
+            if not Deadline(self._operator_until).wait(lambda: server.saw(EventKind.BREAK, start), 20_000_000):
+                print(">>> operator: no session ended by BreakCommand in time", file=sys.stderr, flush=True)
+                return False
             return True
         if self._hhu_thread is None:
             return True

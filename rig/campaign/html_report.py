@@ -38,6 +38,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -52,7 +53,7 @@ from rig.campaign.store import Store, is_alive
 from rig.campaign.timesplit import ACQUISITION, LINE, OVERHEAD
 from rig.errors import RigError
 from rig.measurement import ERROR, FAIL, VERDICTS, combine_finished, format_number, is_ok
-from rig.physical.analysis import decode
+from rig.physical.analysis import DecodeResult, decode
 from rig.physical.options import OPTIONS, get_option
 from rig.profile import load_profile
 
@@ -84,6 +85,7 @@ class Figure:
 
     @property
     def src(self) -> str:
+        """The PNG as a data: URL for the img element."""
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 
@@ -99,6 +101,7 @@ class PlotSection:
 
     @property
     def wide(self) -> bool:
+        """Does the section take the page's whole width (several figures, or a wide one)?"""
         return len(self.figures) > 1 or any(f.wide for f in self.figures)
 
 
@@ -124,8 +127,8 @@ class _RunData:
         self.captures = [dict(zip(cols, r)) for r in rows]
         self.cases = store.cases(run_id)
         self.exchanges = [e for e in store.run_exchanges(run_id) if e["tr_ns"] is not None]
-        self.decoded = []              # (capture row, samples, DecodeResult)
-        self.capture_remarks = []
+        self.decoded: list[tuple[dict, np.ndarray, DecodeResult]] = []   # (capture row, samples, its decode)
+        self.capture_remarks: list[str] = []
         self._decode()
 
     def bench_interface(self, bench: str) -> str:
@@ -162,10 +165,12 @@ class _RunData:
 def _noted_baud(notes: str | None) -> float | None:
     """The speed a step's notes say its capture was decoded at (the levels cases note it), else None (auto)."""
     try:
-        baud = (json.loads(notes or "{}") or {}).get("baud")
+        baud: Any = (json.loads(notes or "{}") or {}).get("baud")
     except (ValueError, AttributeError):
         return None
-    return float(baud) if _is_number(baud) and math.isfinite(baud) and baud > 0 else None
+    if not _is_number(baud) or not math.isfinite(baud) or baud <= 0:
+        return None
+    return float(baud)
 
 
 def _run_profile(row, run_id: int):
@@ -243,21 +248,23 @@ def _timing_sections(d: _RunData) -> tuple[PlotSection, PlotSection]:
                       "Each edge's deviation from its character's bit grid at the decoder's bit period, in UI, "
                       "as the decoder measured it (its peak and rms are the jitter_peak and jitter_rms measurements), "
                       "with the option's jitter_peak limit; one colour per interface option.")
-    widths, jitter = {}, {}
+    width_runs: dict[str, list[np.ndarray]] = {}    # interface option -> each capture's
+    jitter_runs: dict[str, list[np.ndarray]] = {}
     lim_w, lim_j = {}, {}
     for c, _samples, res in d.decoded:
         t = plots.bit_timing(res)
         key = res.option.name
         if len(t.widths_ui):
-            widths.setdefault(key, []).append(t.widths_ui)
+            width_runs.setdefault(key, []).append(t.widths_ui)
             lim_w.update({"bit_width_min": res.option.limits["bit_width_min"].low,
                           "bit_width_max": res.option.limits["bit_width_max"].high})
         if len(t.jitter_ui):
-            jitter.setdefault(key, []).append(t.jitter_ui)
+            jitter_runs.setdefault(key, []).append(t.jitter_ui)
             pk = res.option.limits["jitter_peak"].high
-            lim_j.update({"-jitter_peak": -pk, "jitter_peak": pk})
-    widths = {k: np.concatenate(v) for k, v in widths.items()}     # one series per interface option
-    jitter = {k: np.concatenate(v) for k, v in jitter.items()}
+            if pk is not None:
+                lim_j.update({"-jitter_peak": -pk, "jitter_peak": pk})
+    widths = {k: np.concatenate(v) for k, v in width_runs.items()}     # one series per interface option
+    jitter = {k: np.concatenate(v) for k, v in jitter_runs.items()}
     if widths:
         png = plots.histogram_figure(widths, "UI", "bit width (UI)", "bit widths of the decoded captures",
                                      list(lim_w.items()), bins=61, fixed_range=(0.8, 1.2))

@@ -148,16 +148,14 @@ def load_plan(source: str | Path, *, text: str | None = None, base_dir: str | No
 
     # benches
     raw_benches = data.get("bench", [{"name": "embedded"}])
-    if isinstance(raw_benches, dict):
+    one_table = isinstance(raw_benches, dict)  # [bench] rather than [[bench]]: its key has no index
+    if one_table:
         raw_benches = [raw_benches]
-        bench_path = lambda i: ("bench",)  # noqa: E731
-    else:
-        bench_path = lambda i: ("bench", i)  # noqa: E731
     if not isinstance(raw_benches, list) or not raw_benches:
         raise c.fail(("bench",), "a [bench] table or [[bench]] tables", raw_benches)
     benches: dict[str, BenchSpec] = {}
     for i, b in enumerate(raw_benches):
-        p = bench_path(i)
+        p: tuple[str | int, ...] = ("bench",) if one_table else ("bench", i)
         c.keys(b, p, tuple(BENCH_KEYS))
         bname = c.text_(b.get("name"), p + ("name",), default="embedded" if i == 0 else f"bench{i}")
         if bname in benches:

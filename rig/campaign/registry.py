@@ -13,7 +13,6 @@ from measurements with limits (rig.measurement).
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -27,6 +26,9 @@ STAND_IN = "stand_in"       # the step note naming what stood in for a measureme
 
 @dataclass
 class Case:
+    """One case of the library: its name, the clause it checks, its parameters with their defaults,
+    the step function, and what it needs of a bench (filled by @case, @params, @needs, @summary)."""
+
     id: str
     clause: str
     title: str
@@ -45,6 +47,7 @@ class Case:
     param_kinds: dict[str, str] = field(default_factory=dict)
 
     def param_type(self, name: str) -> str:
+        """The TOML type a plan gives parameter `name` in, from its default ("integer", "list", ...)."""
         d = self.params[name]
         kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
                 dict: "table"}.get(type(d), type(d).__name__)
@@ -84,6 +87,9 @@ class Case:
 
 
 def case(id: str, *, clause: str, title: str, roles=("meter-dut",), params=None, choices=None):
+    """Register the decorated function as case `id` in LIBRARY: run once per step with a StepContext,
+    on benches of `roles`; `params` the parameters with their defaults (which give their types),
+    `choices` the values a parameter may take."""
     def deco(fn):
         LIBRARY[id] = Case(id, clause, title, tuple(roles), dict(params or {}), fn, None, dict(choices or {}))
         return fn
@@ -146,6 +152,8 @@ def _benches_text(c: Case) -> str:
 
 
 def summary(id: str):
+    """Register the decorated function as case `id`'s summary step: called with the StepContext and the
+    case's recorded steps (RecordedStep, from the store, so a resumed run summarises the same)."""
     def deco(fn):
         LIBRARY[id].summary = fn
         return fn
@@ -163,6 +171,8 @@ class StepContext:
         self.case_key = case_key
 
     def measure(self, name, value, unit="", low=None, high=None, basis="") -> Measurement:
+        """Record a measurement of the step; with `low`/`high` its verdict is judged against them
+        (`basis`: where the limits come from)."""
         m = Measurement(name, value, unit, low, high, basis)
         self.record.measurements.append(m)
         return m
@@ -172,6 +182,7 @@ class StepContext:
         return self.measure(name, 1 if ok else 0, "bool", 1, 1, basis)
 
     def info(self, name, value, unit="") -> Measurement:
+        """Record a value without limits: shown and stored, no verdict."""
         return self.measure(name, value, unit)
 
     def exchanges(self, exs, measure: bool = False) -> None:
@@ -185,9 +196,12 @@ class StepContext:
                     self.measure(f"{e.name}: {m.name}", m.value, m.unit, m.low, m.high, m.basis)
 
     def capture(self, name: str, samples, sample_rate: float, option: str = "") -> None:
+        """Keep a waveform with the step (stored compressed, plotted in the report); `option`: the
+        interface option it was taken on."""
         self.record.captures.append(Capture(name, samples, sample_rate, option))
 
     def note(self, **kw) -> None:
+        """Store facts about the step with it (JSON values, by name)."""
         self.record.notes.update(kw)
 
     def stand_in(self, what: str) -> None:
@@ -206,8 +220,5 @@ class RecordedStep:
     measurements: list[Measurement]
 
     def value(self, name: str):
+        """The value of measurement `name` in this step, or None."""
         return next((m.value for m in self.measurements if m.name == name), None)
-
-
-def now_s() -> float:
-    return time.time()

@@ -85,7 +85,7 @@ def time_rows(record: dict) -> tuple[list[dict], float, int]:
     if total <= 0:
         return [], 0.0, len(times)
     waits = sum(split.get(c, 0.0) for c in PROTOCOL_WAITS)
-    rows = [{"name": LINE, "s": split.get(LINE, 0.0), "sub": False},
+    rows: list[dict] = [{"name": LINE, "s": split.get(LINE, 0.0), "sub": False},
             {"name": "protocol waits the profile imposes", "s": waits, "sub": False}]
     rows += [{"name": f"  {c}", "s": split[c], "sub": True} for c in PROTOCOL_WAITS if split.get(c, 0.0) > 0]
     known = {LINE, OVERHEAD, ACQUISITION, *PROTOCOL_WAITS}
@@ -178,7 +178,7 @@ def summary_renderable(store: Store, run_id: int):
     """The run's summary for a terminal: cases by clause with coloured verdicts, the counts, the
     failed measurements with their limits, where the results are and how to get the HTML report."""
     from rich import box
-    from rich.console import Group
+    from rich.console import Group, RenderableType
     from rich.table import Table
     from rich.text import Text
     s = run_summary(store, run_id)
@@ -205,7 +205,7 @@ def summary_renderable(store: Store, run_id: int):
     count_line = Text.assemble(f"{len(cases)} cases: ", *[
         (f"{counts[v]} {v}" + (", " if v != shown[-1] else ""), _COLOURS[v] if counts[v] else "dim")
         for v in shown])
-    parts = [head, table, count_line]
+    parts: list[RenderableType] = [head, table, count_line]
     for c in cases:
         if c["stand_in"]:
             parts.append(Text.assemble((c["case"], "bold"), ": ", (c["stand_in"], "yellow")))

@@ -36,10 +36,15 @@ log = logging.getLogger("rig.campaign")
 
 
 def start_run(plan: Plan, store: Store) -> int:
+    """A new run of `plan` in `store`, for a Runner; its id."""
     return store.new_run(plan.name, plan.text, plan.path, plan.base_dir)
 
 
 class Runner:
+    """Runs (or resumes) run `run_id` of `plan` into `store`, each finished step recorded whole (a
+    parallel plan: each bench's cases in a thread of their own). `progress`: rich progress bars; `echo`: a line per case
+    instead. `stop.set()` asks for a clean stop (what Ctrl-C does)."""
+
     def __init__(self, plan: Plan, store: Store, run_id: int, *, progress: bool = False, echo=None):
         self.plan = plan
         self.store = store
@@ -55,6 +60,8 @@ class Runner:
 
     # -- the whole run ---------------------------------------------------------------------------
     def run(self) -> str:
+        """Run every step not yet recorded; the run's verdict ("pass", "fail", "error", or
+        "stopped" when it was stopped before its end)."""
         self.store.claim_run(self.run_id)
         record.record_start(self.store, self.run_id, self.plan, self.profile)
         t0, wall0 = _clock.now_ns(), time.time()
@@ -92,6 +99,8 @@ class Runner:
         return verdict if status == "done" else STOPPED
 
     def verdict(self) -> str:
+        """The run's verdict from its recorded cases: "incomplete" (or "error") while cases are
+        missing or unfinished."""
         cases = self.store.cases(self.run_id)
         if len(cases) < len(self.plan.cases) or any(c["status"] != "done" for c in cases):
             return ERROR if any(c["verdict"] == ERROR for c in cases) else INCOMPLETE

@@ -82,6 +82,7 @@ class StoreWriteError(StoreError):
 
 
 def default_path() -> str:
+    """The store `rig` uses when none is named: $RIG_STORE, else ./rig-results.sqlite."""
     return os.environ.get("RIG_STORE") or DEFAULT_STORE
 
 
@@ -111,6 +112,7 @@ class StepRecord:
 
     @property
     def verdict(self) -> str:
+        """error, else the measurements' verdicts combined (combine)."""
         if self.error:
             return ERROR
         return combine(m.verdict for m in self.measurements)
@@ -132,9 +134,11 @@ class Store:
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None, *, create: bool = True,
              read_only: bool = False) -> "Store":
+        """The store at `path`, or at default_path()."""
         return cls(path or default_path(), create=create, read_only=read_only)
 
     def close(self) -> None:
+        """Close the connection (every write is committed when made)."""
         with self._lock:
             self.db.close()
 
@@ -178,6 +182,7 @@ class Store:
         return _T()
 
     def new_run(self, name: str, plan_text: str, plan_path: str | None, plan_dir: str | None) -> int:
+        """A new run of the plan (its text kept whole, for resume and the record), running in this process; its id."""
         with self._tx() as db:
             cur = db.execute(
                 "INSERT INTO runs (name, plan_path, plan_text, plan_dir, status, started_at, pid, host) "
@@ -192,6 +197,7 @@ class Store:
                        (os.getpid(), socket.gethostname(), run_id))
 
     def finish_run(self, run_id: int, status: str, verdict: str | None, note: str | None = None) -> None:
+        """Record the run's end: its status (done, stopped, ...), its verdict when done, and why (note)."""
         with self._tx() as db:
             db.execute("UPDATE runs SET status=?, verdict=?, finished_at=?, note=? WHERE id=?",
                        (status, verdict, time.time(), note, run_id))
@@ -203,12 +209,14 @@ class Store:
             db.execute("UPDATE runs SET control=? WHERE id=?", (_json(control), run_id))
 
     def control(self, run_id: int) -> dict:
+        """What set_control kept for the run ({} when nothing)."""
         row = self.run(run_id)
         text = row["control"] if "control" in row.keys() else None
         return json.loads(text) if text else {}
 
     def ensure_case(self, run_id: int, key: str, use: str, clause: str, title: str, bench: str,
                     position: int, planned_steps: int, params: dict) -> int:
+        """The id of the run's case `key`, made on its first call (a resume finds the one it made)."""
         with self._tx() as db:
             row = db.execute("SELECT id FROM cases WHERE run_id=? AND key=?", (run_id, key)).fetchone()
             if row is not None:
@@ -221,6 +229,7 @@ class Store:
             return cur.lastrowid
 
     def finish_case(self, case_id: int, status: str, verdict: str | None, stop_reason: str | None = None) -> None:
+        """Record a case's end: status, verdict, and why it stopped early (a stop condition, a skip)."""
         with self._tx() as db:
             db.execute("UPDATE cases SET status=?, verdict=?, stop_reason=? WHERE id=?",
                        (status, verdict, stop_reason, case_id))
@@ -255,12 +264,15 @@ class Store:
 
     # -- reading ------------------------------------------------------------------------------------
     def run(self, run_id: int) -> sqlite3.Row:
+        """The run's row; StoreError when the store has no such run."""
         row = self.db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         if row is None:
             raise StoreError(f"{self.path}: no run {run_id} (see `rig runs`)")
         return row
 
     def runs(self) -> list[dict]:
+        """Every run with its case and step counts, as `rig runs` lists them (a run whose process is
+        gone shows as interrupted)."""
         out = []
         for r in self.db.execute("SELECT * FROM runs ORDER BY id"):
             d = dict(r)
@@ -278,19 +290,24 @@ class Store:
         return out
 
     def cases(self, run_id: int) -> list[dict]:
+        """The run's cases in plan order."""
         return [dict(r) for r in self.db.execute("SELECT * FROM cases WHERE run_id=? ORDER BY position", (run_id,))]
 
     def steps(self, case_id: int) -> list[dict]:
+        """The case's recorded steps in order."""
         return [dict(r) for r in self.db.execute("SELECT * FROM steps WHERE case_id=? ORDER BY position", (case_id,))]
 
     def step_keys(self, case_id: int) -> set[str]:
+        """The keys of the case's recorded steps (what a resume skips)."""
         return {r[0] for r in self.db.execute("SELECT key FROM steps WHERE case_id=?", (case_id,))}
 
     def measurements(self, step_id: int) -> list[Measurement]:
+        """The step's measurements, verdicts judged again from their values and limits."""
         return [Measurement(r["name"], r["value"], r["unit"], r["low"], r["high"], r["basis"])
                 for r in self.db.execute("SELECT * FROM measurements WHERE step_id=? ORDER BY seq", (step_id,))]
 
     def capture(self, capture_id: int):
+        """(samples, sample rate) of a stored capture."""
         r = self.db.execute("SELECT * FROM captures WHERE id=?", (capture_id,)).fetchone()
         if r is None:
             raise StoreError(f"{self.path}: no capture {capture_id}")
@@ -482,8 +499,11 @@ def _alive(pid, host) -> bool:
 
 
 def is_alive(row) -> bool:
+    """Whether the process running the run in `row` (pid, host) is alive; True when this host
+    cannot tell (another host)."""
     return _alive(row["pid"], row["host"])
 
 
 def path_of(store: Store) -> Path:
+    """The store's file."""
     return Path(store.path)

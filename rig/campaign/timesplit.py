@@ -50,7 +50,7 @@ _PACING_CALLERS = ("_send", "raw", "_exchange")     # the client's (and the raw 
 
 _installed: list["TimeLedger"] = []
 _patch_lock = threading.Lock()
-_original = None
+_original = _clock.sleep_until
 
 
 class TimeLedger:
@@ -193,13 +193,13 @@ def _install(ledger: TimeLedger) -> None:
             original = _original
             now = _clock.now_ns
 
-            def sleep_until(deadline_ns):
+            def sleep_until(deadline_ns, spin_ns=_clock.DEFAULT_SPIN_NS):   # the same signature
                 t = now()
                 if deadline_ns > t:
                     frame = sys._getframe(1)
                     for ledger_ in tuple(_installed):
                         ledger_._slept(t, deadline_ns, frame)
-                return original(deadline_ns)
+                return original(deadline_ns, spin_ns)
 
             _clock.sleep_until = sleep_until
         _installed.append(ledger)

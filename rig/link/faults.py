@@ -48,7 +48,7 @@ class Fault:
     duration_ns: int = 0
     percent: float = 0.0
     seed: int = 0
-    _rng: random.Random = field(default=None, compare=False, repr=False)
+    _rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)   # seeded below
 
     def __post_init__(self):
         def bad(name, why):

@@ -59,20 +59,25 @@ class DecodeResult:
 
     @property
     def baud(self) -> float:
+        """The measured speed in Bd (the fitted bit period), NaN without one."""
         T = self.bit_period_samples
         return self.sample_rate / T if T > 0 else float("nan")
 
     @property
     def bit_period_samples(self) -> float:
+        """The bit period in samples, a least-squares fit of the edges' positions (the nominal period
+        without one)."""
         s = self.stats
         return s["sxy"] / s["sxx"] if s["sxx"] > 0 else s["T"]
 
     @property
     def jitter_rms_ui(self) -> float:
+        """The edges' RMS jitter in unit intervals (NaN without edges)."""
         s = self.stats
         return math.sqrt(s["jit_sum2"] / s["jit_n"]) / s["T"] if s["jit_n"] else float("nan")
 
     def measurement(self, name: str) -> Measurement | None:
+        """The measurement named `name`, or None."""
         for m in self.measurements:
             if m.name == name:
                 return m
@@ -80,9 +85,11 @@ class DecodeResult:
 
     @property
     def passed(self) -> bool:
+        """No measurement failed its limits."""
         return all(m.passed for m in self.measurements)
 
     def to_json_obj(self) -> dict:
+        """The result as `rig decode --json` prints it (non-finite numbers as null)."""
         c = self.chars
         chars = [{"value": int(v), "t_start_s": int(t) / 1e9, "parity_ok": bool(p), "framing_ok": bool(f),
                   **({"break": True} if b else {})}
@@ -105,6 +112,7 @@ class DecodeResult:
         }
 
     def to_json(self, **kw) -> str:
+        """to_json_obj() as JSON text (`kw` for json.dumps)."""
         return json.dumps(self.to_json_obj(), **kw)
 
 
@@ -125,7 +133,7 @@ def _frame_obj(f) -> dict:
 class Capture:
     """A capture on disk or in memory: ``chunks()`` yields it piece by piece."""
 
-    source: object
+    source: str | Path | np.ndarray
     sample_rate: float | None
     n: int
     dtype: np.dtype
@@ -251,13 +259,13 @@ def load_capture(path, sample_rate: float | None = None, column: int | None = No
             sr = w.getframerate()
             nch, width, nfr = w.getnchannels(), w.getsampwidth(), w.getnframes()
             raw = w.readframes(nfr)
-        dt = {1: np.uint8, 2: np.int16, 4: np.int32}.get(width)
-        if dt is None:
+        wav_dt = {1: np.uint8, 2: np.int16, 4: np.int32}.get(width)
+        if wav_dt is None:
             raise ValueError(f"{path}: {8 * width}-bit WAV samples are not supported")
-        a = np.frombuffer(raw, dtype=dt).reshape(-1, nch)[:, 0 if column is None else column]
-        if dt == np.uint8:
+        a = np.frombuffer(raw, dtype=wav_dt).reshape(-1, nch)[:, 0 if column is None else column]
+        if wav_dt == np.uint8:
             a = (a.astype(np.int16) - 128).astype(np.int8)
-        elif dt == np.int32:
+        elif wav_dt == np.int32:
             a = a.astype(np.float64)
         a = np.ascontiguousarray(a)
         return Capture(a, sample_rate or float(sr), len(a), a.dtype)
@@ -265,6 +273,7 @@ def load_capture(path, sample_rate: float | None = None, column: int | None = No
 
 
 def as_capture(capture, sample_rate=None) -> Capture:
+    """A Capture from a Capture, a file path (load_capture) or an array of samples."""
     if isinstance(capture, Capture):
         return capture
     if isinstance(capture, (str, Path)):
@@ -357,6 +366,7 @@ def _bit_average_result(cap: Capture, fs: float, opt, cf, baud, res: DecodeResul
     sigma = ratio * abs(lv[1] - lv[0])
     x = np.asarray(arr, dtype=np.float64) * scale + offset
     chars, lv = robust.decode_bit_average(x, fs, b, cf, mark_is_high=opt.mark_is_high, levels=lv)
+    assert lv is not None                      # the levels given come back
     ratio = sigma / abs(lv[1] - lv[0]) if lv[1] != lv[0] else ratio     # against the levels the bits show
     mark, space = (lv[1], lv[0]) if opt.mark_is_high else (lv[0], lv[1])
     T = fs / b
@@ -493,6 +503,7 @@ def speed_parts(cap, fs: float, opt, cf, *, chunk: int = DEFAULT_CHUNK, threshol
 
     res = _decode_run(cap.chunks(chunk), fs, opt, cf, None, thresholds=thresholds, scale=scale, offset=offset,
                       hysteresis=hysteresis, glitch_ui=0.0, keep_edges=True, analysis_samples=analysis_samples)
+    assert res.edges is not None               # keep_edges=True
     pos = np.asarray(res.edges["pos"], dtype=np.float64)
     if len(pos) < 2 * min_edges:
         return [(0, cap.n, 0.0)]
@@ -562,6 +573,7 @@ def _decode_parts(cap: Capture, parts, fs: float, opt, cf, kw) -> DecodeResult:
         edges = np.concatenate([_shift(r.edges, a) for a, _, r in results])
         fits, n_e, n_c = [], 0, 0
         for _, _, r in results:      # indexes into the joined edges and characters
+            assert r.fit_edges is not None and r.edges is not None      # keep_edges=True
             f = r.fit_edges.copy()
             f["edge"] += n_e
             f["char"] += n_c
@@ -582,6 +594,7 @@ def _shift(rec, a: int):
 
 
 def replace_name(m: Measurement, name: str) -> Measurement:
+    """The measurement `m` under another name."""
     from dataclasses import replace
     return replace(m, name=name)
 
@@ -608,6 +621,8 @@ def levels_from_histogram(hist, hmin, hscale, mid) -> tuple[float, float]:
 
 def build_result(chars, st, histogram, glitches, opt: InterfaceOption, cf: CharFormat, fs: float,
                  nominal_baud, scale, offset, level_source, edges=None, fit_edges=None) -> DecodeResult:
+    """A DecodeResult from the decoder's outputs: levels in the option's unit (raw * scale + offset),
+    speed and jitter, and the measurements judged against the option's limits."""
     T = st["T"]
     hist, hmin, hscale = histogram
     raw_lo, raw_hi = levels_from_histogram(hist, hmin, hscale, st["mid"])
@@ -668,6 +683,7 @@ def _nan(v):
 
 
 def nearest_standard(baud: float) -> float:
+    """The standard speed nearest to `baud` (by ratio); 0 for none or a non-finite one."""
     if not baud or not math.isfinite(baud):
         return 0.0
     return float(min(STANDARD_BAUDS, key=lambda b: abs(math.log(b / baud))))

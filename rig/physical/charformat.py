@@ -10,12 +10,14 @@ PARITY_NAMES = {"N": "none", "O": "odd", "E": "even", "M": "mark", "S": "space"}
 
 @dataclass(frozen=True)
 class CharFormat:
+    """A character format: data bits, parity (N, O, E, M, S) and stop bits; `str()` gives "7E1"."""
     data_bits: int = 7
     parity: str = "E"       # N, O, E, M (always 1), S (always 0)
     stop_bits: int = 1
 
     @classmethod
     def parse(cls, text: "str | CharFormat") -> "CharFormat":
+        """The format "7E1", "8N1", ... names (a CharFormat as it is); ValueError naming what is wrong."""
         if isinstance(text, CharFormat):
             return text
         m = re.fullmatch(r"\s*([5-9])([NOEMSnoems])([12])\s*", str(text))
@@ -29,10 +31,12 @@ class CharFormat:
 
     @property
     def parity_code(self) -> int:
+        """The parity as the decoder's code (PARITY_CODES)."""
         return PARITY_CODES[self.parity]
 
     @property
     def has_parity(self) -> bool:
+        """Whether a parity bit is sent."""
         return self.parity != "N"
 
     @property
@@ -41,6 +45,7 @@ class CharFormat:
         return 1 + self.data_bits + (1 if self.has_parity else 0) + self.stop_bits
 
     def parity_bit(self, value: int) -> int:
+        """The parity bit sent with `value` (0 when there is none)."""
         ones = bin(value & ((1 << self.data_bits) - 1)).count("1")
         return {"N": 0, "E": ones & 1, "O": (ones & 1) ^ 1, "M": 1, "S": 0}[self.parity]
 

@@ -27,6 +27,7 @@ class Limit:
     note: str = ""
 
     def measure(self, name: str, value) -> Measurement:
+        """`value` as measurement `name`, judged against this limit."""
         return Measurement(name, value, self.unit, self.low, self.high, self.basis)
 
 
@@ -54,14 +55,16 @@ class InterfaceOption:
 
     @property
     def swing(self) -> float:
+        """|nominal mark - nominal space|, in the option's unit."""
         return abs(self.nominal_mark - self.nominal_space)
 
     def receiver_thresholds(self) -> tuple[float, float]:
         """(low, high) comparator thresholds of a receiver meeting the option: between the
         'surely space' and 'surely mark' levels."""
-        if self.mark_is_high:
-            return (self.rx_space.high, self.rx_mark.low)
-        return (self.rx_mark.high, self.rx_space.low)
+        lo, hi = ((self.rx_space.high, self.rx_mark.low) if self.mark_is_high
+                  else (self.rx_mark.high, self.rx_space.low))
+        assert lo is not None and hi is not None, f"{self.name}: a receiver limit without its threshold side"
+        return (lo, hi)
 
     def measure(self, name: str, value) -> Measurement:
         """A measurement of ``name`` against this option's limit for it (``info`` if it has none)."""
@@ -71,6 +74,7 @@ class InterfaceOption:
         return lim.measure(name, value)
 
     def measurement_names(self) -> list[str]:
+        """The measurements this option has limits for."""
         return list(self.limits)
 
 

@@ -42,6 +42,8 @@ class Break:
 
 @dataclass(frozen=True)
 class TrueChar:
+    """A character as synthesised (the ground truth a decoder is checked against): value, start time,
+    the errors put into it, and whether it is a break."""
     value: int
     t_start_ns: int
     parity_ok: bool = True
@@ -52,6 +54,7 @@ class TrueChar:
 
 @dataclass(frozen=True)
 class Glitch:
+    """A short pulse to the other level: its start and width in ns."""
     t_ns: int
     width_ns: int
 
@@ -79,10 +82,11 @@ class Waveform:
     sag_tau_bits: float = 20.0
     ambient: float = 0.0
     seed: int = 0
-    _y0: np.ndarray = field(default=None, repr=False)   # filtered level at each transition
+    _y0: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)   # filtered level at each transition
 
     @property
     def swing(self) -> float:
+        """|mark - space|, in the option's unit."""
         return abs(self.mark - self.space)
 
     @property
@@ -156,6 +160,7 @@ class Waveform:
 
     @property
     def samples(self) -> np.ndarray:
+        """The whole capture rendered at once (float32)."""
         return self.render()
 
     def _noise(self, start: int, stop: int) -> np.ndarray:
@@ -172,6 +177,7 @@ class Waveform:
         return out
 
     def chunks(self, chunk: int = 1 << 20) -> Iterable[np.ndarray]:
+        """The capture rendered `chunk` samples at a time (the same samples as `samples`)."""
         for s in range(0, self.n_samples, chunk):
             yield self.render(s, s + chunk)
 
@@ -191,6 +197,7 @@ class Waveform:
 
     @property
     def values(self) -> list[int]:
+        """The character values sent (breaks left out)."""
         return [c.value for c in self.chars if not c.is_break]
 
 
@@ -285,7 +292,7 @@ def synthesize(data, option="current-loop", *, baud: float = 9600, sample_rate: 
         centres = (rng.choice(nb - 2, size=min(glitches, nb - 2), replace=False) + 1.5) * T
         glist = [Glitch(int(round(c - glitch_width * T / 2)), int(round(glitch_width * T)))
                  for c in np.sort(centres)]
-    elif glitches:
+    elif not isinstance(glitches, int):
         glist = [Glitch(int(round(ts * 1e9)), int(round(w * 1e9))) for ts, w in glitches]
     if glist:
         et, ev = _insert_glitches(et, ev, glist)

@@ -167,7 +167,7 @@ class VirtualBench:
         with self._lock:
             now = _clock.now_ns()
             # a burst over is harmless (characters are put on the line at or after now) and goes
-            self._bursts = [b for b in self._bursts if b.start_ns + b.duration_ns > now]
+            self._bursts = [b for b in self._bursts if (b.start_ns or 0) + b.duration_ns > now]  # bursts always have a start
             old = [f for fs in self._owned.values() for f in fs]
             self._owned[slot] = tuple(faults)
             self._owned["burst"] = tuple(self._bursts)
@@ -209,9 +209,10 @@ class VirtualBench:
     def generator_changed(self, gen: VirtualGenerator | None) -> None:
         """The generator changed: its standing disturbance of the line follows (a burst waits for
         its trigger)."""
-        gen = gen or self.by_capability("generator")
-        if not self._started or not isinstance(gen, VirtualGenerator):
+        found = gen or self.by_capability("generator")
+        if not self._started or not isinstance(found, VirtualGenerator):
             return
+        gen = found
         with self._lock:
             ch = self.generator_channel
             ber = 0.0 if gen.burst(ch) else gen.effect(ch, self.option, self.loop)
@@ -219,7 +220,7 @@ class VirtualBench:
             prev = self._owned.get("generator", ())
             if (not prev and ber == 0) or (prev and prev[0].ber == ber and prev[0].kind == kind):
                 return
-            faults = ()
+            faults: tuple[Fault, ...] = ()
             if ber > 0:
                 if kind == "noise":
                     faults = (Fault("noise", ber=ber, start_ns=_clock.now_ns(), duration_ns=FOREVER_NS,

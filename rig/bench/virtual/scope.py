@@ -25,7 +25,7 @@ import numpy as np
 from rig import _clock
 from rig.bench.scpi import ScpiError, block, short_form
 from rig.bench.virtual.base import VirtualInstrument
-from rig.physical.synth import line_chars, line_edges, line_waveform
+from rig.physical.synth import Waveform, line_chars, line_edges, line_waveform
 
 SETTLE_NS = 2_000_000   # the bridge has recorded everything up to 2 ms ago
 
@@ -42,6 +42,7 @@ class Acquisition:
     noise: float = 0.0                 # rms, option unit: the generator's noise on the line then
 
     def xorigin(self) -> float:
+        """The first point's time relative to the trigger, in seconds (the preamble's x origin)."""
         return (self.t0_ns - self.trigger_ns) / 1e9
 
 
@@ -65,6 +66,7 @@ class VirtualScope(VirtualInstrument):
     capability = "scope"
 
     def reset(self) -> None:
+        """*RST: the defaults, running, no acquisition yet."""
         super().reset()
         div = self.model.facts.get("divisions") or {}
         self.hdivs = float(div.get("horizontal", 12))
@@ -72,13 +74,14 @@ class VirtualScope(VirtualInstrument):
         self.armed_ns = _clock.now_ns()
         self.trigger_ns: int | None = None
         self.acq: Acquisition | None = None
-        self._wf = None
+        self._wf: tuple[Acquisition, tuple[int, int], Waveform] | None = None   # the last synthesis
 
     def _wfacts(self) -> dict:
         return self.model.facts.get("waveform") or {}
 
     # -- channels and timebase
     def on_channel_scale(self, sfx, v):
+        """channel_scale: volts per division within the model's vertical range at the channel's probe ratio (-222)."""
         self.channel(sfx[0])
         probe = self.get("channel_probe", sfx[0])
         lo, hi = self.model.facts.get("vertical_scale") or (1e-3, 10.0)
@@ -86,13 +89,16 @@ class VirtualScope(VirtualInstrument):
             raise ScpiError(-222, f"{v:g} V/div outside {lo * probe:g}..{hi * probe:g} at probe {probe:g}x")
 
     def on_channel_probe(self, sfx, v):
+        """channel_probe: the probe ratio of an existing channel (its scale follows)."""
         # the scale follows the probe (the screen keeps its volts per division at the tip x ratio)
         self.channel(sfx[0])
 
     def q_channel_range(self, sfx, p):
+        """channel_range?: the screen's full height, 8 divisions x the scale."""
         return self.tree.format(8 * self.get("channel_scale", sfx[0]))
 
     def do_channel_range(self, sfx, p):
+        """channel_range v: the scale set to v / 8, refused as channel_scale would be."""
         self.set("channel_scale", p[0] / 8, sfx[0])
         try:
             self.on_channel_scale(sfx, p[0] / 8)
@@ -101,10 +107,12 @@ class VirtualScope(VirtualInstrument):
             raise
 
     def enabled_channels(self) -> int:
+        """How many channels are shown (at least 1): the memory depths allowed depend on it."""
         return max(1, sum(1 for c in self.model.channels if self.get("channel_display", c)))
 
     # -- memory
     def on_memory_depth(self, sfx, v):
+        """memory_depth: AUTO, or a depth the model allows for the channels shown (-224)."""
         if v == "AUTO":
             return
         n = self.enabled_channels()
@@ -116,28 +124,34 @@ class VirtualScope(VirtualInstrument):
             raise ScpiError(-224, f"{v} points with {n} channel(s) on; one of {row}")
 
     def mdepth(self) -> int:
+        """The memory depth in points (AUTO: the bench's memory_depth setting)."""
         v = self.get("memory_depth")
         if v == "AUTO" or v is None:
             return self.bench.memory_depth
         return int(v)
 
     def q_memory_depth(self, sfx, p):
+        """memory_depth?: AUTO, or the depth in points."""
         return "AUTO" if self.get("memory_depth") in ("AUTO", None) else str(self.mdepth())
 
     def q_sample_rate(self, sfx, p):
+        """sample_rate?: the memory depth over the screen's time."""
         return _pre(self.mdepth() / (self._screen_ns() / 1e9))
 
     # -- trigger and acquisition
     def on_trigger_sweep(self, sfx, v):
+        """trigger_sweep: SINGle arms a single acquisition."""
         if v == "SINGle":
             self.do_single(sfx, [])
 
     def do_run(self, sfx, p):
+        """run: acquire continuously."""
         self.state = "run"
         self.armed_ns = _clock.now_ns()
         self.trigger_ns = None
 
     def do_stop(self, sfx, p):
+        """stop: keep the acquisition a single trigger has completed, else the screen as it is now."""
         if self.state != "stop":
             self._progress()
             if self.state != "stop":
@@ -145,20 +159,24 @@ class VirtualScope(VirtualInstrument):
         self.state = "stop"
 
     def do_single(self, sfx, p):
+        """single: arm one acquisition, which stops at the next trigger."""
         self.state = "wait"
         self.armed_ns = _clock.now_ns()
         self.trigger_ns = None
 
     def do_tforce(self, sfx, p):
+        """tforce: a forced trigger now (an armed single acquisition triggers; running: the screen now)."""
         if self.state == "wait" and self.trigger_ns is None:
             self.trigger_ns = _clock.now_ns()
         elif self.state == "run":
             self._acquire_now()
 
     def do_autoscale(self, sfx, p):
+        """autoscale: back to running (the virtual scope's settings are left as they are)."""
         self.do_run(sfx, p)
 
     def do_clear(self, sfx, p):
+        """clear: the acquisition shown is discarded."""
         self.acq = None
 
     def q_trigger_status(self, sfx, p):
@@ -181,17 +199,18 @@ class VirtualScope(VirtualInstrument):
     def _screen_ns(self) -> int:
         return int(round(self.hdivs * self.get("timebase_scale") * 1e9))
 
-    def _acquire(self, trigger_ns: int) -> None:
+    def _acquire(self, trigger_ns: int) -> Acquisition:
         screen = self._screen_ns()
         t0 = trigger_ns + int(round(self.get("timebase_offset") * 1e9)) - screen // 2
         self.acq = Acquisition(t0, screen, trigger_ns, self.bench.line.record(), self.bench.line_levels(),
                                self.bench.generator_noise())
+        return self.acq
 
-    def _acquire_now(self) -> None:
+    def _acquire_now(self) -> Acquisition:
         """The screen ending now (an auto or forced trigger, a stop, or a screen read while running)."""
         now = _clock.now_ns()
         screen = self._screen_ns()
-        self._acquire(now - (screen - screen // 2) - int(round(self.get("timebase_offset") * 1e9)))
+        return self._acquire(now - (screen - screen // 2) - int(round(self.get("timebase_offset") * 1e9)))
 
     def _progress(self) -> None:
         """Advance a single acquisition: look for the trigger, finish once the screen passed."""
@@ -261,7 +280,7 @@ class VirtualScope(VirtualInstrument):
     def _acq(self) -> Acquisition:
         self._progress()
         if self.state != "stop" or self.acq is None:
-            self._acquire_now()    # running (or still waiting): what the screen shows now
+            return self._acquire_now()    # running (or still waiting): what the screen shows now
         return self.acq
 
     def _yscale(self, ch: int) -> tuple[float, int, int]:
@@ -298,21 +317,27 @@ class VirtualScope(VirtualInstrument):
         return ",".join(_pre(fields.get(k, 0)) for k in order)
 
     def q_waveform_xincrement(self, sfx, p):
+        """waveform_xincrement?: the time between two points of the current mode, s."""
         return _pre(self._xinc(self._acq()))
 
     def q_waveform_xorigin(self, sfx, p):
+        """waveform_xorigin?: the first point's time relative to the trigger, s."""
         return _pre(self._acq().xorigin())
 
     def q_waveform_xreference(self, sfx, p):
+        """waveform_xreference?: 0."""
         return "0"
 
     def q_waveform_yincrement(self, sfx, p):
+        """waveform_yincrement?: volts per code of the source channel."""
         return _pre(self._yscale(self._source())[0])
 
     def q_waveform_yorigin(self, sfx, p):
+        """waveform_yorigin?: the source channel's code offset."""
         return _pre(self._yscale(self._source())[1])
 
     def q_waveform_yreference(self, sfx, p):
+        """waveform_yreference?: the code at the screen's centre (127)."""
         return _pre(self._yscale(self._source())[2])
 
     def on_waveform_points(self, sfx, n):
@@ -320,6 +345,7 @@ class VirtualScope(VirtualInstrument):
         self.set("waveform_stop", int(self.get("waveform_start")) + int(n) - 1)
 
     def q_waveform_points(self, sfx, p):
+        """waveform_points?: how many points the next read returns (STARt..STOP of the mode's points)."""
         start, stop = self._window(self._points())
         return str(stop - start + 1)
 
@@ -339,6 +365,8 @@ class VirtualScope(VirtualInstrument):
         return self._wf[2].render(start - 1, stop).astype(np.float64) * self.bench.probe_gain()
 
     def q_waveform_data(self, sfx, p):
+        """waveform_data?: the source channel's points STARt..STOP as a block (BYTE, WORD or ASCii);
+        an empty block and an error queued when RAW is read while running or the read is too long."""
         if self._mode() == "RAW":
             self._progress()
             if self.state != "stop":
@@ -367,6 +395,7 @@ class VirtualScope(VirtualInstrument):
 
     # -- built-in measurements (on the current acquisition of a channel)
     def q_measure_item(self, sfx, p):
+        """measure_item? item[,source]: a built-in measurement of the current acquisition (9.9e37: cannot measure)."""
         item = p[0]
         ch = _channel_number(p[1]) if len(p) > 1 and p[1] else _channel_number(self.get("measure_source"))
         self.channel(ch)
@@ -397,4 +426,5 @@ class VirtualScope(VirtualInstrument):
         return _pre(0.0) if p[0] == "DEViation" else self.q_measure_item(sfx, p[1:])
 
     def do_measure_item(self, sfx, p):
+        """measure_item item[,source]: shows the measurement on the screen (nothing to do here)."""
         pass   # shows the measurement on the screen

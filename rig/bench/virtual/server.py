@@ -7,11 +7,14 @@ import selectors
 import socket
 import socketserver
 import threading
+from typing import TYPE_CHECKING
 
 from rig.bench.scpi import ScpiInput
 
 
 class _Handler(socketserver.BaseRequestHandler):
+    server: InstrumentServer   # the only server this handler serves
+
     def handle(self) -> None:
         inst = self.server.instrument
         sock: socket.socket = self.request
@@ -56,7 +59,11 @@ class InstrumentServer(socketserver.ThreadingTCPServer):
         self._stopped.set()
         super().__init__((host, port), _Handler)
 
+    if TYPE_CHECKING:   # socketserver.BaseServer's own (private, so not in typeshed): accept one connection
+        def _handle_request_noblock(self) -> None: ...
+
     def handle_error(self, request, client_address) -> None:
+        """One connection's trouble is not the server's: nothing printed, the server goes on."""
         pass  # one connection's trouble is not the server's
 
     def serve_forever(self, poll_interval: float | None = None) -> None:
@@ -80,6 +87,7 @@ class InstrumentServer(socketserver.ThreadingTCPServer):
             self._stopped.set()
 
     def shutdown(self) -> None:
+        """Stop serve_forever() now (the wake-up socket), and wait until it has stopped."""
         self._stop = True
         try:
             self._wake_w.send(b"\0")
@@ -88,11 +96,13 @@ class InstrumentServer(socketserver.ThreadingTCPServer):
         self._stopped.wait()
 
     def server_close(self) -> None:
+        """Close the listening socket and the wake-up pair."""
         super().server_close()
         for s in (self._wake_r, self._wake_w):
             s.close()
 
     def close_all(self) -> None:
+        """Stop serving, end every open connection, and close the server."""
         self.shutdown()
         for c in list(self.conns):
             try:

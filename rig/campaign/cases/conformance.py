@@ -333,7 +333,7 @@ def maintained(ctx):
       title="a token accepted: TokenData, tokenStatus, AuthenticationResult, ValidationResult, TokenResult; "
             "entered again: Used; applied once", params={"token": ""})
 def tcdu(ctx):
-    b, p = ctx.bench, ctx.profile
+    b = ctx.bench
     hhu = b.session()
     token = ctx.params["token"] or b.accepted_tokens(1)[0]
     r = hhu.transfer_token(token)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from difflib import SequenceMatcher
+from typing import Any
 
 import numpy as np
 
@@ -511,7 +512,7 @@ class _ScopeBitErrors:
                 self.tr_s = min(2 * ref.tr_ns / 1e9, self.tr_s)
         self.channels = [inst.scope_channel(d) for d in self.dirs]
         self.baud = 0.0
-        self.scope = None
+        self.scope: Any = None           # the scope driver, set up at the first arm
         self.where = ", ".join(_where(inst, ch, d) for ch, d in zip(self.channels, self.dirs))
         self.captured = 0
 

@@ -8,9 +8,13 @@ the cases that need the wire record or faults on the line say so.
 """
 from __future__ import annotations
 
+from itertools import pairwise
+
 from rig import _clock
 from rig.campaign.registry import case, needs, params, virtual_line
+from rig.deadline import Deadline
 from rig.link import Fault
+from rig.server import EventKind
 
 MS = 1_000_000
 NAK_WIRE = 0x95   # NAK with its even-parity bit
@@ -31,7 +35,7 @@ OPERATOR = ("start a session on the HHU: identify (the rig answers as the meter)
 def _run_session(ctx, faults=(), record=True):
     """The HHU's session, with `faults` on the line; returns (the wire record of it, or [] when the
     case does not need it (`record` False) and the bench has no virtual line; the server's events)."""
-    b, p = ctx.bench, ctx.profile
+    b = ctx.bench
     line = b.need_line("watching the HHU (wire record)") if record or faults else b.line
     t0 = _clock.now_ns()
     n_events = len(b.server.events)
@@ -44,9 +48,7 @@ def _run_session(ctx, faults=(), record=True):
         if line is not None:
             line.faults = []
     # the HHU is done when it closed its port; the meter may still be reading its last characters
-    deadline = _clock.now_ns() + 500 * MS
-    while _clock.now_ns() < deadline and not any("break" in e["event"] for e in b.server.events[n_events:]):
-        _clock.sleep_until(_clock.now_ns() + 10 * MS)
+    Deadline.after_ns(500 * MS).wait(lambda: b.server.saw(EventKind.BREAK, n_events), poll_ns=10 * MS)
     ctx.check("the HHU's session ended within the time allowed", finished)
     ctx.check("the HHU completed its session", b.hhu_error is None)
     if b.hhu_error is not None:
@@ -73,12 +75,12 @@ def _messages(rec):
       title="the HHU's session: well-formed requests, none refused, ended by BreakCommand",
       roles=("hhu-dut",), params={"timeout_s": 30.0})
 def hhu_session(ctx):
-    rec, events = _run_session(ctx, record=False)
+    _, events = _run_session(ctx, record=False)
     bad = [e for e in events if e.get("request_ok") is False]
     naks = [e for e in events if (e.get("answer") or "") == "\x15"]
     ctx.measure("requests with framing errors", len(bad), "count", None, 0, "IEC 62056-21 §6.3")
     ctx.measure("requests answered with NAK", len(naks), "count", None, 0, "IEC 62056-21 §6.3")
-    ctx.check("session ended by BreakCommand", any("break" in e["event"] for e in events), "IEC 62055-52 §6.4")
+    ctx.check("session ended by BreakCommand", any(EventKind.BREAK in e["kinds"] for e in events), "IEC 62055-52 §6.4")
     ctx.note(events=[e["event"] for e in events])
 
 
@@ -89,9 +91,9 @@ def hhu_session(ctx):
       roles=("hhu-dut",), params={"timeout_s": 30.0})
 def hhu_timing(ctx):
     p = ctx.profile
-    rec, events = _run_session(ctx)
+    rec, _ = _run_session(ctx)
     msgs = _messages(rec)
-    gaps = [(b_["start"] - a["end"]) / 1e6 for a, b_ in zip(msgs, msgs[1:])
+    gaps = [(b_["start"] - a["end"]) / 1e6 for a, b_ in pairwise(msgs)
             if a["direction"] == "to_hhu" and b_["direction"] == "to_meter"]
     if gaps:
         ctx.measure("smallest wait after an answer", min(gaps), "ms", p.timing.tr_min_fast_ns / 1e6, None,
@@ -115,7 +117,7 @@ def hhu_nak(ctx):
     b = ctx.bench
     line = b.need_line("fault injection", "a real HHU's NAK handling needs a line that garbles an answer")
     at = line.sent("to_hhu") + ctx.params["offset"]  # inside the IDResponse
-    rec, events = _run_session(ctx, [Fault("parity", "to_hhu", at=at)])
+    rec, _ = _run_session(ctx, [Fault("parity", "to_hhu", at=at)])
     garbled = next((c for c in rec if c.direction == "to_hhu" and "parity" in c.faults), None)
     ctx.check("the fault hit an answer", garbled is not None)
     naks = [c for c in rec if c.direction == "to_meter" and c.sent == NAK_WIRE
