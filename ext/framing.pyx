@@ -371,6 +371,8 @@ cdef class Framer:
     parity="even": the bytes are 7E1 wire bytes (parity bit 7 checked and stripped);
     parity="none": they are 7-bit characters already (a UART configured 7E1 stripped it).
     Splitting a stream at any byte gives exactly the frames of the whole stream.
+    The field limits' defaults are the default profile's [limits] (their one home; a test checks
+    they agree); Framer.from_profile(profile) takes a profile's.
     """
     cdef bint check_parity, bcc_on_data
     cdef int64_t ta_ns, pos
@@ -915,6 +917,14 @@ cdef class Framer:
             self._cut(self.pos)
         return self._collect()
 
+    @property
+    def limits(self):
+        """The field limits this framer checks, by its constructor's names (value_max is the
+        profile's limits.value_max_programming): the defaults must be the default profile's."""
+        return {"device_address_max": self.lim_devaddr, "identification_max": self.lim_ident,
+                "address_max": self.lim_addr, "value_max": self.lim_value, "unit_max": self.lim_unit,
+                "frame_max": self.frame_max}
+
 
 # ---------------------------------------------------------------------------------------------
 # Frames to messages, the hot case in C: the protocol layer passes its classes in, so this module
@@ -957,3 +967,27 @@ def to_messages(list frames, data_cls, ack, nak, slow):
         else:
             out.append(slow(f))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Bit errors: wire bytes received against those sent (the electrical cases count them)
+
+cdef extern from *:
+    int __builtin_popcount(unsigned int x) nogil
+
+
+def bit_errors(const uint8_t[::1] received not None, const uint8_t[::1] sent not None):
+    """Number of bits that differ between two byte strings of equal length (wire bytes received
+    against the wire bytes sent: data and parity bits)."""
+    cdef Py_ssize_t i, n = received.shape[0], k = 0
+    if sent.shape[0] != n:
+        raise ValueError(f"bit_errors: {n} bytes received against {sent.shape[0]} sent; expected equal lengths")
+    with nogil:
+        for i in range(n):
+            k += __builtin_popcount(received[i] ^ sent[i])
+    return k
+
+
+# The characters a data set's fields exclude (IEC 62056-21 §6.3), as the character table has them:
+# the one home of the data-set syntax's character set (rig.protocol reads it).
+EXCLUDED = bytes([b for b in range(0x20, 0x7F) if CLASS[b] != C_PRINT])

@@ -39,6 +39,12 @@ def add_parity(data: bytes) -> bytes:
     return bytes(c | 0x80 if bin(c & 0x7F).count("1") % 2 else c & 0x7F for c in data)
 
 
+def bit_errors(received: bytes, sent: bytes) -> int:
+    if len(received) != len(sent):
+        raise ValueError("bit_errors: expected equal lengths")
+    return sum((r ^ s).bit_count() for r, s in zip(received, sent))
+
+
 def bcc(data: bytes) -> int:
     x = 0
     for c in data:

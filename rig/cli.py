@@ -82,7 +82,7 @@ def cmd_parse(args) -> int:
         msg = None
         if f.ok:
             try:
-                msg = message_from_frame(f)
+                msg = message_from_frame(f, profile.limits)
             except ProtocolError as e:  # a field the framer lets through but the message refuses
                 errors.append(f"message: {e}")
         ok = not errors
@@ -111,9 +111,10 @@ def cmd_parse(args) -> int:
 def _looks_like_7e1(data: bytes) -> bool:
     """Bytes with bit 7 set where 7-bit characters are expected, and (nearly) every byte of even
     parity: wire bytes with their parity bit still on (a few may be garbled)."""
+    from rig._framing import parity_errors
+
     high = sum(1 for b in data if b & 0x80)
-    even = sum(1 for b in data if bin(b).count("1") % 2 == 0)
-    return high > 0 and even >= 0.9 * len(data)
+    return high > 0 and len(data) - parity_errors(data) >= 0.9 * len(data)
 
 
 # --- rig line, serve, read, token --------------------------------------------------------------------
@@ -199,7 +200,7 @@ class _Session:
         self.embedded = None
         from rig.client import Client
         try:
-            Client.check_address(args.address or "")
+            Client.check_address(args.address or "", self.profile.limits)
         except ValueError as e:
             raise UsageError(f"--address: {e}") from None
         url = args.port

@@ -35,20 +35,18 @@ import re
 from dataclasses import dataclass, field
 
 from rig import _clock
-from rig._framing import Framer
+from rig._framing import E_SYNTAX, E_TRUNCATED, Frame, Framer, bcc
 from rig.errors import RigError
 from rig.exchange import Exchange, FrameReader, Turn
 from rig.link import OS_LATENCY_NS, Port
 from rig.measurement import Measurement
-from rig.profile import Profile, Register, load_profile
+from rig.profile import Limits, Profile, Register, load_profile
 from rig.protocol import (
     Ack, BreakCommand, Data, DataSet, IDRequest, IDResponse, Message, Nak, OptionSelect,
     PasswordCommand, ProtocolError, ReadCommand, WriteCommand, message_from_frame, parse_datasets,
 )
-from rig.tokens import ACCEPTING
+from rig.tokens import ACCEPTING, TokenStatus, code_of
 
-NOT_READY = 16  # the default profile's "Not ready"; the client looks it up by name in the profile
-E_SYNTAX, E_TRUNCATED = 4, 16  # the framer's error flags (docs/framing.md)
 MS = 1_000_000
 
 # What a message is to the request waiting for an answer.
@@ -147,7 +145,7 @@ class Client:
     def __init__(self, port: Port | str, profile: Profile | None = None, *, address: str | None = None,
                  baud: int | None = None):
         self.profile = profile or load_profile()
-        self.address = self.check_address("" if address is None else address)
+        self.address = self.check_address("" if address is None else address, self.profile.limits)
         if isinstance(port, str):
             port = Port(port, baud=self.profile.character.initial_baud, fmt=self.profile.character.format)
         self.port = port
@@ -162,10 +160,11 @@ class Client:
         self.sign_off_error: str | None = None  # why the sign-off on the way out failed, if it did
 
     @staticmethod
-    def check_address(address: str) -> str:
-        """A device address for the IDRequest, or ValueError saying what is wrong with it."""
+    def check_address(address: str, limits: Limits | None = None) -> str:
+        """A device address for the IDRequest (within the profile's limits, default the default
+        profile's), or ValueError saying what is wrong with it."""
         try:
-            IDRequest(address)
+            IDRequest(address, limits=limits)
         except ProtocolError as e:
             raise ValueError(f"device address {address!r}: {e.reason}") from None
         return address
@@ -187,7 +186,7 @@ class Client:
             if self.in_session:
                 self.sign_off()  # the meter may be in a session from before: end it first
             self.port.set_baud(p.character.initial_baud)
-            ex = self._transact("identify", IDRequest(self.address), ("ident",))
+            ex = self._transact("identify", IDRequest(self.address, limits=p.limits), ("ident",))
             ident = ex.message
             self.identity = ident
             select, baud = self._option_select_for(ident, mode, ex)
@@ -233,7 +232,8 @@ class Client:
         """The value of a register (by name or registerID) and the exchange. The value is the one
         the meter gave for this register, checked against its definition, or ClientError."""
         reg = self._register(register)
-        ex = self._transact(f"read {reg.name}", ReadCommand.of(reg.register_id), ("data", reg))
+        ex = self._transact(f"read {reg.name}", ReadCommand.of(reg.register_id, limits=self.profile.limits),
+                            ("data", reg))
         if ex.answer_kind == ERROR:
             raise ClientError(f"read {reg.name} ({reg.register_id}): the meter answered error "
                               f"{ex.message.error_text!r}", ex)
@@ -262,7 +262,7 @@ class Client:
         reg = self._register("TokenData")
         command = self._write_command(reg, token)
         result = TokenResult(token)
-        not_ready = self._code("tokenStatus", "Not ready", NOT_READY)
+        not_ready = self._code("tokenStatus", TokenStatus.NOT_READY)
         before, _ = self._status_when_idle(result, result.before, _clock.now_ns() + p.timing.execution_limit_ns)
         unsure = False      # a write may have been taken without our knowing
         taken_ex = None     # the write the meter took (ACK), or the last one sent when known from tokenStatus
@@ -336,7 +336,7 @@ class Client:
                 raise
             result.exchanges.append(rex)
             result.results[name] = (code, p.codes[name].get(code, f"code {code}"))
-        if result.known and result.status_name.lower() == "token lockout active":
+        if result.known and result.status_name.lower() == TokenStatus.TOKEN_LOCKOUT_ACTIVE.lower():
             raise TokenLockoutActive(f"token {token}: the meter's token lockout is active", rex, result)
         return result
 
@@ -344,7 +344,7 @@ class Client:
                           token: str | None = None) -> tuple[int, Exchange]:
         """Read tokenStatus until it is no longer Not ready, before limit_ns."""
         p = self.profile
-        not_ready = self._code("tokenStatus", "Not ready", NOT_READY)
+        not_ready = self._code("tokenStatus", TokenStatus.NOT_READY)
         while True:
             status = self._status_or_unknown(result, "tokenStatus could not be read after the write"
                                              if token else None, into)
@@ -409,12 +409,14 @@ class Client:
 
     def _write_command(self, reg: Register, value: str) -> WriteCommand:
         try:
-            return WriteCommand.of(DataSet(reg.register_id, value))
+            return WriteCommand.of(DataSet(reg.register_id, value, limits=self.profile.limits))
         except ProtocolError as e:
             raise ClientError(f"write {reg.name}: {e}") from None
 
-    def _code(self, table: str, name: str, default: int) -> int:
-        return next((c for c, n in self.profile.codes.get(table, {}).items() if n.lower() == name.lower()), default)
+    def _code(self, table: str, name: str) -> int | None:
+        """The profile's code for `name`; the shipped default profile's when this one has none."""
+        code = code_of(self.profile, table, name)
+        return code if code is not None else code_of(load_profile(), table, name)
 
     def _code_name(self, table: str, code: int) -> str | None:
         return self.profile.codes.get(table, {}).get(code)
@@ -427,15 +429,44 @@ class Client:
         ex.attempts += 1
 
     def _say(self, chars: bytes, ex: Exchange, what: str) -> tuple[int, int]:
-        """Put characters on the line (the client leaves tr_min after the last answer before it
-        speaks: assumed, as HHUs do); a new turn of the exchange. Returns when they are off the line."""
-        at = max(_clock.now_ns(), self._last_end_ns + self.profile.timing.tr_min_fast_ns)
+        """Put characters on the line: a new turn of the exchange. Returns when they are off the line."""
+        start, end = self._put(chars)
+        ex.turns.append(Turn(what, end))
+        return start, end
+
+    def send(self, msg: Message | bytes, *, wait_ns: int | None = None,
+             at_ns: int | None = None) -> tuple[int, int, Frame | None]:
+        """Say a message (or 7-bit characters) and take the first frame that comes back within
+        wait_ns (default: the command timeout), as requests are said and answers taken: for a case
+        that sends what the client would not. Returns (start, end of what was said on the line, the
+        frame or None). at_ns: when to start; default no sooner than tr_min_fast after the last frame."""
+        chars = bytes(msg) if isinstance(msg, (bytes, bytearray)) else msg.to_bytes()
+        start, end = self._put(chars, at_ns)
+        frame = self._answer_frame(end, self.profile.timing.command_timeout_ns if wait_ns is None else wait_ns)
+        if frame is not None:
+            self._last_end_ns = frame.t_last_ns
+        return start, end, frame
+
+    def _put(self, chars: bytes, at_ns: int | None = None) -> tuple[int, int]:
+        """Put characters on the line, at at_ns or no sooner than tr_min_fast after the last frame
+        said or taken (assumed, as HHUs do); a copy heard back (echo) is ours. Returns the start of
+        the first character and the end of the last one's stop bit, once they are off the line."""
+        at = max(_clock.now_ns(), self._last_end_ns + self.profile.timing.tr_min_fast_ns) if at_ns is None else at_ns
         times = self.port.write(chars, at_ns=at)
         end = int(times[-1]) + self.port.char_ns
         self.reader.expect_echo(chars, end + 2 * self.port.char_ns)
         self._last_end_ns = end
-        ex.turns.append(Turn(what, end))
         return int(times[0]), end
+
+    def _answer_frame(self, said_end_ns: int, wait_ns: int, notes: list[str] | None = None) -> Frame | None:
+        """The next frame heard that is not garbage (garbage is noted in `notes`), by the time an
+        answer starting wait_ns after said_end_ns has its first character in: one character time
+        later, plus the OS's allowance. None when none came."""
+        deadline = said_end_ns + wait_ns + self.port.char_ns + OS_LATENCY_NS
+        while (frame := self.reader.next_frame(deadline)) is not None and frame.kind == "garbage":
+            if notes is not None:
+                notes.append(f"garbage set aside: {len(frame.data)} byte(s)")
+        return frame
 
     def _drain(self, ex: Exchange) -> None:
         """Empty the line before a new request: nothing said before it can answer it."""
@@ -472,13 +503,12 @@ class Client:
         frames: list[bytes] = []
         while True:
             turn = ex.turns[-1]
-            # the answer must start within the command timeout; its first character arrives one
-            # character time later, plus the OS latency
-            deadline = turn.said_end_ns + extra_ns + p.timing.command_timeout_ns + self.port.char_ns + OS_LATENCY_NS
+            # the answer must start within the command timeout
+            wait = extra_ns + p.timing.command_timeout_ns
             problem, nak, frame, verdict, msg, why = None, False, None, None, None, ""
             heard_nak = None  # a NAK is one byte that noise can make: acted on only if nothing better comes
             while True:
-                frame = self.reader.next_frame(deadline)
+                frame = self._answer_frame(turn.said_end_ns, wait, ex.notes)
                 if frame is None:
                     if heard_nak is not None:
                         frame = heard_nak
@@ -488,9 +518,6 @@ class Client:
                     else:
                         problem = f"no answer within {p.timing.command_timeout_ns / 1e6:g} ms"
                     break
-                if frame.kind == "garbage":
-                    ex.notes.append(f"garbage set aside: {len(frame.data)} byte(s)")
-                    continue
                 if self._stale(frame, turn.said_end_ns):
                     ex.notes.append(f"{frame.kind} frame set aside: it began before our {turn.said} ended "
                                     "(an answer to something said earlier)")
@@ -578,14 +605,14 @@ class Client:
         protocol: its syntax is checked on the assembled answer."""
         if frame.ok:
             try:
-                return message_from_frame(frame), None
+                return message_from_frame(frame, self.profile.limits), None
             except (ProtocolError, UnicodeDecodeError, ValueError, IndexError) as e:
                 return None, str(e)
         raw = bytes(frame.data)
         if continuing and frame.kind == "data" and frame.errors == E_SYNTAX and len(raw) >= 3:
             bcc_on = self.profile.protocol.bcc_on_data
             end = -2 if bcc_on else -1
-            bcc_ok = not bcc_on or _bcc(raw[1:-1]) == raw[-1]
+            bcc_ok = not bcc_on or bcc(raw, 1, len(raw) - 1) == raw[-1]
             if raw[end] in (3, 4) and bcc_ok:
                 try:
                     return Data(raw[1:end].decode("ascii"), raw[end] == 4), None
@@ -626,7 +653,7 @@ class Client:
                 return PARTIAL, ""
             text = "".join(parts) + msg.data
         try:
-            datasets = parse_datasets(text)
+            datasets = parse_datasets(text, self.profile.limits)
         except ProtocolError as e:
             return WRONG, f"data {text!r}: {e.reason}"
         if not datasets:
@@ -663,9 +690,8 @@ class Client:
 
     def _tr_min_ns(self, ident: IDResponse | None = None) -> int:
         """tr_min for the meter (20 ms when its identification's third letter is lower case)."""
-        t = self.profile.timing
         ident = ident or self.identity
-        return t.tr_min_fast_ns if ident is not None and ident.fast_reaction else t.tr_min_ns
+        return self.profile.timing.tr_min_for(ident.manufacturer if ident is not None else "")
 
     def _stale(self, frame, said_end: int) -> bool:
         """A frame that began on the line before we finished speaking cannot answer what we said
@@ -712,13 +738,6 @@ class Client:
 def _is_error(msg: Data) -> bool:
     """An error answer: (text) with no data-set address (IEC 62056-21 §6.3)."""
     return msg.error_text is not None and msg.data.startswith("(")
-
-
-def _bcc(data: bytes) -> int:
-    x = 0
-    for c in data:
-        x ^= c
-    return x & 0x7F
 
 
 def _short(msg: Message) -> str:

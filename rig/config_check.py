@@ -157,19 +157,24 @@ def yaml_line(text: str, key: str | None) -> int | None:
 # ---------------------------------------------------------------------------------------------
 # reading a TOML file
 
+def read_text(path, error: type[FileError] = FileError) -> str:
+    """A user file's text; an unreadable or non-UTF-8 file raises `error` naming the file (and the line)."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise error(path, None, f"cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[:e.start].count(b"\n") + 1
+        raise error(path, None, f"not UTF-8 text: byte {e.object[e.start]:#04x} (offset {e.start})",
+                    line=line) from None
+
+
 def read_toml(path, error: type[FileError] = FileError, *, text: str | None = None) -> tuple[dict, str]:
     """A user TOML file's data and its text (`text` given: that text, for a plan stored with a run).
     An unreadable, non-UTF-8 or malformed file raises `error` naming the file (and the line)."""
     if text is None:
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as e:
-            raise error(path, None, f"cannot read: {e.strerror or e}") from None
-        except UnicodeDecodeError as e:
-            line = p.read_bytes()[:e.start].count(b"\n") + 1
-            raise error(path, None, f"not UTF-8 text: byte {e.object[e.start]:#04x} (offset {e.start})",
-                        line=line) from None
+        text = read_text(path, error)
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as e:     # its message ends "(at line N, column M)"

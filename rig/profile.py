@@ -166,9 +166,16 @@ class Timing:
     execution_limit_ns: int
     not_ready_poll_ns: int
 
+    @staticmethod
+    def fast_reaction(manufacturer: str) -> bool:
+        """IEC 62056-21 §6.3: a lower-case third manufacturer letter in the identification says the
+        server may answer after tr_min_fast (20 ms) instead of tr_min (200 ms)."""
+        return len(manufacturer) >= 3 and manufacturer[2].islower()
+
     def tr_min_for(self, manufacturer: str) -> int:
-        """Minimum tr for a server identifying as `manufacturer` (lower-case third letter: fast)."""
-        return self.tr_min_fast_ns if len(manufacturer) >= 3 and manufacturer[2].islower() else self.tr_min_ns
+        """tr_min for a meter identifying as `manufacturer` (its IDResponse's three letters; "" when
+        not identified): tr_min_fast when it claims fast reaction, else tr_min."""
+        return self.tr_min_fast_ns if self.fast_reaction(manufacturer) else self.tr_min_ns
 
 
 @dataclass(frozen=True)

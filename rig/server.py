@@ -80,7 +80,7 @@ from typing import NamedTuple, TypeVar
 from rig import _clock
 from rig._framing import E_SYNTAX, E_TRUNCATED, Frame, Framer
 from rig.exchange import FrameReader
-from rig.link import Port, PortError
+from rig.link import Port, PortError, char_time_ns
 from rig.profile import Profile, Timing, load_profile
 from rig.protocol.messages import (
     Ack,
@@ -100,13 +100,13 @@ from rig.protocol.messages import (
     UndefinedCommand,
     WriteCommand,
     message_from_frame,
+    parse_datasets,
 )
 from rig.tokens import TokenEntry, TokenModel, TokenOutcome
 
 __all__ = ["STATE_TABLE", "EventKind", "MeterEmulator", "MeterServer", "Reaction", "TimingPolicy", "Transition", "describe"]
 
 NS_PER_MS = 1_000_000
-BITS_PER_CHARACTER = 10  # start + 7 data + parity + stop (7E1), or start + 8 + stop (8N1)
 TYPICAL_MARGIN_NS = 20 * NS_PER_MS  # typical tr = tr_min + 20 ms (assumed)
 TT_MIN_MARGIN_NS = 1 * NS_PER_MS  # tt must exceed tt_min: "min" uses tt_min + 1 ms (assumed)
 
@@ -405,7 +405,7 @@ class MeterEmulator:
         for name, v in (values or {}).items():
             if name not in profile.registers:
                 raise ValueError(f"values: {name!r} is not a register of the profile ({', '.join(profile.registers)})")
-            DataSet("", v)  # a value must fit a data set
+            DataSet("", v, limits=profile.limits)  # a value must fit a data set
             self._values[name] = v
         self._ident = profile.identification
         self._answer_ns = policy.tr_ns(profile.timing, self._ident.manufacturer, profile.emulator.limit_margin_ns)
@@ -521,7 +521,7 @@ class MeterEmulator:
                 return _Input(CUT_SHORT, frame=frame, why=why)
             return _Input(BAD_FRAME, frame=frame, why=why, nak_why=f"{frame.kind} frame: {why}")
         try:
-            return _Input(MESSAGE, message_from_frame(frame), frame)
+            return _Input(MESSAGE, message_from_frame(frame, self.profile.limits), frame)
         except ProtocolError as e:
             return _Input(BAD_FRAME, frame=frame, why=str(e), nak_why=str(e))
 
@@ -560,9 +560,6 @@ class MeterEmulator:
         self.baud = initial
         return switch
 
-    def _char_time(self, baud: int) -> int:
-        return BITS_PER_CHARACTER * 1_000_000_000 // baud
-
     def _answer(self, msg: Message, now_ns: int, event: str, *, baud: int | None = None,
                 delay_ns: int | None = None, baud_after: int | None = None) -> Reaction:
         r = Reaction(msg, now_ns + (self._answer_ns if delay_ns is None else delay_ns), self._gap_ns,
@@ -573,14 +570,14 @@ class MeterEmulator:
     def _end_of(self, r: Reaction, baud: int) -> int:
         assert r.send_at_ns is not None, "only an answer has an end"
         n = len(r.to_bytes())
-        return r.send_at_ns + n * self._char_time(baud) + max(0, n - 1) * r.char_gap_ns
+        return r.send_at_ns + char_time_ns(baud, self.profile.character.format, n) + max(0, n - 1) * r.char_gap_ns
 
     def _silent(self, event: str, baud: int | None = None) -> Reaction:
         return Reaction(None, None, 0, baud, None, event, self.state)
 
     def _error(self, key: str, now_ns: int, event: str) -> Reaction:
         text = self.profile.error_texts[key]
-        return self._answer(Data.error(text), now_ns, f"{event} -> error ({text})")
+        return self._answer(Data.error(text, self.profile.limits), now_ns, f"{event} -> error ({text})")
 
     # -- conditions (pure: they decide the row) --------------------------------------------------
 
@@ -621,7 +618,7 @@ class MeterEmulator:
     def _read_plan(self, msg: ReadCommand, now_ns: int) -> tuple[str, tuple]:
         """How a read is answered: ("nak", why) | ("error", key, what) | ("blocks"|"data", answer, what)."""
         try:
-            datasets = msg.datasets
+            datasets = parse_datasets(msg.data or "", self.profile.limits)
         except ProtocolError as e:
             return "nak", (str(e),)
         if not datasets:
@@ -633,7 +630,7 @@ class MeterEmulator:
                 return "error", ("unknown_register", f"read {ds.address}")
             if "r" not in reg.access:
                 return "error", ("access_denied", f"read {ds.address} ({reg.name}, write-only)")
-            out.append(DataSet(reg.register_id, self._value(reg.name)))
+            out.append(DataSet(reg.register_id, self._value(reg.name), limits=self.profile.limits))
         answer = Data.of(*out)
         what = f"read {' '.join(d.address for d in datasets)} -> {answer.data}"
         size = self.profile.protocol.block_size
@@ -644,7 +641,7 @@ class MeterEmulator:
         """How a whole write is answered: ("nak", why) | ("error", key, what) | ("lockout", v, what)
         | ("token", v, what) | ("value", register name, v, what)."""
         try:
-            datasets = msg.datasets
+            datasets = parse_datasets(msg.data or "", self.profile.limits)
         except ProtocolError as e:
             return "nak", (str(e),)
         what = f"write {msg.data or ''}"
@@ -703,7 +700,7 @@ class MeterEmulator:
     def _identify(self, i: _Input, now_ns: int, got) -> Reaction:
         restart = self.state != START
         switch = self._end_session()
-        answer = IDResponse(self._ident.manufacturer, self._ident.baud_char, self._ident.text)
+        answer = IDResponse(self._ident.manufacturer, self._ident.baud_char, self._ident.text, limits=self.profile.limits)
         r = self._answer(answer, now_ns, f"IDRequest {_msg(i, IDRequest).device_address!r} -> {answer}"
                          + (" (new session)" if restart else ""), baud=switch)
         self._session.tt_deadline = self._end_of(r, self.baud) + self.policy.tt_ns(self.profile.timing)

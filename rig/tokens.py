@@ -30,14 +30,16 @@ import os
 import tomllib
 from collections import Counter
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Mapping
 
 from rig.errors import RigError
 from rig.profile import Profile
 
-__all__ = ["DEFAULT_TABLE_PATH", "DEFAULT_STATUS", "REPORTED_OUTCOMES", "Reported", "Token", "TokenEntry", "TokenError", "TokenLockout",
-           "TokenModel", "TokenOutcome", "TokenSpec", "TokenTableError", "TransferAccount"]
+__all__ = ["DEFAULT_STATUS", "DEFAULT_TABLE_PATH", "REPORTED_OUTCOMES", "Reported", "Token", "TokenEntry",
+           "TokenError", "TokenLockout", "TokenModel", "TokenOutcome", "TokenSpec", "TokenStatus",
+           "TokenTableError", "TransferAccount", "code_of"]
 
 DEFAULT_TABLE_PATH = Path(__file__).with_name("profiles") / "test-tokens.toml"
 TOKEN_DIGITS = 20
@@ -47,6 +49,21 @@ TOKEN_BITS = 66
 # gives a block whose CRC does not match. So the safe default is a reject, "CRC error".
 DEFAULT_STATUS = "CRC error"
 TID_MEMORY = 50  # accepted TIDs a meter remembers (assumed; real meters keep a few dozen)
+
+
+
+class TokenStatus(StrEnum):
+    """The tokenStatus names the rig acts on (FACTS.md §7). Their numbers are the profile's
+    (codes.tokenStatus, names matched without case): look them up with code_of(), never write them."""
+    ACCEPT = "Accept"
+    FIRST_KEY_CHANGE_ACCEPTED = "First key-change token accepted"
+    SECOND_KEY_CHANGE_ACCEPTED = "Second key-change token accepted"
+    FORMAT_ERROR = "Format error"
+    OLD = "Old"
+    USED = "Used"
+    TOKEN_LOCKOUT_ACTIVE = "Token lockout active"
+    NOT_READY = "Not ready"
+
 
 # tokenStatus name -> (AuthenticationResult, ValidationResult, TokenResult) names (assumed: the
 # three TCDU code tables are our guesses, see the profile). Names are matched without case.
@@ -68,7 +85,8 @@ TCDU_RESULTS: dict[str, tuple[str, str, str]] = {
     "token lockout active": ("No token", "No token", "Token lockout active"),
     "not ready": ("Not ready", "Not ready", "Not ready"),
 }
-ACCEPTING = frozenset({"accept", "first key-change token accepted", "second key-change token accepted"})
+ACCEPTING = frozenset(n.lower() for n in (TokenStatus.ACCEPT, TokenStatus.FIRST_KEY_CHANGE_ACCEPTED,
+                                           TokenStatus.SECOND_KEY_CHANGE_ACCEPTED))
 TCDU_TABLES = ("tokenStatus", "AuthenticationResult", "ValidationResult", "TokenResult")
 
 
@@ -208,6 +226,12 @@ def _names(profile: Profile, table: str) -> dict[str, int]:
     return {name.lower(): code for code, name in profile.codes.get(table, {}).items()}
 
 
+def code_of(profile: Profile, table: str, name: str) -> int | None:
+    """The code of `name` (any case) in the profile's code table `table` ("tokenStatus",
+    "TokenResult", ...); None when the profile has no such code."""
+    return _names(profile, table).get(name.lower())
+
+
 def _code(profile: Profile, table: str, value: Any, where: str) -> int:
     """A code of `table` given by name (any case) or number; TokenTableError otherwise."""
     codes = profile.codes.get(table)
@@ -296,9 +320,11 @@ class TokenModel:
         self.default = make_outcome(profile, default_status, f"{source}: default_status")
         self.tid_memory = tid_memory
         std = {k: make_outcome(profile, k, f"profile {profile.path}: codes.tokenStatus")
-               for k in ("Used", "Old", "Format error", "Token lockout active", "Not ready")}
-        self.used_outcome, self.old_outcome, self.format_outcome = std["Used"], std["Old"], std["Format error"]
-        self.lockout_outcome, self.not_ready = std["Token lockout active"], std["Not ready"]
+               for k in (TokenStatus.USED, TokenStatus.OLD, TokenStatus.FORMAT_ERROR,
+                         TokenStatus.TOKEN_LOCKOUT_ACTIVE, TokenStatus.NOT_READY)}
+        self.used_outcome, self.old_outcome = std[TokenStatus.USED], std[TokenStatus.OLD]
+        self.format_outcome = std[TokenStatus.FORMAT_ERROR]
+        self.lockout_outcome, self.not_ready = std[TokenStatus.TOKEN_LOCKOUT_ACTIVE], std[TokenStatus.NOT_READY]
         self.lockout = TokenLockout(profile.token_lockout)
         self.used: set[int] = set()  # numbers of accepted tokens
         self.tids: list[int] = []  # remembered accepted TIDs, oldest first when full

@@ -61,6 +61,22 @@ def test_strip_parity_reports_where_it_failed():
     assert stripped[6:] == b"G"
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64), st.binary(max_size=64))
+def test_bit_errors_match_the_model(a, b):
+    a, b = a[:min(len(a), len(b))], b[:min(len(a), len(b))]
+    assert fx.bit_errors(a, b) == model.bit_errors(a, b)
+    assert fx.bit_errors(a, a) == 0
+
+
+def test_bit_errors_count_every_flipped_bit_and_refuse_unequal_lengths():
+    sent = fx.add_parity(b"04(1)")
+    got = bytes([sent[0] ^ 0x81, *sent[1:4], sent[4] ^ 0xFF])
+    assert fx.bit_errors(got, sent) == 10
+    with pytest.raises(ValueError, match="equal lengths"):
+        fx.bit_errors(b"ab", b"a")
+
+
 # --- the framer: each kind of frame and each kind of corruption --------------------------------------
 def frames_of(data, parity="none", **kw):
     f = fx.Framer(parity, **kw)

@@ -353,3 +353,15 @@ def test_sign_off_sent_at_session_speed_reaches_a_late_line_at_that_speed():
         os.close(master)
         os.close(slave)
     assert seen["data"] and seen["baud"] == termios.B9600
+
+
+def test_character_time_is_ten_bits_at_the_speed_for_7e1_and_8n1():
+    from rig.link import char_time_ns
+
+    assert char_time_ns(300) == 33_333_333 and char_time_ns(9600, "8N1") == 1_041_666
+    assert char_time_ns(9600, n=80) == 80 * char_time_ns(9600)      # characters back to back
+    assert char_time_ns(300 * 1.05) == int(10e9 / (300 * 1.05))      # a baud-rate error on the line
+    with pytest.raises(ValueError, match="character format '7N2'"):
+        char_time_ns(300, "7N2")
+    with Port("loop://", baud=2400) as port:
+        assert port.char_ns == char_time_ns(2400)

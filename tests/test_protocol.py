@@ -79,3 +79,85 @@ def test_frame_with_errors_cannot_become_a_message():
     (frame,) = f.feed(wire)
     with pytest.raises(ProtocolError, match=r"command frame at offset 0.*bcc: expected 0x5A, got 0x5B"):
         message_from_frame(frame)
+
+
+# --- field limits: the profile's [limits] are the one home ---------------------------------------
+def test_framer_and_model_default_limits_are_the_default_profiles():
+    import inspect
+
+    from rig import _framing_model
+    from rig.profile import load_profile
+
+    default = load_profile()
+    assert fx.Framer().limits == fx.Framer.from_profile(default).limits
+    want = fx.Framer().limits
+    model = {k: v.default for k, v in inspect.signature(_framing_model.FramerModel).parameters.items() if k in want}
+    assert model == want
+
+
+def test_a_profile_that_changes_a_limit_changes_what_messages_client_and_emulator_accept(tmp_path):
+    from rig.client import Client
+    from rig.profile import load_profile
+    from rig.server import MeterEmulator
+
+    f = tmp_path / "long.toml"
+    f.write_text("[limits]\naddress_max = 20\nvalue_max_programming = 200\nunit_max = 4\n"
+                 "error_text_max = 40\nidentification_max = 20\ndevice_address_max = 40\n")
+    p = load_profile(f)
+    lim = p.limits
+    ds = DataSet("A" * 20, "v" * 200, limits=lim)
+    assert parse_datasets(str(ds), lim) == (ds,)
+    for refused in (lambda: DataSet("A" * 20, "1"), lambda: parse_datasets(str(ds)),   # the default's limits
+                    lambda: DataSet("A", "1", "kWhxx", limits=lim)):                    # stricter here
+        with pytest.raises(ProtocolError):
+            refused()
+    assert Data.error("E" * 40, lim).error_text == "E" * 40
+    assert IDResponse("ABC", "5", "I" * 20, limits=lim).identification == "I" * 20
+    assert Client.check_address("1" * 40, lim) == "1" * 40
+    with pytest.raises(ValueError, match="longer than 32"):
+        Client.check_address("1" * 40)
+    # the framer from the profile, message_from_frame and the data sets agree
+    wire = IDRequest("1" * 40, limits=lim).to_bytes() + Data.of(ds).to_bytes()
+    frames = fx.Framer.from_profile(p, parity="none").feed(wire)
+    request, data = (message_from_frame(fr, lim) for fr in frames)
+    assert request.device_address == "1" * 40 and parse_datasets(data.data, lim) == (ds,)
+    # the emulator: a read of an unknown 20-character address is an error answer, not a NAK
+    emu = MeterEmulator(p)
+    t = 0
+    for msg in (IDRequest(), OptionSelect("0", "5", "1"), ReadCommand.of("A" * 20, limits=lim)):
+        t += 100_000_000
+        (fr,) = fx.Framer.from_profile(p, parity="none").feed(msg.to_bytes())
+        r = emu.on_frame(fr, t)
+    answer = r.answer
+    assert isinstance(answer, Data) and answer.error_text == p.error_texts["unknown_register"]
+
+
+def test_the_data_set_character_set_is_the_framers_everywhere(tmp_path):
+    """IEC 62056-21 §6.3 excludes ( ) * / ! inside a data set: the framer's table is the one home;
+    the messages, the model and the profile's checks must refuse exactly those characters."""
+    import json
+
+    from rig import _framing_model
+    from rig.profile import ProfileError, load_profile
+    from rig.protocol.messages import EXCLUDED
+
+    assert EXCLUDED == "!()*/" and _framing_model.EXCLUDED == frozenset(EXCLUDED.encode())
+    f = tmp_path / "texts.toml"
+    for ch in map(chr, range(0x20, 0x7F)):
+        excluded = ch in EXCLUDED
+        fr = fx.Framer("none")
+        frames = fr.feed(Data(f"A{ch}(1)").to_bytes()) + fr.flush()
+        assert (len(frames) == 1 and frames[0].ok) == (not excluded), ch
+        try:
+            DataSet(f"A{ch}", "1")
+        except ProtocolError:
+            assert excluded, ch
+        else:
+            assert not excluded, ch
+        f.write_text(f"[error_texts]\nbad_value = {json.dumps('a' + ch)}\n")  # a TOML basic string
+        try:
+            load_profile(f)
+        except ProfileError:
+            assert excluded, ch
+        else:
+            assert not excluded, ch

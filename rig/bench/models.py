@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import rig.bench.scpi as scpi  # noqa: PLR0402 - `from rig.bench import` would run the package, which imports this
-from rig.config_check import FileError, yaml_line
+from rig.config_check import FileError, read_text, yaml_line
 
 CAPABILITIES = ("scope", "generator", "supply", "meter")
 PLACEHOLDERS = ("ch", "value", "name", "block")
@@ -652,14 +652,7 @@ def load_file(path: Path | str) -> InstrumentModel:
     import yaml
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ModelError(path, None, f"cannot read: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        line = path.read_bytes()[:e.start].count(b"\n") + 1
-        raise ModelError(path, None, f"not UTF-8 text: byte {e.object[e.start]:#04x} (offset {e.start})",
-                         line=line) from None
+    text = read_text(path, ModelError)
     key = (path, os.path.abspath(path))
     known = _LOADED.get(key)
     if known is not None and known[0] == text:

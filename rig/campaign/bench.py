@@ -36,7 +36,7 @@ from rig.link import VirtualLine
 from rig.physical.options import get_option
 from rig.profile import Profile
 from rig.server import EventKind, MeterEmulator, MeterServer, TimingPolicy
-from rig.tokens import TokenSpec, make_outcome
+from rig.tokens import TokenSpec, TokenStatus, make_outcome
 
 #: Scope channel per direction when the plan names none: the virtual bench's wiring (rig.bench.virtual):
 #: CH2 on what the meter receives, CH3 on what it sends, CH1 on the whole line.
@@ -412,7 +412,7 @@ class Bench:
         out = []
         accept = model.table["56746304125830196637"].outcome if "56746304125830196637" in model.table else None
         if accept is None:
-            accept = make_outcome(self.profile, "Accept")
+            accept = make_outcome(self.profile, TokenStatus.ACCEPT)
         for _ in range(n):
             self._tokens_issued += 1
             # below 2**66 as a token must be; varied digits, so that a fault dropping two

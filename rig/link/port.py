@@ -23,10 +23,19 @@ from rig.errors import RigError
 
 OS_LATENCY_NS = 20_000_000  # allowed for the OS between a character's arrival and a reader taking it (assumed)
 
+# character format -> pyserial settings and bits per character on the line (start + data + parity + stop)
 _FORMATS = {
     "7E1": (serial.SEVENBITS, serial.PARITY_EVEN, serial.STOPBITS_ONE, 10),
     "8N1": (serial.EIGHTBITS, serial.PARITY_NONE, serial.STOPBITS_ONE, 10),
 }
+
+
+def char_time_ns(baud: float, fmt: str = "7E1", n: int = 1) -> int:
+    """Time of n characters sent back to back at `baud` in character format `fmt` ("7E1", "8N1"),
+    in ns: n times one character's time (its bits over the speed, rounded down to the ns)."""
+    if fmt not in _FORMATS:
+        raise ValueError(f"character format {fmt!r}: expected one of {', '.join(_FORMATS)}")
+    return n * int(_FORMATS[fmt][3] * 1_000_000_000 / baud)
 
 
 class PortError(RigError, OSError):
@@ -113,7 +122,7 @@ class Port:
     @property
     def char_ns(self) -> int:
         """Time of one character on the line at the current speed."""
-        return self.bits_per_char * 1_000_000_000 // self.baud
+        return char_time_ns(self.baud, self.fmt)
 
     # -- writing ------------------------------------------------------------------------------------
     def write(self, chars: bytes, *, at_ns: int | None = None, gap_ns: int = 0,

@@ -32,6 +32,7 @@ from typing import NamedTuple
 from rig import _clock
 from rig._framing import add_parity
 from rig.link.faults import Fault, sample_char
+from rig.link.port import char_time_ns
 
 SIDES = ("hhu", "meter")
 _TCGETS2 = 0x802C542A  # struct termios2, Linux: gives the real speeds, custom ones included
@@ -81,13 +82,14 @@ def _inotify(paths: dict[str, str]) -> tuple[int | None, dict[int, str]]:
 class VirtualLine:
     """A virtual serial line between an HHU side and a meter side; use as a context manager."""
 
-    def __init__(self, *, hhu_mode: str = "wire", meter_mode: str = "wire", bits_per_char: int = 10,
+    def __init__(self, *, hhu_mode: str = "wire", meter_mode: str = "wire", fmt: str = "7E1",
                  faults=(), record_limit: int = 1_000_000):
         for name, mode in (("hhu_mode", hhu_mode), ("meter_mode", meter_mode)):
             if mode not in ("wire", "chars"):
                 raise ValueError(f"{name} must be 'wire' or 'chars', got {mode!r}")
         self.modes = {"hhu": hhu_mode, "meter": meter_mode}
-        self.bits_per_char = bits_per_char
+        char_time_ns(300, fmt)  # a known character format: it sets a character's time on the line
+        self.fmt = fmt
         self._faults: tuple[Fault, ...] = tuple(faults)
         self._record: list[WireChar] = []
         self._record_limit = record_limit
@@ -265,7 +267,7 @@ class VirtualLine:
         for f in faults:
             if f.kind == "baud_error":
                 tx_baud *= 1 + f.percent / 100
-        char_ns = int(self.bits_per_char * 1e9 / tx_baud)
+        char_ns = char_time_ns(tx_baud, self.fmt)
         out: list[tuple[int, str, int]] = []
         records = []
         for w in data:

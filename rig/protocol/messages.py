@@ -2,25 +2,28 @@
 
 Bytes in, objects out: every message has to_bytes(), and message_from_frame() builds one from a
 frame of the framing engine. A field that breaks the syntax raises ProtocolError naming the field
-and the value. Field limits are those of IEC 62056-21 §6.3; a profile may be stricter.
+and the value. Field lengths are checked against a profile's [limits] (IEC 62056-21 §6.3, with
+their sources): the `limits` given, by default the shipped default profile's (default_limits()).
 """
 from __future__ import annotations
 
+import functools
 import re
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, InitVar, dataclass
 from typing import ClassVar
 
 from rig import _framing
 from rig.errors import RigError
+from rig.profile import Limits, Timing, load_profile
 
-# IEC 62056-21 §6.3 field limits (the profile repeats them with their sources).
-DEVICE_ADDRESS_MAX = 32
-IDENTIFICATION_MAX = 16
-ADDRESS_MAX = 16
-VALUE_MAX = 128          # 32 in readout, 128 in programming mode
-UNIT_MAX = 16
-ERROR_TEXT_MAX = 32
-EXCLUDED = "()*/!"
+EXCLUDED = _framing.EXCLUDED.decode()  # "!()*/": IEC 62056-21 §6.3, not inside a data set's fields
+
+
+@functools.cache
+def default_limits() -> Limits:
+    """The shipped default profile's [limits]: what fields are checked against when no profile's
+    limits are given."""
+    return load_profile().limits
 
 
 class ProtocolError(RigError, ValueError):
@@ -52,32 +55,47 @@ def _alnum_space(ch: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class DataSet:
-    """address(value*unit): the unit part is absent when unit is None."""
+    """address(value*unit): the unit part is absent when unit is None. Checked against `limits`
+    (a profile's; default: default_limits()), the value against the programming-mode maximum."""
     address: str = ""
     value: str = ""
     unit: str | None = None
+    _: KW_ONLY
+    limits: InitVar[Limits | None] = None
 
-    def __post_init__(self):
-        _check_text("data-set address", self.address, ADDRESS_MAX, excluded=EXCLUDED)
-        _check_text("data-set value", self.value, VALUE_MAX, excluded=EXCLUDED)
+    def __post_init__(self, limits: Limits | None):
+        lim = limits or default_limits()
+        _check_text("data-set address", self.address, lim.address_max, excluded=EXCLUDED)
+        _check_text("data-set value", self.value, lim.value_max_programming, excluded=EXCLUDED)
         if self.unit is not None:
-            _check_text("data-set unit", self.unit, UNIT_MAX, excluded=EXCLUDED)
+            _check_text("data-set unit", self.unit, lim.unit_max, excluded=EXCLUDED)
 
     def __str__(self) -> str:
         unit = "" if self.unit is None else "*" + self.unit
         return f"{self.address}({self.value}{unit})"
 
 
-_FIELD = "[ \"-'+-.0-~]"  # printable ISO/IEC 646 without ( ) * / !
-_DATASET_RE = re.compile(
-    rf"[\r\n]*({_FIELD}{{0,{ADDRESS_MAX}}})\(({_FIELD}{{0,{VALUE_MAX}}})(?:\*({_FIELD}{{0,{UNIT_MAX}}}))?\)")
+_FIELD = "[" + "".join(re.escape(chr(c)) for c in range(0x20, 0x7F) if chr(c) not in EXCLUDED) + "]"  # printable
 _TAIL_RE = re.compile(r"[\r\n]*(?:![\r\n]*)?")
 _new, _set = object.__new__, object.__setattr__
 
 
-def parse_datasets(text: str) -> tuple[DataSet, ...]:
-    """Split a data field into data sets; line ends and a closing '!' between sets are allowed."""
-    out, pos, match = [], 0, _DATASET_RE.match
+@functools.cache
+def _dataset_re(limits: Limits) -> re.Pattern:
+    """One data set with fields no longer than the limits allow (as DataSet checks them)."""
+    a, v, u = limits.address_max, limits.value_max_programming, limits.unit_max
+    return re.compile(rf"[\r\n]*({_FIELD}{{0,{a}}})\(({_FIELD}{{0,{v}}})(?:\*({_FIELD}{{0,{u}}}))?\)")
+
+
+@functools.cache
+def _default_dataset_re() -> re.Pattern:
+    return _dataset_re(default_limits())
+
+
+def parse_datasets(text: str, limits: Limits | None = None) -> tuple[DataSet, ...]:
+    """Split a data field into data sets; line ends and a closing '!' between sets are allowed.
+    Fields are checked against `limits` (default: default_limits())."""
+    out, pos, match = [], 0, (_default_dataset_re() if limits is None else _dataset_re(limits)).match
     while (m := match(text, pos)) is not None:
         ds = _new(DataSet)  # the regex checked every field as __post_init__ would
         _set(ds, "address", m[1])
@@ -86,11 +104,11 @@ def parse_datasets(text: str) -> tuple[DataSet, ...]:
         out.append(ds)
         pos = m.end()
     if _TAIL_RE.fullmatch(text, pos) is None:
-        _explain_bad_data(text, pos)
+        _explain_bad_data(text, pos, limits)
     return tuple(out)
 
 
-def _explain_bad_data(text: str, pos: int) -> None:
+def _explain_bad_data(text: str, pos: int, limits: Limits | None) -> None:
     """Raise the ProtocolError that says what is wrong with the data field from pos on."""
     rest = text[pos:].lstrip("\r\n")
     at = len(text) - len(rest)
@@ -100,7 +118,8 @@ def _explain_bad_data(text: str, pos: int) -> None:
     if lp < 0 or rp < lp:
         raise ProtocolError("data", text, f"data set at {at} has no '(...)'")
     star = rest.find("*", lp, rp)
-    DataSet(rest[:lp], rest[lp + 1:star if star >= 0 else rp], None if star < 0 else rest[star + 1:rp])
+    DataSet(rest[:lp], rest[lp + 1:star if star >= 0 else rp], None if star < 0 else rest[star + 1:rp],
+            limits=limits)
     raise ProtocolError("data", text, f"bad data set at {at}")
 
 
@@ -119,12 +138,15 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class IDRequest(Message):
-    """/ ? [device address] ! CR LF. An empty address asks any device."""
+    """/ ? [device address] ! CR LF. An empty address asks any device. `limits`: as DataSet's."""
     device_address: str = ""
     kind: ClassVar[str] = "request"
+    _: KW_ONLY
+    limits: InitVar[Limits | None] = None
 
-    def __post_init__(self):
-        _check_text("device address", self.device_address, DEVICE_ADDRESS_MAX, allowed=_alnum_space)
+    def __post_init__(self, limits: Limits | None):
+        _check_text("device address", self.device_address, (limits or default_limits()).device_address_max,
+                    allowed=_alnum_space)
 
     def __str__(self) -> str:
         return f"IDRequest /?{self.device_address}!"
@@ -135,14 +157,16 @@ class IDRequest(Message):
 
 @dataclass(frozen=True, slots=True)
 class IDResponse(Message):
-    """/ XXX Z [\\W] identification CR LF."""
+    """/ XXX Z [\\W] identification CR LF. `limits`: as DataSet's."""
     manufacturer: str
     baud_char: str
     identification: str
     escape: str | None = None
     kind: ClassVar[str] = "identification"
+    _: KW_ONLY
+    limits: InitVar[Limits | None] = None
 
-    def __post_init__(self):
+    def __post_init__(self, limits: Limits | None):
         m = self.manufacturer
         if not (isinstance(m, str) and len(m) == 3 and m.isascii() and m.isalpha()):
             raise ProtocolError("manufacturer", m, "expected three letters")
@@ -151,12 +175,13 @@ class IDResponse(Message):
             raise ProtocolError("baud character", b, "expected one digit or capital letter")
         if self.escape is not None and not (len(self.escape) == 1 and self.escape.isdigit()):
             raise ProtocolError("escape", self.escape, "expected one digit after '\\'")
-        _check_text("identification", self.identification, IDENTIFICATION_MAX, excluded="/!")
+        _check_text("identification", self.identification, (limits or default_limits()).identification_max,
+                    excluded="/!")
 
     @property
     def fast_reaction(self) -> bool:
         """A lower-case third manufacturer letter: the server may answer after 20 ms."""
-        return self.manufacturer[2].islower()
+        return Timing.fast_reaction(self.manufacturer)
 
     def __str__(self) -> str:
         esc = "" if self.escape is None else "\\" + self.escape
@@ -242,6 +267,7 @@ class Command(Message):
 
     @property
     def datasets(self) -> tuple[DataSet, ...]:
+        """The data sets of the data field, within default_limits() (a profile's: parse_datasets)."""
         return parse_datasets(self.data) if self.data else ()
 
     def __str__(self) -> str:
@@ -252,9 +278,9 @@ class Command(Message):
         return _framing.encode_command(self.letter, self.command_type, self.data, self.partial, parity)
 
 
-def _one_dataset(cls, dataset: DataSet | str, command_type: str, partial: bool):
+def _one_dataset(cls, dataset: DataSet | str, command_type: str, partial: bool, limits: Limits | None):
     if isinstance(dataset, str):
-        dataset = DataSet(dataset)
+        dataset = DataSet(dataset, limits=limits)
     return cls(cls.LETTER, command_type, str(dataset), partial)
 
 
@@ -264,8 +290,10 @@ class ReadCommand(Command):
     LETTER: ClassVar[str] = "R"
 
     @classmethod
-    def of(cls, dataset: DataSet | str, command_type: str = "1", partial: bool = False):
-        return _one_dataset(cls, dataset, command_type, partial)
+    def of(cls, dataset: DataSet | str, command_type: str = "1", partial: bool = False, *,
+           limits: Limits | None = None):
+        """A read of one data set (or of the data-set address given)."""
+        return _one_dataset(cls, dataset, command_type, partial, limits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +303,8 @@ class WriteCommand(Command):
 
     @classmethod
     def of(cls, dataset: DataSet, command_type: str = "1", partial: bool = False):
-        return _one_dataset(cls, dataset, command_type, partial)
+        """A write of one data set."""
+        return _one_dataset(cls, dataset, command_type, partial, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,12 +359,14 @@ class Data(Message):
         return cls("".join(map(str, datasets)), partial)
 
     @classmethod
-    def error(cls, text: str) -> "Data":
-        _check_text("error text", text, ERROR_TEXT_MAX, excluded=EXCLUDED)
+    def error(cls, text: str, limits: Limits | None = None) -> Data:
+        """The error answer (text), text within limits.error_text_max (default: default_limits())."""
+        _check_text("error text", text, (limits or default_limits()).error_text_max, excluded=EXCLUDED)
         return cls(f"({text})")
 
     @property
     def datasets(self) -> tuple[DataSet, ...]:
+        """The data sets of the data field, within default_limits() (a profile's: parse_datasets)."""
         return parse_datasets(self.data)
 
     @property
@@ -359,8 +390,9 @@ _ACK, _NAK = Ack(), Nak()
 _K_REQUEST, _K_IDENT, _K_OPTION, _K_ACK, _K_NAK, _K_COMMAND, _K_DATA = range(1, 8)
 
 
-def message_from_frame(frame) -> Message:
-    """The message a frame carries; ProtocolError if the frame has errors or a bad field."""
+def message_from_frame(frame, limits: Limits | None = None) -> Message:
+    """The message a frame carries; ProtocolError if the frame has errors or a bad field (field
+    lengths against `limits`, default: default_limits())."""
     if frame.errors or frame.kind_id == 0:
         raise ProtocolError(f"{frame.kind} frame at offset {frame.start}", frame.data,
                             "; ".join(frame.errors_list()) or "not a frame")
@@ -381,22 +413,23 @@ def message_from_frame(frame) -> Message:
         cls = COMMANDS.get(letter, UndefinedCommand)
         return cls(letter, ctype, body, raw[-2] == 4)
     if k == _K_REQUEST:
-        return IDRequest(text[2:-3])
+        return IDRequest(text[2:-3], limits=limits)
     if k == _K_IDENT:
         if text[5] == "\\":
-            return IDResponse(text[1:4], text[4], text[7:-2], text[6])
-        return IDResponse(text[1:4], text[4], text[5:-2])
+            return IDResponse(text[1:4], text[4], text[7:-2], text[6], limits=limits)
+        return IDResponse(text[1:4], text[4], text[5:-2], limits=limits)
     if k == _K_OPTION:
         return OptionSelect(text[1], text[2], text[3])
     raise ProtocolError("frame kind", frame.kind, "unknown")  # pragma: no cover
 
 
-def messages_from_frames(frames: list) -> list[Message]:
+def messages_from_frames(frames: list, limits: Limits | None = None) -> list[Message]:
     """message_from_frame() of each frame; data, ACK and NAK frames take a fast path in C."""
-    return _framing.to_messages(frames, Data, _ACK, _NAK, message_from_frame)
+    slow = message_from_frame if limits is None else functools.partial(message_from_frame, limits=limits)
+    return _framing.to_messages(frames, Data, _ACK, _NAK, slow)
 
 
-def parse(data, parity: str = "none", **framer_options) -> list[Message]:
+def parse(data, parity: str = "none", *, limits: Limits | None = None, **framer_options) -> list[Message]:
     """All messages in a byte string; ProtocolError at the first bad frame."""
     fr = _framing.Framer(parity, **framer_options)
-    return messages_from_frames(fr.feed(data) + fr.flush())
+    return messages_from_frames(fr.feed(data) + fr.flush(), limits)

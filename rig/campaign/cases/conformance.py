@@ -7,11 +7,17 @@ from __future__ import annotations
 import re
 
 from rig import _clock
+from rig._framing import parity_errors
+from rig.campaign.cases._wire import MS, is_error_answer, non_646, raw
 from rig.campaign.registry import case, needs, params, virtual_line_unless
-from rig.campaign.cases._wire import MS, is_error_answer, non_646, parity_errors, raw
 from rig.client import ClientError
-from rig.protocol import (COMMANDS, Ack, BreakCommand, Data, DataSet, IDRequest, IDResponse, Nak, OptionSelect,
-                          PasswordCommand, ReadCommand, UndefinedCommand, WriteCommand)
+from rig.deadline import Deadline
+from rig.link import char_time_ns
+from rig.protocol import (
+    COMMANDS, Ack, BreakCommand, Data, DataSet, IDRequest, IDResponse, Nak, OptionSelect, PasswordCommand,
+    ReadCommand, UndefinedCommand, WriteCommand,
+)
+from rig.tokens import TokenStatus, code_of
 
 REJECTED = "12345678901234567890"  # CRC error in the shipped test-token table
 
@@ -46,7 +52,7 @@ def character(ctx):
     ctx.measure("characters outside ISO/IEC 646", non_646(wire), "count", None, 0, "IEC 62056-21 §5")
     if b.line is not None:  # the wire record: every character 10 bit times long at its speed
         rec = [c for c in b.line.record() if c.direction == "to_hhu" and c.index >= 0]
-        bad = sum(1 for c in rec if abs((c.t_end_ns - c.t_start_ns) - 10e9 / c.baud) > 1e3)
+        bad = sum(1 for c in rec if abs((c.t_end_ns - c.t_start_ns) - char_time_ns(c.baud, fmt)) > 1e3)
         ctx.measure("characters not 10 bits long", bad, "count", None, 0, "IEC 62056-21 §5 (7E1)")
 
 
@@ -68,14 +74,14 @@ def messages(ctx):
     ctx.check("option select (programming) -> P0", sel is not None and isinstance(sel.message, PasswordCommand),
               "IEC 62056-21 §6.3")
     reg = p.registers[ctx.params["register"]]
-    ex = raw(hhu, ReadCommand.of(reg.register_id), "ReadCommand")
+    ex = raw(hhu, ReadCommand.of(reg.register_id, limits=p.limits), "ReadCommand")
     ctx.check("ReadCommand -> Data", isinstance(ex.message, Data) and not is_error_answer(ex.message),
               "IEC 62055-52 §6.4")
     first = ex.answer
     nak = raw(hhu, Nak(), "NAK after Data")
     ctx.check("NAK -> the last answer again", nak.answer == first and bool(first), "IEC 62056-21 §6.3")
     token = ctx.params["token"] or (b.accepted_tokens(1)[0] if b.emulator is not None else REJECTED)
-    w = raw(hhu, WriteCommand.of(DataSet(p.registers["TokenData"].register_id, token)), "WriteCommand")
+    w = raw(hhu, WriteCommand.of(DataSet(p.registers["TokenData"].register_id, token, limits=p.limits)), "WriteCommand")
     ctx.check("WriteCommand (executable) -> ACK", isinstance(w.message, Ack), "IEC 62056-21 §6.3")
     if isinstance(w.message, Ack):  # let the token finish before anything else is asked of the meter
         try:
@@ -85,7 +91,7 @@ def messages(ctx):
     br = raw(hhu, BreakCommand(), "BreakCommand", wait_ns=p.timing.tr_max_ns)
     ctx.check("BreakCommand -> no answer", br.message is None and br.answer_kind == "none", "IEC 62056-21 §6.3")
     hhu.port.set_baud(p.character.initial_baud)
-    after = raw(hhu, ReadCommand.of(reg.register_id), "ReadCommand after the break", wait_ns=p.timing.tr_max_ns)
+    after = raw(hhu, ReadCommand.of(reg.register_id, limits=p.limits), "ReadCommand after the break", wait_ns=p.timing.tr_max_ns)
     ctx.check("ReadCommand after BreakCommand -> no answer (back to start)", after.answer_kind == "none",
               "IEC 62055-52 Annex A")
     ctx.exchanges(hhu.exchanges)
@@ -93,12 +99,10 @@ def messages(ctx):
 
 
 def hhu_wait_ready(hhu, p) -> None:
-    limit = _clock.now_ns() + p.timing.execution_limit_ns
-    while True:
-        value, _ = hhu.read("tokenStatus")
-        if value != "16" or _clock.now_ns() > limit:
-            return
-        _clock.sleep_until(_clock.now_ns() + p.timing.not_ready_poll_ns)
+    """Read tokenStatus until it is no longer Not ready (at most the execution limit)."""
+    not_ready = str(code_of(p, "tokenStatus", TokenStatus.NOT_READY))
+    Deadline.after_ns(p.timing.execution_limit_ns).wait(lambda: hhu.read("tokenStatus")[0] != not_ready,
+                                                        poll_ns=p.timing.not_ready_poll_ns)
 
 
 @case("meter/6.6/read", clause="IEC 62055-52 §6.6 ReadCommand processing",
@@ -107,7 +111,7 @@ def read_processing(ctx):
     b, p = ctx.bench, ctx.profile
     hhu = b.session()
     for reg in p.registers.values():
-        ex = raw(hhu, ReadCommand.of(reg.register_id), f"read {reg.name}")
+        ex = raw(hhu, ReadCommand.of(reg.register_id, limits=p.limits), f"read {reg.name}")
         if "r" in reg.access:
             ok = isinstance(ex.message, Data) and not is_error_answer(ex.message) \
                 and ex.message.datasets[0].address == reg.register_id
@@ -116,7 +120,7 @@ def read_processing(ctx):
             ctx.check(f"read {reg.name} (write-only) -> error answer", is_error_answer(ex.message),
                       _src(ctx, f"registers.{reg.name}"))
     unknown = _unused_id(p)
-    ex = raw(hhu, ReadCommand.of(unknown), f"read unknown {unknown}")
+    ex = raw(hhu, ReadCommand.of(unknown, limits=p.limits), f"read unknown {unknown}")
     ctx.check(f"read unknown register {unknown} -> error answer", is_error_answer(ex.message), "IEC 62055-52 §6.6")
     ctx.exchanges(hhu.exchanges, measure=True)
 
@@ -140,7 +144,7 @@ def write_processing(ctx):
               ("write TokenData of 5 digits (bad length)", tok.register_id, "12345"),
               ("write TokenData with letters (bad value)", tok.register_id, "1234567890123456789A")]
     for name, rid, value in cases:
-        ex = raw(hhu, WriteCommand.of(DataSet(rid, value)), name)
+        ex = raw(hhu, WriteCommand.of(DataSet(rid, value, limits=p.limits)), name)
         ctx.check(f"{name} -> error answer", is_error_answer(ex.message), "IEC 62055-52 §6.6")
     ctx.exchanges(hhu.exchanges)
 
@@ -193,23 +197,24 @@ def token_lockout(ctx):
     lk = p.token_lockout
     basis = _src(ctx, "token_lockout.threshold")
     statuses = []
+    lockout = code_of(p, "tokenStatus", TokenStatus.TOKEN_LOCKOUT_ACTIVE)
     for i in range(lk.threshold):
         r = hhu.transfer_token(ctx.params["token"])
         ctx.exchanges(r.exchanges)
         statuses.append(r.status)
-        ctx.check(f"rejected token {i + 1} of {lk.threshold}: not locked out yet", r.status not in (None, 15) and not r.accepted, basis)
+        ctx.check(f"rejected token {i + 1} of {lk.threshold}: not locked out yet", r.status not in (None, lockout) and not r.accepted, basis)
     locked_by = None
     try:
         r = hhu.transfer_token(ctx.params["token"])
         ctx.exchanges(r.exchanges)
-        locked_by = "status" if r.status == 15 else None
+        locked_by = "status" if r.status == lockout else None
     except ClientError as e:  # "error" lockout answer: the write is refused
         if e.exchange is not None:
             ctx.exchanges([e.exchange])
             if "lockout" in str(e) or e.exchange.errors and any(
                     p.error_texts["lockout"] in x for x in e.exchange.errors):
                 locked_by = "error answer"
-    ctx.check("token after the threshold -> TokenLockout (status 15 or error answer)", locked_by is not None, basis)
+    ctx.check(f"token after the threshold -> TokenLockout (status {lockout} or error answer)", locked_by is not None, basis)
     ctx.note(locked_by=locked_by, statuses=statuses)
     clear = ctx.params["clear"]
     if clear == "power_cycle" and b.emulator is not None:
@@ -234,7 +239,8 @@ def timing(ctx):
         ctx.exchanges(r.exchanges)
         ctx.measure("message execution time", (r.execution_ns or 0) / 1e6, "ms", 0,
                     p.timing.execution_limit_ns / 1e6, _src(ctx, "timing.execution_limit_ms"))
-        ctx.check("token executed (not ready, then a result)", r.status not in (None, 16))
+        ctx.check("token executed (not ready, then a result)",
+                  r.status not in (None, code_of(p, "tokenStatus", TokenStatus.NOT_READY)))
 
 
 @params(margin_ms=("how far inside tt_min and beyond tt_max the option select is sent", "ms"))
@@ -250,7 +256,7 @@ def tt(ctx):
         hhu = b.client()
         try:
             hhu.port.set_baud(p.character.initial_baud)
-            ident = raw(hhu, IDRequest(hhu.address), "IDRequest")
+            ident = raw(hhu, IDRequest(hhu.address, limits=p.limits), "IDRequest")
             if not isinstance(ident.message, IDResponse):
                 ctx.check(f"{name}: IDResponse", False)
                 continue
@@ -333,18 +339,18 @@ def maintained(ctx):
       title="a token accepted: TokenData, tokenStatus, AuthenticationResult, ValidationResult, TokenResult; "
             "entered again: Used; applied once", params={"token": ""})
 def tcdu(ctx):
-    b = ctx.bench
+    b, p = ctx.bench, ctx.profile
     hhu = b.session()
     token = ctx.params["token"] or b.accepted_tokens(1)[0]
     r = hhu.transfer_token(token)
     ctx.exchanges(r.exchanges)
-    ctx.check("tokenStatus Accept", r.status == 1, _src(ctx, "codes.tokenStatus"))
+    ctx.check("tokenStatus Accept", r.status == code_of(p, "tokenStatus", TokenStatus.ACCEPT), _src(ctx, "codes.tokenStatus"))
     for reg, want in (("AuthenticationResult", "Authentic"), ("ValidationResult", "Valid"), ("TokenResult", "Accepted")):
         got = r.results.get(reg, (None, ""))[1]
         ctx.check(f"{reg} {want}", got == want, _src(ctx, f"codes.{reg}"))
     again = hhu.transfer_token(token)
     ctx.exchanges(again.exchanges)
-    ctx.check("same token again: tokenStatus Used", again.status_name == "Used", _src(ctx, "codes.tokenStatus"))
+    ctx.check("same token again: tokenStatus Used", again.status_name == TokenStatus.USED, _src(ctx, "codes.tokenStatus"))
     acct = b.account()
     if acct is not None:
         ctx.measure("times applied", acct.account().get(token, {}).get("applied", 0), "count", 1, 1,

@@ -39,13 +39,15 @@ from typing import Any
 import numpy as np
 
 from rig import _clock
+from rig._framing import add_parity
+from rig._framing import bit_errors as count_bit_errors
 from rig.bench.config import WIRING, ConfigError
 from rig.bench.drivers import InstrumentError
 from rig.bench.loop import COUPLING
 from rig.campaign.errors import BenchUnsupported
 from rig.campaign.registry import case, needs, params, summary
 from rig.client import ClientError
-from rig.link import Fault
+from rig.link import Fault, char_time_ns
 from rig.physical.analysis import decode
 from rig.physical.options import CURRENT_LOOP, get_option
 from rig.physical.synth import synthesize
@@ -218,7 +220,7 @@ def _levels_by_scope(ctx, inst, opt):
         ctx.note(signal="the DUT's own (rise_time_ui and noise apply to the virtual line only)")
     gain = inst.probe_gain()
     ch = inst.scope_channel(direction)
-    screen = SCREEN_CHARS * 10 / baud
+    screen = char_time_ns(baud, hhu.port.fmt, SCREEN_CHARS) / 1e9
     scope = _setup_scope(inst, [ch], ch, baud, screen)
     scope.arm()
     _, ex = hhu.read(ctx.params["register"])
@@ -256,20 +258,15 @@ def _matched(got: bytes, sent: bytes) -> int:
     return sum(m.size for m in sm.get_matching_blocks())
 
 
-def _even(c: int) -> int:
-    """A 7-bit character as its 7E1 wire byte."""
-    c &= 0x7F
-    return c | (bin(c).count("1") % 2) << 7
-
-
 def bit_errors(res, sent: bytes) -> int:
     """Bit errors of what a receiver read (a decode of the line) against the characters that were
     sent: the wire bits (7 data, even parity) of each character read in place of a sent one, 8 for
     a sent character not read at all; characters read that were never sent are not counted."""
     c = res.chars[res.chars["is_break"] == 0]
-    got = [(int(v) & 0x7F) | ((bin(int(v) & 0x7F).count("1") + (not p)) % 2) << 7
-           for v, p in zip(c["value"], c["parity_ok"])]
-    want = [_even(x) for x in sent]
+    # each character read as a wire byte: even parity when its parity was right, odd when not
+    got = bytes(w ^ (0 if p else 0x80)
+                for w, p in zip(add_parity(bytes(int(v) & 0x7F for v in c["value"])), c["parity_ok"]))
+    want = add_parity(sent)
     sm = SequenceMatcher(None, [g & 0x7F for g in got], [w & 0x7F for w in want], autojunk=False)
     errors = 0
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
@@ -277,7 +274,7 @@ def bit_errors(res, sent: bytes) -> int:
             errors += sum(1 for g, w in zip(got[i1:i2], want[j1:j2]) if g != w)      # parity bit
         elif tag in ("replace", "insert"):
             k = min(i2 - i1, j2 - j1) if tag == "replace" else 0
-            errors += sum(bin(g ^ w).count("1") for g, w in zip(got[i1:i1 + k], want[j1:j1 + k]))
+            errors += count_bit_errors(got[i1:i1 + k], want[j1:j1 + k])
             errors += 8 * (j2 - j1 - k)
     return errors
 
@@ -315,9 +312,7 @@ def disturbance_faults(quantity, amount, opt, chars: bytes, baud: float, base_in
             bit_errors += 8
             continue
         v, par = decoded[k]
-        v &= 0x7F
-        pbit = bin(v).count("1") % 2 if par else 1 - bin(v).count("1") % 2
-        wire = v | pbit << 7
+        wire = add_parity(bytes([v & 0x7F]))[0] ^ (0 if par else 0x80)
         diff = (want ^ wire) & 0xFF
         for bit in range(8):
             if diff >> bit & 1:
@@ -391,7 +386,7 @@ def margin(ctx):
         if q == "ber":
             return [Fault("bit_flip", direction, ber=amount, seed=i + 1)] if amount else []
         ctx.stand_in(STAND_IN_DISTURBANCE)
-        req = ReadCommand.of(reg.register_id).to_bytes(parity=True)
+        req = ReadCommand.of(reg.register_id, limits=hhu.profile.limits).to_bytes(parity=True)
         copies = 1 + hhu.profile.protocol.nak_repeats
         faults, _ = disturbance_faults(q, amount, opt, req * copies, hhu.port.baud, line.sent("to_meter"),
                                        "to_meter", seed=i + 1)
@@ -448,10 +443,12 @@ def margin(ctx):
                 if repeats >= 0:
                     hhu.profile = b.with_repeats(repeats)
             if counter is None and line is not None:
-                for c in line.record():
-                    if c.t_start_ns >= t0 and c.index >= 0 and (direction == "both" or c.direction == direction):
-                        chars += 1
-                        errors += 8 if c.line < 0 else bin((c.sent ^ c.line) & 0xFF).count("1")
+                hit = [c for c in line.record()
+                       if c.t_start_ns >= t0 and c.index >= 0 and (direction == "both" or c.direction == direction)]
+                kept = [c for c in hit if c.line >= 0]     # a dropped character: 8 bits lost
+                chars += len(hit)
+                errors += 8 * (len(hit) - len(kept)) + count_bit_errors(
+                    bytes(c.sent & 0xFF for c in kept), bytes(c.line & 0xFF for c in kept))
     finally:
         try:
             undisturb()
@@ -501,7 +498,7 @@ class _ScopeBitErrors:
     def __init__(self, ctx, inst, hhu, reg, direction: str):
         self.ctx, self.inst = ctx, inst
         self.dirs = ("to_meter", "to_hhu") if direction == "both" else (direction,)
-        self.request = ReadCommand.of(reg.register_id).to_bytes()
+        self.request = ReadCommand.of(reg.register_id, limits=ctx.profile.limits).to_bytes()
         self.answer = b""
         self.tr_s = ctx.profile.timing.tr_max_ns / 1e9
         if "to_hhu" in self.dirs:       # what the DUT answers on the undisturbed line, and how soon
@@ -520,7 +517,7 @@ class _ScopeBitErrors:
         baud = float(hhu.port.baud)
         if self.scope is None or baud != self.baud:
             self.baud = baud
-            screen = SCREEN_CHARS * 10 / baud
+            screen = char_time_ns(baud, hhu.port.fmt, SCREEN_CHARS) / 1e9
             if len(self.dirs) > 1:      # the request, the answer after twice the undisturbed tr
                 screen = 2 * screen + self.tr_s
             self.screen = screen

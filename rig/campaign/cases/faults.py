@@ -7,6 +7,7 @@ from rig.campaign.registry import case, needs, params, summary, virtual_line
 from rig.client import ClientError
 from rig.link import FAULT_KINDS, Fault
 from rig.protocol import ReadCommand
+from rig.tokens import TokenStatus, code_of
 
 MS = 1_000_000
 
@@ -37,7 +38,7 @@ def _fault(kind, args, line, hhu, profile, direction):
     args = dict(args)
     offset = args.pop("offset", None)
     # transfer_token reads tokenStatus before it writes: the offsets are into the write after it
-    before = len(ReadCommand.of(profile.registers["tokenStatus"].register_id).to_bytes())
+    before = len(ReadCommand.of(profile.registers["tokenStatus"].register_id, limits=profile.limits).to_bytes())
     at = None if offset is None else line.sent("to_meter") + before + offset
     if args.get("ns") == "ta+100ms":
         args["ns"] = profile.timing.ta_ns + 100 * MS
@@ -79,8 +80,9 @@ def _transfer_with_fault(ctx, kind, args, expect):
     if applied is not None:
         ctx.measure("token applied", applied, "count", 1 if outcome == "recovered" else 0,
                     1, "IEC 62055-52 §6.1: no token lost or applied twice")
+        accept = str(code_of(p, "tokenStatus", TokenStatus.ACCEPT))
         ctx.check("the meter's account agrees with what the client was told",
-                  (applied == 1) == (outcome == "recovered") or (outcome == "failed" and status == "1"))
+                  (applied == 1) == (outcome == "recovered") or (outcome == "failed" and status == accept))
         ctx.measure("tokens applied twice (whole meter)", len(acct.applied_twice()), "count", None, 0,
                     "IEC 62055-52 §6.1")
     ctx.note(outcome=outcome, token=token, tokenStatus_after=status)
