@@ -41,7 +41,9 @@ Digest (``--digest``): sha256 over every output of rig._uart (characters, edges,
 histogram; given and auto speed; whole and cut at and off 64-sample blocks) and of decode(), over 135
 varied captures (7-100 samples/bit, clean / noisy / heavy noise, baud error -4/0/+4 %, breaks,
 glitches, the three interface options), at every instruction-set level the build has.  Compare the
-line before and after a change of ext/ or the decoder's Python side.
+line before and after a change of ext/ or the decoder's Python side.  (Not in it, so that the line
+stays comparable with older builds: the fit edges, take_fit_edges, which the tests hold to the
+statistics and to the numpy model.)
 
     python benches/waveform.py --digest
 """

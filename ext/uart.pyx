@@ -13,7 +13,8 @@ Pipeline, per sample then per edge (all in C, GIL released, no Python object per
    bit is read at its centre, re-synchronised on every edge inside the character; a character whose
    bits are all space including the stop bit is a break, closed by the next space->mark edge.
    A character's ``n_edges`` counts all its edges after the glitch filter (up to 255); its bit-period
-   fit (``bit_ns``) and its part of the jitter and bit-width statistics use the first 20 of them.
+   fit (``bit_ns``) and its part of the jitter and bit-width statistics use the first 20 of them; with
+   ``keep_edges`` those come out edge by edge with their jitter and bit widths (``take_fit_edges``).
 
 For float32 captures step 1 runs in ext/uart_simd.h (64-sample blocks of compare masks, SIMD chosen
 at run time; the same results as the sample loop of ``_run``, which serves the other sample types).
@@ -61,6 +62,8 @@ cdef extern from "uart_sm.h":
     ctypedef struct GlitchRec "rig_glitch_t":
         double pos
         double width
+    ctypedef struct FitRec "rig_fit_t":
+        pass
     ctypedef struct St "rig_st_t":
         # configuration
         double fs
@@ -116,6 +119,9 @@ cdef extern from "uart_sm.h":
         GlitchRec *glitches
         Py_ssize_t n_glitches, cap_glitches
         int64_t glitch_count
+        FitRec *fits
+        Py_ssize_t n_fits
+        int64_t chars_out, edges_out
         int oom
     void _chars_free "rig_chars_free"(void* p, size_t nbytes) noexcept nogil
     void _push_edge "rig_push_edge"(St* s, double pos, int mark) noexcept nogil
@@ -129,6 +135,8 @@ CHAR_DTYPE = np.dtype([("t_start_ns", "<i8"), ("t_end_ns", "<i8"), ("bit_ns", "<
                        ("is_break", "u1"), ("n_edges", "u1"), ("pad0", "u1"), ("pad1", "u1")])
 EDGE_DTYPE = np.dtype([("pos", "<f8"), ("mark", "<i8")])
 GLITCH_DTYPE = np.dtype([("pos", "<f8"), ("width", "<f8")])
+# the edges of each character's fit, with the jitter and bit width the decoder works out from them
+FIT_DTYPE = np.dtype([("edge", "<i8"), ("char", "<i8"), ("k", "<i8"), ("jitter", "<f8"), ("width", "<f8")])
 
 DEF HSTRIDE = 16
 
@@ -603,6 +611,7 @@ cdef class UartDecoder:
         _chars_free(self.s.chars, self.s.cap_chars * sizeof(CharRec))
         free(self.s.edges)
         free(self.s.glitches)
+        free(self.s.fits)
         free(self.s.hist)
 
     # -- thresholds in raw units --------------------------------------------------------------
@@ -658,6 +667,7 @@ cdef class UartDecoder:
         # reset the streaming state and decode the prefix for real
         self.s.analysis_only = 0
         self.s.n_edges = 0
+        self.s.edges_out = 0
         self.s.pos = 0
         self.s.have_prev = 0
         self.s.pend_rise = self.s.pend_fall = 0
@@ -781,13 +791,26 @@ cdef class UartDecoder:
             self.s.cap_chars = 0
         else:
             out = _records(self.s.chars, self.s.n_chars, sizeof(CharRec), CHAR_DTYPE)
+        self.s.chars_out += self.s.n_chars
         self.s.n_chars = 0
         return out
 
     def take_edges(self):
         """Edges kept since the last call (keep_edges=True): positions in samples, mark 1/0."""
         out = _records(self.s.edges, self.s.n_edges, sizeof(EdgeRec), EDGE_DTYPE)
+        self.s.edges_out += self.s.n_edges
         self.s.n_edges = 0
+        return out
+
+    def take_fit_edges(self):
+        """The edges each character's fit used, since the last call (keep_edges=True; characters, not
+        breaks: its first 20 edges, when it has two or more), FIT_DTYPE: ``edge`` and ``char`` their
+        indexes in all the edges (take_edges) and characters (feed, finish) of the capture, ``k`` the
+        bit index the start-stop machine was at, ``jitter`` t - k T less the character's mean of it
+        (samples), ``width`` samples per bit since the character's previous edge (NaN for its first
+        and where no bit centre lies between).  The jitter and bit-width statistics are over these."""
+        out = _records(self.s.fits, self.s.n_fits, sizeof(FitRec), FIT_DTYPE)
+        self.s.n_fits = 0
         return out
 
     def take_glitches(self):

@@ -34,8 +34,10 @@
 /* the machine and what it calls per character are compiled into each build of rig_edges_out */
 #if defined(__GNUC__)
 #define RIG_SM_INLINE __attribute__((always_inline))
+#define RIG_SM_COLD __attribute__((noinline, cold))
 #else
 #define RIG_SM_INLINE
+#define RIG_SM_COLD
 #endif
 
 typedef struct {
@@ -60,6 +62,16 @@ typedef struct {
     double pos;
     double width;
 } rig_glitch_t;
+
+/* keep_edges: one of the edges a character's fit uses (the first RIG_NCE, characters only), with the
+   jitter and bit width the decoder works out from it */
+typedef struct {
+    int64_t edge;        /* index in the kept edges, from the first */
+    int64_t chr;         /* index of its character in the characters, from the first */
+    int64_t k;           /* the bit index the start-stop machine was at */
+    double jitter;       /* t - k T less the character's mean of it (samples) */
+    double width;        /* samples per bit since the character's previous edge; NaN: none, or no bit centre between */
+} rig_fit_t;
 
 typedef struct {
     /* configuration */
@@ -108,6 +120,7 @@ typedef struct {
     int ce_ksum;            /* sums over the character's kept edges so far, in order */
     double ce_tsum, ce_usum;
     double break_start;
+    int64_t att_edge;       /* keep_edges: the index of the character's first edge in the kept edges */
     /* statistics */
     double jit_sum2, jit_peak, jit_min, jit_max;
     int64_t jit_n;
@@ -129,6 +142,9 @@ typedef struct {
     rig_glitch_t *glitches;
     Py_ssize_t n_glitches, cap_glitches;
     int64_t glitch_count;
+    rig_fit_t *fits;
+    Py_ssize_t n_fits, cap_fits;
+    int64_t chars_out, edges_out;   /* characters and edges handed over before those in the buffers */
     int oom;
 } rig_st_t;
 
@@ -182,6 +198,29 @@ static void rig_push_glitch(rig_st_t *s, double pos, double width) {
     s->glitches[s->n_glitches].pos = pos;
     s->glitches[s->n_glitches].width = width;
     s->n_glitches += 1;
+}
+
+/* keep_edges: the n edges of the character just out that its fit used, with their jitter (edge j's t - k T
+   less a, the character's mean of it) and widths: the same expressions as rig_emit_char's */
+static RIG_SM_COLD void rig_push_fits(rig_st_t *s, int n, double a) {
+    const int64_t c = s->chars_out + s->n_chars - 1;
+    int j;
+    if (s->n_fits + n > s->cap_fits) {
+        rig_fit_t *p = (rig_fit_t *)realloc(s->fits, (size_t)(s->cap_fits * 2 + 256) * sizeof(rig_fit_t));
+        if (p == NULL) { s->oom = 1; return; }
+        s->fits = p;
+        s->cap_fits = s->cap_fits * 2 + 256;
+    }
+    for (j = 0; j < n; j++) {
+        rig_fit_t *f = &s->fits[s->n_fits + j];
+        const int dkj = j ? s->ce_k[j] - s->ce_k[j - 1] : 0;
+        f->edge = s->att_edge + j;
+        f->chr = c;
+        f->k = s->ce_k[j];
+        f->jitter = s->ce_u[j] - a;
+        f->width = dkj > 0 ? (s->ce_t[j] - s->ce_t[j - 1]) / dkj : NAN;
+    }
+    s->n_fits += n;
 }
 
 /* NaN as the module has always written it for a character without a fit: inf - inf worked out at run
@@ -243,7 +282,8 @@ static inline double rig_centre_at(double nc, double T, int c) {
 }
 
 /* One character out; jitter, per-bit widths and the bit-period fit from its edges (same arithmetic, in
-   the same order, as a grid fit for bit_ns then the statistics).  The sums over the edges were taken as
+   the same order, as a grid fit for bit_ns then the statistics); with keep_edges, those edges out with
+   their jitter and widths (rig_push_fits).  The sums over the edges were taken as
    the edges came (rig_ce_add); the bit widths are worked out here, in edge order, and their extremes
    merged, which keeps the first of equal values as a running update does. */
 static inline RIG_SM_INLINE void rig_emit_char(rig_st_t *s, double t_end, int is_break) {
@@ -276,19 +316,10 @@ static inline RIG_SM_INLINE void rig_emit_char(rig_st_t *s, double t_end, int is
         if (t_end - s->t_start < s->break_min) s->break_min = t_end - s->t_start;
     }
     s->n_chars += 1;
-    if (n < 2) return;
+    if (n < 2) return;      /* a break has one: the edge it starts at (rig_close_char) */
     kbar = (double)s->ce_ksum;
     kbar /= n;
     tbar = s->ce_tsum / n;
-    if (is_break) {
-        for (j = 0; j < n; j++) {
-            dk = s->ce_k[j] - kbar;
-            sxy += dk * (s->ce_t[j] - tbar);
-            sxx += dk * dk;
-        }
-        if (sxx > 0) r->bit_ns = sxy / sxx * s->ns_per_sample;
-        return;
-    }
     a = s->ce_usum / n;
     {
         double jit_sum2 = s->jit_sum2, jit_peak = s->jit_peak, jit_min = s->jit_min, jit_max = s->jit_max;
@@ -318,6 +349,7 @@ static inline RIG_SM_INLINE void rig_emit_char(rig_st_t *s, double t_end, int is
         s->jit_max = jit_max;
     }
     s->jit_n += n;
+    if (s->keep_edges) rig_push_fits(s, n, a);
     s->sxy += sxy;
     s->sxx += sxx;
     if (sxx > 0) r->bit_ns = sxy / sxx * s->ns_per_sample;
@@ -399,6 +431,7 @@ static inline void rig_char_start(rig_st_t *s, double t) {
     s->ce_ksum = 0;
     s->ce_tsum = 0.0;
     s->ce_usum = 0.0;
+    s->att_edge = s->edges_out + s->n_edges - 1;    /* keep_edges: the edge just kept (finish) */
     rig_ce_add(s, t);
 }
 
@@ -502,6 +535,7 @@ static void rig_edges_out(rig_st_t *s, const double *et, const uint8_t *eh, int 
     double ct[RIG_EBUF_MAX + 1];
     uint8_t cl[RIG_EBUF_MAX + 1], cc[RIG_EBUF_MAX + 1];
     int k, m = 0, in_char, level, bit_idx, n_ce, ksum;
+    int64_t e0;
     double next_center, tsum, usum;
     unsigned int bits;
     if (s->analysis_only) {
@@ -554,6 +588,7 @@ static void rig_edges_out(rig_st_t *s, const double *et, const uint8_t *eh, int 
             for (k = 0; k < m; k++) rig_push_edge(s, ct[k], cl[k]);
     }
     if (m == 0) return;
+    e0 = s->edges_out + s->n_edges - m;    /* keep_edges: the index of ct[0] in the kept edges */
     /* 2. bit centres passed at each kept edge, counted from the previous one (+ T/2): where a
        character is in progress, the next centre is always the last edge + T/2 */
     if (rig_centres_pass(ct, m, s->next_center, half, invT, cc))
@@ -627,6 +662,7 @@ static void rig_edges_out(rig_st_t *s, const double *et, const uint8_t *eh, int 
             }
         } else if (lg == 0) {                 /* rig_char_start */
             s->t_start = te;
+            s->att_edge = e0 + k;
             s->value = 0;
             s->par_bit = 0;
             s->stop_bad = 0;

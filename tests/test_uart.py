@@ -108,6 +108,25 @@ def test_jitter_is_measured():
         assert res.measurement("jitter_peak").value <= 3 * j + 0.02
 
 
+def test_fit_edges_of_a_capture_at_two_speeds_name_its_edges_and_characters():
+    """decode(keep_edges=True) of a mode C capture (300 Bd, then 9600 Bd): each fit edge names its edge
+    and character in the joined result; a character's first is the edge it starts at, at bit index 0."""
+    fs = 960_000
+    a = synthesize(b"/?!\r\n" * 4, "current-loop", baud=300, sample_rate=fs, jitter=0.03, seed=1)
+    b = synthesize(b"\x06050\r\n" + bytes(range(32, 127)), "current-loop", baud=9600, sample_rate=fs,
+                   jitter=0.05, glitches=2, baud_error=0.01, seed=2)
+    res = decode(np.concatenate([a.samples, b.samples]), fs, "current-loop", keep_edges=True)
+    assert len(res.parts) == 2
+    f = res.fit_edges
+    assert f["jitter"].tolist() == [j for _, _, r in res.parts for j in r.fit_edges["jitter"]]
+    assert len(f) == sum(r.stats["jit_n"] for _, _, r in res.parts) > len(a.chars) + len(b.chars)
+    first = np.flatnonzero(np.diff(f["char"], prepend=-1) != 0)
+    assert (f["k"][first] == 0).all() and (res.chars["is_break"][f["char"]] == 0).all()
+    start_ns = res.edges["pos"][f["edge"][first]] * 1e9 / fs
+    assert np.abs(start_ns - res.chars["t_start_ns"][f["char"][first]]).max() <= 1
+    assert (np.diff(f["edge"])[np.diff(f["char"]) == 0] == 1).all()    # a character's edges, in a row
+
+
 def test_glitches_are_counted_and_do_not_garble():
     w = synthesize(TEXT * 4, "voltage", baud=9600, samples_per_bit=40, glitches=25, glitch_width=0.1,
                    seed=4)

@@ -6,8 +6,9 @@ from types import SimpleNamespace
 import numpy as np
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-
 from rig._uart import UartDecoder
+from test_uart_paths import same_fit_edges
+
 from rig.physical.model import decode_model
 from rig.physical.options import OPTIONS
 from rig.physical.synth import Break, Char, synthesize
@@ -64,13 +65,15 @@ def run_cython(x, w, scale, fmt, baud, cuts, analysis, opt):
     d = UartDecoder(w.sample_rate, baud, data_bits=int(fmt[0]), parity=fmt[1], stop_bits=int(fmt[2]),
                     mark_is_high=opt.mark_is_high, scale=scale, analysis_samples=analysis,
                     fallback_thresholds=opt.receiver_thresholds(), keep_edges=True)
-    parts, edges = [], []
+    parts, edges, fits = [], [], []
     for a, b in zip([0] + cuts, cuts + [len(x)]):
         parts.append(d.feed(x[a:b]))
         edges.append(d.take_edges())
+        fits.append(d.take_fit_edges())
     parts.append(d.finish())
     edges.append(d.take_edges())
-    return np.concatenate(parts), np.concatenate(edges), d.stats(), d.take_glitches()
+    fits.append(d.take_fit_edges())
+    return np.concatenate(parts), np.concatenate(edges), d.stats(), d.take_glitches(), np.concatenate(fits)
 
 
 # hypothesis found it: a flat noisy current-loop capture (baud found from it) whose second character
@@ -101,7 +104,7 @@ def test_cython_decoder_equals_numpy_model(cap):
 
 def equals_numpy_model(cap):
     w, x, scale, fmt, baud, cuts, analysis, opt = cap
-    chars, edges, st_, gl = run_cython(x, w, scale, fmt, baud, cuts, analysis, opt)
+    chars, edges, st_, gl, fits = run_cython(x, w, scale, fmt, baud, cuts, analysis, opt)
     mchars, medges, mst, mgl = decode_model(x, w.sample_rate, baud, data_bits=int(fmt[0]), parity=fmt[1],
                                             stop_bits=int(fmt[2]), mark_is_high=opt.mark_is_high,
                                             scale=scale, analysis_samples=analysis,
@@ -115,6 +118,7 @@ def equals_numpy_model(cap):
     assert np.allclose(chars["bit_ns"], [c["bit_ns"] for c in mchars], rtol=1e-9, equal_nan=True)
     assert np.array_equal(edges["pos"], medges["pos"]) and np.array_equal(edges["mark"], medges["mark"])
     assert gl["pos"].tolist() == [g[0] for g in mgl]
+    same_fit_edges(fits, mst["fit_edges"], st_)
     for k in EXACT_STATS:
         assert st_[k] == mst[k] or (math.isinf(st_[k]) and math.isinf(mst[k])), k
     # sums and the per-character fit are added up in a different order: equal to rounding
@@ -126,14 +130,14 @@ def equals_numpy_model(cap):
 @given(captures(), st.lists(st.integers(1, 200), min_size=1, max_size=30))
 def test_any_chunking_gives_the_one_piece_result(cap, sizes):
     w, x, scale, fmt, baud, _, analysis, opt = cap
-    one, e1, s1, g1 = run_cython(x, w, scale, fmt, baud, [], analysis, opt)
+    one, e1, s1, g1, f1 = run_cython(x, w, scale, fmt, baud, [], analysis, opt)
     cuts, pos = [], 0
     for s in sizes * 50:
         pos += s
         if pos >= len(x):
             break
         cuts.append(pos)
-    many, e2, s2, g2 = run_cython(x, w, scale, fmt, baud, cuts, analysis, opt)
+    many, e2, s2, g2, f2 = run_cython(x, w, scale, fmt, baud, cuts, analysis, opt)
     assert one.tobytes() == many.tobytes()
-    assert e1.tobytes() == e2.tobytes() and g1.tobytes() == g2.tobytes()
+    assert e1.tobytes() == e2.tobytes() and g1.tobytes() == g2.tobytes() and f1.tobytes() == f2.tobytes()
     assert s1 == s2

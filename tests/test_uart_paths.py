@@ -35,14 +35,16 @@ def run(x, fs, baud, cuts, level, mod=_uart, **kw):
     every output."""
     mod._simd_level(level)
     d = mod.UartDecoder(fs, baud, keep_edges=True, **kw)
-    parts, edges = [], []
+    parts, edges, fits = [], [], []
     for a, b in zip([0] + cuts, cuts + [len(x)]):
         parts.append(d.feed(x[a:b]))
         edges.append(d.take_edges())
+        fits.append(d.take_fit_edges())
     parts.append(d.finish())
     edges.append(d.take_edges())
+    fits.append(d.take_fit_edges())
     h = d.histogram()
-    return (np.concatenate(parts), np.concatenate(edges), d.stats(), d.take_glitches(), h[0])
+    return (np.concatenate(parts), np.concatenate(edges), d.stats(), d.take_glitches(), h[0], np.concatenate(fits))
 
 
 def same(a, b):
@@ -51,6 +53,7 @@ def same(a, b):
     assert a[1].tobytes() == b[1].tobytes()
     assert a[3].tobytes() == b[3].tobytes()
     assert a[4].tobytes() == b[4].tobytes()
+    assert a[5].tobytes() == b[5].tobytes()
     assert a[2].keys() == b[2].keys()
     for k in a[2]:
         u, v = a[2][k], b[2][k]
@@ -59,8 +62,9 @@ def same(a, b):
 
 def against_model(res, x, fs, baud, **kw):
     """The same as the numpy model."""
-    chars, edges, st_, gl, _ = res
+    chars, edges, st_, gl, _, fits = res
     mchars, medges, mst, mgl = decode_model(x, fs, baud, **kw)
+    same_fit_edges(fits, mst["fit_edges"], st_)
     assert len(chars) == len(mchars)
     for f in FIELDS:
         assert chars[f].tolist() == [int(c[f]) for c in mchars], f
@@ -71,6 +75,21 @@ def against_model(res, x, fs, baud, **kw):
     for k in ("sum_rise", "sum_fall", "jit_sum2", "sxy", "sxx", "jit_peak", "jit_min", "jit_max"):
         assert math.isclose(st_[k], mst[k], rel_tol=1e-9, abs_tol=1e-9), k
     return True
+
+
+def same_fit_edges(fits, model_fits, stats):
+    """The edges of the characters' fits as the numpy model's (jitter: its mean is added up in another
+    order), and the jitter and bit-width statistics are over them."""
+    assert fits[["edge", "char", "k"]].tolist() == model_fits[["edge", "char", "k"]].tolist()
+    assert np.array_equal(fits["width"], model_fits["width"], equal_nan=True)
+    assert np.allclose(fits["jitter"], model_fits["jitter"], rtol=1e-9, atol=1e-9)
+    assert len(fits) == stats["jit_n"]
+    if len(fits):
+        j, w = fits["jitter"], fits["width"][~np.isnan(fits["width"])]
+        assert (np.abs(j).max(), j.min(), j.max()) == (stats["jit_peak"], stats["jit_min"], stats["jit_max"])
+        assert math.isclose((j * j).sum(), stats["jit_sum2"], rel_tol=1e-9, abs_tol=1e-9)
+        if len(w):
+            assert (w.min(), w.max()) == (stats["bw_min"], stats["bw_max"])
 
 
 items = st.one_of(st.integers(0, 255), st.builds(Char, st.integers(0, 255), st.booleans(), st.booleans()),

@@ -28,7 +28,10 @@ def portable(tmp_path_factory):
             pytest.skip("ext/uart.c is missing or older than ext/uart.pyx and Cython is not installed: "
                         "build the extension first (pip install -e .)")
         from Cython.Build import cythonize
-        cythonize([str(EXT / "uart.pyx")], quiet=True, compiler_directives={"language_level": 3})
+        from setuptools import Extension
+        # named as setup.py names it (rig._uart: PyInit__uart), not after the file
+        cythonize([Extension("rig._uart", [str(EXT / "uart.pyx")])], quiet=True,
+                  compiler_directives={"language_level": 3})
     cc = (sysconfig.get_config_var("CC") or "cc").split()
     if shutil.which(cc[0]) is None:
         pytest.skip(f"no C compiler ({cc[0]}) to build the portable decoder")

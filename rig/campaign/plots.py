@@ -7,10 +7,10 @@ what to leave out when there is none. What is computed here from a capture:
 
 - the eye diagram: every bit of every decoded character, folded on its character's fitted bit
   period, over the option's limit mask (``eye_mask``);
-- bit widths and jitter: the decoder's own values (``bit_timing``), edge by edge, the ones whose
-  extremes and rms its measurements judge: each run of equal bits between two edges of a character
-  over its number of bits, in nominal bit times (UI); each edge's deviation from its character's
-  grid at the decoder's bit period, in UI.
+- bit widths and jitter: the decoder's own values edge by edge (``bit_timing``, from the decode's
+  ``fit_edges``), the ones whose extremes and rms its measurements judge: each run of equal bits
+  between two edges of a character over its number of bits, in nominal bit times (UI); each edge's
+  deviation from its character's grid at the decoder's bit period, in UI.
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rig.physical.model import FIT_EDGES     # a character's jitter and widths: its first 20 edges
 from rig.physical.options import InterfaceOption
 
 PASS_COLOUR = "#1b7f3b"
@@ -90,56 +89,22 @@ def _char_windows(res):
 
 def bit_timing(res) -> BitTiming:
     """Bit widths and jitter as the decoder measured them (rig.physical.analysis.decode with
-    ``keep_edges=True``), value by value; nothing is fitted again here. A capture decoded part by
-    part at its own speeds gives each part's values at that part's speed; one decoded from bit
-    averages (heavy noise) has no edge timing, so none."""
-    if res.parts:
-        got = [_decoder_timing(r, r.edges, a) for a, _b, r in res.parts]
-        return BitTiming(np.concatenate([g.widths_ui for g in got]), np.concatenate([g.jitter_ui for g in got]))
-    return _decoder_timing(res, res.edges, 0)
+    ``keep_edges=True``: its ``fit_edges``), in UI; nothing is worked out again here. A capture
+    decoded part by part at its own speeds gives each part's values at that part's speed; one decoded
+    from bit averages (heavy noise) has no edge timing, so none."""
+    got = [_decoder_timing(r) for _a, _b, r in res.parts] if res.parts else [_decoder_timing(res)]
+    return BitTiming(np.concatenate([g.widths_ui for g in got]), np.concatenate([g.jitter_ui for g in got]))
 
 
-def _decoder_timing(res, edges, first_sample: int) -> BitTiming:
-    """The decoder's arithmetic per character (ext/uart_sm.h rig_emit_char), over the edges it kept:
-    each edge has the bit index k the start-stop machine was at (bit centres half a period after an
-    edge, then one period apart, at the decoder's period T); a character's edges are the ones before
-    its last bit centre, the first FIT_EDGES of them. Jitter: t - k*T less its character's mean, over T;
-    bit widths: the time between two edges over the bits between them, over the nominal bit time."""
-    none = BitTiming(np.zeros(0), np.zeros(0))
-    if edges is None or len(edges) < 2 or not len(res.chars) or not res.stats.get("T"):
-        return none
-    T = float(res.stats["T"])
-    t_nom = res.sample_rate / res.nominal_baud if res.nominal_baud else T
-    nbits = res.fmt.frame_bits
-    pos = np.asarray(edges["pos"], dtype=np.float64) + first_sample
-    # each character's start edge (the decoder's t_start_ns is that edge's time, rounded to the ns)
-    s0 = res.chars["t_start_ns"].astype(np.float64) * res.sample_rate / 1e9
-    j0 = np.clip(np.searchsorted(pos, s0), 1, len(pos) - 1)
-    j0 = np.where(np.abs(pos[j0 - 1] - s0) < np.abs(pos[j0] - s0), j0 - 1, j0)
-    found = np.abs(pos[j0] - s0) <= 2e-9 * res.sample_rate + 1e-6
-    keep = found & (res.chars["is_break"] == 0)
-    j0, keep = j0[found], keep[found]
-    # bit centres passed between consecutive edges: t_prev + T/2 + n*T < t
-    y = (np.diff(pos) - 0.5 * T) / T
-    csum = np.cumsum(np.concatenate(([0.0], np.where(y > 0, np.ceil(y), 0.0))))
-    j = np.arange(len(pos))
-    seg = np.searchsorted(j0, j, side="right") - 1        # the character each edge may belong to
-    inside = seg >= 0
-    seg = np.maximum(seg, 0)
-    k = csum - csum[j0[seg]]                              # the bit index the machine was at
-    member = inside & keep[seg] & (k < nbits) & (j - j0[seg] < FIT_EDGES)
-    n = np.bincount(seg[member], minlength=len(j0))
-    member &= n[seg] >= 2                                 # one edge: no jitter, no width
-    if not member.any():
-        return none
-    ms, mk, mt = seg[member], k[member], pos[member]
-    u = mt - mk * T
-    mean = np.bincount(ms, weights=u, minlength=len(j0)) / np.maximum(n, 1)
-    jitter = (u - mean[ms]) / T
-    dk = np.diff(mk)
-    pair = (np.diff(ms) == 0) & (dk > 0)
-    widths = np.diff(mt)[pair] / dk[pair] / t_nom
-    return BitTiming(widths, jitter)
+def _decoder_timing(res) -> BitTiming:
+    """Jitter over the decoder's bit period T; bit widths over the nominal bit time (as its
+    bit_width_min/max measurements)."""
+    f = res.fit_edges
+    if f is None or not len(f):
+        return BitTiming(np.zeros(0), np.zeros(0))
+    t_nom = res.sample_rate / res.nominal_baud if res.nominal_baud else res.stats["T"]
+    w = f["width"][~np.isnan(f["width"])]
+    return BitTiming(w / t_nom, f["jitter"] / res.stats["T"])
 
 
 def eye_traces(samples: np.ndarray, res, max_traces: int = 800, points_per_ui: int = 120):

@@ -48,6 +48,8 @@ class DecodeResult:
     level_source: str = ""
     frames: list = field(default_factory=list)
     parts: list = field(default_factory=list)     # [(first sample, end sample, DecodeResult)] by speed
+    fit_edges: np.ndarray | None = None    # when keep_edges: the edges of each character's fit, with the
+    #                                        decoder's jitter and bit widths (rig._uart.FIT_DTYPE)
 
     @property
     def values(self) -> bytes:
@@ -397,17 +399,20 @@ def _decode_run(chunks, fs: float, opt, cf, baud, *, thresholds, scale, offset, 
                       mark_is_high=opt.mark_is_high, thresholds=thresholds, hysteresis=hysteresis,
                       glitch_ui=glitch_ui, analysis_samples=analysis_samples, scale=scale, offset=offset,
                       fallback_thresholds=opt.receiver_thresholds(), keep_edges=keep_edges, t0_ns=t0_ns)
-    edge_parts = []
+    edge_parts, fit_parts = [], []
     for c in chunks:
         dec.feed(c, False)        # the characters stay in the decoder: one array at the end, no copy
         if keep_edges:
             edge_parts.append(dec.take_edges())
+            fit_parts.append(dec.take_fit_edges())
     chars = dec.finish()
     if keep_edges:
         edge_parts.append(dec.take_edges())
+        fit_parts.append(dec.take_fit_edges())
     edges = np.concatenate(edge_parts) if keep_edges else None
+    fit_edges = np.concatenate(fit_parts) if keep_edges else None
     return build_result(chars, dec.stats(), dec.histogram(), dec.take_glitches(), opt, cf, fs,
-                        baud, scale, offset, dec.level_source or "", edges)
+                        baud, scale, offset, dec.level_source or "", edges, fit_edges)
 
 
 def _check_truth(res: DecodeResult, cap: Capture, baud, thresholds, scale, offset, chunk) -> None:
@@ -563,10 +568,21 @@ def _decode_parts(cap: Capture, parts, fs: float, opt, cf, kw) -> DecodeResult:
     for k, (a, b, r) in enumerate(results, 1):
         M += [replace_name(m, f"part{k}.{m.name}") for m in r.measurements]
     glitches = np.concatenate([_shift(r.glitches, a) for a, _, r in results])
-    edges = np.concatenate([_shift(r.edges, a) for a, _, r in results]) if kw["keep_edges"] else None
+    edges = fit_edges = None
+    if kw["keep_edges"]:
+        edges = np.concatenate([_shift(r.edges, a) for a, _, r in results])
+        fits, n_e, n_c = [], 0, 0
+        for _, _, r in results:      # indexes into the joined edges and characters
+            assert r.fit_edges is not None and r.edges is not None      # keep_edges=True
+            f = r.fit_edges.copy()
+            f["edge"] += n_e
+            f["char"] += n_c
+            fits.append(f)
+            n_e, n_c = n_e + len(r.edges), n_c + len(r.chars)
+        fit_edges = np.concatenate(fits)
     main = max(results, key=lambda t: t[1] - t[0])[2]
     return DecodeResult(chars, opt, cf, fs, 0.0, main.stats, main.levels, M, glitches, edges,
-                        main.level_source, parts=results)
+                        main.level_source, parts=results, fit_edges=fit_edges)
 
 
 def _shift(rec, a: int):
@@ -604,7 +620,7 @@ def levels_from_histogram(hist, hmin, hscale, mid) -> tuple[float, float]:
 
 
 def build_result(chars, st, histogram, glitches, opt: InterfaceOption, cf: CharFormat, fs: float,
-                 nominal_baud, scale, offset, level_source, edges=None) -> DecodeResult:
+                 nominal_baud, scale, offset, level_source, edges=None, fit_edges=None) -> DecodeResult:
     """A DecodeResult from the decoder's outputs: levels in the option's unit (raw * scale + offset),
     speed and jitter, and the measurements judged against the option's limits."""
     T = st["T"]
@@ -659,7 +675,7 @@ def build_result(chars, st, histogram, glitches, opt: InterfaceOption, cf: CharF
     M.append(opt.measure("parity_errors", n_par))
     M.append(opt.measure("framing_errors", n_fram))
     return DecodeResult(chars, opt, cf, fs, float(nominal) if nominal else 0.0, st, levels, M,
-                        glitches, edges, level_source)
+                        glitches, edges, level_source, fit_edges=fit_edges)
 
 
 def _nan(v):

@@ -97,8 +97,10 @@ def _parity(v, nbits, kind):
 def decode_model(x, sample_rate, baud=None, *, data_bits=7, parity="E", stop_bits=1, mark_is_high=True,
                  thresholds=None, hysteresis=1.0 / 6, glitch_ui=0.35, analysis_samples=1 << 20, scale=1.0,
                  offset=0.0, fallback_thresholds=None, t0_ns=0):
-    """Decode a whole capture; returns (chars as a list of dicts, edges, stats dict)."""
-    from rig._uart import estimate_bit_period, levels_from_samples
+    """Decode a whole capture; returns (chars as a list of dicts, edges, stats dict, glitches).
+    ``stats["fit_edges"]``: the edges of each character's fit with their jitter and bit widths, as
+    rig._uart's ``take_fit_edges`` gives them (FIT_DTYPE fields)."""
+    from rig._uart import FIT_DTYPE, estimate_bit_period, levels_from_samples
 
     x = np.asarray(x).reshape(-1)
     xf = x.astype(np.float64)
@@ -164,8 +166,9 @@ def decode_model(x, sample_rate, baud=None, *, data_bits=7, parity="E", stop_bit
     st = {"jit_sum2": 0.0, "jit_n": 0, "jit_peak": 0.0, "jit_min": math.inf, "jit_max": -math.inf,
           "sxy": 0.0, "sxx": 0.0, "bw_min": math.inf, "bw_max": -math.inf, "breaks": 0,
           "break_min": math.inf, "false_starts": 0}
+    fits = []        # (edge, char, k, jitter, width) of each fit edge
     m = {"level": 1, "in_char": False, "in_break": False, "t_start": 0.0, "next": 0.0, "idx": 0,
-         "value": 0, "par": 0, "stop_bad": False, "ce": [], "break_start": 0.0}
+         "value": 0, "par": 0, "stop_bad": False, "ce": [], "break_start": 0.0, "first": 0}
 
     def emit(t_end, is_break):
         ce = m["ce"][:FIT_EDGES]
@@ -193,6 +196,10 @@ def decode_model(x, sample_rate, baud=None, *, data_bits=7, parity="E", stop_bit
                 if len(w):
                     st["bw_min"] = min(st["bw_min"], float(w.min()))
                     st["bw_max"] = max(st["bw_max"], float(w.max()))
+                wj = np.full(len(ks), math.nan)
+                wj[1:][dk > 0] = w
+                fits.extend((m["first"] + j, len(chars), int(ks[j]), float(d[j]), float(wj[j]))
+                            for j in range(len(ks)))
         if is_break:
             st["breaks"] += 1
             st["break_min"] = min(st["break_min"], t_end - m["t_start"])
@@ -224,7 +231,7 @@ def decode_model(x, sample_rate, baud=None, *, data_bits=7, parity="E", stop_bit
                 else:
                     emit(m["next"] - 0.5 * T, False)
 
-    for t, lg in kept:
+    for e, (t, lg) in enumerate(kept):
         advance(t)
         if m["in_char"]:
             m["ce"].append((t, m["idx"]))
@@ -239,7 +246,7 @@ def decode_model(x, sample_rate, baud=None, *, data_bits=7, parity="E", stop_bit
             m["level"] = lg
             if lg == 0:
                 m.update(in_char=True, t_start=t, idx=0, next=t + 0.5 * T, value=0, par=0,
-                         stop_bad=False, ce=[(t, 0)])
+                         stop_bad=False, ce=[(t, 0)], first=e)
     advance(float(n))
     if m["in_break"]:
         m["in_break"] = False
@@ -249,7 +256,8 @@ def decode_model(x, sample_rate, baud=None, *, data_bits=7, parity="E", stop_bit
                "n_rise": len(rise), "sum_rise": float(rise.sum()), "max_rise": float(rise.max()) if len(rise) else 0.0,
                "n_fall": len(fall), "sum_fall": float(fall.sum()), "max_fall": float(fall.max()) if len(fall) else 0.0,
                "glitches": len(glitches), "n_samples": n, "fs": float(sample_rate), "frame_bits": frame_bits,
-               "mark_high_raw": mark_high})
+               "mark_high_raw": mark_high,
+               "fit_edges": np.array(fits, dtype=FIT_DTYPE)})
     edges = np.array(kept, dtype=[("pos", "<f8"), ("mark", "<i8")]) if kept else np.zeros(
         0, dtype=[("pos", "<f8"), ("mark", "<i8")])
     return chars, edges, st, glitches
