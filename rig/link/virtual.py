@@ -27,7 +27,7 @@ import struct
 import termios
 import threading
 import tty
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from rig import _clock
 from rig._framing import add_parity
@@ -39,9 +39,12 @@ _TCGETS2 = 0x802C542A  # struct termios2, Linux: gives the real speeds, custom o
 _SPIN_NS = 100_000   # wake this long before a delivery; sleep_until spins the last 50 us
 
 
-class WireChar(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class WireChar:
     """One character on the line. sent: the byte its sender wrote (wire form); line: what was on
     the wire after line faults (-1: dropped); received: what the other side got (-1: nothing)."""
+    # a frozen dataclass, not a NamedTuple: a tuple's own index() method would be shadowed by the
+    # field; every reader takes the fields by name
     direction: str
     index: int
     sent: int
@@ -105,7 +108,8 @@ class VirtualLine:
             self.paths[side] = os.ttyname(s)
         self._count = {"to_meter": 0, "to_hhu": 0}
         self._free_at = {"to_meter": 0, "to_hhu": 0}
-        self._truncating = {"to_meter": None, "to_hhu": None}
+        # per direction: True while a "truncate" fault swallows the rest of the message in progress
+        self._truncating: dict[str, bool | None] = {"to_meter": None, "to_hhu": None}
         self._last_arrival = {"to_meter": 0, "to_hhu": 0}
         self.overruns = 0
         # what each tty was at the start, restored whenever the last program closes it (see above)
@@ -203,7 +207,7 @@ class VirtualLine:
                     os.read(fd, 64)
                     continue
                 if fd == self._notify_fd:
-                    self._opens_and_closes()
+                    self._opens_and_closes(fd)
                     continue
                 try:
                     data = os.read(fd, 4096)
@@ -223,14 +227,14 @@ class VirtualLine:
                 except (BlockingIOError, OSError):
                     self.overruns += 1  # the receiving side does not read: its buffer is full
 
-    def _opens_and_closes(self) -> None:
+    def _opens_and_closes(self, notify_fd: int) -> None:
         """Count opens and closes of each tty by programs; when the last one closed it, put it
         back as it was at the start (the next program's 7E1 request then changes its speed)."""
         try:
-            data = os.read(self._notify_fd, 4096)
+            data = os.read(notify_fd, 4096)
         except (BlockingIOError, InterruptedError):
             return
-        touched = set()
+        touched: set[str] = set()
         off = 0
         while off + 16 <= len(data):
             wd, mask, _cookie, n = struct.unpack_from("iIII", data, off)
@@ -261,7 +265,7 @@ class VirtualLine:
         other = "meter" if side == "hhu" else "hhu"
         if self.modes[side] == "chars":
             data = add_parity(data)
-        tx_baud = tty_speed(self._slaves[side]) or 300
+        tx_baud: float = tty_speed(self._slaves[side]) or 300
         rx_baud = tty_speed(self._slaves[other]) or 300
         faults = [f for f in self._faults if f.applies(direction)]
         for f in faults:
@@ -269,7 +273,7 @@ class VirtualLine:
                 tx_baud *= 1 + f.percent / 100
         char_ns = char_time_ns(tx_baud, self.fmt)
         out: list[tuple[int, str, int]] = []
-        records = []
+        records: list[WireChar] = []
         for w in data:
             i = self._count[direction]
             self._count[direction] += 1
