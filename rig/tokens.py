@@ -260,10 +260,10 @@ def make_outcome(profile: Profile, status: Any, where: str = "token outcome", *,
     if defaults is None and None in given:
         raise TokenTableError(f"{where}: tokenStatus {name!r} has no default TCDU results; "
                               "give authentication, validation and result")
-    codes = [_code(profile, t, g if g is not None else d, f"{where}: {k}")
-             for t, g, d, k in zip(TCDU_TABLES[1:], given, defaults or (None,) * 3,
-                                   ("authentication", "validation", "result"))]
-    return TokenOutcome(code, *codes, status_name=name, accepted=name.lower() in ACCEPTING)
+    auth, valid, res = [_code(profile, t, g if g is not None else d, f"{where}: {k}")
+                        for t, g, d, k in zip(TCDU_TABLES[1:], given, defaults or (None,) * 3,
+                                              ("authentication", "validation", "result"))]
+    return TokenOutcome(code, auth, valid, res, status_name=name, accepted=name.lower() in ACCEPTING)
 
 
 _ENTRY_KEYS = ("status", "authentication", "validation", "result", "credit", "tid", "description")
@@ -317,7 +317,8 @@ class TokenModel:
             raise TokenTableError(f"{source}: tid_memory: expected an integer >= 1, got {tid_memory!r}")
         self.table: dict[str, TokenSpec] = {
             text: _spec(profile, text, raw, f"{source}: tokens.{text}") for text, raw in (table or {}).items()}
-        self.default = make_outcome(profile, default_status, f"{source}: default_status")
+        # the outcome of a token not in the table (not `default`: that is the classmethod below)
+        self.default_outcome = make_outcome(profile, default_status, f"{source}: default_status")
         self.tid_memory = tid_memory
         std = {k: make_outcome(profile, k, f"profile {profile.path}: codes.tokenStatus")
                for k in (TokenStatus.USED, TokenStatus.OLD, TokenStatus.FORMAT_ERROR,
@@ -377,7 +378,7 @@ class TokenModel:
             return self.used_outcome, "used: accepted before", None
         spec = self.table.get(token.text)
         if spec is None:
-            return self.default, "default", None
+            return self.default_outcome, "default", None
         if spec.outcome.accepted and spec.tid is not None:
             if spec.tid in self.tids:
                 return self.used_outcome, f"used: tid {spec.tid} accepted before", spec
@@ -389,7 +390,7 @@ class TokenModel:
         """Enter a token at `now_ns`: decide, record it in the account, apply it if accepted."""
         locked = self.lockout.locked(now_ns)
         outcome, reason, spec = self.evaluate(text, now_ns)
-        credit = 0
+        credit: float = 0
         if locked:
             pass  # not evaluated: neither a reject nor an accept
         elif outcome.accepted:
