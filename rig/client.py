@@ -80,6 +80,8 @@ class TokenLockoutActive(ClientError):
 
 @dataclass
 class TokenResult:
+    """What a token transfer established: tokenStatus, the TCDU results, the outcome (accepted,
+    rejected or unknown, with why) and every exchange it took."""
     token: str
     status: int | None = None            # tokenStatus code (None: not known)
     status_name: str = ""
@@ -93,10 +95,12 @@ class TokenResult:
 
     @property
     def accepted(self) -> bool:
+        """True only when the meter's tokenStatus said it accepted the token."""
         return self.outcome == OUTCOME_ACCEPTED
 
     @property
     def known(self) -> bool:
+        """False when the outcome could not be established (unknown_reason says why)."""
         return self.outcome != OUTCOME_UNKNOWN
 
     @property
@@ -107,6 +111,7 @@ class TokenResult:
         return self.outcome if self.accepted else f"rejected: {self.status_name}"
 
     def as_dict(self) -> dict:
+        """The result as plain JSON-ready data, its exchanges included."""
         return {"token": self.token, "status": self.status, "status_name": self.status_name,
                 "accepted": self.accepted, "outcome": self.outcome, "outcome_text": self.outcome_text,
                 "unknown_reason": self.unknown_reason, "notes": list(self.notes),
@@ -733,6 +738,7 @@ class Client:
                                                basis=p.basis("timing.ta")))
 
     def close(self) -> None:
+        """Close the port (no sign-off: sign_off() first to end a session)."""
         self.port.close()
 
     def __enter__(self) -> "Client":
