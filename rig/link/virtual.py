@@ -125,14 +125,17 @@ class VirtualLine:
     # -- face ------------------------------------------------------------------------------------
     @property
     def hhu_port(self) -> str:
+        """The tty path the HHU side opens."""
         return self.paths["hhu"]
 
     @property
     def meter_port(self) -> str:
+        """The tty path the meter side opens."""
         return self.paths["meter"]
 
     @property
     def faults(self) -> tuple[Fault, ...]:
+        """The faults applied to characters from now on (settable)."""
         return self._faults
 
     @faults.setter
@@ -140,9 +143,11 @@ class VirtualLine:
         self._faults = tuple(faults)  # one assignment: the bridge sees the old or the new set
 
     def inject(self, *faults: Fault) -> None:
+        """Add faults to those applied."""
         self.faults = self._faults + faults
 
     def clear_faults(self) -> None:
+        """A clean line from now on."""
         self.faults = ()
 
     def sent(self, direction: str) -> int:
@@ -150,19 +155,23 @@ class VirtualLine:
         return self._count[direction]
 
     def record(self) -> list[WireChar]:
+        """A copy of the wire record so far, both directions, in the order the bridge took them."""
         with self._lock:
             return list(self._record)
 
     def clear_record(self) -> None:
+        """Forget the wire record so far."""
         with self._lock:
             self._record.clear()
 
     def start(self) -> "VirtualLine":
+        """Start the bridge thread; returns the line."""
         self._thread = threading.Thread(target=self._run, name="virtual-line", daemon=True)
         self._thread.start()
         return self
 
     def close(self) -> None:
+        """Stop the bridge and close both pty pairs."""
         self._stop = True
         if self._thread is not None:
             os.write(self._wake_w, b"x")
