@@ -68,6 +68,10 @@ class ClientError(RigError):
 
 class AnswerLost(ClientError):
     """No answer (or none that answers the request) to a request the client must not repeat blindly."""
+    exchange: Exchange  # always the exchange whose answer was lost
+
+    def __init__(self, message: str, exchange: Exchange):
+        super().__init__(message, exchange)
 
 
 class TokenLockoutActive(ClientError):
@@ -76,6 +80,8 @@ class TokenLockoutActive(ClientError):
 
 @dataclass
 class TokenResult:
+    """What a token transfer established: tokenStatus, the TCDU results, the outcome (accepted,
+    rejected or unknown, with why) and every exchange it took."""
     token: str
     status: int | None = None            # tokenStatus code (None: not known)
     status_name: str = ""
@@ -89,10 +95,12 @@ class TokenResult:
 
     @property
     def accepted(self) -> bool:
+        """True only when the meter's tokenStatus said it accepted the token."""
         return self.outcome == OUTCOME_ACCEPTED
 
     @property
     def known(self) -> bool:
+        """False when the outcome could not be established (unknown_reason says why)."""
         return self.outcome != OUTCOME_UNKNOWN
 
     @property
@@ -103,6 +111,7 @@ class TokenResult:
         return self.outcome if self.accepted else f"rejected: {self.status_name}"
 
     def as_dict(self) -> dict:
+        """The result as plain JSON-ready data, its exchanges included."""
         return {"token": self.token, "status": self.status, "status_name": self.status_name,
                 "accepted": self.accepted, "outcome": self.outcome, "outcome_text": self.outcome_text,
                 "unknown_reason": self.unknown_reason, "notes": list(self.notes),
@@ -188,6 +197,7 @@ class Client:
             self.port.set_baud(p.character.initial_baud)
             ex = self._transact("identify", IDRequest(self.address, limits=p.limits), ("ident",))
             ident = ex.message
+            assert isinstance(ident, IDResponse)  # ("ident",) takes nothing else
             self.identity = ident
             select, baud = self._option_select_for(ident, mode, ex)
             sel = Exchange("option select")
@@ -236,7 +246,8 @@ class Client:
                             ("data", reg))
         if ex.answer_kind == ERROR:
             raise ClientError(f"read {reg.name} ({reg.register_id}): the meter answered error "
-                              f"{ex.message.error_text!r}", ex)
+                              f"{_error_text(ex)!r}", ex)
+        assert ex.value is not None  # a data answer taken: the register's value, checked
         return ex.value, ex
 
     def write(self, register: str, value: str) -> Exchange:
@@ -245,7 +256,7 @@ class Client:
         ex = self._transact(f"write {reg.name}", self._write_command(reg, value), ("ack",))
         if ex.answer_kind == ERROR:
             raise ClientError(f"write {reg.name} ({reg.register_id}): the meter answered error "
-                              f"{ex.message.error_text!r}", ex)
+                              f"{_error_text(ex)!r}", ex)
         return ex
 
     def transfer_token(self, token: str) -> TokenResult:
@@ -290,7 +301,7 @@ class Client:
                 continue
             result.exchanges.append(ex)
             if ex.answer_kind == ERROR:
-                text = ex.message.error_text
+                text = _error_text(ex)
                 if unsure and text == p.error_texts["not_ready"]:
                     result.notes.append(f"write {attempt + 1}: error answer {text!r}: the earlier write "
                                         "was taken and is executing")
@@ -505,7 +516,12 @@ class Client:
             turn = ex.turns[-1]
             # the answer must start within the command timeout
             wait = extra_ns + p.timing.command_timeout_ns
-            problem, nak, frame, verdict, msg, why = None, False, None, None, None, ""
+            problem: str | None = None
+            nak = False
+            frame: Frame | None = None
+            verdict: str | None = None
+            msg: Message | None = None
+            why = ""
             heard_nak = None  # a NAK is one byte that noise can make: acted on only if nothing better comes
             while True:
                 frame = self._answer_frame(turn.said_end_ns, wait, ex.notes)
@@ -532,6 +548,7 @@ class Client:
                     self._timed(ex, turn, frame)
                     problem, nak = f"bad answer: {bad}", True
                     break
+                assert msg is not None  # _message gives the message or what is wrong with it
                 if isinstance(msg, Nak):
                     if heard_nak is not None:
                         ex.notes.append("NAK set aside: another NAK followed")
@@ -549,6 +566,7 @@ class Client:
                     problem = f"wrong answer: {why}"
                 break
             if problem is None and verdict == PARTIAL:
+                assert isinstance(msg, Data) and frame is not None  # only a Data block is PARTIAL
                 parts.append(msg.data)
                 frames.append(bytes(frame.data))
                 turn.result = PARTIAL
@@ -572,6 +590,7 @@ class Client:
                     raise AnswerLost(why, ex)
                 raise ClientError(why, ex)
             if nak:
+                assert frame is not None  # a NAK answers a bad frame heard
                 ex.naks_sent += 1  # ask for the answer (or the block) again
                 self._last_end_ns = frame.t_last_ns
                 self._say(Nak().to_bytes(), ex, "NAK")
@@ -585,6 +604,7 @@ class Client:
             self._drain(ex)
             self._send(request, ex)
         # it came through, perhaps after repeats: the problems met on the way were recovered
+        assert frame is not None and verdict is not None  # no problem: a frame was judged
         turn.result = verdict
         ex.recovered, ex.errors = ex.errors, []
         ex.message = msg
@@ -718,6 +738,7 @@ class Client:
                                                basis=p.basis("timing.ta")))
 
     def close(self) -> None:
+        """Close the port (no sign-off: sign_off() first to end a session)."""
         self.port.close()
 
     def __enter__(self) -> "Client":
@@ -733,6 +754,12 @@ class Client:
                     self.sign_off_error = str(e)
         finally:
             self.close()
+
+
+def _error_text(ex: Exchange) -> str | None:
+    """The text of the error answer an exchange took (answer_kind ERROR: only a Data is one)."""
+    assert isinstance(ex.message, Data)
+    return ex.message.error_text
 
 
 def _is_error(msg: Data) -> bool:

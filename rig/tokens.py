@@ -116,6 +116,7 @@ class Token:
 
     @classmethod
     def parse(cls, text: str) -> "Token":
+        """The token of a 20-digit string, or TokenError saying what is wrong with it."""
         if not isinstance(text, str):
             raise TokenError(repr(text), f"expected a string of {TOKEN_DIGITS} digits, got {type(text).__name__}")
         for i, ch in enumerate(text):
@@ -135,6 +136,7 @@ class Token:
 
     @property
     def subclass(self) -> int:
+        """The 4 bits after the class bits (their placement assumed, as above)."""
         return (self.number >> 60) & 0xF
 
     def __str__(self) -> str:
@@ -192,9 +194,11 @@ class TokenLockout:
         self.until_ns: int | None = None
 
     def locked(self, now_ns: int) -> bool:
+        """True while token entry is locked at now_ns."""
         return self.until_ns is not None and now_ns < self.until_ns
 
     def remaining_ns(self, now_ns: int) -> int:
+        """Time left of the lockout at now_ns (0: not locked)."""
         return max(0, self.until_ns - now_ns) if self.until_ns is not None else 0
 
     def reject(self, now_ns: int) -> int:
@@ -206,14 +210,17 @@ class TokenLockout:
         return period
 
     def accept(self) -> None:
+        """An accepted token: the reject count clears if the profile says so."""
         if self.params.cleared_by_accept:
             self.clear()
 
     def power_cycle(self) -> None:
+        """The meter restarts: the lockout clears if the profile says so."""
         if self.params.cleared_by_power_cycle:
             self.clear()
 
     def clear(self) -> None:
+        """No rejects counted, no lockout."""
         self.rejects, self.until_ns = 0, None
 
     def __repr__(self) -> str:
@@ -260,10 +267,10 @@ def make_outcome(profile: Profile, status: Any, where: str = "token outcome", *,
     if defaults is None and None in given:
         raise TokenTableError(f"{where}: tokenStatus {name!r} has no default TCDU results; "
                               "give authentication, validation and result")
-    codes = [_code(profile, t, g if g is not None else d, f"{where}: {k}")
-             for t, g, d, k in zip(TCDU_TABLES[1:], given, defaults or (None,) * 3,
-                                   ("authentication", "validation", "result"))]
-    return TokenOutcome(code, *codes, status_name=name, accepted=name.lower() in ACCEPTING)
+    auth, valid, res = [_code(profile, t, g if g is not None else d, f"{where}: {k}")
+                        for t, g, d, k in zip(TCDU_TABLES[1:], given, defaults or (None,) * 3,
+                                              ("authentication", "validation", "result"))]
+    return TokenOutcome(code, auth, valid, res, status_name=name, accepted=name.lower() in ACCEPTING)
 
 
 _ENTRY_KEYS = ("status", "authentication", "validation", "result", "credit", "tid", "description")
@@ -317,7 +324,8 @@ class TokenModel:
             raise TokenTableError(f"{source}: tid_memory: expected an integer >= 1, got {tid_memory!r}")
         self.table: dict[str, TokenSpec] = {
             text: _spec(profile, text, raw, f"{source}: tokens.{text}") for text, raw in (table or {}).items()}
-        self.default = make_outcome(profile, default_status, f"{source}: default_status")
+        # the outcome of a token not in the table (not `default`: that is the classmethod below)
+        self.default_outcome = make_outcome(profile, default_status, f"{source}: default_status")
         self.tid_memory = tid_memory
         std = {k: make_outcome(profile, k, f"profile {profile.path}: codes.tokenStatus")
                for k in (TokenStatus.USED, TokenStatus.OLD, TokenStatus.FORMAT_ERROR,
@@ -363,6 +371,7 @@ class TokenModel:
     # -- deciding ------------------------------------------------------------------------------
 
     def locked(self, now_ns: int) -> bool:
+        """True while token entry is locked out at now_ns."""
         return self.lockout.locked(now_ns)
 
     def evaluate(self, text: str, now_ns: int) -> tuple[TokenOutcome, str, TokenSpec | None]:
@@ -377,7 +386,7 @@ class TokenModel:
             return self.used_outcome, "used: accepted before", None
         spec = self.table.get(token.text)
         if spec is None:
-            return self.default, "default", None
+            return self.default_outcome, "default", None
         if spec.outcome.accepted and spec.tid is not None:
             if spec.tid in self.tids:
                 return self.used_outcome, f"used: tid {spec.tid} accepted before", spec
@@ -389,7 +398,7 @@ class TokenModel:
         """Enter a token at `now_ns`: decide, record it in the account, apply it if accepted."""
         locked = self.lockout.locked(now_ns)
         outcome, reason, spec = self.evaluate(text, now_ns)
-        credit = 0
+        credit: float = 0
         if locked:
             pass  # not evaluated: neither a reject nor an accept
         elif outcome.accepted:
@@ -434,6 +443,7 @@ class TokenModel:
 
     @property
     def total_credit(self) -> float:
+        """The credit of every accepted token, summed."""
         return sum(e.credit for e in self.applied)
 
 
@@ -466,6 +476,7 @@ class TransferAccount:
         self.reports: list[Reported] = []
 
     def record(self, text: str, outcome: str, status: int | None = None, reason: str = "") -> Reported:
+        """Note what the rig reported for one transfer (outcome: one of REPORTED_OUTCOMES)."""
         if outcome not in REPORTED_OUTCOMES:
             raise ValueError(f"outcome {outcome!r}: expected one of {', '.join(REPORTED_OUTCOMES)}")
         r = Reported(len(self.reports), text, outcome, status if outcome in ("accepted", "rejected") else None, reason)

@@ -111,6 +111,15 @@ def test_default_status_is_configurable(profile):
     assert m.enter(UNKNOWN, 0).outcome.status_name == "Key type error"
 
 
+def test_default_outcome_does_not_shadow_the_default_model(profile):
+    # the default outcome was the instance attribute `default`, which hid the classmethod
+    # TokenModel.default(profile) on every model: calling it there raised TypeError
+    m = TokenModel(profile, {}, default_status="Accept")
+    assert m.default_outcome.accepted
+    shipped = m.default(profile)
+    assert isinstance(shipped, TokenModel) and shipped.table and not shipped.default_outcome.accepted
+
+
 def test_table_accepts_codes_overrides_and_plain_status(profile):
     m = TokenModel(profile, {UNKNOWN: {"status": 9, "validation": "Used"}, ACCEPT: "key expired"})
     assert m.table[UNKNOWN].outcome.status_name == "Old"

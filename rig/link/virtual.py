@@ -27,7 +27,7 @@ import struct
 import termios
 import threading
 import tty
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from rig import _clock
 from rig._framing import add_parity
@@ -39,9 +39,12 @@ _TCGETS2 = 0x802C542A  # struct termios2, Linux: gives the real speeds, custom o
 _SPIN_NS = 100_000   # wake this long before a delivery; sleep_until spins the last 50 us
 
 
-class WireChar(NamedTuple):
+@dataclass(frozen=True, slots=True)
+class WireChar:
     """One character on the line. sent: the byte its sender wrote (wire form); line: what was on
     the wire after line faults (-1: dropped); received: what the other side got (-1: nothing)."""
+    # a frozen dataclass, not a NamedTuple: a tuple's own index() method would be shadowed by the
+    # field; every reader takes the fields by name
     direction: str
     index: int
     sent: int
@@ -105,7 +108,8 @@ class VirtualLine:
             self.paths[side] = os.ttyname(s)
         self._count = {"to_meter": 0, "to_hhu": 0}
         self._free_at = {"to_meter": 0, "to_hhu": 0}
-        self._truncating = {"to_meter": None, "to_hhu": None}
+        # per direction: True while a "truncate" fault swallows the rest of the message in progress
+        self._truncating: dict[str, bool | None] = {"to_meter": None, "to_hhu": None}
         self._last_arrival = {"to_meter": 0, "to_hhu": 0}
         self.overruns = 0
         # what each tty was at the start, restored whenever the last program closes it (see above)
@@ -121,14 +125,17 @@ class VirtualLine:
     # -- face ------------------------------------------------------------------------------------
     @property
     def hhu_port(self) -> str:
+        """The tty path the HHU side opens."""
         return self.paths["hhu"]
 
     @property
     def meter_port(self) -> str:
+        """The tty path the meter side opens."""
         return self.paths["meter"]
 
     @property
     def faults(self) -> tuple[Fault, ...]:
+        """The faults applied to characters from now on (settable)."""
         return self._faults
 
     @faults.setter
@@ -136,9 +143,11 @@ class VirtualLine:
         self._faults = tuple(faults)  # one assignment: the bridge sees the old or the new set
 
     def inject(self, *faults: Fault) -> None:
+        """Add faults to those applied."""
         self.faults = self._faults + faults
 
     def clear_faults(self) -> None:
+        """A clean line from now on."""
         self.faults = ()
 
     def sent(self, direction: str) -> int:
@@ -146,19 +155,23 @@ class VirtualLine:
         return self._count[direction]
 
     def record(self) -> list[WireChar]:
+        """A copy of the wire record so far, both directions, in the order the bridge took them."""
         with self._lock:
             return list(self._record)
 
     def clear_record(self) -> None:
+        """Forget the wire record so far."""
         with self._lock:
             self._record.clear()
 
     def start(self) -> "VirtualLine":
+        """Start the bridge thread; returns the line."""
         self._thread = threading.Thread(target=self._run, name="virtual-line", daemon=True)
         self._thread.start()
         return self
 
     def close(self) -> None:
+        """Stop the bridge and close both pty pairs."""
         self._stop = True
         if self._thread is not None:
             os.write(self._wake_w, b"x")
@@ -203,7 +216,7 @@ class VirtualLine:
                     os.read(fd, 64)
                     continue
                 if fd == self._notify_fd:
-                    self._opens_and_closes()
+                    self._opens_and_closes(fd)
                     continue
                 try:
                     data = os.read(fd, 4096)
@@ -223,14 +236,14 @@ class VirtualLine:
                 except (BlockingIOError, OSError):
                     self.overruns += 1  # the receiving side does not read: its buffer is full
 
-    def _opens_and_closes(self) -> None:
+    def _opens_and_closes(self, notify_fd: int) -> None:
         """Count opens and closes of each tty by programs; when the last one closed it, put it
         back as it was at the start (the next program's 7E1 request then changes its speed)."""
         try:
-            data = os.read(self._notify_fd, 4096)
+            data = os.read(notify_fd, 4096)
         except (BlockingIOError, InterruptedError):
             return
-        touched = set()
+        touched: set[str] = set()
         off = 0
         while off + 16 <= len(data):
             wd, mask, _cookie, n = struct.unpack_from("iIII", data, off)
@@ -261,7 +274,7 @@ class VirtualLine:
         other = "meter" if side == "hhu" else "hhu"
         if self.modes[side] == "chars":
             data = add_parity(data)
-        tx_baud = tty_speed(self._slaves[side]) or 300
+        tx_baud: float = tty_speed(self._slaves[side]) or 300
         rx_baud = tty_speed(self._slaves[other]) or 300
         faults = [f for f in self._faults if f.applies(direction)]
         for f in faults:
@@ -269,7 +282,7 @@ class VirtualLine:
                 tx_baud *= 1 + f.percent / 100
         char_ns = char_time_ns(tx_baud, self.fmt)
         out: list[tuple[int, str, int]] = []
-        records = []
+        records: list[WireChar] = []
         for w in data:
             i = self._count[direction]
             self._count[direction] += 1
