@@ -18,6 +18,7 @@ import functools
 import io
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -135,6 +136,12 @@ class EyeMask:
     text: str
 
 
+def _high(opt: InterfaceOption, name: str, otherwise: float) -> float:
+    """The option's upper limit on `name`, or `otherwise` (the mask's drawing default) where it states none."""
+    lim = opt.limits.get(name)
+    return otherwise if lim is None or lim.high is None else lim.high
+
+
 def eye_mask(opt: InterfaceOption) -> EyeMask:
     """Levels: between the transmitter's space and mark limits (what a sender meeting the option
     never dwells in once settled); time: an edge may move by the jitter_peak limit and take the
@@ -142,8 +149,9 @@ def eye_mask(opt: InterfaceOption) -> EyeMask:
     hi_sym, lo_sym = (opt.tx_mark, opt.tx_space) if opt.mark_is_high else (opt.tx_space, opt.tx_mark)
     lo_level = lo_sym.high               # the lower symbol's highest allowed level
     hi_level = hi_sym.low                # the upper symbol's lowest allowed level
-    jit = opt.limits["jitter_peak"].high if "jitter_peak" in opt.limits else 0.15
-    rise = opt.limits["rise_time"].high if "rise_time" in opt.limits else 0.10
+    assert lo_level is not None and hi_level is not None, f"{opt.name}: a symbol's inner side is unbounded"
+    jit = _high(opt, "jitter_peak", 0.15)
+    rise = _high(opt, "rise_time", 0.10)
     a, b = jit, jit + rise
     mid = (lo_level + hi_level) / 2
     inner = np.array([(a, mid), (b, hi_level), (1 - b, hi_level), (1 - a, mid), (1 - b, lo_level),
@@ -189,7 +197,7 @@ def eye_figure(x: np.ndarray, traces: np.ndarray, opt: InterfaceOption, title: s
     n = len(traces)
     alpha = float(min(0.5, max(0.04, 25.0 / max(n, 1))))
     segs = np.stack([np.broadcast_to(x, traces.shape), traces], axis=-1)
-    ax.add_collection(LineCollection(segs, colors=TRACE_COLOUR, linewidths=0.8, alpha=alpha))
+    ax.add_collection(LineCollection(list(segs), colors=TRACE_COLOUR, linewidths=0.8, alpha=alpha))
     ax.add_patch(Polygon(mask.inner, closed=True, facecolor=MASK_COLOUR, alpha=0.25,
                          edgecolor=MASK_COLOUR, linewidth=1.0, label="mask"))
     lo = min(float(traces.min()), float(mask.inner[:, 1].min()))
@@ -238,7 +246,7 @@ def _limits(ax, limits, data_lo: float, data_hi: float, unit: str, fixed: tuple[
         if ok:
             near.append((label, v))
     for i, (label, v) in enumerate(limits):
-        style = dict(color=LIMIT_COLOUR, linestyle="--" if i % 2 == 0 else "-.", linewidth=1.3)
+        style: dict[str, Any] = dict(color=LIMIT_COLOUR, linestyle="--" if i % 2 == 0 else "-.", linewidth=1.3)
         if (label, v) in near:
             handles.append(ax.axvline(v, label=f"{label} {v:g} {unit}", **style))
         else:
@@ -308,8 +316,8 @@ def levels_figure(panels: list[LevelsPanel]) -> bytes:
             a = lo if lim.low is None else lim.low
             b = hi if lim.high is None else lim.high
             ax.fill_between([xi - 0.35, xi + 0.35], a, b, color=PASS_COLOUR, alpha=0.15, linewidth=0)
-        rx = [(lim.low if lim.low is not None else lim.high, lim, txt)
-              for lim, txt in ((o.rx_mark, "receiver: surely mark"), (o.rx_space, "receiver: surely space"))]
+        rx = [(v, lim, txt) for lim, txt in ((o.rx_mark, "receiver: surely mark"), (o.rx_space, "receiver: surely space"))
+              if (v := lim.low if lim.low is not None else lim.high) is not None]
         for k, (v, lim, txt) in enumerate(sorted(rx, key=lambda r: r[0])):   # lower label below its line
             ax.axhline(v, color="#555", linestyle=":", linewidth=1.0)
             ax.annotate(f"{txt} {'≥' if lim.low is not None else '≤'} {v:g}", (1.5, v), fontsize=6.5,
@@ -349,8 +357,8 @@ class SweepSeries:
     completion: list[float | None]
     threshold: float | None = None
     must_work_at: float | None = None
-    not_run: list[float] = None        # values (positions) of steps not run: a stop condition
-    errors: list[float] = None         # values (positions) of steps that could not be carried out
+    not_run: list[float] | None = None        # values (positions) of steps not run: a stop condition
+    errors: list[float] | None = None         # values (positions) of steps that could not be carried out
     categories: list[str] | None = None   # a sweep over names: x is the position in this list
     rate: str = "success rate"         # what y is ("steps passed" when the steps measure no rate)
 
@@ -405,7 +413,7 @@ def sweeps_figure(series: list[SweepSeries]) -> bytes:
         ax.set_title(s.title, fontsize=9)
     for j in range(len(series), rows * cols):
         axes[j // cols, j % cols].set_visible(False)
-    seen = {}
+    seen: dict[str, Any] = {}
     for ax in axes.ravel():
         for h, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, h)
