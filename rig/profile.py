@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from rig import _framing
 from rig.config_check import Bool, Checker, Choice, FileError, Int, Map, Open, Opt, Text, read_toml
 
 __all__ = ["DEFAULT_PATH", "SCHEMA", "Profile", "ProfileError", "Register", "load_profile"]
@@ -38,7 +39,9 @@ class ProfileError(FileError):
 
 _BAUD = Choice((300, 600, 1200, 2400, 4800, 9600, 19200), "baud")
 _PRINTABLE = r"[ -~]"
-_DATA = r"[ \"-'+-.0-~]"  # printable, but not ( ) * / ! (they delimit data sets)
+# printable, but not the characters that delimit data sets ( ) * / !: the framer's own set
+_DATA = "[" + "".join(re.escape(chr(c)) for c in range(0x20, 0x7F) if c not in _framing.EXCLUDED) + "]"
+_DATA_NO_SPACE = "[" + "".join(re.escape(chr(c)) for c in range(0x21, 0x7F) if c not in _framing.EXCLUDED) + "]"
 _NAME = Text(32, r"[A-Za-z0-9_]", "letters, digits, _", min=1)
 ENCODINGS = ("decimal", "ascii", "digits20", "code", "binary7")
 
@@ -89,7 +92,7 @@ SCHEMA: dict[str, Any] = {
         "unknown_register", "access_denied", "bad_length", "bad_value", "not_ready", "lockout",
         "undefined_command")},
     "registers": Open(_NAME, {
-        "register_id": Text("limits.address_max", _DATA.replace(" ", ""), "printable, no space ( ) * / !", min=1),
+        "register_id": Text("limits.address_max", _DATA_NO_SPACE, "printable, no space ( ) * / !", min=1),
         "access": Choice(("r", "w", "rw")),
         "length": Int(1, "limits.value_max_programming", "characters"),
         "encoding": Choice(ENCODINGS),
