@@ -27,13 +27,13 @@ a well-formed token that is not listed. On top of the table it keeps what a mete
 from __future__ import annotations
 
 import os
-import tomllib
 from collections import Counter
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Mapping
 
+from rig.config_check import Checker, FileError, Int, Num, Text, read_toml
 from rig.errors import RigError
 from rig.profile import Profile
 
@@ -98,8 +98,9 @@ class TokenError(RigError, ValueError):
         super().__init__(f"token {token!r}: {reason}")
 
 
-class TokenTableError(RigError, ValueError):
-    """A test-token table that cannot be used; the message names the file and the key."""
+class TokenTableError(FileError):
+    """A test-token table that cannot be used, in the one format of rig.config_check:
+    `file:line: key: what is wrong (expected ...)`; a table given in code names its `source`."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,11 +240,11 @@ def code_of(profile: Profile, table: str, name: str) -> int | None:
     return _names(profile, table).get(name.lower())
 
 
-def _code(profile: Profile, table: str, value: Any, where: str) -> int:
-    """A code of `table` given by name (any case) or number; TokenTableError otherwise."""
+def _code(profile: Profile, table: str, value: Any, c: Checker, path: tuple) -> int:
+    """A code of `table` given by name (any case) or number; TokenTableError at `path` otherwise."""
     codes = profile.codes.get(table)
     if codes is None:
-        raise TokenTableError(f"{where}: the profile has no code table {table!r}")
+        raise c.refuse(path, f"the profile has no code table {table!r}")
     if type(value) is int:
         if value in codes:
             return value
@@ -252,59 +253,66 @@ def _code(profile: Profile, table: str, value: Any, where: str) -> int:
         if found is not None:
             return found
     else:
-        raise TokenTableError(f"{where}: expected a {table} code name or number, got {value!r}")
-    listed = ", ".join(f"{c} {n!r}" for c, n in codes.items())
-    raise TokenTableError(f"{where}: {value!r} is not in the profile's {table} codes ({listed})")
+        raise c.fail(path, f"a {table} code name or number", value)
+    listed = ", ".join(f"{code} {name!r}" for code, name in codes.items())
+    raise c.refuse(path, f"{value!r} is not in the profile's {table} codes", f"one of: {listed}")
+
+
+_OUTCOME_KEYS = ("status", "authentication", "validation", "result")
 
 
 def make_outcome(profile: Profile, status: Any, where: str = "token outcome", *,
                  authentication: Any = None, validation: Any = None, result: Any = None) -> TokenOutcome:
-    """The TCDU outcome of a tokenStatus (name or code); the other three default from TCDU_RESULTS."""
-    code = _code(profile, "tokenStatus", status, f"{where}: status")
+    """The TCDU outcome of a tokenStatus (name or code); the other three default from TCDU_RESULTS.
+    A value the profile does not know raises TokenTableError naming `where` and the key."""
+    return _outcome(profile, Checker(where, error=TokenTableError), tuple((k,) for k in _OUTCOME_KEYS),
+                    status, (authentication, validation, result))
+
+
+def _outcome(profile: Profile, c: Checker, paths: tuple, status: Any, given: tuple) -> TokenOutcome:
+    """make_outcome with its errors at `paths` of `c`'s file (status, authentication, validation, result)."""
+    code = _code(profile, "tokenStatus", status, c, paths[0])
     name = profile.codes["tokenStatus"][code]
     defaults = TCDU_RESULTS.get(name.lower())
-    given = (authentication, validation, result)
     if defaults is None and None in given:
-        raise TokenTableError(f"{where}: tokenStatus {name!r} has no default TCDU results; "
-                              "give authentication, validation and result")
-    auth, valid, res = [_code(profile, t, g if g is not None else d, f"{where}: {k}")
-                        for t, g, d, k in zip(TCDU_TABLES[1:], given, defaults or (None,) * 3,
-                                              ("authentication", "validation", "result"))]
+        raise c.refuse(paths[0], f"tokenStatus {name!r} has no default TCDU results",
+                       "authentication, validation and result given with it")
+    auth, valid, res = [_code(profile, t, g if g is not None else d, c, at)
+                        for t, g, d, at in zip(TCDU_TABLES[1:], given, defaults or (None,) * 3, paths[1:])]
     return TokenOutcome(code, auth, valid, res, status_name=name, accepted=name.lower() in ACCEPTING)
 
 
 _ENTRY_KEYS = ("status", "authentication", "validation", "result", "credit", "tid", "description")
+_TID = Int(0, (1 << 24) - 1)
 
 
-def _spec(profile: Profile, text: Any, raw: Any, where: str) -> TokenSpec:
+def _spec(profile: Profile, text: Any, raw: Any, c: Checker) -> TokenSpec:
+    """The entry `raw` of token `text` in the table checked by `c` (its key: tokens.<text>)."""
     if not isinstance(text, str):
-        raise TokenTableError(f"{where}: a token is a string of 20 digits, got {text!r}")
+        raise c.fail(("tokens", str(text)), f"a token as a string of {TOKEN_DIGITS} digits", text)
+    p = ("tokens", text)
     try:
         Token.parse(text)
     except TokenError as e:
-        raise TokenTableError(f"{where}: {e}; a malformed token needs no entry (it is a Format error)") from None
+        raise c.refuse(p, f"{e}; a malformed token needs no entry (it is a Format error)") from None
     if isinstance(raw, TokenSpec):
         return raw
     if isinstance(raw, str):
         raw = {"status": raw}
     if not isinstance(raw, Mapping):
-        raise TokenTableError(f"{where}: expected a table with keys {', '.join(_ENTRY_KEYS)}, got {raw!r}")
-    unknown = [k for k in raw if k not in _ENTRY_KEYS]
-    if unknown:
-        raise TokenTableError(f"{where}.{unknown[0]}: unknown key; expected one of: {', '.join(_ENTRY_KEYS)}")
+        raise c.fail(p, f"a status, or a table with keys {', '.join(_ENTRY_KEYS)}", raw)
+    c.keys(dict(raw), p, _ENTRY_KEYS)
     if "status" not in raw:
-        raise TokenTableError(f"{where}.status: missing; a tokenStatus name or code, e.g. \"Accept\"")
-    outcome = make_outcome(profile, raw["status"], where, authentication=raw.get("authentication"),
-                           validation=raw.get("validation"), result=raw.get("result"))
+        raise c.refuse(p + ("status",), "missing", 'a tokenStatus name or code, e.g. "Accept"')
+    outcome = _outcome(profile, c, tuple(p + (k,) for k in _OUTCOME_KEYS), raw["status"],
+                       (raw.get("authentication"), raw.get("validation"), raw.get("result")))
     credit = raw.get("credit", 0)
-    if type(credit) not in (int, float) or credit < 0:
-        raise TokenTableError(f"{where}.credit: expected a number >= 0, got {credit!r}")
+    if not (Num().ok(credit) and credit >= 0):
+        raise c.fail(p + ("credit",), "a number >= 0", credit)
     tid = raw.get("tid")
-    if tid is not None and not (type(tid) is int and 0 <= tid < 1 << 24):
-        raise TokenTableError(f"{where}.tid: expected an integer 0..{(1 << 24) - 1}, got {tid!r}")
-    desc = raw.get("description", "")
-    if not isinstance(desc, str):
-        raise TokenTableError(f"{where}.description: expected a string, got {desc!r}")
+    if tid is not None:
+        c.check(tid, p + ("tid",), _TID)
+    desc = c.check(raw.get("description", ""), p + ("description",), Text())
     return TokenSpec(text, outcome, credit, tid, desc)
 
 
@@ -317,17 +325,19 @@ class TokenModel:
 
     def __init__(self, profile: Profile, table: Mapping[str, Any] | None = None, *,
                  default_status: Any = DEFAULT_STATUS, tid_memory: int = TID_MEMORY,
-                 source: str = "token table"):
+                 source: str = "token table", origin: Checker | None = None):
         self.profile = profile
         self.source = source
-        if type(tid_memory) is not int or tid_memory < 1:
-            raise TokenTableError(f"{source}: tid_memory: expected an integer >= 1, got {tid_memory!r}")
+        # errors name `source` and the key; `origin` (from_file's checker) adds the file's lines
+        c = origin or Checker(source, error=TokenTableError)
+        c.check(tid_memory, ("tid_memory",), Int(1))
         self.table: dict[str, TokenSpec] = {
-            text: _spec(profile, text, raw, f"{source}: tokens.{text}") for text, raw in (table or {}).items()}
+            text: _spec(profile, text, raw, c) for text, raw in (table or {}).items()}
         # the outcome of a token not in the table (not `default`: that is the classmethod below)
-        self.default_outcome = make_outcome(profile, default_status, f"{source}: default_status")
+        self.default_outcome = _outcome(profile, c, (("default_status",),) * 4, default_status, (None,) * 3)
         self.tid_memory = tid_memory
-        std = {k: make_outcome(profile, k, f"profile {profile.path}: codes.tokenStatus")
+        codes = Checker(profile.path, error=TokenTableError)
+        std = {k: _outcome(profile, codes, tuple(("codes", t) for t in TCDU_TABLES), k, (None,) * 3)
                for k in (TokenStatus.USED, TokenStatus.OLD, TokenStatus.FORMAT_ERROR,
                          TokenStatus.TOKEN_LOCKOUT_ACTIVE, TokenStatus.NOT_READY)}
         self.used_outcome, self.old_outcome = std[TokenStatus.USED], std[TokenStatus.OLD]
@@ -345,23 +355,14 @@ class TokenModel:
     def from_file(cls, path: str | os.PathLike[str], profile: Profile) -> "TokenModel":
         """A model with the table of a TOML file (format: rig/profiles/test-tokens.toml)."""
         file = str(path)
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise TokenTableError(f"{file}: cannot read token table: {e.strerror or e}") from None
-        except UnicodeDecodeError as e:
-            raise TokenTableError(f"{file}: not UTF-8 text: {e}") from None
-        except tomllib.TOMLDecodeError as e:
-            raise TokenTableError(f"{file}: not valid TOML: {e}") from None
-        allowed = ("default_status", "tid_memory", "tokens")
-        for key in data:
-            if key not in allowed:
-                raise TokenTableError(f"{file}: {key}: unknown key; expected one of: {', '.join(allowed)}")
+        data, text = read_toml(file, TokenTableError)
+        c = Checker(file, text, error=TokenTableError)
+        c.keys(data, (), ("default_status", "tid_memory", "tokens"))
         tokens = data.get("tokens", {})
         if not isinstance(tokens, dict):
-            raise TokenTableError(f"{file}: tokens: expected a table of token -> entry, got {tokens!r}")
+            raise c.fail(("tokens",), "a table of token -> entry", tokens)
         return cls(profile, tokens, default_status=data.get("default_status", DEFAULT_STATUS),
-                   tid_memory=data.get("tid_memory", TID_MEMORY), source=file)
+                   tid_memory=data.get("tid_memory", TID_MEMORY), source=file, origin=c)
 
     @classmethod
     def default(cls, profile: Profile) -> "TokenModel":

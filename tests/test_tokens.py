@@ -1,7 +1,10 @@
 """The STS token model: parsing, table, used/old, TokenLockout with passed-in time, the account."""
+import re
+
 import pytest
 from hypothesis import given, strategies as st
 
+from rig.config_check import FileError
 from rig.profile import load_profile
 from rig.tokens import (
     DEFAULT_TABLE_PATH, Token, TokenError, TokenModel, TokenTableError, make_outcome,
@@ -127,31 +130,61 @@ def test_table_accepts_codes_overrides_and_plain_status(profile):
     assert m.table[ACCEPT].outcome.status_name == "Key expired"
 
 
-@pytest.mark.parametrize("body, says", [
-    ('[tokens."123"]\nstatus = "Accept"', "tokens.123: token '123': expected 20 digits"),
-    (f'[tokens."{ACCEPT}"]\nstatus = "Great"', f"tokens.{ACCEPT}: status: 'Great' is not in the profile's tokenStatus"),
-    (f'[tokens."{ACCEPT}"]\ncredit = 1', f"tokens.{ACCEPT}.status: missing"),
-    (f'[tokens."{ACCEPT}"]\nstatus = "Accept"\ncredit = -1', f"tokens.{ACCEPT}.credit: expected a number >= 0"),
-    (f'[tokens."{ACCEPT}"]\nstatus = "Accept"\ntid = 16777216', f"tokens.{ACCEPT}.tid: expected an integer"),
-    (f'[tokens."{ACCEPT}"]\nstatus = "Accept"\ncolour = 1', f"tokens.{ACCEPT}.colour: unknown key"),
-    (f'[tokens."{ACCEPT}"]\nstatus = "Accept"\nresult = "Fine"', "result: 'Fine' is not in the profile's TokenResult"),
-    ('default_status = "Nope"', "default_status: status: 'Nope'"),
-    ('tid_memory = 0', "tid_memory: expected an integer >= 1"),
-    ('colour = 1', "colour: unknown key"),
-    ('tokens = 3', "tokens: expected a table"),
-    ('[tokens\nx', "not valid TOML"),
+@pytest.mark.parametrize("body, line, key, says", [
+    ('[tokens."123"]\nstatus = "Accept"', 1, "tokens.123", "token '123': expected 20 digits"),
+    (f'[tokens."{ACCEPT}"]\nstatus = "Great"', 2, f"tokens.{ACCEPT}.status",
+     "'Great' is not in the profile's tokenStatus codes (expected one of: 0 "),
+    (f'[tokens."{ACCEPT}"]\ncredit = 1', 1, f"tokens.{ACCEPT}.status", "missing (expected a tokenStatus name"),
+    (f'[tokens."{ACCEPT}"]\nstatus = "Accept"\ncredit = -1', 3, f"tokens.{ACCEPT}.credit",
+     "got -1 (expected a number >= 0)"),
+    (f'[tokens."{ACCEPT}"]\nstatus = "Accept"\ntid = 16777216', 3, f"tokens.{ACCEPT}.tid",
+     "got 16777216 (expected an integer 0..16777215)"),
+    (f'[tokens."{ACCEPT}"]\nstatus = "Accept"\ncolour = 1', 3, f"tokens.{ACCEPT}.colour",
+     "unknown key (expected one of: status, "),
+    (f'[tokens."{ACCEPT}"]\nstatus = "Accept"\nresult = "Fine"', 3, f"tokens.{ACCEPT}.result",
+     "'Fine' is not in the profile's TokenResult codes"),
+    (f'[tokens."{ACCEPT}"]\nstatus = "Accept"\ndescription = 3', 3, f"tokens.{ACCEPT}.description",
+     "got 3 (expected a string)"),
+    (f'[tokens]\n"{ACCEPT}" = 5', 2, f"tokens.{ACCEPT}", "got 5 (expected a status, or a table with keys"),
+    ('\ndefault_status = "Nope"', 2, "default_status", "'Nope' is not in the profile's tokenStatus codes"),
+    ('tid_memory = 0', 1, "tid_memory", "got 0 (expected an integer >= 1)"),
+    ('colour = 1', 1, "colour", "unknown key (expected one of: default_status, tid_memory, tokens)"),
+    ('tokens = 3', 1, "tokens", "got 3 (expected a table of token -> entry)"),
+    ('[tokens\nx', 1, None, "not valid TOML"),
 ])
-def test_table_file_errors_name_file_and_key(tmp_path, profile, body, says):
+def test_table_file_errors_name_file_and_key(tmp_path, profile, body, line, key, says):
     f = tmp_path / "tokens.toml"
     f.write_text(body)
     with pytest.raises(TokenTableError) as e:
         TokenModel.from_file(f, profile)
-    assert str(f) in str(e.value) and says in str(e.value), str(e.value)
+    where = f"{f}:{line}: " + (f"{key}: " if key else "")
+    assert str(e.value).startswith(where + says), str(e.value)
+    assert (e.value.path, e.value.line, e.value.key) == (str(f), line, key)
+
+
+def test_token_table_error_names_file_line_and_key(tmp_path, profile):
+    f = tmp_path / "mine.toml"
+    f.write_text(f'# my tokens\ntid_memory = 5\n\n[tokens."{ACCEPT}"]\nstatus = "Accept"\ncredit = -2.5\n')
+    with pytest.raises(FileError) as e:     # the one format of every user file
+        TokenModel.from_file(f, profile)
+    assert isinstance(e.value, TokenTableError) and isinstance(e.value, ValueError)
+    assert str(e.value) == f"{f}:6: tokens.{ACCEPT}.credit: got -2.5 (expected a number >= 0)"
+    assert (e.value.line, e.value.key, e.value.expected) == (6, f"tokens.{ACCEPT}.credit", "a number >= 0")
+
+
+def test_table_given_in_code_names_its_source_and_key(profile):
+    with pytest.raises(TokenTableError) as e:
+        TokenModel(profile, {ACCEPT: {"status": "Accept", "tid": -1}}, source="case table")
+    assert str(e.value) == f"case table: tokens.{ACCEPT}.tid: got -1 (expected an integer 0..16777215)"
+    assert e.value.line is None
+    with pytest.raises(TokenTableError, match=r"^token outcome: status: 'Great' is not in the profile's tokenStatus"):
+        make_outcome(profile, "Great")
 
 
 def test_missing_table_file_names_it(tmp_path, profile):
-    with pytest.raises(TokenTableError, match="cannot read token table"):
-        TokenModel.from_file(tmp_path / "none.toml", profile)
+    f = tmp_path / "none.toml"
+    with pytest.raises(TokenTableError, match=f"^{re.escape(str(f))}: cannot read"):
+        TokenModel.from_file(f, profile)
 
 
 def test_make_outcome_of_a_status_without_defaults_needs_all_three(tmp_path):
