@@ -11,9 +11,9 @@ import pytest
 
 from rig.client import Client, ClientError, TokenLockoutActive
 from rig.embedded import EmbeddedMeter
-from rig.link import Fault
+from rig.link import OS_LATENCY_NS, Fault
 from rig.profile import load_profile
-from rig.server import MeterEmulator, MeterServer, TimingPolicy
+from rig.server import EventKind, MeterEmulator, MeterServer, TimingPolicy
 
 TOKEN = "56746304125830196637"  # accepted in the default test-token table
 
@@ -170,13 +170,21 @@ def test_token_write_with_faults_is_applied_exactly_once(rig_meter, rig_line, ri
 
 # "max" aims emulator.limit_margin (30 ms) inside tr_max: it used to aim at 1500 ms itself and
 # was measured at 1500.0-1507 ms, a FAIL by the rig's own client (issue 13 item 9)
+# The bounds hold for the meter's aim; a meter thread the OS wakes late (a loaded CI machine) answers
+# late by what its own record shows, and the client must measure that lateness too, not hide it.
 @pytest.mark.parametrize("mode, low, high", [("min", 200, 215), ("max", 1465, 1500)])
 def test_emulator_timing_policy_is_measured_by_the_client(profile, mode, low, high):
     emu = MeterEmulator(profile, policy=TimingPolicy(mode))
+    assert low <= emu.timing()["tr_ns"] / 1e6 <= high            # what the meter aims at
     with EmbeddedMeter(profile, emulator=emu) as meter, session(meter, profile) as hhu:
         hhu.identify()
         _, ex = hhu.read("tokenStatus")
-        assert low <= ex.tr_ns / 1e6 <= high
+        read = [e for e in meter.server.events if EventKind.READ in e["kinds"]][-1]
+        late_ns = read["t_answer_start_ns"] - read["t_request_end_ns"] - emu.timing()["tr_ns"]
+        # within the OS allowance the aim must keep the answer inside the bounds (the old bug: aiming
+        # at tr_max itself, measured 1500-1507 ms); beyond it the machine was late, by its own record
+        slack_ms = late_ns / 1e6 if late_ns > OS_LATENCY_NS else 0.0
+        assert low <= ex.tr_ns / 1e6 <= high + slack_ms
         assert ex.ok
 
 
