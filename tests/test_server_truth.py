@@ -19,6 +19,7 @@ from conftest import start_rig, wait_for
 from rig import _framing
 from rig.embedded import EmbeddedMeter
 from rig.link import VirtualLine
+from rig.link.virtual import tty_speed
 from rig.profile import load_profile
 from rig.protocol.messages import (
     Ack, BreakCommand, Data, DataSet, IDRequest, IDResponse, Nak, OptionSelect, PasswordCommand,
@@ -579,6 +580,32 @@ def test_rig_line_7e1_open_twice():
             with serial.Serial(line.hhu_port, 300, bytesize=7, parity="E") as s:
                 s.write(b"x")
             assert wait_for(lambda: line.restored["hhu"] > before, 5.0)
+
+
+def test_tty_reopened_while_the_line_restores_it_keeps_the_new_programs_speed():
+    """A program that opened a `rig line` tty again while the line's thread was between counting
+    the last close and restoring the start state (a loaded machine) had its speed overwritten: the
+    client spoke at 300 Bd on a line set back to the start's, and no IDRequest was heard. The
+    reopen is forced into that window here, from inside the line's own event counting."""
+    with VirtualLine(hhu_mode="chars", meter_mode="chars") as line:
+        count, reopened = line._count_events, []
+
+        def count_then_reopen(fd):
+            touched = count(fd)
+            if touched and not reopened:
+                reopened.append(serial.Serial(line.hhu_port, 1200, bytesize=7, parity="E"))
+            return touched
+
+        line._count_events = count_then_reopen
+        with serial.Serial(line.hhu_port, 4800, bytesize=7, parity="E"):
+            pass
+        assert wait_for(lambda: reopened, 5.0)
+        try:
+            # the line has counted the reopen: whatever it does next, the program's 1200 Bd stands
+            assert wait_for(lambda: line._openers["hhu"] == 1, 5.0)
+            assert tty_speed(line._slaves["hhu"]) == 1200
+        finally:
+            reopened[0].close()
 
 
 def test_rig_line_7e1_open_twice_through_the_command():

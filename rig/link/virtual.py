@@ -238,34 +238,52 @@ class VirtualLine:
 
     def _opens_and_closes(self, notify_fd: int) -> None:
         """Count opens and closes of each tty by programs; when the last one closed it, put it
-        back as it was at the start (the next program's 7E1 request then changes its speed)."""
-        try:
-            data = os.read(notify_fd, 4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        touched: set[str] = set()
-        off = 0
-        while off + 16 <= len(data):
-            wd, mask, _cookie, n = struct.unpack_from("iIII", data, off)
-            off += 16 + n
-            side = self._watches.get(wd)
-            if mask & _IN_Q_OVERFLOW:  # events lost: assume nobody is left
-                touched.update(SIDES)
-                self._openers = {s: 0 for s in SIDES}
-            if side is None:
-                continue
-            if mask & _IN_OPEN:
-                self._openers[side] += 1
-            if mask & (_IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE):
-                self._openers[side] = max(0, self._openers[side] - 1)
-                touched.add(side)
-        for side in touched:
-            if self._openers[side] == 0:
+        back as it was at the start (the next program's 7E1 request then changes its speed).
+        A program may open the tty again while this thread waits for the GIL (a loaded machine):
+        its open is counted from the events queued after the tty's state was noted, and a state
+        changed since then is its own, so neither is overwritten."""
+        touched = self._count_events(notify_fd)
+        noted = {side: self._termios(side) for side in touched if self._openers[side] == 0}
+        self._count_events(notify_fd)
+        for side, before in noted.items():
+            if self._openers[side] == 0 and before is not None and self._termios(side) == before:
                 try:
                     termios.tcsetattr(self._slaves[side], termios.TCSANOW, self._pristine[side])
                     self.restored[side] += 1
                 except (termios.error, OSError, KeyError):
                     pass
+
+    def _termios(self, side: str) -> list | None:
+        try:
+            return termios.tcgetattr(self._slaves[side])
+        except (termios.error, OSError, KeyError):
+            return None
+
+    def _count_events(self, notify_fd: int) -> set[str]:
+        """Read every queued inotify event; update the open counts; the sides closed meanwhile."""
+        touched: set[str] = set()
+        while True:
+            try:
+                data = os.read(notify_fd, 4096)
+            except (BlockingIOError, InterruptedError):
+                return touched
+            if not data:
+                return touched
+            off = 0
+            while off + 16 <= len(data):
+                wd, mask, _cookie, n = struct.unpack_from("iIII", data, off)
+                off += 16 + n
+                side = self._watches.get(wd)
+                if mask & _IN_Q_OVERFLOW:  # events lost: assume nobody is left
+                    touched.update(SIDES)
+                    self._openers = {s: 0 for s in SIDES}
+                if side is None:
+                    continue
+                if mask & _IN_OPEN:
+                    self._openers[side] += 1
+                if mask & (_IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE):
+                    self._openers[side] = max(0, self._openers[side] - 1)
+                    touched.add(side)
 
     def _accept(self, side: str, data: bytes, t: int) -> list[tuple[int, str, int]]:
         """Characters from one side's read at time t: schedule them on the line, apply faults,
