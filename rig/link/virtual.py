@@ -242,16 +242,18 @@ class VirtualLine:
         A program may open the tty again while this thread waits for the GIL (a loaded machine):
         its open is counted from the events queued after the tty's state was noted, and a state
         changed since then is its own, so neither is overwritten."""
-        touched = self._count_events(notify_fd)
-        noted = {side: self._termios(side) for side in touched if self._openers[side] == 0}
-        self._count_events(notify_fd)
-        for side, before in noted.items():
-            if self._openers[side] == 0 and before is not None and self._termios(side) == before:
-                try:
-                    termios.tcsetattr(self._slaves[side], termios.TCSANOW, self._pristine[side])
-                    self.restored[side] += 1
-                except (termios.error, OSError, KeyError):
-                    pass
+        closed = self._count_events(notify_fd)
+        while closed:
+            noted = {side: self._termios(side) for side in closed if self._openers[side] == 0}
+            closed = self._count_events(notify_fd)   # a side closed again is noted afresh next round
+            for side, before in noted.items():
+                if (side not in closed and self._openers[side] == 0 and before is not None
+                        and self._termios(side) == before):
+                    try:
+                        termios.tcsetattr(self._slaves[side], termios.TCSANOW, self._pristine[side])
+                        self.restored[side] += 1
+                    except (termios.error, OSError, KeyError):
+                        pass
 
     def _termios(self, side: str) -> list | None:
         try:
